@@ -1,0 +1,205 @@
+"""The control API: HTTP/1.1 (h11, sans-IO) on a unix socket inside the repo.
+
+Routes are registered on a ``Router`` by whichever service owns them, so a later feature adds
+an endpoint with one ``router.add(...)`` call. Kubo's conventions: ``POST /api/v0/<command>``,
+``arg`` query parameters, JSON bodies, errors as ``{"Message", "Code", "Type": "error"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+import trio
+
+from ..errors import ApiError, IpfsKitError
+from ..logs import get_logger
+
+log = get_logger(__name__)
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
+READ_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: bytes = b""
+
+    def arg(self, name: str = "arg", default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def require(self, name: str = "arg") -> str:
+        value = self.arg(name)
+        if value is None:
+            raise ApiError(f"argument {name!r} is required", status=400)
+        return value
+
+    def flag(self, name: str) -> bool:
+        return (self.arg(name) or "").lower() in ("1", "true", "yes")
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes | AsyncIterator[bytes] = b""
+    content_type: str = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def json(cls, obj: Any, status: int = 200) -> Response:
+        return cls(status=status, body=json.dumps(obj).encode() + b"\n")
+
+    @classmethod
+    def error(cls, message: str, status: int = 500) -> Response:
+        return cls.json({"Message": message, "Code": 0, "Type": "error"}, status=status)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Router:
+    """(method, path) -> handler; the one place routes are looked up."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, dict[str, Handler]] = {}
+
+    def add(self, method: str, path: str, handler: Handler) -> None:
+        methods = self._routes.setdefault(path, {})
+        if method in methods:
+            raise ValueError(f"route {method} {path} is registered twice")
+        methods[method] = handler
+
+    def paths(self) -> list[str]:
+        return sorted(self._routes)
+
+    async def dispatch(self, request: Request) -> Response:
+        methods = self._routes.get(request.path)
+        if methods is None:
+            return Response.error(f"{request.path}: no such command", status=404)
+        handler = methods.get(request.method)
+        if handler is None:
+            allowed = ", ".join(sorted(methods))
+            return Response.error(f"{request.method} not allowed here; use {allowed}", 405)
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return Response.error(str(exc), exc.status)
+        except IpfsKitError as exc:
+            return Response.error(str(exc), 500)
+
+
+class ApiServer:
+    """Serves a Router on a unix socket (mode 0600) for the node's lifetime."""
+
+    name = "api"
+
+    def __init__(self, socket_path: Path, router: Router) -> None:
+        self.socket_path = socket_path
+        self.router = router
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        # We hold the repo lock, so a socket file left here belongs to a dead daemon.
+        self.socket_path.unlink(missing_ok=True)
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            await sock.bind(str(self.socket_path))
+        finally:
+            os.umask(old_umask)
+        sock.listen(128)
+        listener = trio.SocketListener(sock)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(trio.serve_listeners, self._serve_connection, [listener])
+                log.info("control API listening", socket=str(self.socket_path))
+                task_status.started()
+        finally:
+            self.socket_path.unlink(missing_ok=True)
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+            try:
+                while await self._serve_one(conn, stream):
+                    conn.start_next_cycle()
+            except h11.RemoteProtocolError as exc:
+                await _send_if_possible(conn, stream, Response.error(f"bad request: {exc}", 400))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def _serve_one(self, conn: h11.Connection, stream: trio.SocketStream) -> bool:
+        event = await _next_event(conn, stream)
+        if isinstance(event, h11.ConnectionClosed):
+            return False
+        assert isinstance(event, h11.Request)
+        target = urlsplit(event.target.decode("latin-1"))
+        body = bytearray()
+        while True:
+            part = await _next_event(conn, stream)
+            if isinstance(part, h11.Data):
+                body += part.data
+                if len(body) > MAX_BODY_BYTES:
+                    await _send(conn, stream, Response.error(
+                        f"request body over {MAX_BODY_BYTES} bytes", 413))
+                    return False
+            elif isinstance(part, h11.EndOfMessage):
+                break
+            else:
+                return False
+        request = Request(
+            method=event.method.decode(),
+            path=target.path,
+            query=parse_qs(target.query, keep_blank_values=True),
+            body=bytes(body),
+        )
+        response = await self.router.dispatch(request)
+        await _send(conn, stream, response)
+        return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+
+async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> Any:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        data = await stream.receive_some(READ_SIZE)
+        conn.receive_data(data)  # b"" marks end of stream
+
+
+async def _send(conn: h11.Connection, stream: trio.SocketStream, response: Response) -> None:
+    headers = [("content-type", response.content_type), *response.headers]
+    if isinstance(response.body, bytes):
+        headers.append(("content-length", str(len(response.body))))
+    else:
+        headers.append(("transfer-encoding", "chunked"))
+    await stream.send_all(conn.send(h11.Response(status_code=response.status, headers=headers)))
+    if isinstance(response.body, bytes):
+        if response.body:
+            await stream.send_all(conn.send(h11.Data(data=response.body)))
+    else:
+        async for chunk in response.body:
+            if chunk:
+                await stream.send_all(conn.send(h11.Data(data=chunk)))
+    await stream.send_all(conn.send(h11.EndOfMessage()))
+
+
+async def _send_if_possible(
+    conn: h11.Connection, stream: trio.SocketStream, response: Response
+) -> None:
+    if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+        try:
+            await _send(conn, stream, response)
+        except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass

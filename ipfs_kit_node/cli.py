@@ -1,0 +1,229 @@
+"""Command line: the daemon (`ipfs-kit-node --role ROLE`) and client subcommands.
+
+Client subcommands talk to the running daemon over the control API socket in the repo. To add
+one: write a function taking (args, client) and register it with ``_client_command``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import ROLES, ConfigError, Layer, NodeConfig, load_config, parse_table
+from .errors import IpfsKitError
+
+ClientFn = Callable[[argparse.Namespace, Any], int]
+_CLIENT_COMMANDS: dict[str, ClientFn] = {}
+
+
+def _client_command(name: str) -> Callable[[ClientFn], ClientFn]:
+    def register(fn: ClientFn) -> ClientFn:
+        _CLIENT_COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+# -- parsing -----------------------------------------------------------------------------------
+
+
+def _repo_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    # Subcommands accept the same options after their name; SUPPRESS keeps the top-level value.
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--repo", type=Path, default=default,
+                        help="repo folder (default: $IPFS_KIT_PATH or ~/.ipfs-kit-node)")
+    parser.add_argument("--config", type=Path, default=default, help="extra TOML config file")
+
+
+def _daemon_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--role", choices=ROLES, default=default,
+                        help="node role (default: worker)")
+    parser.add_argument("--listen", action="append", metavar="MULTIADDR", default=default,
+                        help="listen address (repeatable; replaces [node] listen)")
+    parser.add_argument("--bootstrap", action="append", metavar="MULTIADDR", default=default,
+                        help="bootstrap peer (repeatable; replaces [node] bootstrap)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ipfs-kit-node",
+        description="A Python IPFS peer. Without a command, runs the daemon in the foreground.",
+    )
+    parser.add_argument("--version", action="version", version=f"ipfs-kit-node {__version__}")
+    _repo_options(parser, top=True)
+    _daemon_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        _repo_options(p, top=False)
+        return p
+
+    _daemon_options(command("daemon", "run the daemon in the foreground"), top=False)
+    command("id", "show this node's identity (as Kubo's `ipfs id`)")
+    command("status", "show role, uptime and peers").add_argument(
+        "--enc", choices=("text", "json"), default="text")
+    swarm = command("swarm", "connections to other peers")
+    swarm_sub = swarm.add_subparsers(dest="swarm_command", metavar="SUBCOMMAND", required=True)
+    connect = swarm_sub.add_parser("connect", help="connect to peers by multiaddr")
+    connect.add_argument("addrs", nargs="+", metavar="MULTIADDR")
+    peers = swarm_sub.add_parser("peers", help="list connected peers")
+    peers.add_argument("--identify", action="store_true", help="include identify details")
+    peers.add_argument("--enc", choices=("text", "json"), default="text")
+    config = command("config", "configuration")
+    config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    show = config_sub.add_parser("show", help="print the effective config (TOML)")
+    _daemon_options(show, top=False)
+    show.add_argument("--enc", choices=("toml", "json"), default="toml")
+    return parser
+
+
+# -- daemon ------------------------------------------------------------------------------------
+
+
+def _repo_path(args: argparse.Namespace) -> Path:
+    from .repo import default_repo_path
+
+    return Path(args.repo) if args.repo else default_repo_path()
+
+
+def _effective_config(args: argparse.Namespace) -> NodeConfig:
+    flags: dict[str, Any] = {}
+    if args.listen:
+        flags["listen"] = args.listen
+    if args.bootstrap:
+        flags["bootstrap"] = args.bootstrap
+    layer: Layer = parse_table("command line", {"node": flags}) if flags else {}
+    return load_config(
+        args.role or "worker",
+        repo_config=_repo_path(args) / "config.toml",
+        config_file=args.config,
+        flags=layer,
+    )
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    import trio
+
+    from .logs import configure_logging, get_logger
+    from .node import Node
+    from .repo import Repo
+
+    config = _effective_config(args)
+    configure_logging(config.log.level, config.log.format, config.log.libp2p_level)
+    log = get_logger("ipfs_kit_node.daemon")
+    repo = Repo(_repo_path(args))
+    if repo.init():
+        log.info("repo created", repo=str(repo.path))
+    repo.lock()
+    try:
+        node = Node(config, repo)
+        trio.run(_serve_until_signal, node)
+    finally:
+        repo.unlock()
+    return 0
+
+
+async def _serve_until_signal(node: Any) -> None:
+    import trio
+
+    async def stop_on_signal(*, task_status: trio.TaskStatus[None]) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
+            async for signum in signals:
+                node.log.info("signal received; stopping", signal=signal.Signals(signum).name)
+                node.stop()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(stop_on_signal)
+        await node.run()
+        nursery.cancel_scope.cancel()
+
+
+# -- client commands ---------------------------------------------------------------------------
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+@_client_command("id")
+def _id(args: argparse.Namespace, client: Any) -> int:
+    _print_json(client.call("id"))
+    return 0
+
+
+@_client_command("status")
+def _status(args: argparse.Namespace, client: Any) -> int:
+    status = client.call("status")
+    if args.enc == "json":
+        _print_json(status)
+    else:
+        print(f"role:     {status['Role']} (cluster {status['Cluster']})")
+        print(f"peer id:  {status['ID']}")
+        print(f"uptime:   {status['Uptime']:.0f} s")
+        print(f"peers:    {status['Peers']}")
+        for addr in status["Addresses"]:
+            print(f"address:  {addr}")
+    return 0
+
+
+@_client_command("swarm")
+def _swarm(args: argparse.Namespace, client: Any) -> int:
+    if args.swarm_command == "connect":
+        for line in client.call("swarm/connect", {"arg": args.addrs})["Strings"]:
+            print(line)
+        return 0
+    peers = client.call("swarm/peers", {"identify": "true"} if args.identify else {})["Peers"]
+    if args.enc == "json":
+        _print_json(peers)
+        return 0
+    for p in peers:
+        agent = p.get("Identify", {}).get("AgentVersion", "")
+        extra = f"  {p['Direction']}, found by {p['FoundBy']}" + (f", {agent}" if agent else "")
+        print(f"{p['Addr']}/p2p/{p['Peer']}{extra}")
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    config = _effective_config(args)
+    if args.enc == "json":
+        _print_json(config.to_dict())
+    else:
+        sys.stdout.write(config.to_toml())
+    return 0
+
+
+def run_client(args: argparse.Namespace) -> int:
+    from .api.client import ApiClient
+
+    repo = _repo_path(args)
+    socket_name = load_config("worker", repo_config=repo / "config.toml",
+                              config_file=args.config).api.socket
+    with ApiClient(repo / socket_name, repo) as client:
+        return _CLIENT_COMMANDS[args.command](args, client)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in (None, "daemon"):
+            return run_daemon(args)
+        if args.command == "config":
+            return _config_show(args)
+        return run_client(args)
+    except ConfigError as exc:
+        print(f"Error: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    except IpfsKitError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

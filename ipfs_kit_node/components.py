@@ -1,0 +1,23 @@
+"""What the node hands to every service and role: narrow handles, built once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from libp2p.abc import IHost
+
+from .api.server import Router
+from .config import NodeConfig
+from .metrics import NodeMetrics
+from .protocols.peers import PeerBook
+from .repo import Repo
+
+
+@dataclass(frozen=True)
+class Components:
+    config: NodeConfig
+    repo: Repo
+    host: IHost
+    peers: PeerBook
+    router: Router
+    metrics: NodeMetrics

@@ -1,0 +1,63 @@
+"""The exception hierarchy: one base, one class per condition a user can act on.
+
+Messages say what happened and what to do about it; the CLI prints them as they are.
+"""
+
+from __future__ import annotations
+
+
+class IpfsKitError(Exception):
+    """Base class of every error ipfs-kit-node raises on purpose."""
+
+
+class ConfigError(IpfsKitError):
+    """The configuration is invalid: names the source, the key and the reason."""
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        self.source = source
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{source}: {key}: {reason}")
+
+
+class RepoError(IpfsKitError):
+    """The repository folder cannot be created, read or used."""
+
+
+class RepoLockedError(RepoError):
+    """Another daemon holds the repository lock."""
+
+    def __init__(self, repo: str, pid: int | None) -> None:
+        self.repo = repo
+        self.pid = pid
+        holder = f"process {pid}" if pid else "another process"
+        super().__init__(
+            f"repo {repo} is in use by {holder}; stop that daemon or pass another --repo"
+        )
+
+
+class DaemonNotRunningError(IpfsKitError):
+    """A client command found no daemon to talk to."""
+
+    def __init__(self, repo: str, detail: str) -> None:
+        self.repo = repo
+        super().__init__(
+            f"no ipfs-kit-node daemon is running on repo {repo} ({detail}); "
+            "start one with `ipfs-kit-node --role worker` or pass the right --repo"
+        )
+
+
+class ApiError(IpfsKitError):
+    """The daemon answered a control API call with an error."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class ClosedNodeError(IpfsKitError):
+    """The node was used after it stopped (we closed it)."""
+
+
+class PeerBrokenError(IpfsKitError):
+    """A peer failed or broke the protocol (they did); the cause is in ``__cause__``."""

@@ -1,0 +1,65 @@
+"""The py-libp2p host, built with the settings its defaults get wrong for us.
+
+Noise only (the library also accepts plaintext and secio inbound unless told otherwise),
+Yamux before mplex, one connection per peer (so connect skips the 250 ms happy-eyeballs wait),
+our agent version in identify, and the role's connection-manager watermarks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.metadata import version
+
+import multiaddr
+from libp2p import create_yamux_muxer_option, new_host
+from libp2p.abc import IHost
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.identity.identify import identify as _identify
+from libp2p.network.config import ConnectionConfig
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+
+from . import __version__
+from .config import ConnMgrSection
+
+AGENT_VERSION = f"ipfs-kit-node/{__version__} py-libp2p/{version('libp2p')}"
+
+# py-libp2p reads its agent version from this module constant when it answers identify;
+# there is no constructor argument for it in 0.8.1.
+_identify.AGENT_VERSION = AGENT_VERSION
+
+
+def connection_config(connmgr: ConnMgrSection) -> ConnectionConfig:
+    """Role watermarks over the library defaults; always one connection per peer."""
+    cfg = ConnectionConfig(max_connections_per_peer=1)
+    if connmgr.low_water is not None:
+        cfg.low_watermark = connmgr.low_water
+        cfg.min_connections = min(cfg.min_connections, connmgr.low_water)
+    if connmgr.high_water is not None:
+        cfg.high_watermark = connmgr.high_water
+        cfg.max_connections = max(cfg.max_connections, connmgr.high_water)
+    if connmgr.grace_period is not None:
+        cfg.grace_period = connmgr.grace_period
+    return cfg
+
+
+def build_host(
+    key_pair: KeyPair, listen: Sequence[str], connmgr: ConnMgrSection
+) -> IHost:
+    noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+    return new_host(
+        key_pair=key_pair,
+        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
+        muxer_opt=create_yamux_muxer_option(),
+        listen_addrs=[multiaddr.Multiaddr(a) for a in listen],
+        connection_config=connection_config(connmgr),
+        enable_mDNS=False,
+    )
+
+
+def peer_addresses(host: IHost) -> list[str]:
+    """Our listen addresses, each ending in /p2p/<our peer ID>."""
+    suffix = f"/p2p/{host.get_id()}"
+    return [a if a.endswith(suffix) else a + suffix for a in map(str, host.get_addrs())]

@@ -1,0 +1,140 @@
+"""The Node: one py-libp2p host and one trio nursery that every long-lived task lives in.
+
+Services start in order (host, peer book, bootstrap, control API, role) and stop in reverse.
+READY=1 goes to systemd after the last one has started; STOPPING=1 when a stop begins.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import multiaddr
+import trio
+from libp2p.abc import IHost
+from libp2p.crypto.keys import KeyPair
+
+from .api.routes import register_core_routes
+from .api.server import ApiServer, Router
+from .components import Components
+from .config import NodeConfig
+from .errors import ClosedNodeError
+from .host import build_host, peer_addresses
+from .logs import get_logger
+from .metrics import NodeMetrics
+from .protocols.peers import PeerBook
+from .repo import Repo
+from .roles import load_role
+from .service import Service
+from .swarm import Bootstrapper
+from .systemd import SystemdNotifier
+
+log = get_logger(__name__)
+
+# How long one service may take to wind down before the node moves on to the next.
+STOP_GRACE = 0.5
+
+
+class HostService:
+    """Keeps the host listening for the node's lifetime."""
+
+    name = "host"
+
+    def __init__(self, host: IHost, listen: tuple[str, ...]) -> None:
+        self.host = host
+        self.listen = [multiaddr.Multiaddr(a) for a in listen]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        async with self.host.run(self.listen), trio.open_nursery() as nursery:
+            nursery.start_soon(self.host.get_peerstore().start_cleanup_task, 300)
+            task_status.started()
+            await trio.sleep_forever()
+
+
+@dataclass
+class _Running:
+    service: Service
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+class Node:
+    """A whole ipfs-kit-node peer. ``await node.run()`` until ``node.stop()``."""
+
+    def __init__(self, config: NodeConfig, repo: Repo, key_pair: KeyPair | None = None) -> None:
+        self.config = config
+        self.repo = repo
+        key_pair = key_pair or repo.load_or_create_identity()
+        self.host = build_host(key_pair, config.node.listen, config.connmgr)
+        self.peer_id = self.host.get_id()
+        self.peers = PeerBook(self.host)
+        self.router = Router()
+        self.metrics = NodeMetrics(
+            config.role, str(self.peer_id), lambda: len(self.host.get_connected_peers())
+        )
+        self.components = Components(
+            config=config, repo=repo, host=self.host, peers=self.peers,
+            router=self.router, metrics=self.metrics,
+        )
+        register_core_routes(self.router, self.components)
+        self.role = load_role(config.role)(self.components)
+        self.services: list[Service] = [
+            HostService(self.host, config.node.listen),
+            self.peers,
+            Bootstrapper(self.host, self.peers, config.node.bootstrap),
+            ApiServer(repo.api_socket(config.api.socket), self.router),
+            self.role,
+        ]
+        self.notifier = SystemdNotifier()
+        self._stop = trio.Event()
+        self._running: list[_Running] = []
+        self._stopped = False
+        self.log = log.bind(peer=str(self.peer_id), role=config.role)
+
+    def addresses(self) -> list[str]:
+        return peer_addresses(self.host)
+
+    def stop(self) -> None:
+        """Ask the node to stop; ``run()`` returns once every service has wound down."""
+        self._stop.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        if self._stopped:
+            raise ClosedNodeError("this node has stopped; build a new Node to start again")
+        started = time.monotonic()
+        try:
+            async with trio.open_nursery() as nursery:
+                for service in self.services:
+                    running = _Running(service)
+                    await nursery.start(self._supervise, running)
+                    self._running.append(running)
+                nursery.start_soon(self.notifier.watchdog)
+                await self.notifier.notify("READY=1\nSTATUS=running")
+                self.log.info("node ready", addrs=self.addresses(),
+                              startup_ms=round((time.monotonic() - started) * 1000, 1))
+                task_status.started(self)
+                await self._stop.wait()
+                await self.notifier.notify("STOPPING=1")
+                self.log.info("node stopping")
+                await self._stop_services()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._stopped = True
+        self.log.info("node stopped")
+
+    async def _supervise(self, running: _Running, *, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            with running.scope:
+                await running.service.run(task_status=task_status)
+        finally:
+            running.done.set()
+
+    async def _stop_services(self) -> None:
+        for running in reversed(self._running):
+            running.scope.cancel()
+            with trio.move_on_after(STOP_GRACE) as grace:
+                await running.done.wait()
+            if grace.cancelled_caught:
+                self.log.warning("service slow to stop", service=running.service.name)

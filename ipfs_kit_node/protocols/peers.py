@@ -1,0 +1,174 @@
+"""Who we are connected to, how we found them, and what identify told us.
+
+py-libp2p 0.8.1 runs identify on connect but keeps only addresses and protocols; it drops
+the agent version. The peer book asks identify once more for each new connection and keeps the
+whole answer, plus the direction and how the peer was found (dial, inbound, bootstrap; later
+mDNS and DHT), for ``swarm peers`` and the connection manager.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import multiaddr
+import trio
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.crypto.serialization import deserialize_public_key
+from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
+from libp2p.identity.identify.pb.identify_pb2 import Identify
+from libp2p.peer.id import ID
+from libp2p.utils.varint import read_length_prefixed_protobuf
+
+from ..logs import get_logger
+
+log = get_logger(__name__)
+
+IDENTIFY_TIMEOUT = 10.0
+MAX_IDENTIFY_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class PeerRecord:
+    peer_id: ID
+    direction: str  # "inbound" | "outbound"
+    address: str  # the remote transport address of the connection
+    found_by: str
+    connected_at: float
+    agent_version: str | None = None
+    protocol_version: str | None = None
+    protocols: tuple[str, ...] = ()
+    listen_addrs: tuple[str, ...] = ()
+    identified: trio.Event = field(default_factory=trio.Event, compare=False)
+
+
+def parse_identify(data: bytes, peer_id: ID) -> Identify:
+    """Decode an identify answer; refuse a public key that is not the peer's."""
+    msg = Identify()
+    msg.ParseFromString(data)
+    if msg.HasField("public_key"):
+        key = deserialize_public_key(msg.public_key)
+        if ID.from_pubkey(key) != peer_id:
+            raise ValueError("identify public key does not match the peer ID")
+    return msg
+
+
+def _addr_text(raw: bytes) -> str | None:
+    try:
+        return str(multiaddr.Multiaddr(raw))
+    except Exception:
+        return None
+
+
+class PeerBook(INotifee):
+    """A service: hears connection events from the swarm, identifies new peers."""
+
+    name = "peers"
+
+    def __init__(self, host: IHost) -> None:
+        self._host = host
+        self._peers: dict[ID, PeerRecord] = {}
+        self._found_by: dict[ID, str] = {}
+        self._send, self._receive = trio.open_memory_channel[ID](1024)
+        host.get_network().register_notifee(self)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def get(self, peer_id: ID) -> PeerRecord | None:
+        return self._peers.get(peer_id)
+
+    def all(self) -> list[PeerRecord]:
+        return list(self._peers.values())
+
+    def note_found(self, peer_id: ID, how: str) -> None:
+        """Say how a peer we are about to dial was found (bootstrap, mdns, dht...)."""
+        self._found_by[peer_id] = how
+
+    async def wait_identified(self, peer_id: ID, timeout: float = IDENTIFY_TIMEOUT) -> PeerRecord:
+        record = self._peers.get(peer_id)
+        if record is None:
+            raise KeyError(peer_id)
+        with trio.move_on_after(timeout):
+            await record.identified.wait()
+        return self._peers.get(peer_id, record)
+
+    # -- service -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async for peer_id in self._receive:
+                nursery.start_soon(self._identify, peer_id)
+
+    async def _identify(self, peer_id: ID) -> None:
+        record = self._peers.get(peer_id)
+        if record is None:
+            return
+        try:
+            with trio.fail_after(IDENTIFY_TIMEOUT):
+                stream: INetStream = await self._host.new_stream(peer_id, [IDENTIFY_PROTOCOL])
+                try:
+                    data = await read_length_prefixed_protobuf(
+                        stream, use_varint_format=True, max_length=MAX_IDENTIFY_BYTES
+                    )
+                finally:
+                    await stream.close()
+            msg = parse_identify(data, peer_id)
+        except trio.TooSlowError:
+            log.info("identify timed out", peer=str(peer_id))
+            return
+        except Exception as exc:  # the peer's fault: logged, never fatal
+            log.info("identify failed", peer=str(peer_id), error=str(exc))
+            return
+        finally:
+            record.identified.set()
+        addrs = tuple(a for a in map(_addr_text, msg.listen_addrs) if a)
+        if peer_id in self._peers:
+            self._peers[peer_id] = replace(
+                record,
+                agent_version=msg.agent_version or None,
+                protocol_version=msg.protocol_version or None,
+                protocols=tuple(msg.protocols),
+                listen_addrs=addrs,
+                identified=record.identified,
+            )
+        log.debug("identified", peer=str(peer_id), agent=msg.agent_version)
+
+    # -- INotifee ------------------------------------------------------------------------------
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        peer_id = conn.muxed_conn.peer_id
+        if peer_id in self._peers:
+            return
+        direction = str(getattr(getattr(conn, "direction", None), "value", "unknown"))
+        addrs = conn.get_transport_addresses()
+        found_by = self._found_by.pop(peer_id, "inbound" if direction == "inbound" else "dial")
+        self._peers[peer_id] = PeerRecord(
+            peer_id=peer_id,
+            direction=direction,
+            address=str(addrs[0]) if addrs else "",
+            found_by=found_by,
+            connected_at=time.time(),
+        )
+        try:
+            self._send.send_nowait(peer_id)
+        except trio.WouldBlock:
+            log.warning("identify queue full; peer left unidentified", peer=str(peer_id))
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        peer_id = conn.muxed_conn.peer_id
+        if not network.get_connections(peer_id):
+            self._peers.pop(peer_id, None)
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        pass
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        pass

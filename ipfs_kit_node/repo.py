@@ -1,0 +1,139 @@
+"""The repository folder: identity, config, data folders, lock and API socket.
+
+Layout (created on first start, folder mode 0700):
+    identity.key   Ed25519 private key, libp2p protobuf encoding, mode 0600
+    config.toml    the user's overrides (a layer above the role file)
+    repo.lock      flock()ed by the running daemon; holds its PID
+    api.sock       control API (unix socket, mode 0600), present while the daemon runs
+    blocks/        the disk tier of the block store
+    datastore/     indexes, journals and queues
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+from pathlib import Path
+
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.keys import KeyPair
+from libp2p.identity_utils import load_identity, save_identity
+
+from .errors import RepoError, RepoLockedError
+from .logs import get_logger
+
+DEFAULT_DIRNAME = ".ipfs-kit-node"
+DATA_DIRS = ("blocks", "datastore")
+
+CONFIG_TEMPLATE = """\
+# ipfs-kit-node repo config: overrides the role's defaults for this repo.
+# Keys and their effective values: `ipfs-kit-node config show --role ROLE`.
+# Example:
+# [node]
+# listen = ["/ip4/0.0.0.0/tcp/4001"]
+# [storage]
+# max_size = "50GB"
+"""
+
+log = get_logger(__name__)
+
+
+def default_repo_path(env: dict[str, str] | None = None) -> Path:
+    env = dict(os.environ) if env is None else env
+    if env.get("IPFS_KIT_PATH"):
+        return Path(env["IPFS_KIT_PATH"]).expanduser()
+    return Path.home() / DEFAULT_DIRNAME
+
+
+class Repo:
+    """A node's folder on disk. ``lock()`` must succeed before anything writes to it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.expanduser().absolute()
+        self._lock_fd: int | None = None
+
+    @property
+    def identity_file(self) -> Path:
+        return self.path / "identity.key"
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / "repo.lock"
+
+    def api_socket(self, name: str = "api.sock") -> Path:
+        return self.path / name
+
+    def init(self) -> bool:
+        """Create the folders and config template if missing; True when the repo is new."""
+        new = not self.path.exists()
+        try:
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for name in DATA_DIRS:
+                (self.path / name).mkdir(mode=0o700, exist_ok=True)
+            if not self.config_file.exists():
+                self.config_file.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+        except OSError as exc:
+            raise RepoError(
+                f"cannot create repo {self.path}: {exc.strerror}; "
+                "check permissions or pass another --repo"
+            ) from exc
+        return new
+
+    def lock(self) -> None:
+        """Take the repo lock or raise RepoLockedError naming the holder."""
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise RepoError(f"cannot open {self.lock_file}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = self.lock_holder()
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise RepoLockedError(str(self.path), holder) from None
+            raise RepoError(f"cannot lock {self.lock_file}: {exc.strerror}") from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def lock_holder(self) -> int | None:
+        try:
+            return int(self.lock_file.read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._lock_fd, 0)
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def load_or_create_identity(self) -> KeyPair:
+        """The node's Ed25519 key: created once, the same peer ID on every start."""
+        path = self.identity_file
+        if not path.exists():
+            key_pair = create_new_key_pair()
+            save_identity(key_pair, path)
+            log.info("identity created", path=str(path))
+            return key_pair
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning("identity key is readable by others; fixing mode to 0600",
+                        path=str(path), mode=oct(mode))
+            path.chmod(0o600)
+        try:
+            return load_identity(path)
+        except (ValueError, OSError) as exc:
+            raise RepoError(
+                f"identity key {path} cannot be loaded ({exc}); restore it from a backup, or "
+                "move it away to create a new identity (the peer ID will change)"
+            ) from exc

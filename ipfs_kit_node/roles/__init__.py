@@ -1,0 +1,33 @@
+"""Role modules: what a master, a worker or a leecher does on top of the shared node.
+
+A role is a Service built from the node's Components. Adding a role is one module here and one
+line in ``ROLES``; the node never imports a role module directly.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..components import Components
+    from ..service import Service
+
+ROLES = {
+    "master": "ipfs_kit_node.roles.master:MasterRole",
+    "worker": "ipfs_kit_node.roles.worker:WorkerRole",
+    "leecher": "ipfs_kit_node.roles.leecher:LeecherRole",
+}
+
+
+def load_role(name: str) -> Callable[[Components], Service]:
+    try:
+        module, _, attr = ROLES[name].partition(":")
+    except KeyError:
+        raise ConfigError("--role", "role", f"unknown role {name!r} (known: {', '.join(ROLES)})"
+                          ) from None
+    factory: Callable[[Components], Service] = getattr(importlib.import_module(module), attr)
+    return factory

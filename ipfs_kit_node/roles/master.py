@@ -1,0 +1,9 @@
+"""The master role. Schedules tasks for the cluster and serves the DHT (the task mesh comes later)."""
+
+from __future__ import annotations
+
+from .base import BaseRole
+
+
+class MasterRole(BaseRole):
+    name = "master"

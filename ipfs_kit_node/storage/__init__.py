@@ -1,0 +1,1 @@
+"""Block storage (the heat-scored tiered store lands here)."""
