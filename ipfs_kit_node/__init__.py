@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
-from .config import NodeConfig, load_config  # noqa: E402
-from .errors import (  # noqa: E402
+from .config import NodeConfig, load_config
+from .errors import (
     ApiError,
     ClosedNodeError,
     ConfigError,

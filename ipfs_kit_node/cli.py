@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import ROLES, ConfigError, Layer, NodeConfig, load_config, parse_table
-from .errors import IpfsKitError
+from .config import ROLES, Layer, NodeConfig, load_config, parse_table
+from .errors import ConfigError, IpfsKitError
+from .service import TaskStatus
 
 ClientFn = Callable[[argparse.Namespace, Any], int]
 _CLIENT_COMMANDS: dict[str, ClientFn] = {}
@@ -134,7 +135,7 @@ def run_daemon(args: argparse.Namespace) -> int:
 async def _serve_until_signal(node: Any) -> None:
     import trio
 
-    async def stop_on_signal(*, task_status: trio.TaskStatus[None]) -> None:
+    async def stop_on_signal(*, task_status: TaskStatus[None]) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             task_status.started()
             async for signum in signals:

@@ -87,7 +87,9 @@ def parse_fraction(value: Any) -> float:
         else:
             frac = float(value)
     except ValueError:
-        raise _Invalid(f"expected a percentage like 90% or a fraction like 0.9, got {value!r}")
+        raise _Invalid(
+            f"expected a percentage like 90% or a fraction like 0.9, got {value!r}"
+        ) from None
     if not 0 < frac <= 1:
         raise _Invalid(f"must be above 0% and at most 100%, got {value!r}")
     return frac
@@ -96,11 +98,11 @@ def parse_fraction(value: Any) -> float:
 def parse_count(value: Any) -> int:
     """A whole number ≥ 0."""
     try:
-        if isinstance(value, bool) or isinstance(value, float):
+        if isinstance(value, bool | float):
             raise ValueError
         n = int(value)
     except ValueError:
-        raise _Invalid(f"expected a whole number, got {value!r}")
+        raise _Invalid(f"expected a whole number, got {value!r}") from None
     if n < 0:
         raise _Invalid(f"must not be negative, got {value!r}")
     return n

@@ -25,7 +25,7 @@ from .metrics import NodeMetrics
 from .protocols.peers import PeerBook
 from .repo import Repo
 from .roles import load_role
-from .service import Service
+from .service import Service, TaskStatus
 from .swarm import Bootstrapper
 from .systemd import SystemdNotifier
 
@@ -44,7 +44,7 @@ class HostService:
         self.host = host
         self.listen = [multiaddr.Multiaddr(a) for a in listen]
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         async with self.host.run(self.listen), trio.open_nursery() as nursery:
             nursery.start_soon(self.host.get_peerstore().start_cleanup_task, 300)
@@ -99,7 +99,7 @@ class Node:
         """Ask the node to stop; ``run()`` returns once every service has wound down."""
         self._stop.set()
 
-    async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED
+    async def run(self, *, task_status: TaskStatus[Node] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         if self._stopped:
             raise ClosedNodeError("this node has stopped; build a new Node to start again")
@@ -124,7 +124,7 @@ class Node:
             self._stopped = True
         self.log.info("node stopped")
 
-    async def _supervise(self, running: _Running, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _supervise(self, running: _Running, *, task_status: TaskStatus[None]) -> None:
         try:
             with running.scope:
                 await running.service.run(task_status=task_status)

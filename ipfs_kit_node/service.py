@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
+
+if TYPE_CHECKING:
+    # py-libp2p depends on trio-typing, whose trio-stubs mypy prefers to trio's own types;
+    # those stubs name the task-status type here.
+    from trio_typing import TaskStatus
+else:
+    from trio import TaskStatus
+
+__all__ = ["Service", "TaskStatus"]
 
 
 class Service(Protocol):
@@ -16,5 +25,5 @@ class Service(Protocol):
 
     name: str
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None: ...

@@ -13,6 +13,7 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 from .errors import ApiError, PeerBrokenError
 from .logs import get_logger
 from .protocols.peers import PeerBook
+from .service import TaskStatus
 
 log = get_logger(__name__)
 
@@ -25,7 +26,8 @@ def parse_peer_addr(text: str) -> tuple[ID, multiaddr.Multiaddr]:
         info = info_from_p2p_addr(multiaddr.Multiaddr(text))
     except Exception as exc:
         raise ApiError(
-            f"{text!r} is not a peer address ({exc}); expected e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3...",
+            f"{text!r} is not a peer address ({exc}); "
+            "expected e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW...",
             status=400,
         ) from None
     return info.peer_id, multiaddr.Multiaddr(text)
@@ -40,7 +42,9 @@ async def connect(host: IHost, peers: PeerBook, text: str, how: str = "dial") ->
         with trio.fail_after(DIAL_TIMEOUT):
             await host.connect(info_from_p2p_addr(addr))
     except trio.TooSlowError:
-        raise PeerBrokenError(f"connecting to {text} timed out after {DIAL_TIMEOUT:.0f} s") from None
+        raise PeerBrokenError(
+            f"connecting to {text} timed out after {DIAL_TIMEOUT:.0f} s"
+        ) from None
     except Exception as exc:
         raise PeerBrokenError(f"connecting to {text} failed: {exc}") from exc
     return peer_id
@@ -56,7 +60,7 @@ class Bootstrapper:
         self._peers = peers
         self._addrs = addrs
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         async with trio.open_nursery() as nursery:
             for addr in self._addrs:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import trio
 
 from .logs import get_logger
+from .service import TaskStatus
 
 log = get_logger(__name__)
 
@@ -44,7 +45,7 @@ class SystemdNotifier:
             except OSError as exc:
                 log.warning("sd_notify failed", state=state, error=str(exc))
 
-    async def watchdog(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    async def watchdog(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
                        ) -> None:
         """Ping the watchdog at half its period for as long as the event loop runs."""
         task_status.started()

@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from helpers import Daemon, HeliaPeer, ensure_helia_installed, helia_peer
 
 

@@ -17,6 +17,8 @@ from ipfs_kit_node.config import (
 )
 from ipfs_kit_node.errors import ConfigError
 
+PEER = "12D3KooWFTv34iM3WJK3zhZFNARHfLkTpG6J6EG7dneg6F9hRUcY"
+
 
 def load(role: str, **kw: object) -> NodeConfig:
     kw.setdefault("env", {})
@@ -113,7 +115,7 @@ def test_env_errors_name_the_variable() -> None:
 
 def test_env_values_are_parsed() -> None:
     layer = env_layer({
-        "IPFS_KIT_NODE_BOOTSTRAP": "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWFTv34iM3WJK3zhZFNARHfLkTpG6J6EG7dneg6F9hRUcY,/ip4/127.0.0.1/tcp/2",
+        "IPFS_KIT_NODE_BOOTSTRAP": f"/ip4/127.0.0.1/tcp/1/p2p/{PEER},/ip4/127.0.0.1/tcp/2",
         "IPFS_KIT_ROUTING_MDNS": "false",
         "IPFS_KIT_CONNMGR_GRACE_PERIOD": "1m30s",
     })

@@ -12,9 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from helpers import BIN, Daemon, run_cli, wait_until
+
 from ipfs_kit_node.api.client import ApiClient
 
 MakeDaemon = Callable[..., Daemon]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import multiaddr
 import pytest
 import trio
+from helpers import Daemon, wait_until
 from libp2p import create_yamux_muxer_option, new_host
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
@@ -18,8 +19,6 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.security.secio import transport as secio
 
-from helpers import Daemon, wait_until
-
 
 def plaintext(kp):  # type: ignore[no-untyped-def]
     return {TProtocol(PLAINTEXT_PROTOCOL_ID): InsecureTransport(kp)}
@@ -30,7 +29,8 @@ def secio_only(kp):  # type: ignore[no-untyped-def]
 
 
 def noise(kp):  # type: ignore[no-untyped-def]
-    return {TProtocol(NOISE_ID): NoiseTransport(kp, noise_privkey=create_x25519_key_pair().private_key)}
+    key = create_x25519_key_pair().private_key
+    return {TProtocol(NOISE_ID): NoiseTransport(kp, noise_privkey=key)}
 
 
 async def dial_with(security: Callable, target: str) -> None:  # type: ignore[type-arg]

@@ -7,6 +7,7 @@ an endpoint with one ``router.add(...)`` call. Kubo's conventions: ``POST /api/v
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +21,7 @@ import trio
 
 from ..errors import ApiError, IpfsKitError
 from ..logs import get_logger
+from ..service import TaskStatus
 
 log = get_logger(__name__)
 
@@ -108,7 +110,7 @@ class ApiServer:
         self.socket_path = socket_path
         self.router = router
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         # We hold the repo lock, so a socket file left here belongs to a dead daemon.
         self.socket_path.unlink(missing_ok=True)
@@ -199,7 +201,7 @@ async def _send_if_possible(
     conn: h11.Connection, stream: trio.SocketStream, response: Response
 ) -> None:
     if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-        try:
+        with contextlib.suppress(
+            h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError
+        ):
             await _send(conn, stream, response)
-        except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass

@@ -21,6 +21,7 @@ from libp2p.peer.id import ID
 from libp2p.utils.varint import read_length_prefixed_protobuf
 
 from ..logs import get_logger
+from ..service import TaskStatus
 
 log = get_logger(__name__)
 
@@ -95,7 +96,7 @@ class PeerBook(INotifee):
 
     # -- service -------------------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         async with trio.open_nursery() as nursery:
             task_status.started()

@@ -6,6 +6,7 @@ import trio
 
 from ..components import Components
 from ..logs import get_logger
+from ..service import TaskStatus
 
 
 class BaseRole:
@@ -15,7 +16,7 @@ class BaseRole:
         self.components = components
         self.log = get_logger(f"ipfs_kit_node.roles.{self.name}", role=self.name)
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         self.log.info("role started", cluster=self.components.config.node.cluster)
         task_status.started()

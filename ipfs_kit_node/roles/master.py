@@ -1,4 +1,4 @@
-"""The master role. Schedules tasks for the cluster and serves the DHT (the task mesh comes later)."""
+"""The master role: schedules tasks and serves the DHT (the task mesh comes later)."""
 
 from __future__ import annotations
 

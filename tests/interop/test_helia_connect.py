@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-
 from helpers import Daemon, HeliaPeer, wait_until
 
 pytestmark = pytest.mark.interop
