@@ -61,3 +61,38 @@ class ClosedNodeError(IpfsKitError):
 
 class PeerBrokenError(IpfsKitError):
     """A peer failed or broke the protocol (they did); the cause is in ``__cause__``."""
+
+
+class StoreError(IpfsKitError):
+    """The block store refused or failed an operation."""
+
+
+class BlockNotFoundError(StoreError, KeyError):
+    """The block is not in the store (or was corrupt and has been quarantined)."""
+
+    def __init__(self, cid: str, hint: str = "") -> None:
+        self.cid = cid
+        super().__init__(f"block {cid} not found in the store" + (f" ({hint})" if hint else ""))
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class HashMismatchError(StoreError, ValueError):
+    """Bytes do not hash to the CID they were given with."""
+
+
+class PinnedBlockError(StoreError):
+    """The operation would remove a pinned block."""
+
+
+class StoreFullError(StoreError):
+    """No room left: over the configured budget with only pinned blocks, or the disk is full."""
+
+
+class InvalidCidError(StoreError, ValueError):
+    """A string or bytes value is not a CID."""
+
+
+class CodecError(IpfsKitError, ValueError):
+    """A block could not be decoded with its codec (malformed dag-pb, UnixFS data...)."""

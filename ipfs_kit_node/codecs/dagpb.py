@@ -1,0 +1,106 @@
+"""dag-pb decoding (the IPLD codec of UnixFS): PBNode { repeated PBLink Links = 2; bytes Data = 1 }.
+
+A small strict protobuf reader rather than generated code: dag-pb's canonical form is narrow
+(fields in order, no unknown fields), and errors must name the offending block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from multiformats import CID
+
+from ..errors import CodecError
+
+
+@dataclass(frozen=True)
+class PBLink:
+    cid: CID
+    name: str | None
+    tsize: int | None
+
+
+@dataclass(frozen=True)
+class PBNode:
+    links: tuple[PBLink, ...]
+    data: bytes | None
+
+
+def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise CodecError("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise CodecError("varint longer than 64 bits")
+
+
+def _fields(buf: bytes | memoryview) -> list[tuple[int, bytes | int]]:
+    out: list[tuple[int, bytes | int]] = []
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 2:
+            length, pos = _varint(buf, pos)
+            if pos + length > len(buf):
+                raise CodecError(f"field {number} runs past the end of the block")
+            out.append((number, bytes(buf[pos:pos + length])))
+            pos += length
+        elif wire == 0:
+            value, pos = _varint(buf, pos)
+            out.append((number, value))
+        else:
+            raise CodecError(f"field {number} has wire type {wire}, not allowed in dag-pb")
+    return out
+
+
+def decode(block: bytes, cid: str = "?") -> PBNode:
+    """Decode a dag-pb block; a malformed one raises CodecError naming ``cid``."""
+    try:
+        links: list[PBLink] = []
+        data: bytes | None = None
+        for number, value in _fields(block):
+            if number == 2 and isinstance(value, bytes):
+                if data is not None:
+                    raise CodecError("Links after Data (not canonical dag-pb)")
+                links.append(_decode_link(value))
+            elif number == 1 and isinstance(value, bytes):
+                if data is not None:
+                    raise CodecError("duplicate Data field")
+                data = value
+            else:
+                raise CodecError(f"unexpected PBNode field {number}")
+        return PBNode(tuple(links), data)
+    except CodecError as exc:
+        raise CodecError(f"malformed dag-pb block {cid}: {exc}") from None
+
+
+def _decode_link(buf: bytes) -> PBLink:
+    cid: CID | None = None
+    name: str | None = None
+    tsize: int | None = None
+    for number, value in _fields(buf):
+        if number == 1 and isinstance(value, bytes):
+            try:
+                cid = CID.decode(value)
+            except Exception as exc:
+                raise CodecError(f"link hash is not a CID ({exc})") from None
+        elif number == 2 and isinstance(value, bytes):
+            try:
+                name = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise CodecError("link name is not UTF-8") from None
+        elif number == 3 and isinstance(value, int):
+            tsize = value
+        else:
+            raise CodecError(f"unexpected PBLink field {number}")
+    if cid is None:
+        raise CodecError("link without a Hash")
+    return PBLink(cid, name, tsize)

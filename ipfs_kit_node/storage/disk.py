@@ -1,0 +1,139 @@
+"""The disk tier: one file per block, sharded like Kubo's flatfs (next-to-last/2).
+
+A block with multihash key K lives at ``blocks/<K[-3:-1]>/<K>.data`` where K is the base32
+(RFC 4648, upper case, unpadded) multihash, so the folder reads like a Kubo flatfs datastore.
+Writes go to ``.tmp/``, are fsynced, renamed into place, and the shard folder is fsynced:
+a block is either whole or absent after a crash. Reads re-hash the bytes; a file that does
+not match is moved to ``.quarantine/`` and reported as missing, never returned.
+
+Every method here blocks; the store runs them on trio's worker threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import StoreFullError
+from .blocks import hash_matches
+
+SUFFIX = ".data"
+TMP_DIR = ".tmp"
+QUARANTINE_DIR = ".quarantine"
+
+
+def encode_key(key: bytes) -> str:
+    return base64.b32encode(key).decode("ascii").rstrip("=")
+
+
+def decode_key(name: str) -> bytes | None:
+    try:
+        return base64.b32decode(name + "=" * (-len(name) % 8))
+    except (ValueError, base64.binascii.Error):  # type: ignore[attr-defined]
+        return None
+
+
+class DiskTier:
+    def __init__(self, root: Path, sync: bool = True) -> None:
+        self.root = root
+        self.sync = sync
+        self.tmp = root / TMP_DIR
+        self.quarantine_dir = root / QUARANTINE_DIR
+        for folder in (root, self.tmp, self.quarantine_dir):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def path_for(self, key: bytes) -> Path:
+        name = encode_key(key)
+        return self.root / name[-3:-1] / (name + SUFFIX)
+
+    def write(self, key: bytes, data: bytes | memoryview) -> None:
+        final = self.path_for(key)
+        tmp = self.tmp / f"{final.name}.{os.getpid()}.{id(data):x}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if self.sync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            final.parent.mkdir(mode=0o700, exist_ok=True)
+            os.replace(tmp, final)
+            if self.sync:
+                _fsync_dir(final.parent)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreFullError(
+                    f"the disk under {self.root} is full ({exc.strerror}); free space or lower "
+                    "storage.max_size so GC keeps the store smaller"
+                ) from exc
+            raise
+
+    def read(self, key: bytes) -> bytes | None:
+        """The block's bytes if present and intact; None if missing."""
+        try:
+            with open(self.path_for(key), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def read_verified(self, key: bytes) -> tuple[bytes | None, bool]:
+        """(bytes, False) if intact, (None, False) if missing, (None, True) if quarantined."""
+        data = self.read(key)
+        if data is None:
+            return None, False
+        if hash_matches(key, data):
+            return data, False
+        self.quarantine(key)
+        return None, True
+
+    def quarantine(self, key: bytes) -> Path:
+        src = self.path_for(key)
+        dst = self.quarantine_dir / src.name
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(src, dst)
+        return dst
+
+    def delete(self, key: bytes) -> bool:
+        try:
+            self.path_for(key).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def scan(self) -> Iterator[tuple[bytes, int]]:
+        """Every block file: (key, size). Foreign files are skipped."""
+        for shard in os.scandir(self.root):
+            if not shard.is_dir() or shard.name.startswith("."):
+                continue
+            for entry in os.scandir(shard.path):
+                if not entry.name.endswith(SUFFIX):
+                    continue
+                key = decode_key(entry.name[: -len(SUFFIX)])
+                if key is not None:
+                    yield key, entry.stat().st_size
+
+    def clean_tmp(self) -> int:
+        """Remove temp files a crash left behind; returns how many."""
+        removed = 0
+        for entry in os.scandir(self.tmp):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+        return removed
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,267 @@
+"""The memory tier: a byte-budgeted, scan-resistant, frequency-aware cache (W-TinyLFU style).
+
+Layout: a small LRU *window* in front of a segmented-LRU *main* area (probation + protected).
+New blocks enter the window; a block leaving the window is admitted to main only if it is
+hotter than each block it would push out, so a scan or a burst of one-off reads cannot flush
+the blocks that are read again and again. A hit in probation promotes to protected. Sizes are
+in bytes: a large candidate must beat every victim it displaces.
+
+Heat here is the tier's own short-horizon score: access count, halved every 10x (cached
+entries) accesses (TinyLFU's aging), compared capped at 12 (TinyLFU's counters saturate at
+15): past the cap hot blocks tie, and a tie keeps the resident block, which is what lets a
+cyclic scan freeze part of itself in instead of churning. The store's index keeps the
+long-horizon, wall-clock heat that GC and the remote tier use and that survives restarts; a
+block unknown to this tier (after a restart) starts from the index heat passed to ``put``.
+
+The window's share adapts by hill climbing on the hit ratio (as Caffeine does): recency-heavy
+workloads grow it towards LRU behaviour, frequency-heavy ones shrink it.
+
+Pure and synchronous: no I/O, no trio. ``get`` is the hot path and is kept flat on purpose.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+CLIMB_STEP = 0.0625  # share of the budget the window moves per climbing step
+AGE_EVERY = 10  # halve all heat every AGE_EVERY x (cached entries) accesses
+CLIMB_EVERY = 10  # one climbing step every CLIMB_EVERY x (cached entries) accesses
+
+
+@dataclass
+class MemoryStats:
+    hits: int = 0
+    misses: int = 0
+    admitted: int = 0
+    rejected: int = 0
+    evicted: int = 0
+
+    @property
+    def hit_ratio(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+class MemoryTier:
+    """Byte-budgeted W-TinyLFU with its own lazily aged access counts."""
+
+    def __init__(
+        self,
+        budget: int,
+        *,
+        window_share: float = 0.01,
+        protected_share: float = 0.80,
+        adaptive: bool = True,
+        heat_cap: float = 12.0,
+    ) -> None:
+        if budget < 0:
+            raise ValueError("budget must not be negative")
+        self._heat_cap = heat_cap
+        self._protected_share = protected_share
+        self._window: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._probation: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._protected: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._where: dict[Hashable, OrderedDict[Hashable, bytes]] = {}
+        self._window_bytes = self._probation_bytes = self._protected_bytes = 0
+        self.hits = self.misses = 0
+        self.admitted = self.rejected = self.evicted = 0
+        # Heat: key -> access count, halved every _age_period accesses.
+        self._heat: dict[Hashable, float] = {}
+        self._age_countdown = 1000
+        self._climb_countdown = 1000
+        # Hill climbing: every sample (an epoch) move the window share by a step; reverse and
+        # halve the step when the hit ratio got worse.
+        self._adaptive = adaptive
+        self._window_share = window_share
+        self._step = CLIMB_STEP
+        self._sample_hits = 0
+        self._sample_accesses = 0
+        self._previous_ratio: float | None = None
+        self.budget = budget
+        self._set_limits()
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    @property
+    def bytes_used(self) -> int:
+        return self._window_bytes + self._probation_bytes + self._protected_bytes
+
+    @property
+    def window_share(self) -> float:
+        return self._window_share
+
+    @property
+    def stats(self) -> MemoryStats:
+        return MemoryStats(self.hits, self.misses, self.admitted, self.rejected, self.evicted)
+
+    def heat(self, key: Hashable) -> float:
+        count = self._heat.get(key, 0.0)
+        return count if count < self._heat_cap else self._heat_cap
+
+    # -- access ------------------------------------------------------------------------------
+
+    def get(self, key: Hashable) -> bytes | None:
+        """A read: counts towards the key's heat whether or not the block is cached."""
+        heat = self._heat
+        heat[key] = heat.get(key, 0.0) + 1.0
+        self._age_countdown -= 1
+        if not self._age_countdown:
+            self._age()
+        if self._adaptive:
+            self._climb_countdown -= 1
+            if not self._climb_countdown:
+                self._climb()
+        segment = self._where.get(key)
+        if segment is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        if segment is self._probation:
+            data = segment.pop(key)
+            self._protected[key] = data
+            self._where[key] = self._protected
+            self._probation_bytes -= len(data)
+            self._protected_bytes += len(data)
+            if self._protected_bytes > self._protected_limit:
+                self._demote_protected_overflow()
+            return data
+        segment.move_to_end(key)
+        return segment[key]
+
+    def put(self, key: Hashable, data: bytes, heat: float = 0.0) -> None:
+        """Offer a block after a miss; it may be refused at admission.
+
+        ``heat`` seeds the score of a key this tier has not seen (the index's heat).
+        """
+        size = len(data)
+        if key in self._where or size > self.budget:
+            return
+        if heat and key not in self._heat:
+            self._heat[key] = min(heat, self._heat_cap)
+        self._window[key] = data
+        self._where[key] = self._window
+        self._window_bytes += size
+        if self._window_bytes > self._window_limit:
+            self._shrink_window()
+        if self._window_bytes + self._probation_bytes + self._protected_bytes > self.budget:
+            # The window grew (hill climbing) into space main still occupies.
+            self._evict_to_budget()
+
+    def discard(self, key: Hashable) -> None:
+        segment = self._where.pop(key, None)
+        if segment is not None:
+            self._account(segment, -len(segment.pop(key)))
+
+    def resize(self, budget: int) -> None:
+        self.budget = budget
+        self._set_limits()
+        self._shrink_window()
+        self._evict_to_budget()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _set_limits(self) -> None:
+        self._window_limit = max(1, int(self.budget * self._window_share))
+        self._protected_limit = int((self.budget - self._window_limit) * self._protected_share)
+
+    def _account(self, segment: OrderedDict[Hashable, bytes], delta: int) -> None:
+        if segment is self._window:
+            self._window_bytes += delta
+        elif segment is self._probation:
+            self._probation_bytes += delta
+        else:
+            self._protected_bytes += delta
+
+    def _shrink_window(self) -> None:
+        window = self._window
+        while self._window_bytes > self._window_limit and window:
+            key, data = window.popitem(last=False)
+            del self._where[key]
+            self._window_bytes -= len(data)
+            self._admit(key, data)
+
+    def _admit(self, key: Hashable, data: bytes) -> None:
+        """A window leaver enters probation if it beats every victim it displaces."""
+        size = len(data)
+        excess = self.bytes_used + size - self.budget
+        if excess > 0:
+            heat = self.heat
+            candidate_heat = heat(key)
+            victims: list[tuple[OrderedDict[Hashable, bytes], Hashable]] = []
+            for segment in (self._probation, self._protected):
+                for victim in segment:
+                    if excess <= 0:
+                        break
+                    # A tie keeps the resident block: what makes a cyclic scan freeze part
+                    # of itself in instead of churning.
+                    if candidate_heat <= heat(victim):
+                        self.rejected += 1
+                        return
+                    victims.append((segment, victim))
+                    excess -= len(segment[victim])
+                if excess <= 0:
+                    break
+            if excess > 0:
+                self.rejected += 1
+                return
+            for segment, victim in victims:
+                del self._where[victim]
+                self._account(segment, -len(segment.pop(victim)))
+            self.evicted += len(victims)
+        self._probation[key] = data
+        self._where[key] = self._probation
+        self._probation_bytes += size
+        self.admitted += 1
+
+    def _demote_protected_overflow(self) -> None:
+        protected, probation = self._protected, self._probation
+        while self._protected_bytes > self._protected_limit and protected:
+            key, data = protected.popitem(last=False)
+            probation[key] = data
+            self._where[key] = probation
+            self._protected_bytes -= len(data)
+            self._probation_bytes += len(data)
+
+    def _evict_to_budget(self) -> None:
+        while self.bytes_used > self.budget:
+            for segment in (self._probation, self._protected, self._window):
+                if segment:
+                    key, data = segment.popitem(last=False)
+                    del self._where[key]
+                    self._account(segment, -len(data))
+                    self.evicted += 1
+                    break
+            else:
+                return
+
+    def _age(self) -> None:
+        """Every count halves; keys that fell below a quarter of an access are forgotten."""
+        self._age_countdown = AGE_EVERY * max(len(self._where), 100)
+        self._heat = {k: v * 0.5 for k, v in self._heat.items() if v >= 0.5}
+
+    def _climb(self) -> None:
+        """Move the window share one step: onwards while the hit ratio holds, else back."""
+        self._climb_countdown = CLIMB_EVERY * max(len(self._where), 100)
+        accesses = self.hits + self.misses - self._sample_accesses
+        ratio = (self.hits - self._sample_hits) / accesses if accesses else 0.0
+        self._sample_hits, self._sample_accesses = self.hits, self.hits + self.misses
+        if self.bytes_used < self.budget * 0.95:
+            return  # still filling: nothing to learn yet
+        if self._previous_ratio is not None:
+            change = ratio - self._previous_ratio
+            amount = self._step if change >= 0 else -self._step
+            # As Caffeine: a big shift in the workload restarts the climb at full step.
+            self._step = (CLIMB_STEP if amount > 0 else -CLIMB_STEP) if abs(change) >= 0.05 \
+                else amount * 0.98
+            self._window_share = min(0.8, max(0.0, self._window_share + amount))
+        self._previous_ratio = ratio
+        self._set_limits()
+        self._shrink_window()

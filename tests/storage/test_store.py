@@ -1,0 +1,297 @@
+"""TieredStore on real files: puts, verification, pins, GC, restarts, corruption, remote tier."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trio
+from multiformats import CID
+
+from dag import dagpb_block, raw_block
+from ipfs_kit_node.storage import (
+    BlockNotFoundError,
+    HashMismatchError,
+    PinnedBlockError,
+    StoreConfig,
+    StoreError,
+    StoreFullError,
+    TieredStore,
+)
+from ipfs_kit_node.storage.disk import DiskTier
+from ipfs_kit_node.storage.index import read_snapshot
+
+CONFIG = StoreConfig(max_size=10**7, memory_size=10**5, gc_watermark=0.5)
+
+
+async def open_store(root: Path, config: StoreConfig = CONFIG, **kw: object) -> TieredStore:
+    return await TieredStore.open(root, config, **kw)  # type: ignore[arg-type]
+
+
+def files_on_disk(root: Path) -> set[bytes]:
+    return {key for key, _ in DiskTier(root / "blocks").scan()}
+
+
+def no_tmp_files(root: Path) -> bool:
+    return not any((root / "blocks" / ".tmp").iterdir())
+
+
+async def test_put_get_has_iterate(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    blocks = [raw_block(size=s) for s in (0, 1, 1000, 300_000)]
+    for cid, data in blocks:
+        assert await store.put(cid, data)
+        assert not await store.put(cid, data)  # already there
+    for cid, data in blocks:
+        assert await store.has(cid)
+        assert await store.get(cid) == data
+    assert {str(c) async for c in store} == {str(c) for c, _ in blocks}
+    assert not await store.has(raw_block(size=10)[0])
+    with pytest.raises(BlockNotFoundError, match="not found"):
+        await store.get(raw_block(size=10)[0])
+    await store.close()
+
+
+async def test_cidv0_and_v1_of_the_same_bytes_are_one_block(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    v0, body = dagpb_block([], version=0)
+    v1 = CID("base32", 1, "dag-pb", v0.digest)
+    raw = CID("base32", 1, "raw", v0.digest)
+    assert await store.put(v0, body)
+    assert not await store.put(v1, body)
+    assert await store.get(raw) == body and len(store) == 1
+    await store.close()
+
+
+async def test_wrong_bytes_are_refused_and_nothing_stored(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    cid, _ = raw_block(size=100)
+    with pytest.raises(HashMismatchError, match=str(cid)):
+        await store.put(cid, b"not these bytes")
+    assert not await store.has(cid) and len(store) == 0
+    assert not files_on_disk(tmp_path) and no_tmp_files(tmp_path)
+    with pytest.raises(StoreError, match="is not a CID"):
+        await store.put("bafy-nope", b"x")
+    await store.close()
+
+
+async def test_corrupt_file_is_quarantined_and_reported_missing(tmp_path: Path) -> None:
+    config = StoreConfig(max_size=10**7, memory_size=0)  # every read goes to disk
+    store = await open_store(tmp_path, config)
+    cid, data = raw_block(size=5000)
+    await store.put(cid, data)
+    path = DiskTier(tmp_path / "blocks").path_for(bytes(cid.digest))
+    path.write_bytes(b"flipped" + data[7:])
+    with pytest.raises(BlockNotFoundError):
+        await store.get(cid)
+    assert not await store.has(cid)
+    assert not path.exists()
+    assert (tmp_path / "blocks" / ".quarantine" / path.name).exists()
+    # A good copy can be stored again.
+    await store.put(cid, data)
+    assert await store.get(cid) == data
+    await store.close()
+
+
+async def test_verify_rehashes_everything(tmp_path: Path) -> None:
+    store = await open_store(tmp_path, StoreConfig(max_size=10**7, memory_size=0))
+    good = [raw_block(size=100) for _ in range(5)]
+    for cid, data in good:
+        await store.put(cid, data)
+    bad_cid = good[2][0]
+    DiskTier(tmp_path / "blocks").path_for(bytes(bad_cid.digest)).write_bytes(b"junk")
+    result = await store.verify()
+    assert result.checked == 5 and result.corrupt == [str(bad_cid)] and not result.ok
+    assert len(store) == 4
+    await store.close()
+
+
+async def test_restart_keeps_index_heat_and_pins(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    cid, data = raw_block(size=100)
+    await store.put(cid, data)
+    for _ in range(5):
+        await store.get(cid)
+    await store.pin(cid, recursive=False)
+    heat = store.heat(cid)
+    await store.close()
+    assert (tmp_path / "datastore" / "CLEAN").exists()
+
+    store = await open_store(tmp_path)
+    assert store.heat(cid) == pytest.approx(heat)
+    assert store.pins() == {str(cid): "direct"} and store.is_pinned(cid)
+    assert await store.get(cid) == data
+    await store.close()
+    snapshot = read_snapshot(tmp_path / "datastore" / "index.parquet")
+    assert snapshot[bytes(cid.digest)].access_count >= 7
+
+
+async def test_damaged_snapshot_is_rebuilt_from_disk(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    blocks = [raw_block(size=200) for _ in range(10)]
+    for cid, data in blocks:
+        await store.put(cid, data)
+    await store.close()
+    (tmp_path / "datastore" / "index.parquet").write_bytes(b"PAR1 garbage")
+    store = await open_store(tmp_path)
+    assert len(store) == 10
+    for cid, data in blocks:
+        assert await store.get(cid) == data
+    await store.close()
+
+
+async def test_unclean_start_reconciles_with_disk(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    kept = [raw_block(size=200) for _ in range(4)]
+    for cid, data in kept:
+        await store.put(cid, data)
+    await store.snapshot()
+    # Simulate a crash: no close(); a stray temp file; a block file gone behind our back.
+    (tmp_path / "blocks" / ".tmp" / "half-written.data.1.2").write_bytes(b"partial")
+    DiskTier(tmp_path / "blocks").delete(bytes(kept[0][0].digest))
+    assert not (tmp_path / "datastore" / "CLEAN").exists()
+    store2 = await open_store(tmp_path)
+    assert no_tmp_files(tmp_path)
+    assert len(store2) == 3 and not await store2.has(kept[0][0])
+    assert {bytes(c.digest) for c in [x async for x in store2]} == files_on_disk(tmp_path)
+    await store2.close()
+
+
+async def test_recursive_pin_survives_full_gc(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    leaves = [raw_block(size=300) for _ in range(3)]
+    for cid, data in leaves:
+        await store.put(cid, data)
+    inner, inner_body = dagpb_block([(c, 300) for c, _ in leaves[:2]])
+    root, root_body = dagpb_block([(inner, 700), (leaves[2][0], 300)], version=0)
+    await store.put(inner, inner_body)
+    await store.put(root, root_body)
+    loose = raw_block(size=300)
+    await store.put(*loose)
+
+    await store.pin(root)
+    assert store.stats().pinned_blocks == 5
+    with pytest.raises(PinnedBlockError):
+        await store.delete(leaves[0][0])
+    result = await store.gc(full=True)
+    assert result.removed == 1 and not await store.has(loose[0])
+    assert all([await store.has(c) for c, _ in leaves])
+
+    await store.unpin(root)
+    assert store.stats().pinned_blocks == 0
+    await store.gc(full=True)
+    assert len(store) == 0 and not files_on_disk(tmp_path)
+    with pytest.raises(StoreError, match="not pinned"):
+        await store.unpin(root)
+    await store.close()
+
+
+async def test_pinning_an_incomplete_dag_names_the_missing_block(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    missing, _ = raw_block(size=10)
+    root, body = dagpb_block([(missing, 10)])
+    await store.put(root, body)
+    with pytest.raises(BlockNotFoundError, match=str(missing)):
+        await store.pin(root)
+    assert store.pins() == {}
+    await store.close()
+
+
+async def test_gc_removes_coldest_first_down_to_watermark(tmp_path: Path) -> None:
+    config = StoreConfig(max_size=100_000, memory_size=0, gc_watermark=0.5)
+    store = await open_store(tmp_path, config)
+    blocks = [raw_block(size=10_000) for _ in range(8)]
+    for cid, data in blocks:
+        await store.put(cid, data)
+    for cid, _ in blocks[:3]:  # make three hot
+        for _ in range(10):
+            await store.get(cid)
+    result = await store.gc()
+    assert store.stats().disk.bytes <= 50_000 and result.removed == 3
+    assert all([await store.has(c) for c, _ in blocks[:3]])
+    await store.close()
+
+
+async def test_put_beyond_max_size_collects_then_refuses(tmp_path: Path) -> None:
+    config = StoreConfig(max_size=50_000, memory_size=0, gc_watermark=0.8)
+    store = await open_store(tmp_path, config)
+    first = [raw_block(size=10_000) for _ in range(5)]
+    for cid, data in first:
+        await store.put(cid, data)
+    # Unpinned blocks make room on their own.
+    await store.put(*raw_block(size=10_000))
+    assert store.stats().disk.bytes <= 50_000
+    async for cid in store:
+        await store.pin(cid, recursive=False)
+    with pytest.raises(StoreFullError, match="store full"):
+        await store.put(*raw_block(size=10_000))
+    assert store.stats().disk.bytes <= 50_000 and no_tmp_files(tmp_path)
+    await store.close()
+
+
+class FakeCluster:
+    """Test double of the remote tier (the real ones are Kubo/Cluster drivers)."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.held: dict[str, bytes] = {}
+
+    async def is_safely_held(self, cid: CID) -> bool:
+        return str(cid) in self.held
+
+    async def fetch(self, cid: CID) -> bytes | None:
+        return self.held.get(str(cid))
+
+
+async def test_pinned_blocks_leave_disk_only_when_held_remotely(tmp_path: Path) -> None:
+    remote = FakeCluster()
+    config = StoreConfig(max_size=100_000, memory_size=0, gc_watermark=0.5)
+    store = await open_store(tmp_path, config, remote=remote)
+    blocks = [raw_block(size=10_000) for _ in range(8)]
+    for cid, data in blocks:
+        await store.put(cid, data)
+        await store.pin(cid, recursive=False)
+    for cid, data in blocks[:4]:
+        remote.held[str(cid)] = data
+    result = await store.gc()
+    assert result.evicted_to_remote == 3 and result.removed == 0
+    stats = store.stats()
+    assert stats.disk.bytes == 50_000 and stats.remote.blocks == 3
+    evicted = [c for c, _ in blocks[:4] if not await store.has(c)]
+    assert len(evicted) == 3
+    # Read back through the remote tier, verified.
+    data = dict((str(c), d) for c, d in blocks)
+    assert await store.get(evicted[0]) == data[str(evicted[0])]
+    remote.held[str(evicted[1])] = b"tampered"
+    with pytest.raises(HashMismatchError):
+        await store.get(evicted[1])
+    await store.close()
+    store = await open_store(tmp_path, config, remote=remote)
+    assert store.stats().remote.blocks == 3
+    await store.close()
+
+
+async def test_concurrent_puts_of_one_block(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    cid, data = raw_block(size=50_000)
+    results: list[bool] = []
+    async with trio.open_nursery() as nursery:
+        for _ in range(10):
+            nursery.start_soon(lambda: _append(results, store.put(cid, data)))
+    assert sorted(results) == [False] * 9 + [True]
+    await store.close()
+
+
+async def _append(results: list[bool], coro: object) -> None:
+    results.append(await coro)  # type: ignore[misc]
+
+
+async def test_oversized_block_refused(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    data = os.urandom(4 * 1024 * 1024 + 1)
+    cid, _ = raw_block(data)
+    with pytest.raises(StoreError, match="the limit is"):
+        await store.put(cid, data)
+    await store.close()
