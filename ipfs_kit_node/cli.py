@@ -78,6 +78,31 @@ def build_parser() -> argparse.ArgumentParser:
     peers = command("peers", "list connected peers", swarm_sub)
     peers.add_argument("--identify", action="store_true", help="include identify details")
     peers.add_argument("--enc", choices=("text", "json"), default="text")
+    repo = command("repo", "the block store")
+    repo_sub = repo.add_subparsers(dest="repo_command", metavar="SUBCOMMAND", required=True)
+    command("stat", "bytes, blocks and hit ratio of each tier", repo_sub).add_argument(
+        "--enc", choices=("text", "json"), default="text")
+    command("gc", "remove unpinned blocks, coldest first, down to the GC watermark",
+            repo_sub).add_argument("--full", action="store_true",
+                                   help="remove every unpinned block (as Kubo's repo gc)")
+    command("verify", "re-hash every block; quarantine corrupt ones", repo_sub)
+    block = command("block", "raw blocks")
+    block_sub = block.add_subparsers(dest="block_command", metavar="SUBCOMMAND", required=True)
+    put = command("put", "store a file's bytes as one block; prints its CID", block_sub)
+    put.add_argument("file", type=Path)
+    put.add_argument("--cid-codec", default="raw", help="raw (default) or dag-pb")
+    put.add_argument("--mhtype", default="sha2-256")
+    put.add_argument("--pin", action="store_true")
+    for name, help in (("get", "write a block's bytes to stdout"),
+                       ("stat", "a block's size"), ("rm", "remove an unpinned block")):
+        command(name, help, block_sub).add_argument("cid")
+    pin = command("pin", "pins in the local store")
+    pin_sub = pin.add_subparsers(dest="pin_command", metavar="SUBCOMMAND", required=True)
+    add = command("add", "pin a DAG (recursive) or one block (--recursive=false)", pin_sub)
+    add.add_argument("cid")
+    add.add_argument("--recursive", default="true", choices=("true", "false"))
+    command("rm", "unpin", pin_sub).add_argument("cid")
+    command("ls", "list pins", pin_sub)
     config = command("config", "configuration")
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     show = command("show", "print the effective config (TOML)", config_sub)
@@ -190,6 +215,74 @@ def _swarm(args: argparse.Namespace, client: Any) -> int:
         agent = p.get("Identify", {}).get("AgentVersion", "")
         extra = f"  {p['Direction']}, found by {p['FoundBy']}" + (f", {agent}" if agent else "")
         print(f"{p['Addr']}/p2p/{p['Peer']}{extra}")
+    return 0
+
+
+@_client_command("repo")
+def _repo(args: argparse.Namespace, client: Any) -> int:
+    if args.repo_command == "gc":
+        result = client.call("repo/gc", {"full": "true"} if args.full else {})
+        print(f"removed {result['Removed']} blocks ({result['Freed']} bytes); "
+              f"{result['EvictedToRemote']} moved to the remote tier; "
+              f"{result['Remaining']} bytes remain")
+        return 0
+    if args.repo_command == "verify":
+        result = client.call("repo/verify")
+        for cid in result["Corrupt"]:
+            print(f"corrupt (quarantined): {cid}")
+        for cid in result["Missing"]:
+            print(f"missing: {cid}")
+        print(f"verified {result['Checked']} blocks: "
+              + ("all good" if result["Ok"] else "problems found"))
+        return 0 if result["Ok"] else 1
+    stat = client.call("repo/stat")
+    if args.enc == "json":
+        _print_json(stat)
+        return 0
+    tiers = stat["Tiers"]
+    print(f"repo:       {stat['RepoPath']}")
+    print(f"{'tier':8} {'blocks':>10} {'bytes':>16} {'hit ratio':>10}")
+    for name in ("memory", "disk", "remote"):
+        t = tiers[name]
+        print(f"{name:8} {t['blocks']:>10,} {t['bytes']:>16,} {t['hit_ratio']:>10.1%}")
+    print(f"disk budget {stat['StorageMax']:,} bytes; memory budget "
+          f"{tiers['memory']['budget']:,} bytes; pins {tiers['pins']} "
+          f"({tiers['pinned_blocks']} blocks)")
+    return 0
+
+
+@_client_command("block")
+def _block(args: argparse.Namespace, client: Any) -> int:
+    if args.block_command == "put":
+        args_ = {"cid-codec": args.cid_codec, "mhtype": args.mhtype}
+        if args.pin:
+            args_["pin"] = "true"
+        print(client.call("block/put", args_, body=args.file.read_bytes())["Key"])
+    elif args.block_command == "get":
+        with client.stream("block/get", {"arg": args.cid}) as response:
+            for chunk in response.iter_bytes():
+                sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    elif args.block_command == "stat":
+        stat = client.call("block/stat", {"arg": args.cid})
+        print(f"Key: {stat['Key']}\nSize: {stat['Size']}")
+    else:
+        print(f"removed {client.call('block/rm', {'arg': args.cid})['Hash']}")
+    return 0
+
+
+@_client_command("pin")
+def _pin(args: argparse.Namespace, client: Any) -> int:
+    if args.pin_command == "ls":
+        for cid, info in client.call("pin/ls")["Keys"].items():
+            print(f"{cid} {info['Type']}")
+        return 0
+    if args.pin_command == "add":
+        for cid in client.call("pin/add", {"arg": args.cid, "recursive": args.recursive})["Pins"]:
+            print(f"pinned {cid} {'recursively' if args.recursive == 'true' else 'directly'}")
+        return 0
+    for cid in client.call("pin/rm", {"arg": args.cid})["Pins"]:
+        print(f"unpinned {cid}")
     return 0
 
 

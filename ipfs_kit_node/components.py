@@ -11,6 +11,7 @@ from .config import NodeConfig
 from .metrics import NodeMetrics
 from .protocols.peers import PeerBook
 from .repo import Repo
+from .storage.service import StoreService
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,4 @@ class Components:
     peers: PeerBook
     router: Router
     metrics: NodeMetrics
+    blocks: StoreService  # .store is the TieredStore once the node has started

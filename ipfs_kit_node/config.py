@@ -77,6 +77,16 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+def positive(parse: Parser) -> Parser:
+    def parse_positive(value: Any) -> Any:
+        result = parse(value)
+        if result <= 0:
+            raise _Invalid(f"must be greater than zero, got {value!r}")
+        return result
+
+    return parse_positive
+
+
 def parse_fraction(value: Any) -> float:
     """A fraction in (0, 1] from 0.9 or "90%"."""
     try:
@@ -191,7 +201,15 @@ class RoutingSection:
 class StorageSection:
     max_size: int = _setting(100 * 10**9, parse_size, "disk budget of the block store")
     gc_watermark: float = _setting(0.9, parse_fraction, "GC starts above this share of max_size")
-    gc_period: float = _setting(3600.0, parse_duration, "time between periodic GC runs")
+    gc_period: float = _setting(3600.0, positive(parse_duration), "time between GC runs")
+    memory_size: int = _setting(256 * 2**20, parse_size, "byte budget of the memory tier")
+    heat_half_life: float = _setting(
+        3600.0, positive(parse_duration), "heat halves after this long without access"
+    )
+    snapshot_period: float = _setting(
+        300.0, positive(parse_duration), "time between Parquet snapshots of the index"
+    )
+    sync: bool = _setting(True, parse_bool, "fsync every block before acknowledging it")
 
 
 @dataclass(frozen=True)

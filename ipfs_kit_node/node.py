@@ -1,6 +1,7 @@
 """The Node: one py-libp2p host and one trio nursery that every long-lived task lives in.
 
-Services start in order (host, peer book, bootstrap, control API, role) and stop in reverse.
+Services start in order (host, peer book, bootstrap, block store, control API, role) and stop
+in reverse.
 READY=1 goes to systemd after the last one has started; STOPPING=1 when a stop begins.
 """
 
@@ -26,6 +27,7 @@ from .protocols.peers import PeerBook
 from .repo import Repo
 from .roles import load_role
 from .service import Service, TaskStatus
+from .storage.service import StoreService
 from .swarm import Bootstrapper
 from .systemd import SystemdNotifier
 
@@ -70,12 +72,13 @@ class Node:
         self.peer_id = self.host.get_id()
         self.peers = PeerBook(self.host)
         self.router = Router()
+        self.blocks = StoreService(repo.path, config.storage, self.router)
         self.metrics = NodeMetrics(
             config.role, str(self.peer_id), lambda: len(self.host.get_connected_peers())
         )
         self.components = Components(
             config=config, repo=repo, host=self.host, peers=self.peers,
-            router=self.router, metrics=self.metrics,
+            router=self.router, metrics=self.metrics, blocks=self.blocks,
         )
         register_core_routes(self.router, self.components)
         self.role = load_role(config.role)(self.components)
@@ -83,6 +86,7 @@ class Node:
             HostService(self.host, config.node.listen),
             self.peers,
             Bootstrapper(self.host, self.peers, config.node.bootstrap),
+            self.blocks,
             ApiServer(repo.api_socket(config.api.socket), self.router),
             self.role,
         ]

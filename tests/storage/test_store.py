@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import trio
+from dag import dagpb_block, raw_block
 from multiformats import CID
 
-from dag import dagpb_block, raw_block
 from ipfs_kit_node.storage import (
     BlockNotFoundError,
     HashMismatchError,

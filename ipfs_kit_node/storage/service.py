@@ -1,0 +1,141 @@
+"""The store as a node service: opens it, runs GC and snapshots, serves repo/block/pin routes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+from multiformats import CID, multihash
+
+from ..api.server import Handler, Request, Response, Router
+from ..config import StorageSection
+from ..errors import ApiError, BlockNotFoundError, ClosedNodeError, StoreError
+from ..service import TaskStatus
+from .blocks import to_cid
+from .store import StoreConfig, TieredStore
+
+
+def store_config(section: StorageSection) -> StoreConfig:
+    return StoreConfig(
+        max_size=section.max_size, memory_size=section.memory_size,
+        gc_watermark=section.gc_watermark, gc_period=section.gc_period,
+        half_life=section.heat_half_life, snapshot_period=section.snapshot_period,
+        sync=section.sync,
+    )
+
+
+class StoreService:
+    """Owns the node's TieredStore for the node's lifetime."""
+
+    name = "store"
+
+    def __init__(self, repo: Path, section: StorageSection, router: Router) -> None:
+        self._repo = repo
+        self._config = store_config(section)
+        self._store: TieredStore | None = None
+        self._register(router)
+
+    @property
+    def store(self) -> TieredStore:
+        if self._store is None:
+            raise ClosedNodeError("the block store is not open")
+        return self._store
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._store = await TieredStore.open(self._repo, self._config)
+        try:
+            await self._store.run(task_status=task_status)
+        finally:
+            self._store = None
+
+    # -- routes ------------------------------------------------------------------------------
+
+    def _register(self, router: Router) -> None:
+        routes = {
+            "repo/stat": self._repo_stat, "repo/gc": self._repo_gc,
+            "repo/verify": self._repo_verify, "block/put": self._block_put,
+            "block/get": self._block_get, "block/stat": self._block_stat,
+            "block/rm": self._block_rm, "pin/add": self._pin_add, "pin/rm": self._pin_rm,
+            "pin/ls": self._pin_ls,
+        }
+        for path, handler in routes.items():
+            router.add("POST", f"/api/v0/{path}", _mapping_errors(handler))
+
+    async def _repo_stat(self, request: Request) -> Response:
+        stats = self.store.stats()
+        return Response.json({
+            "RepoSize": stats.disk.bytes, "StorageMax": stats.max_size,
+            "NumObjects": stats.disk.blocks, "RepoPath": str(self._repo),
+            "Tiers": stats.as_dict(),
+        })
+
+    async def _repo_gc(self, request: Request) -> Response:
+        result = await self.store.gc(full=request.flag("full"))
+        return Response.json({"Removed": result.removed, "Freed": result.freed,
+                              "EvictedToRemote": result.evicted_to_remote,
+                              "Remaining": result.remaining})
+
+    async def _repo_verify(self, request: Request) -> Response:
+        result = await self.store.verify()
+        return Response.json({"Checked": result.checked, "Corrupt": result.corrupt,
+                              "Missing": result.missing, "Ok": result.ok})
+
+    async def _block_put(self, request: Request) -> Response:
+        codec = request.arg("cid-codec", "raw") or "raw"
+        hashfun = request.arg("mhtype", "sha2-256") or "sha2-256"
+        try:
+            cid = CID("base32", 1, codec, multihash.digest(request.body, hashfun))
+        except Exception as exc:
+            raise ApiError(f"cannot make a CID with codec {codec} and hash {hashfun}: {exc}",
+                           400) from None
+        await self.store.put(cid, request.body)
+        if request.flag("pin"):
+            await self.store.pin(cid, recursive=False)
+        return Response.json({"Key": str(cid), "Size": len(request.body)})
+
+    async def _block_get(self, request: Request) -> Response:
+        data = await self.store.get(_cid_arg(request))
+        return Response(body=data, content_type="application/octet-stream")
+
+    async def _block_stat(self, request: Request) -> Response:
+        cid = _cid_arg(request)
+        return Response.json({"Key": str(cid), "Size": await self.store.size(cid)})
+
+    async def _block_rm(self, request: Request) -> Response:
+        cid = _cid_arg(request)
+        if not await self.store.delete(cid):
+            raise BlockNotFoundError(str(cid))
+        return Response.json({"Hash": str(cid)})
+
+    async def _pin_add(self, request: Request) -> Response:
+        cid = _cid_arg(request)
+        await self.store.pin(cid, recursive=request.arg("recursive", "true") != "false")
+        return Response.json({"Pins": [str(cid)]})
+
+    async def _pin_rm(self, request: Request) -> Response:
+        cid = _cid_arg(request)
+        await self.store.unpin(cid)
+        return Response.json({"Pins": [str(cid)]})
+
+    async def _pin_ls(self, request: Request) -> Response:
+        return Response.json({"Keys": {cid: {"Type": mode}
+                                       for cid, mode in sorted(self.store.pins().items())}})
+
+
+def _cid_arg(request: Request) -> CID:
+    return to_cid(request.require("arg"))
+
+
+def _mapping_errors(handler: Handler) -> Handler:
+    """Store errors become API errors with the status a client can act on."""
+
+    async def handle(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except BlockNotFoundError as exc:
+            raise ApiError(str(exc), 404) from None
+        except StoreError as exc:
+            status = 400 if isinstance(exc, ValueError) else 500
+            raise ApiError(str(exc), status) from None
+
+    return handle

@@ -1,0 +1,95 @@
+"""The store through the daemon: block, pin and repo commands from the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from helpers import Daemon
+
+from ipfs_kit_node.storage.blocks import to_cid
+from ipfs_kit_node.storage.disk import DiskTier
+
+MakeDaemon = Callable[..., Daemon]
+NO_MEMORY = {"IPFS_KIT_STORAGE_MEMORY_SIZE": "0"}  # every read hits the disk tier
+
+
+def test_block_put_get_stat_pin_gc(daemon: MakeDaemon, short_tmp: Path) -> None:
+    d = daemon().start(env=NO_MEMORY)
+    files = []
+    for i in range(3):
+        f = short_tmp / f"f{i}"
+        f.write_bytes(os.urandom(500).hex().encode() + b"x" * i)
+        files.append(f)
+    cids = []
+    for f in files:
+        out = d.cli("block", "put", str(f))
+        assert out.returncode == 0, out.stderr
+        cids.append(out.stdout.strip())
+    assert cids[0].startswith("bafkrei")
+    got = d.cli("block", "get", cids[1])
+    assert got.returncode == 0 and got.stdout == files[1].read_text()
+    raw = d.api("block/stat", {"arg": cids[1]})
+    assert raw == {"Key": cids[1], "Size": 1001}
+    assert d.cli("pin", "add", cids[0]).returncode == 0
+    assert d.cli("pin", "ls").stdout.split() == [cids[0], "recursive"]
+
+    stat = json.loads(d.cli("repo", "stat", "--enc", "json").stdout)
+    assert stat["NumObjects"] == 3 and stat["RepoSize"] == 3003
+    assert stat["Tiers"]["disk"]["blocks"] == 3 and stat["Tiers"]["pins"] == 1
+    assert "hit ratio" in d.cli("repo", "stat").stdout
+
+    gc = d.cli("repo", "gc", "--full")
+    assert gc.returncode == 0 and "removed 2 blocks" in gc.stdout, gc.stdout
+    missing = d.cli("block", "get", cids[1])
+    assert missing.returncode == 1 and "not found" in missing.stderr
+    assert d.cli("pin", "rm", cids[0]).returncode == 0
+    assert d.cli("block", "rm", cids[0]).returncode == 0
+
+    # Restart: the store keeps what it had.
+    again = short_tmp / "again"
+    again.write_bytes(b"kept across restarts")
+    cid = d.cli("block", "put", str(again), "--pin").stdout.strip()
+    d.stop()
+    d.start(env=NO_MEMORY)
+    assert d.cli("block", "get", cid).stdout == "kept across restarts"
+    assert d.api("pin/ls")["Keys"] == {cid: {"Type": "direct"}}
+
+
+def test_block_get_bytes_are_exact(daemon: MakeDaemon, short_tmp: Path) -> None:
+    d = daemon().start()
+    data = os.urandom(300_000)
+    f = short_tmp / "blob"
+    f.write_bytes(data)
+    cid = d.cli("block", "put", str(f), "--cid-codec", "raw").stdout.strip()
+    from ipfs_kit_node.api.client import ApiClient
+
+    with ApiClient(d.repo / "api.sock", d.repo) as client, \
+            client.stream("block/get", {"arg": cid}) as response:
+        assert hashlib.sha256(response.read()).digest() == hashlib.sha256(data).digest()
+
+
+def test_verify_finds_a_corrupt_block(daemon: MakeDaemon, short_tmp: Path) -> None:
+    d = daemon().start(env=NO_MEMORY)
+    f = short_tmp / "x"
+    f.write_bytes(b"soon to be corrupted")
+    cid = d.cli("block", "put", str(f)).stdout.strip()
+    path = DiskTier(d.repo / "blocks").path_for(bytes(to_cid(cid).digest))
+    path.write_bytes(b"bit rot")
+    out = d.cli("repo", "verify")
+    assert out.returncode == 1
+    assert f"corrupt (quarantined): {cid}" in out.stdout
+    assert d.cli("block", "get", cid).returncode == 1
+    assert d.cli("repo", "verify").returncode == 0
+
+
+def test_bad_cids_and_bytes_are_clear_errors(daemon: MakeDaemon) -> None:
+    d = daemon().start()
+    out = d.cli("block", "get", "not-a-cid")
+    assert out.returncode == 1 and "is not a CID" in out.stderr
+    out = d.cli("pin", "add", "bafkreie5nqv6kd3qnfjupgvz34woh3oksc3iau6abmyajn7qvtf6d2ho34")
+    assert out.returncode == 1 and "not found" in out.stderr
+    assert d.api("status")  # still running
