@@ -1,0 +1,91 @@
+"""The memory tier and heat on their own: no I/O, plain objects."""
+
+from __future__ import annotations
+
+import random
+
+from ipfs_kit_node.storage.heat import HeatModel
+from ipfs_kit_node.storage.memory import MemoryTier
+
+
+def read_through(tier: MemoryTier, key: object, size: int = 100) -> bool:
+    if tier.get(key) is not None:
+        return True
+    tier.put(key, b"x" * size)
+    return False
+
+
+def test_byte_budget_is_never_exceeded() -> None:
+    tier = MemoryTier(10_000)
+    rng = random.Random(1)
+    for _ in range(20_000):
+        read_through(tier, rng.randrange(500), size=rng.randrange(1, 2_000))
+        assert tier.bytes_used <= 10_000
+    assert len(tier) > 0
+
+
+def test_a_block_larger_than_the_budget_is_not_cached() -> None:
+    tier = MemoryTier(1_000)
+    tier.put("big", b"x" * 1_001)
+    assert "big" not in tier and tier.bytes_used == 0
+
+
+def test_hot_set_survives_a_long_scan() -> None:
+    tier = MemoryTier(100 * 100, adaptive=False)
+    hot = [f"hot{i}" for i in range(50)]
+    for _ in range(30):
+        for key in hot:
+            read_through(tier, key)
+    for i in range(10_000):  # one-off reads, 100x the cache
+        read_through(tier, f"scan{i}")
+    assert sum(key in tier for key in hot) >= 45
+
+
+def test_large_candidate_must_beat_every_victim() -> None:
+    tier = MemoryTier(1_000, window_share=0.01, adaptive=False)
+    for i in range(10):  # fill main with ten warm 100-byte blocks
+        for _ in range(3):
+            read_through(tier, i)
+    assert tier.bytes_used == 1_000
+    tier.get("big")  # seen once: colder than the residents
+    tier.put("big", b"x" * 500)
+    tier.put("push", b"x" * 10)  # push "big" out of the window: admission is refused
+    assert "big" not in tier and tier.rejected >= 1
+    # At most one resident gave way, to the window's own share of the budget.
+    assert sum(i in tier for i in range(10)) >= 9
+
+
+def test_heat_seed_lets_a_known_hot_block_in() -> None:
+    tier = MemoryTier(1_000, adaptive=False)
+    for i in range(10):
+        read_through(tier, i)
+    tier.put("warm-after-restart", b"x" * 100, heat=8.0)
+    tier.put("push", b"x" * 10)
+    assert "warm-after-restart" in tier
+
+
+def test_discard_and_resize() -> None:
+    tier = MemoryTier(1_000)
+    for i in range(10):
+        read_through(tier, i)
+    tier.discard(3)
+    assert 3 not in tier
+    tier.resize(300)
+    assert tier.bytes_used <= 300
+
+
+def test_heat_halves_once_per_half_life() -> None:
+    now = [0.0]
+    model = HeatModel(10.0, clock=lambda: now[0])
+    count, epoch = 0.0, model.epoch()
+    for _ in range(4):
+        count, epoch = model.touch(count, epoch)
+    assert model.value(count, epoch) == 4
+    now[0] = 9.9
+    assert model.value(count, epoch) == 4  # same epoch: ties stay ties
+    now[0] = 10.0
+    assert model.value(count, epoch) == 2
+    now[0] = 35.0
+    assert model.value(count, epoch) == 0.5
+    count, epoch = model.touch(count, epoch)
+    assert model.value(count, epoch) == 1.5
