@@ -93,3 +93,23 @@ def test_bad_cids_and_bytes_are_clear_errors(daemon: MakeDaemon) -> None:
     out = d.cli("pin", "add", "bafkreie5nqv6kd3qnfjupgvz34woh3oksc3iau6abmyajn7qvtf6d2ho34")
     assert out.returncode == 1 and "not found" in out.stderr
     assert d.api("status")  # still running
+
+
+def test_periodic_gc_and_snapshot_while_running(daemon: MakeDaemon, short_tmp: Path) -> None:
+    import pyarrow.parquet as pq
+    from helpers import wait_until
+
+    env = {"IPFS_KIT_STORAGE_MAX_SIZE": "10000", "IPFS_KIT_STORAGE_GC_WATERMARK": "50%",
+           "IPFS_KIT_STORAGE_GC_PERIOD": "300ms", "IPFS_KIT_STORAGE_SNAPSHOT_PERIOD": "200ms"}
+    d = daemon().start(env=env)
+    for i in range(8):
+        f = short_tmp / f"b{i}"
+        f.write_bytes(os.urandom(1000))
+        assert d.cli("block", "put", str(f)).returncode == 0
+    assert wait_until(lambda: d.api("repo/stat")["RepoSize"] <= 5000, timeout=10)
+    # Another process reads the index snapshot while the daemon runs.
+    snapshot = d.repo / "datastore" / "index.parquet"
+    assert wait_until(lambda: snapshot.exists() and pq.read_table(snapshot).num_rows
+                      == d.api("repo/stat")["NumObjects"], timeout=10)
+    table = pq.read_table(snapshot)
+    assert set(table.column_names) >= {"cid", "size", "tier", "heat", "pinned", "access_count"}
