@@ -30,6 +30,7 @@ File metadata key ``ipfs_kit_node.half_life`` holds the heat half-life in second
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from typing import Any
 import msgpack
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ..errors import StoreFullError
 
 SCHEMA = pa.schema([
     ("multihash", pa.binary()),
@@ -75,7 +78,18 @@ class Journal:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def append(self, *record: Any) -> None:
-        os.write(self._fd, msgpack.packb(record))
+        """Append one whole record, or nothing: a failed write is cut back off the file."""
+        data = memoryview(msgpack.packb(record))
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreFullError(f"the disk is full: cannot append to {self.path}") from exc
+            raise
 
     def reset(self) -> None:
         os.ftruncate(self._fd, 0)

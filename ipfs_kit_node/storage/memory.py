@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 CLIMB_STEP = 0.0625  # share of the budget the window moves per climbing step
 AGE_EVERY = 10  # halve all heat every AGE_EVERY x (cached entries) accesses
-CLIMB_EVERY = 10  # one climbing step every CLIMB_EVERY x (cached entries) accesses
+CLIMB_EVERY = 3  # one climbing step every CLIMB_EVERY x (cached entries) accesses
+FORGET_BELOW = 0.5  # at each halving, forget keys whose count is below this
 
 
 @dataclass
@@ -70,6 +71,7 @@ class MemoryTier:
         # Heat: key -> access count, halved every _age_period accesses.
         self._heat: dict[Hashable, float] = {}
         self._age_countdown = 1000
+        self._mean_size = 4096.0  # running mean block size: capacity in entries = budget/mean
         self._climb_countdown = 1000
         # Hill climbing: every sample (an epoch) move the window share by a step; reverse and
         # halve the step when the hit ratio got worse.
@@ -81,6 +83,8 @@ class MemoryTier:
         self._previous_ratio: float | None = None
         self.budget = budget
         self._set_limits()
+        self._age_countdown = AGE_EVERY * self._capacity_entries()
+        self._climb_countdown = CLIMB_EVERY * self._capacity_entries()
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -144,6 +148,7 @@ class MemoryTier:
         size = len(data)
         if key in self._where or size > self.budget:
             return
+        self._mean_size += (size - self._mean_size) * 0.01
         if heat and key not in self._heat:
             self._heat[key] = min(heat, self._heat_cap)
         self._window[key] = data
@@ -242,14 +247,18 @@ class MemoryTier:
             else:
                 return
 
+    def _capacity_entries(self) -> int:
+        # While the tier fills, its entry count underestimates what it will hold.
+        return max(len(self._where), int(self.budget / max(self._mean_size, 1.0)), 100)
+
     def _age(self) -> None:
         """Every count halves; keys that fell below a quarter of an access are forgotten."""
-        self._age_countdown = AGE_EVERY * max(len(self._where), 100)
-        self._heat = {k: v * 0.5 for k, v in self._heat.items() if v >= 0.5}
+        self._age_countdown = AGE_EVERY * self._capacity_entries()
+        self._heat = {k: v * 0.5 for k, v in self._heat.items() if v >= FORGET_BELOW}
 
     def _climb(self) -> None:
         """Move the window share one step: onwards while the hit ratio holds, else back."""
-        self._climb_countdown = CLIMB_EVERY * max(len(self._where), 100)
+        self._climb_countdown = CLIMB_EVERY * self._capacity_entries()
         accesses = self.hits + self.misses - self._sample_accesses
         ratio = (self.hits - self._sample_hits) / accesses if accesses else 0.0
         self._sample_hits, self._sample_accesses = self.hits, self.hits + self.misses

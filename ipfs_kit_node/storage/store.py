@@ -10,6 +10,7 @@ All methods run on the trio event loop; blocking file work runs on worker thread
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -216,21 +217,40 @@ class TieredStore:
         return out
 
     async def close(self) -> None:
-        """Snapshot the index and mark a clean shutdown. Safe to call twice."""
+        """Snapshot the index and mark a clean shutdown. Safe to call twice.
+
+        If the snapshot cannot be written (a full disk), the store still closes, without the
+        clean marker, so the next start rebuilds the index from the disk.
+        """
         if self._closed:
             return
         self._closed = True
-        with trio.CancelScope(shield=True):
-            await self.snapshot()
+        try:
+            with trio.CancelScope(shield=True):
+                await self.snapshot()
+                self._clean_marker.touch()
+        except StoreError as exc:
+            log.error("index snapshot failed at close; next start rebuilds from disk",
+                      error=str(exc))
+            raise
+        finally:
             if self._journal is not None:
                 self._journal.close()
-            self._clean_marker.touch()
+                self._journal = None
         log.info("store closed", blocks=len(self._index))
 
     async def snapshot(self) -> None:
+        """Write the index to Parquet, then start the journal afresh."""
         rows = [(k, m, self._tier_of(k, m)) for k, m in self._index.items()]
-        await trio.to_thread.run_sync(write_snapshot, self._snapshot_path, rows,
-                                      self.config.half_life)
+        try:
+            await trio.to_thread.run_sync(write_snapshot, self._snapshot_path, rows,
+                                          self.config.half_life)
+        except OSError as exc:
+            remove_quietly(self._snapshot_path.with_suffix(".parquet.tmp"))
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "errno 28" in str(exc).lower():
+                raise StoreFullError(f"the disk is full: cannot write the index ({exc})"
+                                     ) from exc
+            raise StoreError(f"cannot write the index snapshot: {exc}") from exc
         if self._journal is not None:
             self._journal.reset()
 
@@ -250,10 +270,24 @@ class TieredStore:
             return "remote"
         return "memory" if key in self._memory else "disk"
 
-    def _write_journal(self, *record: Any) -> None:
+    def _write_journal(self, *record: Any, required: bool = False) -> None:
+        """Journal a change. The journal only speeds up restarts (an unclean start rebuilds
+        from disk), so a failed append is logged and skipped, unless ``required``.
+        """
         if self._journal is None:
             raise StoreError("the store is not open")
-        self._journal.append(*record)
+        try:
+            self._journal.append(*record)
+        except OSError as exc:
+            if required:
+                raise
+            log.warning("index journal append failed; the next start will rebuild from disk",
+                        op=record[0], error=str(exc))
+        except StoreFullError as exc:
+            if required:
+                raise
+            log.warning("index journal append failed; the next start will rebuild from disk",
+                        op=record[0], error=str(exc))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -538,10 +572,15 @@ class TieredStore:
                 continue
             if self._index.get(key) is not meta or meta.remote:
                 continue
+            try:
+                # Without this record a crash would forget the block lives remotely.
+                self._write_journal("remote", key, True, required=True)
+            except (OSError, StoreError) as exc:
+                result.errors.append(f"{meta.cid}: {exc}")
+                continue
             meta.remote = True
             self._used -= meta.size
             self._memory.discard(key)
-            self._write_journal("remote", key, True)
             await trio.to_thread.run_sync(self._disk.delete, key)
             result.evicted_to_remote += 1
 
@@ -597,7 +636,7 @@ class TieredStore:
             await trio.sleep(period)
             try:
                 await job()
-            except StoreError as exc:
+            except (StoreError, OSError) as exc:
                 log.error("periodic store job failed", job=getattr(job, "__name__", "?"),
                           error=str(exc))
 
