@@ -222,3 +222,12 @@ def helia_peer(log_path: Path) -> Iterator[HeliaPeer]:
         yield peer
     finally:
         peer.stop()
+
+
+def js_import(path: Path, options: dict[str, Any]) -> list[dict[str, Any]]:
+    """Entries ipfs-unixfs-importer (npm) makes for a file or tree; the root is last."""
+    out = subprocess.run(
+        [str(node22()), str(HELIA_DIR / "importer.mjs"), str(path), json.dumps(options)],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    return [json.loads(line) for line in out.stdout.splitlines()]

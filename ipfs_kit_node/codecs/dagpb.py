@@ -26,7 +26,7 @@ class PBNode:
     data: bytes | None
 
 
-def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(buf):
@@ -41,24 +41,55 @@ def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
             raise CodecError("varint longer than 64 bits")
 
 
-def _fields(buf: bytes | memoryview) -> list[tuple[int, bytes | int]]:
+def fields(buf: bytes | memoryview) -> list[tuple[int, bytes | int]]:
     out: list[tuple[int, bytes | int]] = []
     pos = 0
     while pos < len(buf):
-        key, pos = _varint(buf, pos)
+        key, pos = read_varint(buf, pos)
         number, wire = key >> 3, key & 7
         if wire == 2:
-            length, pos = _varint(buf, pos)
+            length, pos = read_varint(buf, pos)
             if pos + length > len(buf):
                 raise CodecError(f"field {number} runs past the end of the block")
             out.append((number, bytes(buf[pos:pos + length])))
             pos += length
         elif wire == 0:
-            value, pos = _varint(buf, pos)
+            value, pos = read_varint(buf, pos)
             out.append((number, value))
         else:
             raise CodecError(f"field {number} has wire type {wire}, not allowed in dag-pb")
     return out
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _bytes_field(number: int, payload: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def encode(links: list[PBLink] | tuple[PBLink, ...], data: bytes | None) -> bytes:
+    """Canonical dag-pb: links first (in the order given), each Hash, Name, Tsize; then Data."""
+    out = bytearray()
+    for link in links:
+        body = _bytes_field(1, bytes(link.cid))
+        if link.name is not None:
+            body += _bytes_field(2, link.name.encode("utf-8"))
+        if link.tsize is not None:
+            body += varint(3 << 3) + varint(link.tsize)
+        out += _bytes_field(2, body)
+    if data is not None:
+        out += _bytes_field(1, data)
+    return bytes(out)
 
 
 def decode(block: bytes, cid: str = "?") -> PBNode:
@@ -66,7 +97,7 @@ def decode(block: bytes, cid: str = "?") -> PBNode:
     try:
         links: list[PBLink] = []
         data: bytes | None = None
-        for number, value in _fields(block):
+        for number, value in fields(block):
             if number == 2 and isinstance(value, bytes):
                 if data is not None:
                     raise CodecError("Links after Data (not canonical dag-pb)")
@@ -86,7 +117,7 @@ def _decode_link(buf: bytes) -> PBLink:
     cid: CID | None = None
     name: str | None = None
     tsize: int | None = None
-    for number, value in _fields(buf):
+    for number, value in fields(buf):
         if number == 1 and isinstance(value, bytes):
             try:
                 cid = CID.decode(value)
