@@ -10,7 +10,8 @@ import argparse
 import json
 import signal
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from .config import ROLES, Layer, NodeConfig, load_config, parse_table
 from .errors import ConfigError, IpfsKitError
 from .service import TaskStatus
 
+PROFILE_NAMES = ("unixfs-v0-2015", "unixfs-v1-2025")
 ClientFn = Callable[[argparse.Namespace, Any], int]
 _CLIENT_COMMANDS: dict[str, ClientFn] = {}
 
@@ -78,6 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
     peers = command("peers", "list connected peers", swarm_sub)
     peers.add_argument("--identify", action="store_true", help="include identify details")
     peers.add_argument("--enc", choices=("text", "json"), default="text")
+    add = command("add", "import a file or folder (UnixFS) into the node")
+    add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    add.add_argument("-r", "--recursive", action="store_true", help="add folders recursively")
+    add.add_argument("--profile", choices=sorted(PROFILE_NAMES),
+                     help="unixfs-v0-2015 (Kubo default) or unixfs-v1-2025 (Helia default)")
+    add.add_argument("--cid-version", type=int, choices=(0, 1))
+    add.add_argument("--raw-leaves", nargs="?", const="true", choices=("true", "false"))
+    add.add_argument("--chunker", help="size-N: fixed chunks of N bytes")
+    add.add_argument("--max-links", type=int, help="children per node (174 in Kubo)")
+    add.add_argument("-n", "--only-hash", action="store_true",
+                     help="compute CIDs only; store nothing (needs no daemon)")
+    add.add_argument("-Q", "--quieter", action="store_true", help="print only the root CID")
+    add.add_argument("--pin", default="true", choices=("true", "false"))
+    command("cat", "write a file's bytes to stdout").add_argument("cid")
+    get = command("get", "write a file or folder to a path")
+    get.add_argument("cid")
+    get.add_argument("-o", "--output", type=Path, help="target path (default: the CID)")
+    command("ls", "list a folder").add_argument("cid")
     repo = command("repo", "the block store")
     repo_sub = repo.add_subparsers(dest="repo_command", metavar="SUBCOMMAND", required=True)
     command("stat", "bytes, blocks and hit ratio of each tier", repo_sub).add_argument(
@@ -286,6 +306,171 @@ def _pin(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
+def _import_params(args: argparse.Namespace) -> Any:
+    from .unixfs.importer import KUBO_DEFAULT, PROFILES, ImportParams
+
+    base = PROFILES[args.profile] if args.profile else KUBO_DEFAULT
+    version = base.cid_version if args.cid_version is None else args.cid_version
+    if args.raw_leaves is not None:
+        raw = args.raw_leaves == "true"
+    else:  # as Kubo: --cid-version=1 alone implies raw leaves
+        raw = True if args.cid_version == 1 and not args.profile else base.raw_leaves
+    chunk = base.chunk_size
+    if args.chunker:
+        kind, _, size = args.chunker.partition("-")
+        if kind != "size" or not size.isdigit():
+            raise ConfigError("--chunker", "chunker", f"expected size-N, got {args.chunker!r}")
+        chunk = int(size)
+    try:
+        return ImportParams(cid_version=version, raw_leaves=raw, chunk_size=chunk,
+                            max_links=args.max_links or base.max_links)
+    except ValueError as exc:
+        raise ConfigError("add options", "add", str(exc)) from None
+
+
+def _add_items(args: argparse.Namespace) -> Iterator[Any]:
+    from .unixfs.importer import import_path
+
+    params = _import_params(args)
+    for path in args.paths:
+        if not path.exists():
+            raise IpfsKitError(f"{path}: no such file or folder")
+        if path.is_dir() and not args.recursive:
+            raise IpfsKitError(f"{path} is a folder; add it with -r")
+        yield from import_path(path, params)
+
+
+def _report(item: Any, args: argparse.Namespace, roots: list[str], progress: _Progress) -> None:
+    from .unixfs.importer import Added, Block
+
+    if isinstance(item, Block):
+        progress.advance(len(item.data))
+    elif isinstance(item, Added):
+        if "/" not in item.name:
+            roots.append(str(item.entry.cid))
+        if not args.quieter:
+            progress.clear()
+            print(f"added {item.entry.cid} {item.name}", flush=True)
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only on a TTY and for large inputs."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.total = sum(_tree_size(p) for p in paths)
+        self.enabled = sys.stderr.isatty() and self.total >= 8 * 2**20
+        self.done = 0
+        self._shown = 0.0
+        self._started = time.monotonic()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.enabled and now - self._shown > 0.2:
+            self._shown = now
+            rate = self.done / max(now - self._started, 1e-6) / 1e6
+            pct = min(100.0, 100 * self.done / self.total)
+            bar = "#" * int(pct / 4)
+            sys.stderr.write(f"\r[{bar:<25}] {pct:5.1f}% {self.done / 2**20:,.0f} MiB "
+                             f"{rate:,.0f} MB/s")
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 70 + "\r")
+            sys.stderr.flush()
+
+
+def _tree_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def _add_only_hash(args: argparse.Namespace) -> int:
+    roots: list[str] = []
+    progress = _Progress(args.paths)
+    for item in _add_items(args):
+        _report(item, args, roots, progress)
+    progress.clear()
+    if args.quieter:
+        print(roots[-1])
+    return 0
+
+
+@_client_command("add")
+def _add(args: argparse.Namespace, client: Any) -> int:
+    from .storage.frames import encode_frame
+    from .unixfs.importer import Block
+
+    roots: list[str] = []
+    progress = _Progress(args.paths)
+
+    def upload() -> Iterator[bytes]:
+        batch = bytearray()
+        for item in _add_items(args):
+            if isinstance(item, Block):
+                batch += encode_frame(bytes(item.cid), item.data)
+                if len(batch) >= 1 << 20:
+                    yield bytes(batch)
+                    batch.clear()
+            _report(item, args, roots, progress)
+        if batch:
+            yield bytes(batch)
+
+    query = {"pin-last": "true"} if args.pin == "true" and len(args.paths) == 1 else {}
+    client.call("block/put-many", query, body=upload())
+    if args.pin == "true" and len(args.paths) > 1:
+        for root in roots:
+            client.call("pin/add", {"arg": root})
+    progress.clear()
+    if args.quieter:
+        print(roots[-1])
+    return 0
+
+
+@_client_command("cat")
+def _cat(args: argparse.Namespace, client: Any) -> int:
+    with client.stream("cat", {"arg": args.cid}) as response:
+        for chunk in response.iter_bytes():
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+@_client_command("ls")
+def _ls(args: argparse.Namespace, client: Any) -> int:
+    for link in client.call("ls", {"arg": args.cid})["Objects"][0]["Links"]:
+        suffix = "/" if link["Type"] == 1 else ""
+        print(f"{link['Hash']} {link['Size']} {link['Name']}{suffix}")
+    return 0
+
+
+@_client_command("get")
+def _get(args: argparse.Namespace, client: Any) -> int:
+    target = args.output or Path(args.cid)
+    _fetch_into(client, args.cid, target)
+    print(f"saved {args.cid} to {target}")
+    return 0
+
+
+def _fetch_into(client: Any, cid: str, target: Path) -> None:
+    stat = client.call("unixfs/stat", {"arg": cid})
+    if stat["Type"] == "directory":
+        target.mkdir(parents=True, exist_ok=True)
+        for link in client.call("ls", {"arg": cid})["Objects"][0]["Links"]:
+            name = link["Name"]
+            if not name or name in (".", "..") or "/" in name or "\0" in name:
+                raise IpfsKitError(f"refusing unsafe entry name {name!r} in {cid}")
+            _fetch_into(client, link["Hash"], target / name)
+        return
+    tmp = target.with_name(target.name + ".part")
+    with client.stream("cat", {"arg": cid}) as response, open(tmp, "wb") as out:
+        for chunk in response.iter_bytes():
+            out.write(chunk)
+    tmp.replace(target)
+
+
 def _config_show(args: argparse.Namespace) -> int:
     config = _effective_config(args)
     if args.enc == "json":
@@ -312,6 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_daemon(args)
         if args.command == "config":
             return _config_show(args)
+        if args.command == "add" and args.only_hash:
+            return _add_only_hash(args)
         return run_client(args)
     except ConfigError as exc:
         print(f"Error: invalid configuration: {exc}", file=sys.stderr)

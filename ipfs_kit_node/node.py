@@ -30,6 +30,7 @@ from .service import Service, TaskStatus
 from .storage.service import StoreService
 from .swarm import Bootstrapper
 from .systemd import SystemdNotifier
+from .unixfs.service import register_unixfs_routes
 
 log = get_logger(__name__)
 
@@ -81,6 +82,7 @@ class Node:
             router=self.router, metrics=self.metrics, blocks=self.blocks,
         )
         register_core_routes(self.router, self.components)
+        register_unixfs_routes(self.router, self.blocks)
         self.role = load_role(config.role)(self.components)
         self.services: list[Service] = [
             HostService(self.host, config.node.listen),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +37,16 @@ class ApiClient:
         if not self.socket_path.exists():
             raise DaemonNotRunningError(str(self.repo), f"no API socket at {self.socket_path}")
 
-    def call(self, command: str, args: Args | None = None, body: bytes | None = None) -> Any:
+    def call(self, command: str, args: Args | None = None,
+             body: bytes | Iterable[bytes] | None = None) -> Any:
         """POST /api/v0/<command> and return the decoded JSON answer."""
         with self.stream(command, args, body) as response:
             data = response.read()
         return json.loads(data) if data.strip() else None
 
     def stream(
-        self, command: str, args: Args | None = None, body: bytes | None = None
+        self, command: str, args: Args | None = None,
+        body: bytes | Iterable[bytes] | None = None,
     ) -> _Streamed:
         self._check_socket()
         return _Streamed(self, f"/api/v0/{command}", args or {}, body)
@@ -67,7 +69,8 @@ class ApiClient:
 class _Streamed:
     """A streamed response as a context manager; errors mapped to ours."""
 
-    def __init__(self, client: ApiClient, path: str, args: Args, body: bytes | None) -> None:
+    def __init__(self, client: ApiClient, path: str, args: Args,
+                 body: bytes | Iterable[bytes] | None) -> None:
         self._client = client
         self._request = client._client.build_request(
             "POST", path, params=dict(args), content=body

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,10 +32,13 @@ READ_SIZE = 64 * 1024
 
 @dataclass(frozen=True)
 class Request:
+    """A request; ``body`` for ordinary routes, ``chunks`` (read as you go) for streaming ones."""
+
     method: str
     path: str
     query: dict[str, list[str]]
     body: bytes = b""
+    chunks: AsyncIterator[bytes] | None = None
 
     def arg(self, name: str = "arg", default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -75,15 +78,22 @@ class Router:
 
     def __init__(self) -> None:
         self._routes: dict[str, dict[str, Handler]] = {}
+        self._streaming: set[tuple[str, str]] = set()
 
-    def add(self, method: str, path: str, handler: Handler) -> None:
+    def add(self, method: str, path: str, handler: Handler, *, streaming: bool = False) -> None:
+        """Register a handler; ``streaming`` ones read the body from ``request.chunks``."""
         methods = self._routes.setdefault(path, {})
         if method in methods:
             raise ValueError(f"route {method} {path} is registered twice")
         methods[method] = handler
+        if streaming:
+            self._streaming.add((method, path))
 
     def paths(self) -> list[str]:
         return sorted(self._routes)
+
+    def is_streaming(self, method: str, path: str) -> bool:
+        return (method, path) in self._streaming
 
     async def dispatch(self, request: Request) -> Response:
         methods = self._routes.get(request.path)
@@ -147,6 +157,19 @@ class ApiServer:
             return False
         assert isinstance(event, h11.Request)
         target = urlsplit(event.target.decode("latin-1"))
+        method = event.method.decode()
+        query = parse_qs(target.query, keep_blank_values=True)
+        if self.router.is_streaming(method, target.path):
+            chunks = _body_chunks(conn, stream)
+            try:
+                response = await self.router.dispatch(
+                    Request(method=method, path=target.path, query=query, chunks=chunks))
+                async for _ in chunks:  # whatever the handler left unread
+                    pass
+            finally:
+                await chunks.aclose()
+            await _send(conn, stream, response)
+            return conn.our_state is h11.DONE and conn.their_state is h11.DONE
         body = bytearray()
         while True:
             part = await _next_event(conn, stream)
@@ -160,15 +183,22 @@ class ApiServer:
                 break
             else:
                 return False
-        request = Request(
-            method=event.method.decode(),
-            path=target.path,
-            query=parse_qs(target.query, keep_blank_values=True),
-            body=bytes(body),
-        )
+        request = Request(method=method, path=target.path, query=query, body=bytes(body))
         response = await self.router.dispatch(request)
         await _send(conn, stream, response)
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+
+async def _body_chunks(conn: h11.Connection, stream: trio.SocketStream
+                       ) -> AsyncGenerator[bytes, None]:
+    while True:
+        event = await _next_event(conn, stream)
+        if isinstance(event, h11.Data):
+            yield bytes(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            return
+        else:
+            raise h11.RemoteProtocolError("connection closed in the middle of the body")
 
 
 async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> Any:

@@ -1,12 +1,15 @@
-"""Block metadata: in memory, an append-only journal, and Parquet snapshots.
+"""Block metadata: in memory, an append-only journal, snapshots (msgpack) and a Parquet export.
 
 The index is a dict keyed by multihash. Every put and delete is appended to
-``datastore/index.journal`` (msgpack records) before the caller hears back; the whole index is
-written to ``datastore/index.parquet`` periodically and on shutdown (temp file, fsync, rename),
-after which the journal starts afresh. On start the snapshot is read and the journal replayed;
-a torn last record is ignored. When either is missing or damaged, or the last shutdown was not
-clean, the store rebuilds the index against the disk tier, which is the source of truth for
-which blocks exist.
+``datastore/index.journal`` (msgpack records). The whole index is written to
+``datastore/index.msgpack`` periodically and on shutdown (temp file, fsync, rename), after which
+the journal starts afresh; on start the snapshot is read and the journal replayed (a torn last
+record is ignored). When either is missing or damaged, or the last shutdown was not clean, the
+store rebuilds the index against the disk tier, the source of truth for which blocks exist.
+
+After each snapshot a short-lived child process (``python -m
+ipfs_kit_node.storage.parquet_export``) turns it into ``datastore/index.parquet`` for other
+programs, so the daemon itself never loads pyarrow (about 30 MiB of resident memory).
 
 Parquet schema of ``index.parquet`` (readable by pandas, duckdb, polars while the daemon runs;
 the file is replaced atomically):
@@ -38,23 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import StoreFullError
-
-SCHEMA = pa.schema([
-    ("multihash", pa.binary()),
-    ("cid", pa.string()),
-    ("size", pa.int64()),
-    ("tier", pa.string()),
-    ("heat", pa.float64()),
-    ("heat_epoch", pa.int64()),
-    ("pinned", pa.bool_()),
-    ("first_access", pa.timestamp("ms", tz="UTC")),
-    ("last_access", pa.timestamp("ms", tz="UTC")),
-    ("access_count", pa.int64()),
-])
 
 
 @dataclass(slots=True)
@@ -117,52 +105,75 @@ class Journal:
                 yield tuple(record)
 
 
+COLUMNS = ("multihash", "cid", "size", "tier", "heat", "heat_epoch", "pinned",
+           "first_access", "last_access", "access_count")
+SNAPSHOT_VERSION = 1
+
+
 def write_snapshot(path: Path, rows: list[tuple[Any, ...]], half_life: float) -> None:
-    """Rows as (multihash, BlockMeta, tier); written atomically."""
-    columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
-    for key, meta, tier in rows:
-        columns["multihash"].append(key)
-        columns["cid"].append(meta.cid)
-        columns["size"].append(meta.size)
-        columns["tier"].append(tier)
-        columns["heat"].append(meta.heat)
-        columns["heat_epoch"].append(meta.heat_epoch)
-        columns["pinned"].append(meta.pins > 0)
-        columns["first_access"].append(int(meta.first_access * 1000))
-        columns["last_access"].append(int(meta.last_access * 1000))
-        columns["access_count"].append(meta.access_count)
-    table = pa.table(columns, schema=SCHEMA).replace_schema_metadata(
-        {"ipfs_kit_node.half_life": str(half_life)}
-    )
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    fd = os.open(tmp, os.O_RDONLY)
+    """Rows as (multihash, BlockMeta, tier), written atomically as one msgpack document."""
+    packed = msgpack.packb({
+        "version": SNAPSHOT_VERSION, "half_life": half_life, "columns": COLUMNS,
+        "rows": [(key, m.cid, m.size, tier, m.heat, m.heat_epoch, m.pins > 0,
+                  m.first_access, m.last_access, m.access_count) for key, m, tier in rows],
+    })
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
+        view = memoryview(packed)
+        while view:
+            view = view[os.write(fd, view):]
         os.fsync(fd)
-    finally:
+    except OSError:
         os.close(fd)
+        remove_quietly(tmp)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    doc = msgpack.unpackb(path.read_bytes(), strict_map_key=False)
+    if not isinstance(doc, dict) or doc.get("version") != SNAPSHOT_VERSION:
+        raise ValueError(f"{path} is not an index snapshot this version can read")
+    return doc
 
 
 def read_snapshot(path: Path) -> dict[bytes, BlockMeta]:
     """The snapshot's entries; raises on a missing or damaged file."""
-    table = pq.read_table(path)
-    if not table.schema.remove_metadata().equals(SCHEMA):
-        raise ValueError(f"{path} has an unexpected schema")
     out: dict[bytes, BlockMeta] = {}
-    cols = {name: table.column(name).to_pylist() for name in
-            ("multihash", "cid", "size", "heat", "heat_epoch", "access_count")}
-    firsts = table.column("first_access").cast(pa.int64()).to_pylist()
-    lasts = table.column("last_access").cast(pa.int64()).to_pylist()
-    remote = [t == "remote" for t in table.column("tier").to_pylist()]
-    for i, key in enumerate(cols["multihash"]):
-        out[key] = BlockMeta(
-            cid=cols["cid"][i], size=cols["size"][i],
-            first_access=firsts[i] / 1000, last_access=lasts[i] / 1000,
-            heat=cols["heat"][i], heat_epoch=cols["heat_epoch"][i],
-            access_count=cols["access_count"][i], remote=remote[i],
+    for key, cid, size, tier, heat, epoch, _, first, last, count in _load(path)["rows"]:
+        out[bytes(key)] = BlockMeta(
+            cid=str(cid), size=int(size), first_access=float(first), last_access=float(last),
+            heat=float(heat), heat_epoch=int(epoch), access_count=int(count),
+            remote=tier == "remote",
         )
     return out
+
+
+def export_parquet(snapshot: Path, target: Path) -> int:
+    """Write the Parquet export of a snapshot atomically; returns the row count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([
+        ("multihash", pa.binary()), ("cid", pa.string()), ("size", pa.int64()),
+        ("tier", pa.string()), ("heat", pa.float64()), ("heat_epoch", pa.int64()),
+        ("pinned", pa.bool_()), ("first_access", pa.timestamp("ms", tz="UTC")),
+        ("last_access", pa.timestamp("ms", tz="UTC")), ("access_count", pa.int64()),
+    ])
+    doc = _load(snapshot)
+    columns: list[list[Any]] = [list(c) for c in zip(*doc["rows"], strict=True)] if doc["rows"] \
+        else [[] for _ in COLUMNS]
+    for name in ("first_access", "last_access"):
+        i = COLUMNS.index(name)
+        columns[i] = [int(t * 1000) for t in columns[i]]
+    table = pa.table(dict(zip(COLUMNS, columns, strict=True)), schema=schema)
+    table = table.replace_schema_metadata({"ipfs_kit_node.half_life": str(doc["half_life"])})
+    tmp = target.with_suffix(".parquet.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, target)
+    return len(doc["rows"])
 
 
 def remove_quietly(path: Path) -> None:

@@ -11,7 +11,8 @@ from ..api.server import Handler, Request, Response, Router
 from ..config import StorageSection
 from ..errors import ApiError, BlockNotFoundError, ClosedNodeError, StoreError
 from ..service import TaskStatus
-from .blocks import to_cid
+from .blocks import CidLike, to_cid
+from .frames import FrameDecoder
 from .store import StoreConfig, TieredStore
 
 
@@ -34,6 +35,10 @@ class StoreService:
         self._config = store_config(section)
         self._store: TieredStore | None = None
         self._register(router)
+
+    async def get(self, cid: CidLike) -> bytes:
+        """The Blocks interface other services read through (verified)."""
+        return await self.store.get(cid)
 
     @property
     def store(self) -> TieredStore:
@@ -60,6 +65,8 @@ class StoreService:
         }
         for path, handler in routes.items():
             router.add("POST", f"/api/v0/{path}", _mapping_errors(handler))
+        router.add("POST", "/api/v0/block/put-many", _mapping_errors(self._block_put_many),
+                   streaming=True)
 
     async def _repo_stat(self, request: Request) -> Response:
         stats = self.store.stats()
@@ -92,6 +99,24 @@ class StoreService:
         if request.flag("pin"):
             await self.store.pin(cid, recursive=False)
         return Response.json({"Key": str(cid), "Size": len(request.body)})
+
+    async def _block_put_many(self, request: Request) -> Response:
+        """Frames of (CID, bytes), each verified and stored as it arrives; ``pin-last``
+        pins the last block recursively (an importer sends the root last)."""
+        assert request.chunks is not None
+        decoder = FrameDecoder()
+        stored = new = 0
+        last: CID | None = None
+        async for chunk in request.chunks:
+            for cid_bytes, data in decoder.feed(chunk):
+                last = to_cid(cid_bytes)
+                new += await self.store.put(last, data)
+                stored += 1
+        decoder.close()
+        if request.flag("pin-last") and last is not None:
+            await self.store.pin(last, recursive=True)
+        return Response.json({"Blocks": stored, "New": new,
+                              "Last": str(last) if last else None})
 
     async def _block_get(self, request: Request) -> Response:
         data = await self.store.get(_cid_arg(request))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from .remote import NoRemoteTier, RemoteTier
 log = get_logger(__name__)
 
 MAX_BLOCK_SIZE = 4 * 1024 * 1024
+PARQUET_EXPORT_TIMEOUT = 20.0
+CLOSE_EXPORT_TIMEOUT = 1.0
 DAG_PB = 0x70
 RAW = 0x55
 
@@ -54,6 +57,7 @@ class StoreConfig:
     half_life: float = 3600.0
     snapshot_period: float = 300.0
     sync: bool = True
+    parquet_export: bool = True
 
 
 @dataclass
@@ -147,6 +151,10 @@ class TieredStore:
 
     @property
     def _snapshot_path(self) -> Path:
+        return self._datastore / "index.msgpack"
+
+    @property
+    def parquet_path(self) -> Path:
         return self._datastore / "index.parquet"
 
     @property
@@ -227,7 +235,9 @@ class TieredStore:
         self._closed = True
         try:
             with trio.CancelScope(shield=True):
-                await self.snapshot()
+                # Shutdown must stay fast: the export gets a second, then the next start
+                # refreshes it.
+                await self.snapshot(export_timeout=CLOSE_EXPORT_TIMEOUT)
                 self._clean_marker.touch()
         except StoreError as exc:
             log.error("index snapshot failed at close; next start rebuilds from disk",
@@ -239,20 +249,37 @@ class TieredStore:
                 self._journal = None
         log.info("store closed", blocks=len(self._index))
 
-    async def snapshot(self) -> None:
-        """Write the index to Parquet, then start the journal afresh."""
+    async def snapshot(self, export_timeout: float | None = None) -> None:
+        """Write the index snapshot, start the journal afresh, refresh the Parquet export."""
         rows = [(k, m, self._tier_of(k, m)) for k, m in self._index.items()]
         try:
             await trio.to_thread.run_sync(write_snapshot, self._snapshot_path, rows,
                                           self.config.half_life)
         except OSError as exc:
-            remove_quietly(self._snapshot_path.with_suffix(".parquet.tmp"))
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "errno 28" in str(exc).lower():
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StoreFullError(f"the disk is full: cannot write the index ({exc})"
                                      ) from exc
             raise StoreError(f"cannot write the index snapshot: {exc}") from exc
         if self._journal is not None:
             self._journal.reset()
+        if self.config.parquet_export:
+            await self._export_parquet(export_timeout or PARQUET_EXPORT_TIMEOUT)
+
+    async def _export_parquet(self, timeout: float = PARQUET_EXPORT_TIMEOUT) -> None:
+        """Best effort, in a child process (see index.py); a failure is only logged."""
+        if not self._snapshot_path.exists():
+            return
+        command = [sys.executable, "-m", "ipfs_kit_node.storage.parquet_export",
+                   str(self._snapshot_path), str(self.parquet_path)]
+        with trio.move_on_after(timeout) as scope:
+            result = await trio.run_process(command, capture_stdout=True, capture_stderr=True,
+                                            check=False)
+        if scope.cancelled_caught:
+            log.warning("parquet export timed out; it is refreshed at the next snapshot",
+                        timeout=timeout)
+        elif result.returncode != 0:
+            log.warning("parquet export failed",
+                        error=result.stderr.decode(errors="replace").strip()[-500:])
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -624,6 +651,8 @@ class TieredStore:
         """Periodic GC and snapshots for as long as the node runs; closes the store at the end."""
         try:
             async with trio.open_nursery() as nursery:
+                if self.config.parquet_export:
+                    nursery.start_soon(self._export_parquet)
                 nursery.start_soon(self._every, self.config.gc_period, self.gc)
                 nursery.start_soon(self._every, self.config.snapshot_period, self.snapshot)
                 task_status.started()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -234,12 +234,5 @@ def import_path(path: Path, params: ImportParams = KUBO_DEFAULT, name: str | Non
         yield Added(name, entry, True)
         return
     with open(path, "rb") as f:
-        for item in import_stream(f, params):
-            if isinstance(item, Entry):
-                yield Added(name, item, False)
-            else:
-                yield item
-
-
-def leaf_blocks(items: Iterable[Block | Added | Entry]) -> Iterator[Block]:
-    return (i for i in items if isinstance(i, Block))
+        for made in import_stream(f, params):
+            yield Added(name, made, False) if isinstance(made, Entry) else made

@@ -25,6 +25,24 @@ from ipfs_kit_node.storage.index import read_snapshot
 CONFIG = StoreConfig(max_size=10**7, memory_size=10**5, gc_watermark=0.5)
 
 
+async def test_parquet_export_matches_the_index(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    store = await open_store(tmp_path)
+    blocks = [raw_block(size=100 + i) for i in range(5)]
+    for cid, data in blocks:
+        await store.put(cid, data)
+    await store.pin(blocks[0][0], recursive=False)
+    await store.snapshot()
+    table = pq.read_table(store.parquet_path)
+    rows = {r["cid"]: r for r in table.to_pylist()}
+    assert set(rows) == {str(c) for c, _ in blocks}
+    assert rows[str(blocks[0][0])]["pinned"] and not rows[str(blocks[1][0])]["pinned"]
+    assert rows[str(blocks[3][0])]["size"] == 103
+    assert table.schema.metadata[b"ipfs_kit_node.half_life"] == b"3600.0"
+    await store.close()
+
+
 async def open_store(root: Path, config: StoreConfig = CONFIG, **kw: object) -> TieredStore:
     return await TieredStore.open(root, config, **kw)  # type: ignore[arg-type]
 
@@ -123,7 +141,7 @@ async def test_restart_keeps_index_heat_and_pins(tmp_path: Path) -> None:
     assert store.pins() == {str(cid): "direct"} and store.is_pinned(cid)
     assert await store.get(cid) == data
     await store.close()
-    snapshot = read_snapshot(tmp_path / "datastore" / "index.parquet")
+    snapshot = read_snapshot(tmp_path / "datastore" / "index.msgpack")
     assert snapshot[bytes(cid.digest)].access_count >= 7
 
 
@@ -133,7 +151,7 @@ async def test_damaged_snapshot_is_rebuilt_from_disk(tmp_path: Path) -> None:
     for cid, data in blocks:
         await store.put(cid, data)
     await store.close()
-    (tmp_path / "datastore" / "index.parquet").write_bytes(b"PAR1 garbage")
+    (tmp_path / "datastore" / "index.msgpack").write_bytes(b"\x93garbage")
     store = await open_store(tmp_path)
     assert len(store) == 10
     for cid, data in blocks:

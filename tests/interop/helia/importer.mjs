@@ -3,10 +3,11 @@
 // computes for a file or directory tree, with the given options.
 //
 //   node importer.mjs PATH '{"profile":"unixfs-v0-2015"}'
+//   node importer.mjs PATH '{"blocksDir":"/tmp/out","shardSplitThresholdBytes":100}'
 //   node importer.mjs PATH '{"cidVersion":1,"rawLeaves":true,"chunkSize":1024,"maxChildrenPerNode":11}'
 //
 // stdout: one JSON line per imported entry {"path","cid","size"}; the root is last.
-import { createReadStream, readdirSync, statSync } from 'node:fs'
+import { createReadStream, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { importer } from 'ipfs-unixfs-importer'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
@@ -15,8 +16,16 @@ import { balanced } from 'ipfs-unixfs-importer/layout'
 const [path, json] = process.argv.slice(2)
 const opts = JSON.parse(json ?? '{}')
 
-// Blocks are hashed and dropped: only the CIDs matter here.
-const blockstore = { put: async (cid) => cid, has: async () => false }
+// Blocks are hashed and dropped, or written to opts.blocksDir as files named by CID.
+const blocksDir = opts.blocksDir
+delete opts.blocksDir
+const blockstore = {
+  put: async (cid, bytes) => {
+    if (blocksDir != null) writeFileSync(join(blocksDir, cid.toString()), bytes)
+    return cid
+  },
+  has: async () => false
+}
 
 function * candidates (p, rel) {
   const st = statSync(p)

@@ -1,0 +1,69 @@
+"""The block upload stream of ``block/put-many``: frames of (CID, bytes), each part prefixed by
+its length as an unsigned varint. Sans-IO: feed bytes in, get whole frames out.
+"""
+
+from __future__ import annotations
+
+from ..codecs.dagpb import varint
+from ..errors import StoreError
+
+MAX_CID_BYTES = 256
+MAX_DATA_BYTES = 4 * 1024 * 1024
+
+
+class FrameError(StoreError, ValueError):
+    """The upload stream is malformed or a frame is over its limit."""
+
+
+def encode_frame(cid: bytes, data: bytes) -> bytes:
+    return varint(len(cid)) + cid + varint(len(data)) + data
+
+
+def _read_varint(buf: bytearray, pos: int) -> tuple[int, int] | None:
+    result = shift = 0
+    while pos < len(buf):
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 35:
+            raise FrameError("frame length varint too long")
+    return None
+
+
+class FrameDecoder:
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        self._buf += data
+        out: list[tuple[bytes, bytes]] = []
+        pos = 0
+        while True:
+            head = _read_varint(self._buf, pos)
+            if head is None:
+                break
+            cid_len, p = head
+            if cid_len == 0 or cid_len > MAX_CID_BYTES:
+                raise FrameError(f"CID of {cid_len} bytes in the upload (limit {MAX_CID_BYTES})")
+            if p + cid_len > len(self._buf):
+                break
+            size = _read_varint(self._buf, p + cid_len)
+            if size is None:
+                break
+            data_len, q = size
+            if data_len > MAX_DATA_BYTES:
+                raise FrameError(f"block of {data_len} bytes in the upload "
+                                 f"(limit {MAX_DATA_BYTES})")
+            if q + data_len > len(self._buf):
+                break
+            out.append((bytes(self._buf[p:p + cid_len]), bytes(self._buf[q:q + data_len])))
+            pos = q + data_len
+        del self._buf[:pos]
+        return out
+
+    def close(self) -> None:
+        if self._buf:
+            raise FrameError(f"the upload ended inside a frame ({len(self._buf)} bytes left)")

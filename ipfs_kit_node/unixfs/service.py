@@ -1,0 +1,72 @@
+"""UnixFS over the control API: cat (streamed), ls and stat, read through a Blocks getter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from multiformats import CID
+
+from ..api.server import Request, Response, Router
+from ..errors import ApiError, BlockNotFoundError, CodecError, StoreError
+from ..storage.blocks import to_cid
+from .exporter import BlockGetter, NotAFileError, cat, ls, resolve
+
+
+def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
+    async def cat_(request: Request) -> Response:
+        stream = cat(blocks, _cid(request))
+        try:
+            first = await anext(stream)  # errors before the first byte get a proper status
+        except StopAsyncIteration:
+            return Response(body=b"", content_type="application/octet-stream")
+        except Exception as exc:
+            raise _api_error(exc) from None
+
+        async def body() -> AsyncIterator[bytes]:
+            yield first
+            async for chunk in stream:
+                yield chunk
+
+        return Response(body=body(), content_type="application/octet-stream")
+
+    async def ls_(request: Request) -> Response:
+        cid = _cid(request)
+        try:
+            links = []
+            async for entry in ls(blocks, cid):
+                child = await resolve(blocks, entry.cid)
+                links.append({"Name": entry.name, "Hash": str(entry.cid), "Size": child.size,
+                              "Type": 1 if "directory" in child.kind else 2})
+        except Exception as exc:
+            raise _api_error(exc) from None
+        return Response.json({"Objects": [{"Hash": str(cid), "Links": links}]})
+
+    async def stat(request: Request) -> Response:
+        cid = _cid(request)
+        try:
+            node = await resolve(blocks, cid)
+        except Exception as exc:
+            raise _api_error(exc) from None
+        kind = "directory" if "directory" in node.kind else node.kind
+        return Response.json({"Hash": str(cid), "Type": kind, "Size": node.size})
+
+    router.add("POST", "/api/v0/cat", cat_)
+    router.add("POST", "/api/v0/ls", ls_)
+    router.add("POST", "/api/v0/unixfs/stat", stat)
+
+
+def _cid(request: Request) -> CID:
+    try:
+        return to_cid(request.require("arg"))
+    except StoreError as exc:
+        raise ApiError(str(exc), 400) from None
+
+
+def _api_error(exc: Exception) -> Exception:
+    if isinstance(exc, BlockNotFoundError):
+        return ApiError(str(exc), 404)
+    if isinstance(exc, NotAFileError | CodecError):
+        return ApiError(str(exc), 400)
+    if isinstance(exc, StoreError):
+        return ApiError(str(exc), 500)
+    return exc
