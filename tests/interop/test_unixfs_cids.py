@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import js_import
+
 from ipfs_kit_node.unixfs.importer import PROFILES, Added, ImportParams, import_path
 
 pytestmark = pytest.mark.interop

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from helpers import js_import
+
 from ipfs_kit_node.storage import StoreConfig, TieredStore
 from ipfs_kit_node.unixfs import cat, ls, resolve
 

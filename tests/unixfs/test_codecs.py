@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from dag import dagpb_block, raw_block
+
 from ipfs_kit_node.codecs import dagpb
 from ipfs_kit_node.errors import CodecError
 from ipfs_kit_node.storage import StoreConfig, TieredStore
