@@ -18,7 +18,6 @@ from typing import Any
 from . import __version__
 from .config import ROLES, Layer, NodeConfig, load_config, parse_table
 from .errors import ConfigError, IpfsKitError
-from .service import TaskStatus
 
 PROFILE_NAMES = ("unixfs-v0-2015", "unixfs-v1-2025")
 ClientFn = Callable[[argparse.Namespace, Any], int]
@@ -179,6 +178,8 @@ def run_daemon(args: argparse.Namespace) -> int:
 
 async def _serve_until_signal(node: Any) -> None:
     import trio
+
+    from .service import TaskStatus
 
     async def stop_on_signal(*, task_status: TaskStatus[None]) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -410,7 +411,7 @@ def _add(args: argparse.Namespace, client: Any) -> int:
         batch = bytearray()
         for item in _add_items(args):
             if isinstance(item, Block):
-                batch += encode_frame(bytes(item.cid), item.data)
+                batch += encode_frame(item.cid_bytes, item.data)
                 if len(batch) >= 1 << 20:
                     yield bytes(batch)
                     batch.clear()

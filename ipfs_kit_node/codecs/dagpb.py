@@ -15,7 +15,7 @@ from ..errors import CodecError
 
 @dataclass(frozen=True)
 class PBLink:
-    cid: CID
+    cid: CID | bytes  # a CID when decoded; encoders may pass its binary form
     name: str | None
     tsize: int | None
 

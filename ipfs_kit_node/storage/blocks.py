@@ -10,24 +10,12 @@ import hashlib
 
 from multiformats import CID, multihash
 
-from ..errors import HashMismatchError, InvalidCidError
+from ..cid import CidLike, to_cid
+from ..errors import HashMismatchError
 
-CidLike = CID | str | bytes
+__all__ = ["CidLike", "cid_of_key", "hash_matches", "key_of", "to_cid", "verify"]
 
 _SHA2_256 = 0x12
-
-
-def to_cid(value: CidLike) -> CID:
-    """A CID from text, bytes or a CID; v1 CIDs print in base32 as Kubo and Helia do."""
-    if not isinstance(value, CID):
-        try:
-            value = CID.decode(value)
-        except Exception as exc:
-            raise InvalidCidError(f"{value!r} is not a CID ({exc})") from None
-    if value.version == 1 and value.base.name != "base32":
-        value = value.set(base="base32")
-    return value
-
 
 def key_of(cid: CID) -> bytes:
     """The store key: the CID's multihash bytes."""

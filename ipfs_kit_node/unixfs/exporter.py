@@ -12,9 +12,9 @@ from typing import Protocol
 
 from multiformats import CID
 
+from ..cid import CidLike, to_cid
 from ..codecs import dagpb
 from ..errors import CodecError, IpfsKitError
-from ..storage.blocks import CidLike, to_cid
 from . import data as fs
 
 DAG_PB, RAW = 0x70, 0x55

@@ -16,6 +16,7 @@ level, so a file of any size streams through in bounded memory. The rules that d
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Iterator
@@ -25,7 +26,8 @@ from typing import BinaryIO
 
 from multiformats import CID, multihash
 
-from ..codecs.dagpb import PBLink
+from ..cid import to_cid
+from ..codecs.dagpb import PBLink, varint
 from ..codecs.dagpb import encode as encode_pb
 from .data import DIRECTORY, FILE, UnixFSData
 
@@ -62,29 +64,56 @@ KUBO_DEFAULT = PROFILES["unixfs-v0-2015"]
 
 @dataclass(frozen=True)
 class Block:
-    cid: CID
+    """A block as made: its CID in binary form (a CID object only on demand: building one
+    per block costs more than hashing it) and its bytes."""
+
+    cid_bytes: bytes
     data: bytes
+
+    @property
+    def cid(self) -> CID:
+        return to_cid(self.cid_bytes)
 
 
 @dataclass(frozen=True)
 class Entry:
     """A finished file or directory: its root, DAG size (Tsize) and content size."""
 
-    cid: CID
+    cid_bytes: bytes
     tsize: int
     filesize: int
 
+    @property
+    def cid(self) -> CID:
+        return to_cid(self.cid_bytes)
 
-def _cid(data: bytes, codec: str, params: ImportParams) -> CID:
-    digest = multihash.digest(data, params.hash)
-    if params.cid_version == 0 and codec == "dag-pb":
-        return CID("base58btc", 0, "dag-pb", digest)
-    return CID("base32", 1, codec, digest)
+
+DAG_PB, RAW = 0x70, 0x55
+
+
+def _cid_bytes(data: bytes, codec: int, params: ImportParams) -> bytes:
+    if params.hash == "sha2-256":
+        mh = b"\x12\x20" + hashlib.sha256(data).digest()
+    else:
+        mh = bytes(multihash.digest(data, params.hash))
+    if params.cid_version == 0 and codec == DAG_PB:
+        return mh
+    return b"\x01" + varint(codec) + mh
+
+
+def _file_leaf(chunk: bytes) -> bytes:
+    """dag-pb {Data: UnixFS {Type: File, Data: chunk, filesize}} with one copy of the chunk
+    (the general encoders would copy it three times)."""
+    n = varint(len(chunk))
+    if chunk:
+        unixfs_len = 3 + len(n) + len(chunk) + 1 + len(n)
+        return b"".join((b"\x0a", varint(unixfs_len), b"\x08\x02\x12", n, chunk, b"\x18", n))
+    return b"\x0a\x04\x08\x02\x18\x00"
 
 
 def _node(links: list[PBLink], unixfs: UnixFSData, params: ImportParams) -> Block:
     data = encode_pb(links, unixfs.encode())
-    return Block(_cid(data, "dag-pb", params), data)
+    return Block(_cid_bytes(data, DAG_PB, params), data)
 
 
 class FileBuilder:
@@ -99,11 +128,12 @@ class FileBuilder:
     def add_chunk(self, chunk: bytes) -> list[Block]:
         self._chunks += 1
         if self.params.raw_leaves:
-            block = Block(_cid(chunk, "raw", self.params), chunk)
-            leaf = Entry(block.cid, len(chunk), len(chunk))
+            block = Block(_cid_bytes(chunk, RAW, self.params), chunk)
+            leaf = Entry(block.cid_bytes, len(chunk), len(chunk))
         else:
-            block = _node([], UnixFSData(FILE, chunk, filesize=len(chunk)), self.params)
-            leaf = Entry(block.cid, len(block.data), len(chunk))
+            data = _file_leaf(chunk)
+            block = Block(_cid_bytes(data, DAG_PB, self.params), data)
+            leaf = Entry(block.cid_bytes, len(data), len(chunk))
         out = [block]
         self._push(0, leaf, out)
         return out
@@ -120,7 +150,7 @@ class FileBuilder:
         # Empty leaves carry nothing and are not linked (as ipfs-unixfs-importer does).
         children = [c for c in children if c.filesize > 0]
         block = _node(
-            [PBLink(c.cid, "", c.tsize) for c in children],
+            [PBLink(c.cid_bytes, "", c.tsize) for c in children],
             UnixFSData(FILE, filesize=sum(c.filesize for c in children),
                        blocksizes=tuple(c.filesize for c in children)),
             self.params,
@@ -129,7 +159,7 @@ class FileBuilder:
         if level + 1 == len(self._levels):
             self._levels.append([])
             self._reduced.append(0)
-        parent = Entry(block.cid, len(block.data) + sum(c.tsize for c in children),
+        parent = Entry(block.cid_bytes, len(block.data) + sum(c.tsize for c in children),
                        sum(c.filesize for c in children))
         self._push(level + 1, parent, out)
 
@@ -194,10 +224,11 @@ class DirectoryBuilder:
 
     def finish(self) -> tuple[Block, Entry]:
         names = sorted(self.entries, key=lambda n: n.encode("utf-8"))
-        links = [PBLink(self.entries[n].cid, n, self.entries[n].tsize) for n in names]
+        links = [PBLink(self.entries[n].cid_bytes, n, self.entries[n].tsize) for n in names]
         block = _node(links, UnixFSData(DIRECTORY), self.params)
         tsize = len(block.data) + sum(link.tsize or 0 for link in links)
-        return block, Entry(block.cid, tsize, sum(e.filesize for e in self.entries.values()))
+        return block, Entry(block.cid_bytes, tsize,
+                            sum(e.filesize for e in self.entries.values()))
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from multiformats import CID
 
 from ..api.server import Request, Response, Router
+from ..cid import to_cid
 from ..errors import ApiError, BlockNotFoundError, CodecError, StoreError
-from ..storage.blocks import to_cid
 from .exporter import BlockGetter, NotAFileError, cat, ls, resolve
 
 

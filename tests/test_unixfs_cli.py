@@ -1,0 +1,145 @@
+"""add / cat / get / ls through the daemon, as a Kubo user would run them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from helpers import BIN, Daemon, run_cli
+
+MakeDaemon = Callable[..., Daemon]
+
+
+def tree(root: Path) -> Path:
+    (root / "d" / "sub").mkdir(parents=True)
+    (root / "d" / "a.txt").write_text("alpha\n")
+    (root / "d" / "empty").write_bytes(b"")
+    (root / "d" / "sub" / "big.bin").write_bytes(os.urandom(600_000))
+    return root / "d"
+
+
+def test_add_prints_kubo_lines_and_matches_only_hash(daemon: MakeDaemon, short_tmp: Path
+                                                     ) -> None:
+    d = daemon().start()
+    folder = tree(short_tmp)
+    offline = run_cli("add", "-r", "-n", str(folder), "--repo", str(short_tmp / "none"))
+    assert offline.returncode == 0, offline.stderr  # --only-hash needs no daemon
+    online = d.cli("add", "-r", str(folder))
+    assert online.returncode == 0, online.stderr
+    assert online.stdout == offline.stdout
+    lines = [line.split(" ", 2) for line in online.stdout.splitlines()]
+    assert [name for _, _, name in lines] == ["d/a.txt", "d/empty", "d/sub/big.bin", "d/sub",
+                                               "d"]
+    assert all(word == "added" and cid.startswith("Qm") for word, cid, _ in lines)
+    root = lines[-1][1]
+    assert d.api("pin/ls")["Keys"] == {root: {"Type": "recursive"}}
+
+    listing = d.cli("ls", root).stdout.splitlines()
+    assert [line.split()[-1] for line in listing] == ["a.txt", "empty", "sub/"]
+
+    out = short_tmp / "out"
+    got = d.cli("get", root, "-o", str(out))
+    assert got.returncode == 0, got.stderr
+    for f in folder.rglob("*"):
+        twin = out / f.relative_to(folder)
+        assert twin.is_dir() if f.is_dir() else twin.read_bytes() == f.read_bytes()
+
+
+def test_add_options_and_profiles(daemon: MakeDaemon, short_tmp: Path) -> None:
+    d = daemon().start()
+    f = short_tmp / "f"
+    f.write_bytes(os.urandom(3 * 1024 * 1024 + 11))
+    v1 = d.cli("add", "-Q", "--profile", "unixfs-v1-2025", str(f)).stdout.strip()
+    assert v1.startswith("bafybei")
+    kubo_v1 = d.cli("add", "-Q", "--cid-version", "1", str(f)).stdout.strip()
+    assert kubo_v1.startswith("bafybei") and kubo_v1 != v1  # 256 KiB chunks, raw leaves
+    small = d.cli("add", "-Q", "--chunker", "size-1000", "--max-links", "3", str(f))
+    assert small.returncode == 0 and small.stdout.strip().startswith("Qm")
+    for cid in (v1, kubo_v1, small.stdout.strip()):
+        cat = subprocess.run([str(BIN), "cat", cid, "--repo", str(d.repo)], capture_output=True,
+                             timeout=60)
+        assert cat.returncode == 0 and cat.stdout == f.read_bytes()
+    bad = d.cli("add", "--chunker", "rabin", str(f))
+    assert bad.returncode == 2 and "size-N" in bad.stderr
+    folder = d.cli("add", str(short_tmp))
+    assert folder.returncode == 1 and "add it with -r" in folder.stderr
+
+
+def test_add_without_pin_is_collectable(daemon: MakeDaemon, short_tmp: Path) -> None:
+    d = daemon().start()
+    f = short_tmp / "f"
+    f.write_bytes(os.urandom(5000))
+    cid = d.cli("add", "-Q", "--pin", "false", str(f)).stdout.strip()
+    assert d.api("pin/ls")["Keys"] == {}
+    d.cli("repo", "gc", "--full")
+    missing = d.cli("cat", cid)
+    assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_cat_errors_are_clear(daemon: MakeDaemon, short_tmp: Path) -> None:
+    d = daemon().start()
+    folder = tree(short_tmp)
+    root = d.cli("add", "-Q", "-r", str(folder)).stdout.strip()
+    out = d.cli("cat", root)
+    assert out.returncode == 1 and "is a directory" in out.stderr
+    junk = short_tmp / "junk"
+    junk.write_bytes(b"\xff\xff not dag-pb")
+    cid = d.cli("block", "put", "--cid-codec", "dag-pb", str(junk)).stdout.strip()
+    out = d.cli("cat", cid)
+    assert out.returncode == 1 and f"malformed dag-pb block {cid}" in out.stderr
+
+
+def _rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _client_peak_kib(*args: str) -> tuple[int, bytes]:
+    """Run the CLI; its exit status must be 0; return its peak RSS and a digest of stdout."""
+    proc = subprocess.Popen([str(BIN), *args], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    digest = hashlib.sha256()
+    while chunk := proc.stdout.read(1 << 20):
+        digest.update(chunk)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0
+    return usage.ru_maxrss, digest.digest()
+
+
+@pytest.mark.slow
+def test_one_gib_streams_in_bounded_memory(daemon: MakeDaemon, short_tmp: Path) -> None:
+    d = daemon().start(env={"IPFS_KIT_STORAGE_MEMORY_SIZE": "8MiB"})
+    assert d.proc is not None
+    big = short_tmp / "big"
+    digest = hashlib.sha256()
+    with open(big, "wb") as f:
+        for _ in range(1024):
+            chunk = os.urandom(1 << 20)
+            digest.update(chunk)
+            f.write(chunk)
+    small = short_tmp / "small"
+    small.write_bytes(b"x")
+    repo = ["--repo", str(d.repo)]
+    client_base, _ = _client_peak_kib("add", "-Q", *repo, str(small))
+    before = _rss_kib(d.proc.pid, "VmRSS")
+
+    client_add, _ = _client_peak_kib("add", "-Q", *repo, str(big))
+    cid = d.cli("add", "-Q", "-n", str(big)).stdout.strip()
+    client_cat, out_digest = _client_peak_kib("cat", cid, *repo)
+    assert out_digest == digest.digest()
+
+    daemon_growth = (_rss_kib(d.proc.pid, "VmHWM") - before) / 1024
+    print(f"daemon RSS growth {daemon_growth:.0f} MiB; client add peak +"
+          f"{(client_add - client_base) / 1024:.0f} MiB, cat +"
+          f"{(client_cat - client_base) / 1024:.0f} MiB")
+    assert daemon_growth <= 64
+    assert (client_add - client_base) / 1024 <= 64
+    assert (client_cat - client_base) / 1024 <= 64
