@@ -78,6 +78,10 @@ class BlockNotFoundError(StoreError, KeyError):
         return str(self.args[0])
 
 
+class BlockUnavailableError(BlockNotFoundError):
+    """No peer sent the block in time."""
+
+
 class HashMismatchError(StoreError, ValueError):
     """Bytes do not hash to the CID they were given with."""
 

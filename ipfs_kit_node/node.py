@@ -1,7 +1,7 @@
 """The Node: one py-libp2p host and one trio nursery that every long-lived task lives in.
 
-Services start in order (host, peer book, bootstrap, block store, control API, role) and stop
-in reverse.
+Services start in order (host, peer book, bootstrap, block store, Bitswap, control API, role)
+and stop in reverse.
 READY=1 goes to systemd after the last one has started; STOPPING=1 when a stop begins.
 """
 
@@ -23,6 +23,8 @@ from .errors import ClosedNodeError
 from .host import build_host, peer_addresses
 from .logs import get_logger
 from .metrics import NodeMetrics
+from .protocols.bitswap import Bitswap
+from .protocols.bitswap.routes import register_bitswap_routes
 from .protocols.peers import PeerBook
 from .repo import Repo
 from .roles import load_role
@@ -82,13 +84,16 @@ class Node:
             router=self.router, metrics=self.metrics, blocks=self.blocks,
         )
         register_core_routes(self.router, self.components)
-        register_unixfs_routes(self.router, self.blocks)
+        self.bitswap = Bitswap(self.host, lambda: self.blocks.store, self.metrics.registry)
+        register_bitswap_routes(self.router, self.bitswap)
+        register_unixfs_routes(self.router, self.bitswap)
         self.role = load_role(config.role)(self.components)
         self.services: list[Service] = [
             HostService(self.host, config.node.listen),
             self.peers,
             Bootstrapper(self.host, self.peers, config.node.bootstrap),
             self.blocks,
+            self.bitswap,
             ApiServer(repo.api_socket(config.api.socket), self.router),
             self.role,
         ]

@@ -139,6 +139,7 @@ class TieredStore:
         self._disk_stats = TierStats()
         self._remote_stats = TierStats()
         self._closed = False
+        self._listeners: list[Callable[[CID, int], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -377,6 +378,8 @@ class TieredStore:
             self._write_journal("put", key, meta.cid, meta.size, now)
             self._touch(meta)
             self._memory.put(key, data, heat=meta.heat)
+            for listener in self._listeners:
+                listener(cid, len(data))
             return True
         finally:
             del self._inflight[key]
@@ -430,6 +433,18 @@ class TieredStore:
     async def has(self, cid: CidLike) -> bool:
         meta = self._index.get(key_of(to_cid(cid)))
         return meta is not None and not meta.remote
+
+    def local_size(self, cid: CidLike) -> int | None:
+        """Size of a block held locally (memory or disk), else None; no I/O."""
+        meta = self._index.get(key_of(to_cid(cid)))
+        return None if meta is None or meta.remote else meta.size
+
+    def is_local(self, cid: CidLike) -> bool:
+        return self.local_size(cid) is not None
+
+    def add_listener(self, listener: Callable[[CID, int], None]) -> None:
+        """Called with (cid, size) after each new block is stored (Bitswap serves waiters)."""
+        self._listeners.append(listener)
 
     async def size(self, cid: CidLike) -> int:
         meta = self._index.get(key_of(to_cid(cid)))

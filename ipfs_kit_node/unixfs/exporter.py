@@ -80,6 +80,9 @@ async def _file_bytes(blocks: BlockGetter, node: Node) -> AsyncIterator[bytes]:
         raise CodecError(f"{node.cid}: a {node.kind} node inside a file")
     if node.unixfs.data:
         yield node.unixfs.data
+    prefetch = getattr(blocks, "prefetch", None)
+    if prefetch is not None and node.links:
+        prefetch(link.cid for link in node.links)  # fetched from peers while we read
     for link in node.links:
         child = await resolve(blocks, link.cid)
         async for chunk in _file_bytes(blocks, child):

@@ -1,0 +1,256 @@
+"""Bitswap messages on the wire (1.0.0, 1.1.0, 1.2.0): plain objects, bytes in and out.
+
+Each message is prefixed by its length as an unsigned varint and is at most 4 MiB. Payload
+blocks carry a CID prefix (version, codec, multihash type and length) from which the receiver
+rebuilds the CID by hashing the data, so a block can only ever arrive under its own CID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from multiformats import CID, multihash
+
+from ...codecs.dagpb import fields, read_varint, varint
+from ...errors import PeerBrokenError
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+MAX_BLOCK_BYTES = 2 * 1024 * 1024
+MAX_CID_BYTES = 168  # longer CIDs are ignored (as Kubo does)
+CIDV0_PREFIX = b"\x00\x70\x12\x20"
+
+
+class ProtocolViolation(PeerBrokenError):
+    """The peer sent bytes that are not a valid Bitswap message."""
+
+
+class WantType(IntEnum):
+    BLOCK = 0
+    HAVE = 1
+
+
+class Presence(IntEnum):
+    HAVE = 0
+    DONT_HAVE = 1
+
+
+@dataclass(frozen=True)
+class WantEntry:
+    cid: CID
+    priority: int = 1
+    cancel: bool = False
+    want_type: WantType = WantType.BLOCK
+    send_dont_have: bool = False
+
+
+@dataclass(frozen=True)
+class Message:
+    wants: tuple[WantEntry, ...] = ()
+    full: bool = False
+    blocks: tuple[tuple[CID, bytes], ...] = ()
+    presences: tuple[tuple[CID, Presence], ...] = ()
+    pending_bytes: int = 0
+    # CIDs in the wantlist that could not be parsed or were too long (ignored, as Kubo does)
+    ignored: int = field(default=0, compare=False)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.wants or self.blocks or self.presences or self.full)
+
+
+def cid_prefix(cid: CID) -> bytes:
+    if cid.version == 0:
+        return CIDV0_PREFIX
+    return (varint(1) + varint(cid.codec.code) + varint(cid.hashfun.code)
+            + varint(len(cid.raw_digest)))
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def _int_field(number: int, value: int) -> bytes:
+    return varint(number << 3) + varint(value & 0xFFFFFFFFFFFFFFFF)
+
+
+def encode(message: Message, protocol: str = "/ipfs/bitswap/1.2.0") -> bytes:
+    """One length-prefixed message, in the dialect of ``protocol``."""
+    out = bytearray()
+    if message.wants or message.full:
+        wl = bytearray()
+        for w in message.wants:
+            entry = _field(1, bytes(w.cid)) + _int_field(2, w.priority)
+            if w.cancel:
+                entry += _int_field(3, 1)
+            if w.want_type is WantType.HAVE:
+                entry += _int_field(4, 1)
+            if w.send_dont_have:
+                entry += _int_field(5, 1)
+            wl += _field(1, entry)
+        if message.full:
+            wl += _int_field(2, 1)
+        out += _field(1, bytes(wl))
+    legacy = protocol.endswith("1.0.0") or protocol == "/ipfs/bitswap"
+    for cid, data in message.blocks:
+        if legacy:
+            out += _field(2, data)
+        else:
+            out += _field(3, _field(1, cid_prefix(cid)) + _field(2, data))
+    for cid, presence in message.presences:
+        out += _field(4, _field(1, bytes(cid)) + _int_field(2, int(presence)))
+    if message.pending_bytes:
+        out += _int_field(5, message.pending_bytes)
+    if len(out) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message of {len(out)} bytes is over the {MAX_MESSAGE_BYTES} limit")
+    return varint(len(out)) + bytes(out)
+
+
+def _signed32(value: int) -> int:
+    value &= 0xFFFFFFFFFFFFFFFF
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _cid_from_prefix(prefix: bytes, data: bytes) -> CID:
+    if prefix == CIDV0_PREFIX:
+        return CID("base58btc", 0, "dag-pb", b"\x12\x20" + hashlib.sha256(data).digest())
+    pos = 0
+    values = []
+    for _ in range(4):
+        value, pos = read_varint(prefix, pos)
+        values.append(value)
+    version, codec, hash_code, length = values
+    if version != 1:
+        raise ProtocolViolation(f"payload prefix has CID version {version}")
+    if hash_code == 0x12 and length == 32:
+        digest = b"\x12\x20" + hashlib.sha256(data).digest()
+    else:
+        fn = multihash.get(code=hash_code)
+        digest = bytes(fn.digest(data, size=length))
+    return CID("base32", 1, codec, digest)
+
+
+def decode(body: bytes) -> Message:
+    """A message body (without its length prefix). Raises ProtocolViolation."""
+    try:
+        wants: list[WantEntry] = []
+        full = False
+        blocks: list[tuple[CID, bytes]] = []
+        presences: list[tuple[CID, Presence]] = []
+        pending = 0
+        ignored = 0
+        for number, value in fields(body):
+            if number == 1 and isinstance(value, bytes):
+                for n, v in fields(value):
+                    if n == 1 and isinstance(v, bytes):
+                        entry = _decode_entry(v)
+                        if entry is None:
+                            ignored += 1
+                        else:
+                            wants.append(entry)
+                    elif n == 2 and isinstance(v, int):
+                        full = bool(v)
+            elif number == 2 and isinstance(value, bytes):
+                _check_block(value)
+                blocks.append((CID("base58btc", 0, "dag-pb",
+                                   b"\x12\x20" + hashlib.sha256(value).digest()), value))
+            elif number == 3 and isinstance(value, bytes):
+                prefix = data = None
+                for n, v in fields(value):
+                    if n == 1 and isinstance(v, bytes):
+                        prefix = v
+                    elif n == 2 and isinstance(v, bytes):
+                        data = v
+                if prefix is None or data is None:
+                    raise ProtocolViolation("payload block without prefix or data")
+                _check_block(data)
+                blocks.append((_cid_from_prefix(prefix, data), data))
+            elif number == 4 and isinstance(value, bytes):
+                cid = kind = None
+                for n, v in fields(value):
+                    if n == 1 and isinstance(v, bytes):
+                        cid = v
+                    elif n == 2 and isinstance(v, int):
+                        kind = v
+                if cid is None or kind not in (0, 1) or len(cid) > MAX_CID_BYTES:
+                    ignored += 1
+                    continue
+                presences.append((CID.decode(cid), Presence(kind)))
+            elif number == 5 and isinstance(value, int):
+                pending = max(0, _signed32(value))
+        return Message(tuple(wants), full, tuple(blocks), tuple(presences), pending, ignored)
+    except ProtocolViolation:
+        raise
+    except Exception as exc:  # any decoding failure is the peer's
+        raise ProtocolViolation(f"malformed Bitswap message: {exc}") from None
+
+
+def _check_block(data: bytes) -> None:
+    if len(data) > MAX_BLOCK_BYTES:
+        raise ProtocolViolation(f"block of {len(data)} bytes (limit {MAX_BLOCK_BYTES})")
+
+
+def _decode_entry(buf: bytes) -> WantEntry | None:
+    cid_bytes = None
+    priority, cancel, want_type, send_dont_have = 1, False, WantType.BLOCK, False
+    for n, v in fields(buf):
+        if n == 1 and isinstance(v, bytes):
+            cid_bytes = v
+        elif n == 2 and isinstance(v, int):
+            priority = _signed32(v)
+        elif n == 3 and isinstance(v, int):
+            cancel = bool(v)
+        elif n == 4 and isinstance(v, int):
+            want_type = WantType.HAVE if v == 1 else WantType.BLOCK
+        elif n == 5 and isinstance(v, int):
+            send_dont_have = bool(v)
+    if cid_bytes is None or len(cid_bytes) > MAX_CID_BYTES:
+        return None
+    try:
+        cid = CID.decode(cid_bytes)
+    except Exception:
+        return None
+    return WantEntry(cid, priority, cancel, want_type, send_dont_have)
+
+
+class FrameDecoder:
+    """Length-prefixed frames in, message bodies out; refuses oversized or runaway lengths."""
+
+    def __init__(self, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        out = []
+        pos = 0
+        while True:
+            length, start = self._length(pos)
+            if length is None:
+                break
+            if length > self.max_bytes:
+                raise ProtocolViolation(f"message of {length} bytes (limit {self.max_bytes})")
+            if start + length > len(self._buf):
+                break
+            out.append(bytes(self._buf[start:start + length]))
+            pos = start + length
+        del self._buf[:pos]
+        return out
+
+    def _length(self, pos: int) -> tuple[int | None, int]:
+        value = shift = 0
+        while pos < len(self._buf):
+            byte = self._buf[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value, pos
+            shift += 7
+            if shift > 28:
+                raise ProtocolViolation("message length varint is longer than 4 bytes")
+        return None, pos
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)

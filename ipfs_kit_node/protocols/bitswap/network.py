@@ -1,0 +1,359 @@
+"""The trio shell of Bitswap: streams, timers and the store; decisions come from the ledger
+(serving) and the want manager (fetching).
+
+Streams are one-way, as Kubo and Helia use them: we read a peer's messages on the streams it
+opens to us, and send ours (wants and answers alike) on one outbound stream per peer, reused,
+and reopened when the peer has closed it (Helia closes idle streams after 10 s). One sender
+task per peer drains that peer's queue, at most ``MAX_BATCH_BYTES`` of blocks per message;
+a global limit on concurrent senders keeps one greedy peer from starving the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+
+import multiaddr
+import trio
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from multiformats import CID
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from ...cid import CidLike, to_cid
+from ...errors import BlockNotFoundError, BlockUnavailableError, StoreError
+from ...logs import get_logger
+from ...service import TaskStatus
+from ...storage.store import TieredStore
+from .codec import FrameDecoder, Message, ProtocolViolation, WantEntry, decode, encode
+from .ledger import Ledger, TaskKind, presence_of
+from .wantlist import Out, WantManager
+
+log = get_logger(__name__)
+
+PROTOCOLS = [TProtocol(p) for p in ("/ipfs/bitswap/1.2.0", "/ipfs/bitswap/1.1.0",
+                                    "/ipfs/bitswap/1.0.0", "/ipfs/bitswap")]
+MAX_BATCH_BYTES = 1024 * 1024
+SEND_CONCURRENCY = 8
+READ_SIZE = 256 * 1024
+TICK = 0.5
+DEFAULT_TIMEOUT = 60.0
+MAX_PREFETCH = 256
+PROVIDER_SEARCH_DELAY = 1.0
+
+ProviderLookup = Callable[[CID], AsyncIterator[PeerInfo]]
+
+
+@dataclass
+class _Peer:
+    wants: list[WantEntry] = field(default_factory=list)  # our wants to send it
+    wake: trio.Event = field(default_factory=trio.Event)
+    stream: INetStream | None = None
+    protocol: str = "/ipfs/bitswap/1.2.0"
+    running: bool = False
+
+
+class Bitswap(INotifee):
+    """Serves blocks from the store and fetches missing ones from peers. A node Service."""
+
+    name = "bitswap"
+
+    def __init__(self, host: IHost, store: Callable[[], TieredStore],
+                 registry: CollectorRegistry | None = None) -> None:
+        self.host = host
+        self._store = store
+        self.ledger = Ledger()
+        self.wants = WantManager()
+        self.find_providers: ProviderLookup | None = None  # the DHT plugs in here
+        self._peers: dict[ID, _Peer] = {}
+        self._waiters: dict[bytes, trio.Event] = {}
+        self._nursery: trio.Nursery | None = None
+        self._senders = trio.CapacityLimiter(SEND_CONCURRENCY)
+        self.unsolicited = 0
+        self.blocks_received = self.bytes_received = 0
+        self.blocks_sent = self.bytes_sent = 0
+        self._metrics(registry or CollectorRegistry())
+        for protocol in PROTOCOLS:
+            host.set_stream_handler(protocol, self._handle_stream)
+        host.get_network().register_notifee(self)
+
+    def _metrics(self, registry: CollectorRegistry) -> None:
+        self.m_blocks = Counter("ipfs_kit_bitswap_blocks", "Blocks", ["direction"],
+                                registry=registry)
+        self.m_bytes = Counter("ipfs_kit_bitswap_bytes", "Block bytes", ["direction"],
+                               registry=registry)
+        self.m_dups = Counter("ipfs_kit_bitswap_duplicate_blocks",
+                              "Blocks received that nobody wanted (dropped)", registry=registry)
+        self.m_latency = Histogram("ipfs_kit_bitswap_want_seconds",
+                                   "Time from want to block", registry=registry)
+
+    # -- service -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._store().add_listener(self.block_added)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for peer in self.host.get_connected_peers():
+                self._peer_joined(peer)
+            nursery.start_soon(self._ticker)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(TICK)
+            self._send(self.wants.tick(time.monotonic()))
+
+    # -- fetching ----------------------------------------------------------------------------
+
+    async def get(self, cid: CidLike, timeout: float = DEFAULT_TIMEOUT) -> bytes:
+        """From the store, or from peers (verified, then stored)."""
+        cid = to_cid(cid)
+        store = self._store()
+        if await store.has(cid):
+            return await store.get(cid)
+        key = bytes(cid.digest)
+        event = self._waiters.setdefault(key, trio.Event())
+        started = time.monotonic()
+        self._send(self.wants.want(cid, started))
+        with trio.move_on_after(timeout) as scope:
+            if self.find_providers is not None:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._search_providers, cid, event)
+                    await event.wait()
+                    nursery.cancel_scope.cancel()
+            else:
+                await event.wait()
+        if scope.cancelled_caught:
+            self._waiters.pop(key, None)
+            self._send(self.wants.cancel(cid))
+            raise BlockUnavailableError(
+                str(cid), f"no peer sent it within {timeout:.0f} s; asked "
+                          f"{len(self.wants.peers)} connected peers")
+        self.m_latency.observe(time.monotonic() - started)
+        return await store.get(cid)
+
+    def prefetch(self, cids: Iterable[CidLike]) -> None:
+        """Ask for blocks we will read soon (DAG order), within a bounded window."""
+        now = time.monotonic()
+        out: list[Out] = []
+        for raw in cids:
+            if len(self.wants.wants) >= MAX_PREFETCH:
+                break
+            cid = to_cid(raw)
+            key = bytes(cid.digest)
+            if key in self._waiters or self._store().is_local(cid):
+                continue
+            self._waiters[key] = trio.Event()
+            out += self.wants.want(cid, now)
+        self._send(out)
+
+    async def _search_providers(self, cid: CID, found: trio.Event) -> None:
+        await trio.sleep(PROVIDER_SEARCH_DELAY)
+        if found.is_set() or self.find_providers is None:
+            return
+        async for info in self.find_providers(cid):
+            if info.peer_id == self.host.get_id() or info.peer_id in self._peers:
+                continue
+            try:
+                await self.host.connect(info)
+            except Exception as exc:
+                log.info("provider unreachable", peer=str(info.peer_id), error=str(exc))
+
+    # -- inbound -----------------------------------------------------------------------------
+
+    async def _handle_stream(self, stream: INetStream) -> None:
+        peer = stream.muxed_conn.peer_id
+        decoder = FrameDecoder()
+        try:
+            while True:
+                try:
+                    data = await stream.read(READ_SIZE)
+                except Exception:  # EOF or reset: the peer is done with this stream
+                    return
+                if not data:
+                    return
+                for body in decoder.feed(data):
+                    await self._on_message(peer, decode(body))
+        except ProtocolViolation as exc:
+            await self._punish(peer, str(exc))
+        finally:
+            await _close_quietly(stream)
+
+    async def _punish(self, peer: ID, reason: str) -> None:
+        log.warning("bitswap peer broke the protocol; disconnecting", peer=str(peer),
+                    reason=reason)
+        self.ledger.forget(peer)
+        try:
+            await self.host.disconnect(peer)
+        except Exception as exc:
+            log.info("disconnect failed", peer=str(peer), error=str(exc))
+
+    async def _on_message(self, peer: ID, message: Message) -> None:
+        store = self._store()
+        now = time.monotonic()
+        # Serving: what the peer wants.
+        for want in self.ledger.message_received(peer, message):
+            self.ledger.evaluate(peer, want, store.local_size(want.cid))
+        # Fetching: blocks (already hashed to their CIDs by the codec) and presences.
+        out: list[Out] = []
+        for cid, data in message.blocks:
+            wanted, more = self.wants.on_block(peer, cid, now)
+            out += more
+            if not wanted:
+                self.unsolicited += 1
+                self.m_dups.inc()
+                continue
+            try:
+                await store.put(cid, data)
+            except StoreError as exc:
+                log.error("could not store a fetched block", cid=str(cid), error=str(exc))
+                continue
+            self.blocks_received += 1
+            self.bytes_received += len(data)
+            self.ledger.received(peer, 1, len(data))
+            self.m_blocks.labels("received").inc()
+            self.m_bytes.labels("received").inc(len(data))
+            event = self._waiters.pop(bytes(cid.digest), None)
+            if event is not None:
+                event.set()
+            self.block_added(cid, len(data))
+        for cid, presence in message.presences:
+            out += self.wants.on_presence(peer, cid, presence, now)
+        self._send(out)
+        self._wake(peer)
+
+    def block_added(self, cid: CID, size: int) -> None:
+        """A block entered the store: serve the peers that were waiting for it."""
+        for peer, want in self.ledger.wanted_by(cid):
+            self.ledger.evaluate(peer, want, size)
+            self._wake(peer)  # type: ignore[arg-type]
+
+    # -- outbound ----------------------------------------------------------------------------
+
+    def _send(self, out: list[Out]) -> None:
+        for peer, entry in out:
+            state = self._peers.get(peer)  # type: ignore[call-overload]
+            if state is not None:
+                state.wants.append(entry)
+                self._wake(peer)  # type: ignore[arg-type]
+
+    def _wake(self, peer: ID) -> None:
+        state = self._peers.get(peer)
+        if state is None:
+            return
+        state.wake.set()
+        if not state.running and self._nursery is not None:
+            state.running = True
+            self._nursery.start_soon(self._sender, peer, state)
+
+    async def _sender(self, peer: ID, state: _Peer) -> None:
+        try:
+            while self._peers.get(peer) is state:
+                await state.wake.wait()
+                state.wake = trio.Event()
+                while state.wants or self.ledger.has_work(peer):
+                    async with self._senders:
+                        message = await self._build(peer, state)
+                        if message is not None and not await self._write(peer, state, message):
+                            return
+        finally:
+            state.running = False
+            await _close_quietly(state.stream)
+
+    async def _build(self, peer: ID, state: _Peer) -> Message | None:
+        wants, state.wants = tuple(state.wants), []
+        tasks, pending = self.ledger.next_batch(peer, MAX_BATCH_BYTES)
+        blocks = []
+        presences = []
+        store = self._store()
+        for task in tasks:
+            if task.kind is TaskKind.BLOCK:
+                try:
+                    blocks.append((task.cid, await store.get(task.cid)))
+                except BlockNotFoundError:
+                    continue  # collected meanwhile
+            else:
+                presences.append((task.cid, presence_of(task)))
+        message = Message(wants=wants, blocks=tuple(blocks), presences=tuple(presences),
+                          pending_bytes=pending)
+        return None if message.empty else message
+
+    async def _write(self, peer: ID, state: _Peer, message: Message) -> bool:
+        for attempt in (1, 2):
+            try:
+                if state.stream is None:
+                    state.stream = await self.host.new_stream(peer, PROTOCOLS)
+                    state.protocol = str(state.stream.get_protocol() or PROTOCOLS[0])
+                await state.stream.write(encode(message, state.protocol))
+                size = sum(len(d) for _, d in message.blocks)
+                self.blocks_sent += len(message.blocks)
+                self.bytes_sent += size
+                self.ledger.sent(peer, len(message.blocks), size)
+                if message.blocks:
+                    self.m_blocks.labels("sent").inc(len(message.blocks))
+                    self.m_bytes.labels("sent").inc(size)
+                return True
+            except Exception as exc:  # closed by the peer (idle timeout) or gone
+                await _close_quietly(state.stream)
+                state.stream = None
+                if attempt == 2 or not self.host.get_network().get_connections(peer):
+                    log.info("bitswap send failed", peer=str(peer), error=str(exc))
+                    return False
+        return False
+
+    # -- peers -------------------------------------------------------------------------------
+
+    def _peer_joined(self, peer: ID) -> None:
+        if peer not in self._peers:
+            self._peers[peer] = _Peer()
+            self._send(self.wants.add_peer(peer, time.monotonic()))
+
+    def _peer_left(self, peer: ID) -> None:
+        state = self._peers.pop(peer, None)
+        if state is not None:
+            state.wake.set()
+        self.ledger.forget(peer)
+        self._send(self.wants.remove_peer(peer, time.monotonic()))
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._peer_joined(conn.muxed_conn.peer_id)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        peer = conn.muxed_conn.peer_id
+        if not network.get_connections(peer):
+            self._peer_left(peer)
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def listen(self, network: INetwork, addr: multiaddr.Multiaddr) -> None:
+        pass
+
+    async def listen_close(self, network: INetwork, addr: multiaddr.Multiaddr) -> None:
+        pass
+
+    # -- stats -------------------------------------------------------------------------------
+
+    def stat(self) -> dict[str, object]:
+        """Shaped like Kubo's `ipfs bitswap stat`."""
+        return {
+            "Wantlist": [str(to_cid(w.cid)) for w in self.wants.wants.values()],
+            "Peers": sorted(str(p) for p in self._peers),
+            "BlocksReceived": self.blocks_received, "DataReceived": self.bytes_received,
+            "BlocksSent": self.blocks_sent, "DataSent": self.bytes_sent,
+            "DupBlksReceived": self.wants.duplicates, "Unsolicited": self.unsolicited,
+        }
+
+
+async def _close_quietly(stream: INetStream | None) -> None:
+    if stream is not None:
+        with contextlib.suppress(Exception):
+            await stream.close()
