@@ -39,6 +39,7 @@ PROTOCOLS = [TProtocol(p) for p in ("/ipfs/bitswap/1.2.0", "/ipfs/bitswap/1.1.0"
                                     "/ipfs/bitswap/1.0.0", "/ipfs/bitswap")]
 MAX_BATCH_BYTES = 1024 * 1024
 SEND_CONCURRENCY = 8
+STORE_CONCURRENCY = 16  # fetched blocks being written at once (bounds memory too)
 READ_SIZE = 256 * 1024
 TICK = 0.5
 DEFAULT_TIMEOUT = 60.0
@@ -73,6 +74,7 @@ class Bitswap(INotifee):
         self._waiters: dict[bytes, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
         self._senders = trio.CapacityLimiter(SEND_CONCURRENCY)
+        self._storing = trio.Semaphore(STORE_CONCURRENCY)
         self.unsolicited = 0
         self.blocks_received = self.bytes_received = 0
         self.blocks_sent = self.bytes_sent = 0
@@ -114,12 +116,15 @@ class Bitswap(INotifee):
         """From the store, or from peers (verified, then stored)."""
         cid = to_cid(cid)
         store = self._store()
-        if await store.has(cid):
-            return await store.get(cid)
         key = bytes(cid.digest)
-        event = self._waiters.setdefault(key, trio.Event())
         started = time.monotonic()
-        self._send(self.wants.want(cid, started))
+        event = self._waiters.get(key)
+        if event is None:  # else a fetch (or the storing of a fetched block) is under way
+            if store.is_local(cid):
+                return await store.get(cid)
+            event = self._waiters[key] = trio.Event()
+            log.debug("want", cid=str(cid))
+            self._send(self.wants.want(cid, started))
         with trio.move_on_after(timeout) as scope:
             if self.find_providers is not None:
                 async with trio.open_nursery() as nursery:
@@ -150,6 +155,7 @@ class Bitswap(INotifee):
                 continue
             self._waiters[key] = trio.Event()
             out += self.wants.want(cid, now)
+            log.debug("prefetch", cid=str(cid))
         self._send(out)
 
     async def _search_providers(self, cid: CID, found: trio.Event) -> None:
@@ -203,29 +209,37 @@ class Bitswap(INotifee):
         out: list[Out] = []
         for cid, data in message.blocks:
             wanted, more = self.wants.on_block(peer, cid, now)
+            log.debug("block received", cid=str(cid), wanted=wanted, peer=str(peer))
             out += more
             if not wanted:
                 self.unsolicited += 1
                 self.m_dups.inc()
-                continue
-            try:
-                await store.put(cid, data)
-            except StoreError as exc:
-                log.error("could not store a fetched block", cid=str(cid), error=str(exc))
                 continue
             self.blocks_received += 1
             self.bytes_received += len(data)
             self.ledger.received(peer, 1, len(data))
             self.m_blocks.labels("received").inc()
             self.m_bytes.labels("received").inc(len(data))
-            event = self._waiters.pop(bytes(cid.digest), None)
-            if event is not None:
-                event.set()
-            self.block_added(cid, len(data))
+            # Stored concurrently (each put fsyncs) so this stream keeps being read.
+            await self._storing.acquire()
+            assert self._nursery is not None
+            self._nursery.start_soon(self._store_block, cid, data)
         for cid, presence in message.presences:
+            log.debug("presence", cid=str(cid), presence=presence.name, peer=str(peer))
             out += self.wants.on_presence(peer, cid, presence, now)
         self._send(out)
         self._wake(peer)
+
+    async def _store_block(self, cid: CID, data: bytes) -> None:
+        try:
+            await self._store().put(cid, data)  # block_added runs from the store's listener
+        except StoreError as exc:
+            log.error("could not store a fetched block", cid=str(cid), error=str(exc))
+        finally:
+            self._storing.release()
+            event = self._waiters.pop(bytes(cid.digest), None)
+            if event is not None:
+                event.set()
 
     def block_added(self, cid: CID, size: int) -> None:
         """A block entered the store: serve the peers that were waiting for it."""
