@@ -99,7 +99,13 @@ class _Streamed:
 
     def iter_bytes(self) -> Iterator[bytes]:
         assert self._response is not None
-        yield from self._response.iter_bytes()
+        try:
+            yield from self._response.iter_bytes(chunk_size=1 << 20)
+        except httpx.TimeoutException:
+            raise ApiError("the daemon stopped sending (timed out mid-stream); "
+                           "see its log for the cause") from None
+        except httpx.TransportError as exc:
+            raise ApiError(f"the stream from the daemon broke: {exc}") from None
 
 
 def _raise_for_error(response: httpx.Response) -> None:

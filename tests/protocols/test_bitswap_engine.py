@@ -45,6 +45,13 @@ def test_round_trip_all_fields() -> None:
     assert decode(body) == message
 
 
+def test_presence_type_defaults_to_have() -> None:
+    # proto3 leaves the default enum value off the wire, as Helia does for HAVE.
+    cid = bytes(raw(b"x"))
+    body = b"\x22" + _len(b"\x0a" + _len(cid) + cid) + b"\x0a" + _len(cid) + cid
+    assert decode(body).presences == ((raw(b"x"), Presence.HAVE),)
+
+
 def test_cidv0_payload_prefix_is_not_empty() -> None:
     assert cid_prefix(v0(b"x")) == b"\x00\x70\x12\x20"
     assert cid_prefix(raw(b"x")) == b"\x01\x55\x12\x20"

@@ -167,7 +167,7 @@ def decode(body: bytes) -> Message:
                 _check_block(data)
                 blocks.append((_cid_from_prefix(prefix, data), data))
             elif number == 4 and isinstance(value, bytes):
-                cid = kind = None
+                cid, kind = None, 0  # proto3: Have (0) is the default and left off the wire
                 for n, v in fields(value):
                     if n == 1 and isinstance(v, bytes):
                         cid = v

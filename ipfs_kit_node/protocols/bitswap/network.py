@@ -108,7 +108,16 @@ class Bitswap(INotifee):
     async def _ticker(self) -> None:
         while True:
             await trio.sleep(TICK)
+            self._sync_peers()
             self._send(self.wants.tick(time.monotonic()))
+
+    def _sync_peers(self) -> None:
+        """Connection events can be missed (a notifee error, a race at start): reconcile."""
+        connected = set(self.host.get_connected_peers())
+        for peer in connected - set(self._peers):
+            self._peer_joined(peer)
+        for peer in set(self._peers) - connected:
+            self._peer_left(peer)
 
     # -- fetching ----------------------------------------------------------------------------
 
@@ -123,7 +132,8 @@ class Bitswap(INotifee):
             if store.is_local(cid):
                 return await store.get(cid)
             event = self._waiters[key] = trio.Event()
-            log.debug("want", cid=str(cid))
+            self._sync_peers()
+            log.debug("want", cid=str(cid), peers=len(self._peers))
             self._send(self.wants.want(cid, started))
         with trio.move_on_after(timeout) as scope:
             if self.find_providers is not None:
@@ -324,6 +334,7 @@ class Bitswap(INotifee):
 
     def _peer_joined(self, peer: ID) -> None:
         if peer not in self._peers:
+            log.debug("bitswap peer joined", peer=str(peer))
             self._peers[peer] = _Peer()
             self._send(self.wants.add_peer(peer, time.monotonic()))
 
@@ -364,6 +375,10 @@ class Bitswap(INotifee):
             "BlocksReceived": self.blocks_received, "DataReceived": self.bytes_received,
             "BlocksSent": self.blocks_sent, "DataSent": self.bytes_sent,
             "DupBlksReceived": self.wants.duplicates, "Unsolicited": self.unsolicited,
+            "Ledgers": {str(p): {"BlocksReceived": ledger.blocks_received,
+                                 "BlocksSent": ledger.blocks_sent,
+                                 "Wants": len(ledger.wants)}
+                        for p, ledger in self.ledger.peers.items()},
         }
 
 

@@ -126,9 +126,11 @@ class WantManager:
                     self.outstanding[peer] = max(0, self.outstanding.get(peer, 1) - 1)
                     want.dont_haves.add(peer)  # treat silence as "not now"
             if not want.asked:
-                if want.discovered_at is not None and now - want.discovered_at > self.rebroadcast:
+                last = want.discovered_at if want.discovered_at is not None else want.since
+                if now - last > self.rebroadcast:
                     want.dont_haves.clear()
                     want.discovery.clear()
+                    want.discovered_at = now
                 out += self._assign(want, now)
         return out
 
