@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from helpers import BIN, Daemon, HeliaPeer, helia_peer
 
 pytestmark = pytest.mark.interop

@@ -13,6 +13,7 @@ from enum import IntEnum
 
 from multiformats import CID, multihash
 
+from ...cid import to_cid
 from ...codecs.dagpb import fields, read_varint, varint
 from ...errors import PeerBrokenError
 
@@ -176,7 +177,7 @@ def decode(body: bytes) -> Message:
                 if cid is None or kind not in (0, 1) or len(cid) > MAX_CID_BYTES:
                     ignored += 1
                     continue
-                presences.append((CID.decode(cid), Presence(kind)))
+                presences.append((to_cid(cid), Presence(kind)))
             elif number == 5 and isinstance(value, int):
                 pending = max(0, _signed32(value))
         return Message(tuple(wants), full, tuple(blocks), tuple(presences), pending, ignored)
@@ -208,7 +209,7 @@ def _decode_entry(buf: bytes) -> WantEntry | None:
     if cid_bytes is None or len(cid_bytes) > MAX_CID_BYTES:
         return None
     try:
-        cid = CID.decode(cid_bytes)
+        cid = to_cid(cid_bytes)
     except Exception:
         return None
     return WantEntry(cid, priority, cancel, want_type, send_dont_have)

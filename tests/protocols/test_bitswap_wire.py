@@ -1,0 +1,161 @@
+"""Our Bitswap server on the wire, driven by a raw py-libp2p peer: old protocol versions, and
+fuzzing (garbage, truncated protobufs, runaway lengths, oversized frames, unsolicited blocks).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import multiaddr
+import pytest
+import trio
+from helpers import Daemon
+from libp2p import create_yamux_muxer_option, new_host
+from libp2p.abc import IHost, INetStream
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from multiformats import CID, multihash
+
+from ipfs_kit_node.codecs.dagpb import varint
+from ipfs_kit_node.protocols.bitswap.codec import (
+    FrameDecoder,
+    Message,
+    WantEntry,
+    WantType,
+    decode,
+    encode,
+)
+
+MakeDaemon = Callable[..., Daemon]
+
+
+def make_host() -> IHost:
+    kp = create_new_key_pair()
+    noise = NoiseTransport(kp, noise_privkey=create_x25519_key_pair().private_key)
+    return new_host(key_pair=kp, sec_opt={TProtocol(NOISE_ID): noise},
+                    muxer_opt=create_yamux_muxer_option(),
+                    connection_config=ConnectionConfig(max_connections_per_peer=1))
+
+
+def rss_kib(d: Daemon) -> int:
+    assert d.proc is not None
+    for line in Path(f"/proc/{d.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise KeyError
+
+
+async def exchange(d: Daemon, protocol: str, payload: bytes, listen_for: str | None = None,
+                   wait: float = 3.0) -> list[Message]:
+    """Connect, send raw bytes on a Bitswap stream, collect what the daemon sends back."""
+    host = make_host()
+    received: list[Message] = []
+    got_any = trio.Event()
+
+    async def handler(stream: INetStream) -> None:
+        decoder = FrameDecoder()
+        try:
+            while True:
+                data = await stream.read(65536)
+                if not data:
+                    return
+                for body in decoder.feed(data):
+                    received.append(decode(body))
+                    got_any.set()
+        except Exception:
+            return
+
+    if listen_for:
+        host.set_stream_handler(TProtocol(listen_for), handler)
+    async with host.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+        await host.connect(info_from_p2p_addr(multiaddr.Multiaddr(d.addr)))
+        stream = await host.new_stream(info_from_p2p_addr(multiaddr.Multiaddr(d.addr)).peer_id,
+                                       [TProtocol(protocol)])
+        try:
+            for i in range(0, len(payload), 1 << 20):
+                await stream.write(payload[i:i + (1 << 20)])
+        except Exception:
+            pass  # the daemon may hang up on us mid-write: that is the point
+        with trio.move_on_after(wait):
+            await got_any.wait()
+        await trio.sleep(0.2)
+    return received
+
+
+def put_block(d: Daemon, tmp: Path, data: bytes) -> str:
+    f = tmp / f"b{len(data)}"
+    f.write_bytes(data)
+    return d.cli("block", "put", str(f)).stdout.strip()
+
+
+@pytest.mark.parametrize("protocol", ["/ipfs/bitswap/1.2.0", "/ipfs/bitswap/1.1.0"])
+async def test_served_over_each_protocol_version(daemon: MakeDaemon, short_tmp: Path,
+                                                 protocol: str) -> None:
+    d = daemon().start()
+    small, large = os.urandom(500), os.urandom(5000)
+    small_cid, large_cid = (CID.decode(put_block(d, short_tmp, b)) for b in (small, large))
+    missing = CID("base32", 1, "raw", multihash.digest(b"absent", "sha2-256"))
+    wants = (WantEntry(small_cid, want_type=WantType.HAVE),
+             WantEntry(large_cid, want_type=WantType.HAVE),
+             WantEntry(missing, want_type=WantType.BLOCK, send_dont_have=True))
+    messages = await exchange(d, protocol, encode(Message(wants=wants), protocol),
+                              listen_for=protocol)
+    blocks = {str(c): b for m in messages for c, b in m.blocks}
+    presences = {str(c): p.name for m in messages for c, p in m.presences}
+    assert blocks == {str(small_cid): small}  # small want-have: the block itself
+    assert presences == {str(large_cid): "HAVE", str(missing): "DONT_HAVE"}
+
+
+async def test_legacy_1_0_0_peer_gets_blocks(daemon: MakeDaemon, short_tmp: Path) -> None:
+    d = daemon().start()
+    data = os.urandom(3000)
+    f = short_tmp / "leaf"
+    f.write_bytes(data)
+    cid = CID.decode(d.cli("block", "put", "--cid-codec", "dag-pb", str(f)).stdout.strip())
+    v0 = CID("base58btc", 0, "dag-pb", cid.digest)
+    protocol = "/ipfs/bitswap/1.0.0"
+    messages = await exchange(d, protocol, encode(Message(wants=(WantEntry(v0),)), protocol),
+                              listen_for=protocol)
+    assert [b for m in messages for _, b in m.blocks] == [data]
+
+
+def _frame(body: bytes) -> bytes:
+    return varint(len(body)) + body
+
+
+async def test_fuzzed_input_never_hurts_the_node(daemon: MakeDaemon) -> None:
+    d = daemon().start()
+    rng = random.Random(7)
+    before_rss = rss_kib(d)
+    good = encode(Message(wants=tuple(
+        WantEntry(CID("base32", 1, "raw", multihash.digest(bytes([i]), "sha2-256")))
+        for i in range(20))))
+    unsolicited = Message(blocks=tuple(
+        (CID("base32", 1, "raw", multihash.digest(b, "sha2-256")), b)
+        for b in (os.urandom(1000) for _ in range(5))))
+    cases = [
+        *(_frame(rng.randbytes(rng.randrange(1, 3000))) for _ in range(8)),  # random bodies
+        _frame(good[2:][: len(good) // 2]),  # a truncated protobuf, framed
+        good[: len(good) // 2],  # a frame cut short, then the stream ends
+        b"\xff\xff\xff\xff\xff\xff\x01",  # a runaway varint length
+        varint(5 * 1024 * 1024) + os.urandom(5 * 1024 * 1024),  # a 5 MiB frame
+        varint(3 * 1024 * 1024) + b"\x0a",  # a huge announced length, then silence
+        encode(unsolicited),  # blocks nobody asked for
+        encode(unsolicited, "/ipfs/bitswap/1.0.0"),
+    ]
+    for payload in cases:
+        await exchange(d, "/ipfs/bitswap/1.2.0", payload, wait=0.3)
+        assert d.api("status")["Role"] == "worker"  # still serving
+    stat = d.api("repo/stat")
+    assert stat["NumObjects"] == 0  # nothing stored
+    assert d.api("bitswap/stat")["BlocksReceived"] == 0
+    assert (rss_kib(d) - before_rss) / 1024 < 64  # no runaway buffering
+    assert "broke the protocol" in d.log()
