@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from helpers import HELIA_DIR, Daemon, ensure_helia_installed, node22  # noqa: E402
+from helpers import HELIA_DIR, Daemon, ensure_helia_installed, node22
 
 BIN = Path(sys.executable).parent / "ipfs-kit-node"
 
