@@ -103,12 +103,15 @@ class WantManager:
 
     def on_presence(self, peer: Hashable, cid: CID, presence: Presence, now: float
                     ) -> list[Out]:
+        if presence is Presence.HAVE and peer in self.peers:
+            # Even when another peer already delivered it: a peer holding part of the DAG
+            # likely holds the rest, so it joins the session.
+            self.session_peers.setdefault(peer, 0)
         want = self.wants.get(bytes(cid.digest))
         if want is None:
             return []
         if presence is Presence.HAVE:
             want.haves.add(peer)
-            self.session_peers.setdefault(peer, 0)
         else:
             want.dont_haves.add(peer)
             want.haves.discard(peer)
