@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("cid")
     get.add_argument("-o", "--output", type=Path, help="target path (default: the CID)")
     command("ls", "list a folder").add_argument("cid")
+    bitswap = command("bitswap", "the Bitswap engine")
+    bitswap_sub = bitswap.add_subparsers(dest="bitswap_command", metavar="SUBCOMMAND",
+                                         required=True)
+    command("stat", "wantlist, peers, blocks and bytes sent and received", bitswap_sub
+            ).add_argument("--enc", choices=("text", "json"), default="text")
+    command("wantlist", "blocks we are fetching", bitswap_sub)
     repo = command("repo", "the block store")
     repo_sub = repo.add_subparsers(dest="repo_command", metavar="SUBCOMMAND", required=True)
     command("stat", "bytes, blocks and hit ratio of each tier", repo_sub).add_argument(
@@ -269,6 +275,31 @@ def _repo(args: argparse.Namespace, client: Any) -> int:
     print(f"disk budget {stat['StorageMax']:,} bytes; memory budget "
           f"{tiers['memory']['budget']:,} bytes; pins {tiers['pins']} "
           f"({tiers['pinned_blocks']} blocks)")
+    return 0
+
+
+@_client_command("bitswap")
+def _bitswap(args: argparse.Namespace, client: Any) -> int:
+    stat = client.call("bitswap/stat")
+    if args.bitswap_command == "wantlist":
+        for cid in stat["Wantlist"]:
+            print(cid)
+        return 0
+    if args.enc == "json":
+        _print_json(stat)
+        return 0
+    print("bitswap status")
+    print(f"\tblocks received: {stat['BlocksReceived']}")
+    print(f"\tblocks sent: {stat['BlocksSent']}")
+    print(f"\tdata received: {stat['DataReceived']}")
+    print(f"\tdata sent: {stat['DataSent']}")
+    print(f"\tdup blocks received: {stat['DupBlksReceived']}")
+    print(f"\twantlist [{len(stat['Wantlist'])} keys]")
+    for cid in stat["Wantlist"]:
+        print(f"\t\t{cid}")
+    print(f"\tpartners [{len(stat['Peers'])}]")
+    for peer in stat["Peers"]:
+        print(f"\t\t{peer}")
     return 0
 
 

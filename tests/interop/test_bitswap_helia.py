@@ -71,6 +71,8 @@ def test_we_fetch_64_mib_from_helia(daemon: Callable[..., Daemon], helia: HeliaP
     assert got == digest
     stat = d.api("bitswap/stat")
     assert stat["DataReceived"] >= 64 * MIB and stat["Unsolicited"] == 0
+    text = d.cli("bitswap", "stat").stdout
+    assert "wantlist [0 keys]" in text and helia.peer_id in text
 
 
 def test_we_fetch_from_two_peers_at_once(daemon: Callable[..., Daemon], helia: HeliaPeer,
