@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from helpers import Daemon, HeliaPeer, ensure_helia_installed  # noqa: E402
+from helpers import Daemon, HeliaPeer, ensure_helia_installed
 
-from ipfs_kit_node.api.client import ApiClient  # noqa: E402
+from ipfs_kit_node.api.client import ApiClient
 
 OPTS = {"cidVersion": 1, "rawLeaves": True, "chunkSize": 256 * 1024, "maxChildrenPerNode": 174}
 ADD_ARGS = ["--cid-version", "1"]
