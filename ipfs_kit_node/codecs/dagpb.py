@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from multiformats import CID
 
 from ..errors import CodecError
+from .varint import VarintTooLong
+from .varint import decode as varint_decode
+from .varint import encode as varint
 
 
 @dataclass(frozen=True)
@@ -27,18 +30,13 @@ class PBNode:
 
 
 def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise CodecError("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise CodecError("varint longer than 64 bits")
+    try:
+        decoded = varint_decode(buf, pos)
+    except VarintTooLong:
+        raise CodecError("varint longer than 64 bits") from None
+    if decoded is None:
+        raise CodecError("truncated varint")
+    return decoded
 
 
 def fields(buf: bytes | memoryview) -> list[tuple[int, bytes | int]]:
@@ -60,17 +58,6 @@ def fields(buf: bytes | memoryview) -> list[tuple[int, bytes | int]]:
             raise CodecError(f"field {number} has wire type {wire}, not allowed in dag-pb")
     return out
 
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _bytes_field(number: int, payload: bytes) -> bytes:

@@ -4,7 +4,9 @@ its length as an unsigned varint. Sans-IO: feed bytes in, get whole frames out.
 
 from __future__ import annotations
 
-from ..codecs.dagpb import varint
+from ..codecs.varint import VarintTooLong
+from ..codecs.varint import decode as varint_decode
+from ..codecs.varint import encode as varint
 from ..errors import StoreError
 
 MAX_CID_BYTES = 256
@@ -20,17 +22,10 @@ def encode_frame(cid: bytes, data: bytes) -> bytes:
 
 
 def _read_varint(buf: bytearray, pos: int) -> tuple[int, int] | None:
-    result = shift = 0
-    while pos < len(buf):
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 35:
-            raise FrameError("frame length varint too long")
-    return None
+    try:
+        return varint_decode(buf, pos, max_bytes=5)
+    except VarintTooLong:
+        raise FrameError("frame length varint too long") from None
 
 
 class FrameDecoder:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..codecs.dagpb import fields, read_varint, varint
+from ..codecs.dagpb import fields, read_varint
+from ..codecs.varint import encode as varint
 from ..errors import CodecError
 
 RAW, DIRECTORY, FILE, METADATA, SYMLINK, HAMT_SHARD = range(6)

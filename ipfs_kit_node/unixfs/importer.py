@@ -27,8 +27,9 @@ from typing import BinaryIO
 from multiformats import CID, multihash
 
 from ..cid import to_cid
-from ..codecs.dagpb import PBLink, varint
+from ..codecs.dagpb import PBLink
 from ..codecs.dagpb import encode as encode_pb
+from ..codecs.varint import encode as varint
 from .data import DIRECTORY, FILE, UnixFSData
 
 

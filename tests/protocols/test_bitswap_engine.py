@@ -103,7 +103,7 @@ def test_oversized_block_in_payload() -> None:
 
 
 def _len(b: bytes) -> bytes:
-    from ipfs_kit_node.codecs.dagpb import varint
+    from ipfs_kit_node.codecs.varint import encode as varint
 
     return varint(len(b))
 

@@ -24,7 +24,7 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from multiformats import CID, multihash
 
-from ipfs_kit_node.codecs.dagpb import varint
+from ipfs_kit_node.codecs.varint import encode as varint
 from ipfs_kit_node.protocols.bitswap.codec import (
     FrameDecoder,
     Message,

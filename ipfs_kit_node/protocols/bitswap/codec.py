@@ -14,7 +14,10 @@ from enum import IntEnum
 from multiformats import CID, multihash
 
 from ...cid import to_cid
-from ...codecs.dagpb import fields, read_varint, varint
+from ...codecs.dagpb import fields, read_varint
+from ...codecs.varint import VarintTooLong
+from ...codecs.varint import decode as varint_decode
+from ...codecs.varint import encode as varint
 from ...errors import PeerBrokenError
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -240,17 +243,11 @@ class FrameDecoder:
         return out
 
     def _length(self, pos: int) -> tuple[int | None, int]:
-        value = shift = 0
-        while pos < len(self._buf):
-            byte = self._buf[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value, pos
-            shift += 7
-            if shift > 28:
-                raise ProtocolViolation("message length varint is longer than 4 bytes")
-        return None, pos
+        try:
+            decoded = varint_decode(self._buf, pos, max_bytes=4)  # 4 bytes: up to 256 MiB
+        except VarintTooLong:
+            raise ProtocolViolation("message length varint is longer than 4 bytes") from None
+        return decoded if decoded is not None else (None, pos)
 
     @property
     def buffered(self) -> int:
