@@ -7,6 +7,7 @@ our agent version in identify, and the role's connection-manager watermarks.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from importlib.metadata import version
 
@@ -25,6 +26,15 @@ from . import __version__
 from .config import ConnMgrSection
 
 AGENT_VERSION = f"ipfs-kit-node/{__version__} py-libp2p/{version('libp2p')}"
+
+# py-libp2p 0.8.1's yamux grants one read size of credit beyond its own 16 MiB window limit
+# (yamux.py, _auto_tune_and_send_window_update, the partial-slack branch counts the bytes just
+# read twice); js-libp2p's yamux sends DATA frames as large as the whole window, so a frame of
+# 16 MiB + one read trips py's own "oversized frame" guard and the connection dies mid-fetch
+# (seen fetching 1 MiB blocks from Helia). Without hysteresis every window update is an exact
+# grow-to, and the credit never exceeds 16 MiB. It is read on every update; an operator can
+# still override it.
+os.environ.setdefault("PY_YAMUX_DISABLE_HYSTERESIS", "1")
 
 # py-libp2p reads its agent version from this module constant when it answers identify;
 # there is no constructor argument for it in 0.8.1.
