@@ -518,7 +518,9 @@ def run_client(args: argparse.Namespace) -> int:
     repo = _repo_path(args)
     socket_name = load_config("worker", repo_config=repo / "config.toml",
                               config_file=args.config).api.socket
-    with ApiClient(repo / socket_name, repo) as client:
+    # cat/get may wait for peers (Bitswap gives up after 60 s): give them longer than that.
+    timeout = 90.0 if args.command in ("cat", "get", "ls") else 30.0
+    with ApiClient(repo / socket_name, repo, timeout=timeout) as client:
         return _CLIENT_COMMANDS[args.command](args, client)
 
 

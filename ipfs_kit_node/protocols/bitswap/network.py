@@ -131,8 +131,11 @@ class Bitswap(INotifee):
         if event is None:  # else a fetch (or the storing of a fetched block) is under way
             if store.is_local(cid):
                 return await store.get(cid)
-            event = self._waiters[key] = trio.Event()
             self._sync_peers()
+            if not self._peers and self.find_providers is None:
+                raise BlockUnavailableError(
+                    str(cid), "not in the local store, and no peers are connected to ask")
+            event = self._waiters[key] = trio.Event()
             log.debug("want", cid=str(cid), peers=len(self._peers))
             self._send(self.wants.want(cid, started))
         with trio.move_on_after(timeout) as scope:
