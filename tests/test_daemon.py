@@ -31,6 +31,10 @@ def test_sigterm_stops_fast_with_ready_watchdog_stopping(daemon: MakeDaemon) -> 
     assert lines.index("READY=1") < lines.index("STOPPING=1")
     assert lines.count("WATCHDOG=1") >= 1
     assert not (d.repo / "api.sock").exists()
+    # stderr is not a TTY here: every log line is a JSON object, py-libp2p's included.
+    records = [json.loads(line) for line in d.log().splitlines() if line.strip()]
+    assert records and all("event" in r and "level" in r and "timestamp" in r for r in records)
+    assert any(r["event"] == "node ready" and r.get("peer") for r in records)
 
 
 def test_sigint_exits_zero(daemon: MakeDaemon) -> None:
