@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     command("stat", "wantlist, peers, blocks and bytes sent and received", bitswap_sub
             ).add_argument("--enc", choices=("text", "json"), default="text")
     command("wantlist", "blocks we are fetching", bitswap_sub)
+    dht = command("dht", "the Kademlia DHT")
+    dht_sub = dht.add_subparsers(dest="dht_command", metavar="SUBCOMMAND", required=True)
+    command("findprovs", "peers that provide a CID", dht_sub).add_argument("cid")
+    command("provide", "announce that we provide a CID", dht_sub).add_argument("cid")
+    command("findpeer", "addresses of a peer", dht_sub).add_argument("peer")
     repo = command("repo", "the block store")
     repo_sub = repo.add_subparsers(dest="repo_command", metavar="SUBCOMMAND", required=True)
     command("stat", "bytes, blocks and hit ratio of each tier", repo_sub).add_argument(
@@ -300,6 +305,21 @@ def _bitswap(args: argparse.Namespace, client: Any) -> int:
     print(f"\tpartners [{len(stat['Peers'])}]")
     for peer in stat["Peers"]:
         print(f"\t\t{peer}")
+    return 0
+
+
+@_client_command("dht")
+def _dht(args: argparse.Namespace, client: Any) -> int:
+    if args.dht_command == "findprovs":
+        providers = client.call("dht/findprovs", {"arg": args.cid})["Providers"]
+        for provider in providers:
+            print(provider["ID"])
+        return 0 if providers else 1
+    if args.dht_command == "provide":
+        print(f"provided {client.call('dht/provide', {'arg': args.cid})['Provided']}")
+        return 0
+    for addr in client.call("dht/findpeer", {"arg": args.peer})["Addrs"]:
+        print(addr)
     return 0
 
 
@@ -519,7 +539,7 @@ def run_client(args: argparse.Namespace) -> int:
     socket_name = load_config("worker", repo_config=repo / "config.toml",
                               config_file=args.config).api.socket
     # cat/get may wait for peers (Bitswap gives up after 60 s): give them longer than that.
-    timeout = 90.0 if args.command in ("cat", "get", "ls") else 30.0
+    timeout = 90.0 if args.command in ("cat", "get", "ls", "dht") else 30.0
     with ApiClient(repo / socket_name, repo, timeout=timeout) as client:
         return _CLIENT_COMMANDS[args.command](args, client)
 

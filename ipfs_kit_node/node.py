@@ -1,7 +1,7 @@
 """The Node: one py-libp2p host and one trio nursery that every long-lived task lives in.
 
-Services start in order (host, peer book, bootstrap, block store, Bitswap, control API, role)
-and stop in reverse.
+Services start in order (host, peer book, DHT, bootstrap, block store, Bitswap, root
+announcer, control API, role) and stop in reverse.
 READY=1 goes to systemd after the last one has started; STOPPING=1 when a stop begins.
 """
 
@@ -25,6 +25,8 @@ from .logs import get_logger
 from .metrics import NodeMetrics
 from .protocols.bitswap import Bitswap
 from .protocols.bitswap.routes import register_bitswap_routes
+from .protocols.dht import Dht, ProvideRoots
+from .protocols.dht.routes import register_dht_routes
 from .protocols.peers import PeerBook
 from .repo import Repo
 from .roles import load_role
@@ -86,14 +88,21 @@ class Node:
         register_core_routes(self.router, self.components)
         self.bitswap = Bitswap(self.host, lambda: self.blocks.store, self.metrics.registry)
         register_bitswap_routes(self.router, self.bitswap)
+        self.dht = Dht(self.host, config.routing.mode, self.peers)
+        if config.routing.mode != "none":
+            # Blocks no connected peer has are looked up on the DHT.
+            self.bitswap.find_providers = self.dht.find_providers
+        register_dht_routes(self.router, self.dht)
         register_unixfs_routes(self.router, self.bitswap)
         self.role = load_role(config.role)(self.components)
         self.services: list[Service] = [
             HostService(self.host, config.node.listen),
             self.peers,
+            self.dht,  # before bootstrap, so bootstrap peers enter the routing table
             Bootstrapper(self.host, self.peers, config.node.bootstrap),
             self.blocks,
             self.bitswap,
+            ProvideRoots(self.dht, lambda: self.blocks.store),
             ApiServer(repo.api_socket(config.api.socket), self.router),
             self.role,
         ]

@@ -140,6 +140,7 @@ class TieredStore:
         self._remote_stats = TierStats()
         self._closed = False
         self._listeners: list[Callable[[CID, int], None]] = []
+        self._pin_listeners: list[Callable[[CID, bool], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -442,6 +443,10 @@ class TieredStore:
     def is_local(self, cid: CidLike) -> bool:
         return self.local_size(cid) is not None
 
+    def add_pin_listener(self, listener: Callable[[CID, bool], None]) -> None:
+        """Called with (root, True) after a pin and (root, False) after an unpin."""
+        self._pin_listeners.append(listener)
+
     def add_listener(self, listener: Callable[[CID, int], None]) -> None:
         """Called with (cid, size) after each new block is stored (Bitswap serves waiters)."""
         self._listeners.append(listener)
@@ -542,6 +547,8 @@ class TieredStore:
                 self._index[key].pins += 1
             self._pins.roots[str(cid)] = mode
             await trio.to_thread.run_sync(self._pins.save)
+        for listener in self._pin_listeners:
+            listener(cid, True)
 
     async def unpin(self, cid: CidLike) -> None:
         self._check_open()
@@ -554,6 +561,8 @@ class TieredStore:
             with contextlib.suppress(BlockNotFoundError):
                 for key in await self._dag_keys(cid, mode == "recursive"):
                     self._index[key].pins -= 1
+        for listener in self._pin_listeners:
+            listener(cid, False)
 
     async def _recount_pins(self) -> None:
         for meta in self._index.values():

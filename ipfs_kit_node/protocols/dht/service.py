@@ -11,7 +11,7 @@ dial them, and re-announces the roots we provide.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import multiaddr
 import trio
@@ -23,8 +23,10 @@ from libp2p.peer.peerinfo import PeerInfo
 from libp2p.tools.anyio_service import background_trio_service
 from multiformats import CID
 
+from ...cid import to_cid
 from ...logs import get_logger
 from ...service import TaskStatus
+from ...storage.store import TieredStore
 from ..peers import PeerBook
 
 log = get_logger(__name__)
@@ -252,3 +254,28 @@ def _known_addrs(host: IHost, peer_id: ID) -> list[multiaddr.Multiaddr]:
         return list(host.get_peerstore().addrs(peer_id))
     except Exception:  # PeerStoreError: never heard of it, or its addresses expired
         return []
+
+
+class ProvideRoots:
+    """Announces the store's pinned roots on the DHT, and every root pinned or unpinned later
+    (``ipfs add`` pins its root, so what we add is found by others)."""
+
+    name = "provide-roots"
+
+    def __init__(self, dht: Dht, store: Callable[[], TieredStore]) -> None:
+        self._dht = dht
+        self._store = store
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        store = self._store()
+        store.add_pin_listener(self._on_pin)
+        for root in store.pins():
+            self._dht.add_provided(to_cid(root))
+        task_status.started()
+        await trio.sleep_forever()
+
+    def _on_pin(self, cid: CID, pinned: bool) -> None:
+        if pinned:
+            self._dht.add_provided(cid)
+        else:
+            self._dht.remove_provided(cid)

@@ -1,0 +1,53 @@
+"""`dht findprovs`, `dht provide`, `dht findpeer` over the control API (Kubo's shapes)."""
+
+from __future__ import annotations
+
+import trio
+from libp2p.peer.id import ID
+from multiformats import CID
+
+from ...api.server import Request, Response, Router
+from ...cid import to_cid
+from ...errors import ApiError, StoreError
+from .service import Dht
+
+LOOKUP_TIMEOUT = 30.0
+
+
+def register_dht_routes(router: Router, dht: Dht) -> None:
+    async def findprovs(request: Request) -> Response:
+        cid = _cid(request)
+        limit = int(request.arg("num-providers", "20") or 20)
+        found = []
+        with trio.move_on_after(LOOKUP_TIMEOUT):
+            async for info in dht.find_providers(cid, limit=limit):
+                found.append({"ID": str(info.peer_id), "Addrs": [str(a) for a in info.addrs]})
+        return Response.json({"Providers": found})
+
+    async def provide(request: Request) -> Response:
+        cid = _cid(request)
+        await dht.provide(cid)
+        return Response.json({"Provided": str(cid)})
+
+    async def findpeer(request: Request) -> Response:
+        try:
+            peer_id = ID.from_base58(request.require("arg"))
+        except Exception:
+            raise ApiError("argument 'arg' must be a peer ID", 400) from None
+        with trio.move_on_after(LOOKUP_TIMEOUT):
+            info = await dht.find_peer(peer_id)
+            if info is not None:
+                return Response.json({"ID": str(info.peer_id),
+                                      "Addrs": [str(a) for a in info.addrs]})
+        raise ApiError(f"peer {peer_id} not found in the DHT", 404)
+
+    router.add("POST", "/api/v0/dht/findprovs", findprovs)
+    router.add("POST", "/api/v0/dht/provide", provide)
+    router.add("POST", "/api/v0/dht/findpeer", findpeer)
+
+
+def _cid(request: Request) -> CID:
+    try:
+        return to_cid(request.require("arg"))
+    except StoreError as exc:
+        raise ApiError(str(exc), 400) from None
