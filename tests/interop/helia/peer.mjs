@@ -167,6 +167,23 @@ const commands = {
     return { bytes, sha256: hash.digest('hex') }
   },
 
+  async provide ({ cid, timeoutMs = 10_000 }) {
+    await libp2p.contentRouting.provide(CID.parse(cid), { signal: AbortSignal.timeout(timeoutMs) })
+    return {}
+  },
+
+  async findProviders ({ cid, timeoutMs = 10_000 }) {
+    const found = new Set()
+    try {
+      for await (const p of libp2p.contentRouting.findProviders(CID.parse(cid), { signal: AbortSignal.timeout(timeoutMs) })) {
+        found.add(p.id.toString())
+      }
+    } catch (err) {
+      if (found.size === 0 && err.name !== 'AbortError' && err.name !== 'TimeoutError') throw err
+    }
+    return { providers: [...found] }
+  },
+
   async stop () {
     setImmediate(() => shutdown('stop command'))
     return {}

@@ -1,0 +1,38 @@
+"""Provider records between our DHT and Helia's (js kad-dht), both ways."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from helpers import Daemon, HeliaPeer, wait_until
+
+pytestmark = pytest.mark.interop
+
+
+def test_provider_records_both_ways(daemon: Callable[..., Daemon], helia: HeliaPeer,
+                                    short_tmp: Path) -> None:
+    ours = daemon(role="master", name="master").start()  # a DHT server
+    assert ours.cli("swarm", "connect", helia.addrs[0]).returncode == 0
+
+    # Helia announces a file; we find it as a provider.
+    theirs = short_tmp / "theirs"
+    theirs.write_bytes(os.urandom(5000))
+    their_cid = helia.call("add", path=str(theirs), cidVersion=1, rawLeaves=True)["cid"]
+    helia.call("provide", cid=their_cid)
+    assert wait_until(
+        lambda: helia.peer_id in ours.cli("dht", "findprovs", their_cid).stdout, timeout=15)
+
+    # We announce one (add pins, and pinned roots are provided); Helia finds us.
+    mine = short_tmp / "mine"
+    mine.write_bytes(os.urandom(5000))
+    my_cid = ours.cli("add", "-Q", "--cid-version", "1", str(mine)).stdout.strip()
+
+    def helia_sees_us() -> bool:
+        return ours.peer_id in helia.call("findProviders", cid=my_cid, timeoutMs=3000,
+                                          timeout=10)["providers"]
+
+    assert wait_until(helia_sees_us, timeout=20, interval=0.5)
