@@ -47,7 +47,7 @@ def measure(cmd: list[str], idle: float, tmp: Path) -> tuple[float, float]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
     sock.settimeout(30)
-    env = {**os.environ, "NOTIFY_SOCKET": str(path)}
+    env = {**os.environ, "NOTIFY_SOCKET": str(path), "IPFS_KIT_ROUTING_MDNS": "false"}
     started = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -1,6 +1,6 @@
 """The Node: one py-libp2p host and one trio nursery that every long-lived task lives in.
 
-Services start in order (host, peer book, DHT, bootstrap, block store, Bitswap, root
+Services start in order (host, peer book, DHT, bootstrap, mDNS, block store, Bitswap, root
 announcer, control API, role) and stop in reverse.
 READY=1 goes to systemd after the last one has started; STOPPING=1 when a stop begins.
 """
@@ -27,6 +27,7 @@ from .protocols.bitswap import Bitswap
 from .protocols.bitswap.routes import register_bitswap_routes
 from .protocols.dht import Dht, ProvideRoots
 from .protocols.dht.routes import register_dht_routes
+from .protocols.mdns import MdnsDiscovery
 from .protocols.peers import PeerBook
 from .repo import Repo
 from .roles import load_role
@@ -100,6 +101,7 @@ class Node:
             self.peers,
             self.dht,  # before bootstrap, so bootstrap peers enter the routing table
             Bootstrapper(self.host, self.peers, config.node.bootstrap),
+            MdnsDiscovery(self.host, self.peers, enabled=config.routing.mdns),
             self.blocks,
             self.bitswap,
             ProvideRoots(self.dht, lambda: self.blocks.store),

@@ -62,18 +62,22 @@ class Daemon:
         self.notify: NotifySocket | None = None
         self.stderr_path = root / f"{name}.log"
 
-    def command(self, *extra: str, module: bool = False) -> list[str]:
+    def command(self, *extra: str, module: bool = False, listen: str = LOOPBACK,
+                prefix: tuple[str, ...] = ()) -> list[str]:
         prog = [sys.executable, "-m", "ipfs_kit_node"] if module else [str(BIN)]
-        return [*prog, "--role", self.role, "--repo", str(self.repo), "--listen", LOOPBACK,
-                *extra]
+        return [*prefix, *prog, "--role", self.role, "--repo", str(self.repo),
+                "--listen", listen, *extra]
 
     def start(self, *extra: str, env: dict[str, str] | None = None, module: bool = False,
-              timeout: float = 20.0) -> Daemon:
+              timeout: float = 20.0, listen: str = LOOPBACK, prefix: tuple[str, ...] = ()
+              ) -> Daemon:
         self.notify = NotifySocket(self.root / f"notify-{self.repo.name}-{time.monotonic_ns()}")
-        full_env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path), **(env or {})}
+        # mDNS multicasts on every interface: tests keep it off except in their own namespaces.
+        full_env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path),
+                    "IPFS_KIT_ROUTING_MDNS": "false", **(env or {})}
         with open(self.stderr_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.command(*extra, module=module), env=full_env,
+                self.command(*extra, module=module, listen=listen, prefix=prefix), env=full_env,
                 stdout=subprocess.DEVNULL, stderr=log,
             )
         deadline = time.monotonic() + timeout

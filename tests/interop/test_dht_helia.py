@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from helpers import Daemon, HeliaPeer, wait_until
 
 pytestmark = pytest.mark.interop
