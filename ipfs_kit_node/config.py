@@ -173,6 +173,26 @@ def parse_multiaddrs(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def parse_peer_ids(value: Any) -> tuple[str, ...]:
+    """Peer IDs (TOML array, or comma-separated in the environment)."""
+    from libp2p.peer.id import ID
+
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise _Invalid(f"expected a list of peer IDs, got {value!r}")
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            ID.from_base58(text)
+        except Exception:
+            raise _Invalid(f"{text!r} is not a peer ID") from None
+        out.append(text)
+    return tuple(out)
+
+
 def _setting(default: Any, parse: Parser, doc: str) -> Any:
     return field(default=default, metadata={"parse": parse, "doc": doc})
 
@@ -187,6 +207,9 @@ class NodeSection:
         ("/ip4/0.0.0.0/tcp/4001",), parse_multiaddrs, "multiaddrs to listen on"
     )
     bootstrap: tuple[str, ...] = _setting((), parse_multiaddrs, "peers dialled at start")
+    masters: tuple[str, ...] = _setting(
+        (), parse_peer_ids, "peer IDs of the cluster's masters (never trimmed)"
+    )
 
 
 @dataclass(frozen=True)

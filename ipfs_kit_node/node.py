@@ -1,7 +1,7 @@
 """The Node: one py-libp2p host and one trio nursery that every long-lived task lives in.
 
 Services start in order (host, peer book, DHT, bootstrap, mDNS, block store, Bitswap, root
-announcer, control API, role) and stop in reverse.
+announcer, connection manager, control API, role) and stop in reverse.
 READY=1 goes to systemd after the last one has started; STOPPING=1 when a stop begins.
 """
 
@@ -25,6 +25,7 @@ from .logs import get_logger
 from .metrics import NodeMetrics
 from .protocols.bitswap import Bitswap
 from .protocols.bitswap.routes import register_bitswap_routes
+from .protocols.connmgr import ConnManager
 from .protocols.dht import Dht, ProvideRoots
 from .protocols.dht.routes import register_dht_routes
 from .protocols.mdns import MdnsDiscovery
@@ -105,6 +106,7 @@ class Node:
             self.blocks,
             self.bitswap,
             ProvideRoots(self.dht, lambda: self.blocks.store),
+            ConnManager(self.host, self.bitswap, config.node.masters),
             ApiServer(repo.api_socket(config.api.socket), self.router),
             self.role,
         ]

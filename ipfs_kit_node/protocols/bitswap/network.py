@@ -368,6 +368,20 @@ class Bitswap(INotifee):
     async def listen_close(self, network: INetwork, addr: multiaddr.Multiaddr) -> None:
         pass
 
+    # -- for the connection manager ---------------------------------------------------------
+
+    def session_peers(self) -> set[ID]:
+        """Peers we are fetching from now (want-blocks or want-haves outstanding)."""
+        out: set[ID] = set()
+        for want in self.wants.wants.values():
+            out.update(want.asked)  # type: ignore[arg-type]
+            out.update(want.discovery)  # type: ignore[arg-type]
+        return out & set(self._peers)
+
+    def exchanged(self) -> dict[ID, tuple[int, int]]:
+        return {p: (ledger.blocks_received, ledger.blocks_sent)  # type: ignore[misc]
+                for p, ledger in self.ledger.peers.items()}
+
     # -- stats -------------------------------------------------------------------------------
 
     def stat(self) -> dict[str, object]:
