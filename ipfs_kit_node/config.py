@@ -218,6 +218,9 @@ class RoutingSection:
         "dhtclient", choice("dhtserver", "dhtclient", "none"), "Kademlia mode"
     )
     mdns: bool = _setting(True, parse_bool, "discover peers on the LAN with mDNS")
+    reprovide_interval: float = _setting(
+        12 * 3600.0, positive(parse_duration), "how often pinned roots are announced again"
+    )
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,8 @@ class Node:
         register_core_routes(self.router, self.components)
         self.bitswap = Bitswap(self.host, lambda: self.blocks.store, self.metrics.registry)
         register_bitswap_routes(self.router, self.bitswap)
-        self.dht = Dht(self.host, config.routing.mode, self.peers)
+        self.dht = Dht(self.host, config.routing.mode, self.peers,
+                       reprovide_interval=config.routing.reprovide_interval)
         if config.routing.mode != "none":
             # Blocks no connected peer has are looked up on the DHT.
             self.bitswap.find_providers = self.dht.find_providers

@@ -71,15 +71,26 @@ class Daemon:
     def start(self, *extra: str, env: dict[str, str] | None = None, module: bool = False,
               timeout: float = 20.0, listen: str = LOOPBACK, prefix: tuple[str, ...] = ()
               ) -> Daemon:
+        self.launch(*extra, env=env, module=module, listen=listen, prefix=prefix)
+        return self.wait_ready(timeout)
+
+    def launch(self, *extra: str, env: dict[str, str] | None = None, module: bool = False,
+               listen: str = LOOPBACK, prefix: tuple[str, ...] = ()) -> Daemon:
+        """Start the process without waiting (see wait_ready): many can boot at once."""
         self.notify = NotifySocket(self.root / f"notify-{self.repo.name}-{time.monotonic_ns()}")
         # mDNS multicasts on every interface: tests keep it off except in their own namespaces.
         full_env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path),
                     "IPFS_KIT_ROUTING_MDNS": "false", **(env or {})}
+        self.launched_at = time.monotonic()
         with open(self.stderr_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.command(*extra, module=module, listen=listen, prefix=prefix), env=full_env,
                 stdout=subprocess.DEVNULL, stderr=log,
             )
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> Daemon:
+        assert self.proc is not None and self.notify is not None
         deadline = time.monotonic() + timeout
         while not self.notify.wait_for("READY=1", 0.2):
             if self.proc.poll() is not None:
@@ -87,6 +98,7 @@ class Daemon:
             if time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError(f"daemon not ready in {timeout} s:\n{self.log()}")
+        self.ready_after = time.monotonic() - self.launched_at
         return self
 
     def log(self) -> str:
@@ -235,3 +247,21 @@ def js_import(path: Path, options: dict[str, Any]) -> list[dict[str, Any]]:
         capture_output=True, text=True, timeout=600, check=True,
     )
     return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def start_swarm(root: Path, n: int, timeout: float = 120.0) -> list[Daemon]:
+    """One master (a DHT server, the bootstrap peer) and n - 1 workers bootstrapping from it,
+    booted in parallel."""
+    master = Daemon(root, role="master", name="n0").start(timeout=timeout)
+    workers = [Daemon(root, name=f"n{i}").launch("--bootstrap", master.addr)
+               for i in range(1, n)]
+    for w in workers:
+        w.wait_ready(timeout)
+    return [master, *workers]
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")

@@ -1,0 +1,42 @@
+"""Twenty daemons on loopback, each its own process: every one finds a provider in time."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from helpers import Daemon, start_swarm, wait_until
+
+from ipfs_kit_node.api.client import ApiClient
+
+
+@pytest.mark.slow
+def test_twenty_daemons_each_find_a_provider_within_2_s(short_tmp: Path) -> None:
+    nodes = start_swarm(short_tmp, 20)
+    try:
+        holder = nodes[7]
+        f = short_tmp / "file"
+        f.write_bytes(b"provided by one node of twenty")
+        cid = holder.cli("add", "-Q", str(f)).stdout.strip()
+        master = nodes[0]
+        assert wait_until(lambda: _finds(master, cid, holder), timeout=10)
+        slowest = 0.0
+        for node in nodes:
+            if node is holder:
+                continue
+            assert wait_until(lambda n=node: len(n.api("swarm/peers")["Peers"]) > 0, 10)
+            started = time.monotonic()
+            assert _finds(node, cid, holder), node.log()[-1500:]
+            slowest = max(slowest, time.monotonic() - started)
+        print(f"slowest find-providers: {slowest * 1000:.0f} ms")
+        assert slowest <= 2.0
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+def _finds(node: Daemon, cid: str, holder: Daemon) -> bool:
+    with ApiClient(node.repo / "api.sock", node.repo) as client:
+        providers = client.call("dht/findprovs", {"arg": cid})["Providers"]
+    return any(p["ID"] == holder.peer_id for p in providers)
