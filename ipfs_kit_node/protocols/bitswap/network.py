@@ -132,7 +132,7 @@ class Bitswap(INotifee):
             if store.is_local(cid):
                 return await store.get(cid)
             self._sync_peers()
-            if not self._peers and self.find_providers is None:
+            if not self._peers:  # nobody to ask, and no DHT lookup without a peer either
                 raise BlockUnavailableError(
                     str(cid), "not in the local store, and no peers are connected to ask")
             event = self._waiters[key] = trio.Event()
