@@ -155,42 +155,32 @@ def optional(parse: Parser) -> Parser:
     return parse_optional
 
 
-def parse_multiaddrs(value: Any) -> tuple[str, ...]:
-    """A list of multiaddrs (TOML array, or comma-separated in the environment)."""
+def _text_list(value: Any, what: str, check: Callable[[str], object]) -> tuple[str, ...]:
+    """A TOML array, or comma-separated text from the environment; each item checked."""
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list | tuple):
-        raise _Invalid(f"expected a list of multiaddrs, got {value!r}")
+        raise _Invalid(f"expected a list of {what}s, got {value!r}")
     out = []
     for item in items:
         text = str(item).strip()
         if not text:
             continue
         try:
-            multiaddr.Multiaddr(text)
+            check(text)
         except Exception as exc:
-            raise _Invalid(f"malformed multiaddr {text!r} ({exc})") from None
+            raise _Invalid(f"malformed {what} {text!r} ({exc})") from None
         out.append(text)
     return tuple(out)
+
+
+def parse_multiaddrs(value: Any) -> tuple[str, ...]:
+    return _text_list(value, "multiaddr", multiaddr.Multiaddr)
 
 
 def parse_peer_ids(value: Any) -> tuple[str, ...]:
-    """Peer IDs (TOML array, or comma-separated in the environment)."""
-    from libp2p.peer.id import ID
+    from libp2p.peer.id import ID  # py-libp2p loads slowly; only configs with masters pay
 
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple):
-        raise _Invalid(f"expected a list of peer IDs, got {value!r}")
-    out = []
-    for item in items:
-        text = str(item).strip()
-        if not text:
-            continue
-        try:
-            ID.from_base58(text)
-        except Exception:
-            raise _Invalid(f"{text!r} is not a peer ID") from None
-        out.append(text)
-    return tuple(out)
+    return _text_list(value, "peer ID", ID.from_base58)
 
 
 def _setting(default: Any, parse: Parser, doc: str) -> Any:

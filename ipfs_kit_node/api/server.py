@@ -18,8 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 import trio
+from multiformats import CID
 
-from ..errors import ApiError, IpfsKitError
+from ..cid import to_cid
+from ..errors import ApiError, InvalidCidError, IpfsKitError
 from ..logs import get_logger
 from ..service import TaskStatus
 
@@ -52,6 +54,13 @@ class Request:
 
     def flag(self, name: str) -> bool:
         return (self.arg(name) or "").lower() in ("1", "true", "yes")
+
+    def cid(self, name: str = "arg") -> CID:
+        """A required CID argument; a malformed one is the client's error (400)."""
+        try:
+            return to_cid(self.require(name))
+        except InvalidCidError as exc:
+            raise ApiError(str(exc), status=400) from None
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import multiaddr
 import trio
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IHost, INetConn, INetStream, INetwork
 from libp2p.crypto.serialization import deserialize_public_key
 from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL
 from libp2p.identity.identify.pb.identify_pb2 import Identify
@@ -22,6 +22,7 @@ from libp2p.utils.varint import read_length_prefixed_protobuf
 
 from ..logs import get_logger
 from ..service import TaskStatus
+from .notifee import ConnectionNotifee
 
 log = get_logger(__name__)
 
@@ -62,7 +63,7 @@ def _addr_text(raw: bytes) -> str | None:
         return None
 
 
-class PeerBook(INotifee):
+class PeerBook(ConnectionNotifee):
     """A service: hears connection events from the swarm, identifies new peers."""
 
     name = "peers"
@@ -176,14 +177,6 @@ class PeerBook(INotifee):
         if not network.get_connections(peer_id):
             self._peers.pop(peer_id, None)
 
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
 
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
 
-    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
-        pass
 
-    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
-        pass

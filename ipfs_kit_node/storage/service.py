@@ -119,36 +119,32 @@ class StoreService:
                               "Last": str(last) if last else None})
 
     async def _block_get(self, request: Request) -> Response:
-        data = await self.store.get(_cid_arg(request))
+        data = await self.store.get(request.cid())
         return Response(body=data, content_type="application/octet-stream")
 
     async def _block_stat(self, request: Request) -> Response:
-        cid = _cid_arg(request)
+        cid = request.cid()
         return Response.json({"Key": str(cid), "Size": await self.store.size(cid)})
 
     async def _block_rm(self, request: Request) -> Response:
-        cid = _cid_arg(request)
+        cid = request.cid()
         if not await self.store.delete(cid):
             raise BlockNotFoundError(str(cid))
         return Response.json({"Hash": str(cid)})
 
     async def _pin_add(self, request: Request) -> Response:
-        cid = _cid_arg(request)
+        cid = request.cid()
         await self.store.pin(cid, recursive=request.arg("recursive", "true") != "false")
         return Response.json({"Pins": [str(cid)]})
 
     async def _pin_rm(self, request: Request) -> Response:
-        cid = _cid_arg(request)
+        cid = request.cid()
         await self.store.unpin(cid)
         return Response.json({"Pins": [str(cid)]})
 
     async def _pin_ls(self, request: Request) -> Response:
         return Response.json({"Keys": {cid: {"Type": mode}
                                        for cid, mode in sorted(self.store.pins().items())}})
-
-
-def _cid_arg(request: Request) -> CID:
-    return to_cid(request.require("arg"))
 
 
 def _mapping_errors(handler: Handler) -> Handler:

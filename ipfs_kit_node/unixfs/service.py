@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from multiformats import CID
-
 from ..api.server import Request, Response, Router
-from ..cid import to_cid
 from ..errors import ApiError, BlockNotFoundError, CodecError, StoreError
 from .exporter import BlockGetter, NotAFileError, cat, ls, resolve
 
 
 def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
     async def cat_(request: Request) -> Response:
-        stream = cat(blocks, _cid(request))
+        stream = cat(blocks, request.cid())
         try:
             first = await anext(stream)  # errors before the first byte get a proper status
         except StopAsyncIteration:
@@ -30,7 +27,7 @@ def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
         return Response(body=body(), content_type="application/octet-stream")
 
     async def ls_(request: Request) -> Response:
-        cid = _cid(request)
+        cid = request.cid()
         try:
             links = []
             async for entry in ls(blocks, cid):
@@ -42,7 +39,7 @@ def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
         return Response.json({"Objects": [{"Hash": str(cid), "Links": links}]})
 
     async def stat(request: Request) -> Response:
-        cid = _cid(request)
+        cid = request.cid()
         try:
             node = await resolve(blocks, cid)
         except Exception as exc:
@@ -53,13 +50,6 @@ def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
     router.add("POST", "/api/v0/cat", cat_)
     router.add("POST", "/api/v0/ls", ls_)
     router.add("POST", "/api/v0/unixfs/stat", stat)
-
-
-def _cid(request: Request) -> CID:
-    try:
-        return to_cid(request.require("arg"))
-    except StoreError as exc:
-        raise ApiError(str(exc), 400) from None
 
 
 def _api_error(exc: Exception) -> Exception:

@@ -15,9 +15,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
-import multiaddr
 import trio
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IHost, INetConn, INetStream, INetwork
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
@@ -29,6 +28,7 @@ from ...errors import BlockNotFoundError, BlockUnavailableError, StoreError
 from ...logs import get_logger
 from ...service import TaskStatus
 from ...storage.store import TieredStore
+from ..notifee import ConnectionNotifee
 from .codec import FrameDecoder, Message, ProtocolViolation, WantEntry, decode, encode
 from .ledger import Ledger, TaskKind, presence_of
 from .wantlist import Out, WantManager
@@ -58,7 +58,7 @@ class _Peer:
     running: bool = False
 
 
-class Bitswap(INotifee):
+class Bitswap(ConnectionNotifee):
     """Serves blocks from the store and fetches missing ones from peers. A node Service."""
 
     name = "bitswap"
@@ -355,18 +355,6 @@ class Bitswap(INotifee):
         peer = conn.muxed_conn.peer_id
         if not network.get_connections(peer):
             self._peer_left(peer)
-
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
-
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
-
-    async def listen(self, network: INetwork, addr: multiaddr.Multiaddr) -> None:
-        pass
-
-    async def listen_close(self, network: INetwork, addr: multiaddr.Multiaddr) -> None:
-        pass
 
     # -- for the connection manager ---------------------------------------------------------
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import trio
 from libp2p.peer.id import ID
-from multiformats import CID
 
 from ...api.server import Request, Response, Router
-from ...cid import to_cid
-from ...errors import ApiError, StoreError
+from ...errors import ApiError
 from .service import Dht
 
 LOOKUP_TIMEOUT = 30.0
@@ -16,7 +14,7 @@ LOOKUP_TIMEOUT = 30.0
 
 def register_dht_routes(router: Router, dht: Dht) -> None:
     async def findprovs(request: Request) -> Response:
-        cid = _cid(request)
+        cid = request.cid()
         limit = int(request.arg("num-providers", "20") or 20)
         found = []
         with trio.move_on_after(LOOKUP_TIMEOUT):
@@ -25,7 +23,7 @@ def register_dht_routes(router: Router, dht: Dht) -> None:
         return Response.json({"Providers": found})
 
     async def provide(request: Request) -> Response:
-        cid = _cid(request)
+        cid = request.cid()
         await dht.provide(cid)
         return Response.json({"Provided": str(cid)})
 
@@ -44,10 +42,3 @@ def register_dht_routes(router: Router, dht: Dht) -> None:
     router.add("POST", "/api/v0/dht/findprovs", findprovs)
     router.add("POST", "/api/v0/dht/provide", provide)
     router.add("POST", "/api/v0/dht/findpeer", findpeer)
-
-
-def _cid(request: Request) -> CID:
-    try:
-        return to_cid(request.require("arg"))
-    except StoreError as exc:
-        raise ApiError(str(exc), 400) from None

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 import multiaddr
 import trio
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IHost, INetConn, INetwork
 from libp2p.kad_dht.common import PROTOCOL_ID
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
@@ -27,6 +27,7 @@ from ...cid import to_cid
 from ...logs import get_logger
 from ...service import TaskStatus
 from ...storage.store import TieredStore
+from ..notifee import ConnectionNotifee
 from ..peers import PeerBook
 
 log = get_logger(__name__)
@@ -62,7 +63,7 @@ def provider_key(cid: CID) -> bytes:
     return bytes(cid.digest)
 
 
-class Dht(INotifee):
+class Dht(ConnectionNotifee):
     """Content and peer routing over Kademlia. A node Service; in mode "none" it is inert."""
 
     name = "dht"
@@ -236,17 +237,9 @@ class Dht(INotifee):
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         pass
 
-    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
 
-    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        pass
 
-    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
-        pass
 
-    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
-        pass
 
 
 def _known_addrs(host: IHost, peer_id: ID) -> list[multiaddr.Multiaddr]:
