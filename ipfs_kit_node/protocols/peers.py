@@ -2,8 +2,8 @@
 
 py-libp2p 0.8.1 runs identify on connect but keeps only addresses and protocols; it drops
 the agent version. The peer book asks identify once more for each new connection and keeps the
-whole answer, plus the direction and how the peer was found (dial, inbound, bootstrap; later
-mDNS and DHT), for ``swarm peers`` and the connection manager.
+whole answer, plus the direction and how the peer was found (dial, inbound, bootstrap, mdns,
+dht, or routing for the DHT's own lookups), for ``swarm peers``.
 """
 
 from __future__ import annotations
@@ -159,7 +159,10 @@ class PeerBook(ConnectionNotifee):
             return
         direction = str(getattr(getattr(conn, "direction", None), "name", "unknown")).lower()
         addrs = conn.get_transport_addresses()
-        found_by = self._found_by.pop(peer_id, "inbound" if direction == "inbound" else "dial")
+        # Outbound connections nobody announced come from routing: the DHT's own lookups
+        # dial the peers they learn about (and py-libp2p's auto-dialer, its peerstore).
+        found_by = self._found_by.pop(peer_id,
+                                      "inbound" if direction == "inbound" else "routing")
         self._peers[peer_id] = PeerRecord(
             peer_id=peer_id,
             direction=direction,

@@ -35,3 +35,12 @@ def test_provider_records_both_ways(daemon: Callable[..., Daemon], helia: HeliaP
                                           timeout=10)["providers"]
 
     assert wait_until(helia_sees_us, timeout=20, interval=0.5)
+
+    # A third node that knows only our master fetches Helia's file: DHT, dial, Bitswap.
+    worker = daemon(name="worker").start("--bootstrap", ours.addr)
+    out = short_tmp / "fetched"
+    got = worker.cli("get", their_cid, "-o", str(out))
+    assert got.returncode == 0, got.stderr + worker.log()[-2000:]
+    assert out.read_bytes() == theirs.read_bytes()
+    found = {p["Peer"]: p["FoundBy"] for p in worker.api("swarm/peers")["Peers"]}
+    assert found.get(helia.peer_id) in ("dht", "routing")  # the lookup itself may dial it
