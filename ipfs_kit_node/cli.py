@@ -108,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     command("findprovs", "peers that provide a CID", dht_sub).add_argument("cid")
     command("provide", "announce that we provide a CID", dht_sub).add_argument("cid")
     command("findpeer", "addresses of a peer", dht_sub).add_argument("peer")
+    pubsub = command("pubsub", "publish and subscribe (gossipsub)")
+    pubsub_sub = pubsub.add_subparsers(dest="pubsub_command", metavar="SUBCOMMAND",
+                                       required=True)
+    pub = command("pub", "publish DATA (or stdin) to TOPIC", pubsub_sub)
+    pub.add_argument("topic")
+    pub.add_argument("data", nargs="?")
+    command("sub", "print messages on TOPIC as they arrive", pubsub_sub).add_argument("topic")
+    command("ls", "topics we are subscribed to", pubsub_sub)
+    command("peers", "peers subscribed to TOPIC", pubsub_sub).add_argument("topic")
     repo = command("repo", "the block store")
     repo_sub = repo.add_subparsers(dest="repo_command", metavar="SUBCOMMAND", required=True)
     command("stat", "bytes, blocks and hit ratio of each tier", repo_sub).add_argument(
@@ -320,6 +329,22 @@ def _dht(args: argparse.Namespace, client: Any) -> int:
         return 0
     for addr in client.call("dht/findpeer", {"arg": args.peer})["Addrs"]:
         print(addr)
+    return 0
+
+
+@_client_command("pubsub")
+def _pubsub(args: argparse.Namespace, client: Any) -> int:
+    if args.pubsub_command == "pub":
+        data = args.data.encode() if args.data is not None else sys.stdin.buffer.read()
+        client.call("pubsub/pub", {"arg": args.topic}, body=data)
+    elif args.pubsub_command == "sub":
+        with client.stream("pubsub/sub", {"arg": args.topic}) as response:
+            for line in response.iter_lines():
+                print(line, flush=True)
+    else:
+        query = {"arg": args.topic} if args.pubsub_command == "peers" else {}
+        for text in client.call(f"pubsub/{args.pubsub_command}", query)["Strings"]:
+            print(text)
     return 0
 
 
@@ -540,6 +565,8 @@ def run_client(args: argparse.Namespace) -> int:
                               config_file=args.config).api.socket
     # cat/get may wait for peers (Bitswap gives up after 60 s): give them longer than that.
     timeout = 90.0 if args.command in ("cat", "get", "ls", "dht") else 30.0
+    if args.command == "pubsub" and args.pubsub_command == "sub":
+        timeout = 24 * 3600.0  # a subscription waits for messages as long as it runs
     with ApiClient(repo / socket_name, repo, timeout=timeout) as client:
         return _CLIENT_COMMANDS[args.command](args, client)
 

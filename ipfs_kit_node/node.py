@@ -1,7 +1,7 @@
 """The Node: one py-libp2p host and one trio nursery that every long-lived task lives in.
 
-Services start in order (host, peer book, DHT, bootstrap, mDNS, block store, Bitswap, root
-announcer, connection manager, control API, role) and stop in reverse.
+Services start in order (host, pubsub, peer book, DHT, bootstrap, mDNS, block store, Bitswap,
+root announcer, connection manager, control API, role) and stop in reverse.
 READY=1 goes to systemd after the last one has started; STOPPING=1 when a stop begins.
 """
 
@@ -30,6 +30,8 @@ from .protocols.dht import Dht, ProvideRoots
 from .protocols.dht.routes import register_dht_routes
 from .protocols.mdns import MdnsDiscovery
 from .protocols.peers import PeerBook
+from .protocols.pubsub import PubsubService
+from .protocols.pubsub.routes import register_pubsub_routes
 from .repo import Repo
 from .roles import load_role
 from .service import Service, TaskStatus
@@ -96,10 +98,13 @@ class Node:
             # Blocks no connected peer has are looked up on the DHT.
             self.bitswap.find_providers = self.dht.find_providers
         register_dht_routes(self.router, self.dht)
+        self.pubsub = PubsubService(self.host)
+        register_pubsub_routes(self.router, self.pubsub)
         register_unixfs_routes(self.router, self.bitswap)
         self.role = load_role(config.role)(self.components)
         self.services: list[Service] = [
             HostService(self.host, config.node.listen),
+            self.pubsub,  # before anything dials: it ignores connections made before it
             self.peers,
             self.dht,  # before bootstrap, so bootstrap peers enter the routing table
             Bootstrapper(self.host, self.peers, config.node.bootstrap),

@@ -97,6 +97,13 @@ class _Streamed:
         assert self._response is not None
         return self._response.read()
 
+    def iter_lines(self) -> Iterator[str]:
+        assert self._response is not None
+        try:
+            yield from self._response.iter_lines()
+        except httpx.TransportError as exc:
+            raise ApiError(f"the stream from the daemon broke: {exc}") from None
+
     def iter_bytes(self) -> Iterator[bytes]:
         assert self._response is not None
         try:

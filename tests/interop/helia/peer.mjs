@@ -67,9 +67,14 @@ const helia = withBitswap(withLibp2pLight(createHeliaLight({
   }
 }))
 const fs = unixfs(helia)
+const inbox = {} // topic -> received pubsub messages
 
 await helia.start()
 const libp2p = helia.libp2p
+libp2p.services.pubsub.addEventListener('message', (evt) => {
+  const msg = evt.detail
+  inbox[msg.topic]?.push({ from: msg.from?.toString(), data: new TextDecoder().decode(msg.data) })
+})
 
 // ---- helpers ----------------------------------------------------------------
 
@@ -182,6 +187,25 @@ const commands = {
       if (found.size === 0 && err.name !== 'AbortError' && err.name !== 'TimeoutError') throw err
     }
     return { providers: [...found] }
+  },
+
+  async subscribe ({ topic }) {
+    inbox[topic] ??= []
+    libp2p.services.pubsub.subscribe(topic)
+    return {}
+  },
+
+  async messages ({ topic }) {
+    return { messages: (inbox[topic] ?? []).map((m) => ({ from: m.from, data: m.data })) }
+  },
+
+  async publish ({ topic, data }) {
+    const result = await libp2p.services.pubsub.publish(topic, new TextEncoder().encode(data))
+    return { recipients: (result?.recipients ?? []).map(String) }
+  },
+
+  async topicPeers ({ topic }) {
+    return { peers: libp2p.services.pubsub.getSubscribers(topic).map(String) }
   },
 
   async stop () {
