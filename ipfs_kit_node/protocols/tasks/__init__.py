@@ -1,0 +1,5 @@
+"""The task mesh's wire format (the roles in ``ipfs_kit_node.roles`` speak it)."""
+
+from .codec import EnvelopeError, Result, Status, Task, decode, encode
+
+__all__ = ["EnvelopeError", "Result", "Status", "Task", "decode", "encode"]

@@ -1,0 +1,143 @@
+"""Task-mesh messages: a versioned msgpack envelope, strictly checked. No I/O.
+
+    {"v": 1, "kind": "task" | "result" | "status", "body": {...}}
+
+Everything a peer sends is data, checked field by field: nothing is unpickled, evaluated or
+looked up by name except through the handler allow-list the worker keeps. A message that is
+not exactly this shape raises ``EnvelopeError`` with the reason, for a log line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import msgpack
+
+from ...cid import to_cid
+from ...errors import IpfsKitError
+
+VERSION = 1
+MAX_ENVELOPE_BYTES = 256 * 1024
+MAX_INPUTS = 64
+MAX_PARAMS = 64
+ParamValue = str | int | float | bool | None
+
+
+class EnvelopeError(IpfsKitError, ValueError):
+    """A task-mesh message that is malformed, of another version, or over its limits."""
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    handler: str
+    inputs: tuple[str, ...] = ()  # CIDs
+    params: dict[str, ParamValue] = field(default_factory=dict)
+    priority: int = 0
+    deadline: float | None = None  # unix time
+    submitter: str = ""  # peer ID
+
+
+@dataclass(frozen=True)
+class Result:
+    task_id: str
+    worker: str  # peer ID
+    output: str | None = None  # CID
+    error: str | None = None
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class Status:
+    peer: str
+    role: str
+    capacity: int
+    running: int
+    cpu: float = 0.0  # percent
+    memory: float = 0.0  # percent
+    disk_free: int = 0  # bytes
+    sent_at: float = 0.0
+
+
+Body = Task | Result | Status
+KINDS: dict[str, type[Body]] = {"task": Task, "result": Result, "status": Status}
+KIND_OF = {cls: kind for kind, cls in KINDS.items()}
+
+
+def encode(body: Body) -> bytes:
+    fields = asdict(body)
+    if isinstance(body, Task):
+        fields["inputs"] = list(body.inputs)
+    data: bytes = msgpack.packb({"v": VERSION, "kind": KIND_OF[type(body)], "body": fields},
+                                use_bin_type=True)
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise EnvelopeError(f"message of {len(data)} bytes (limit {MAX_ENVELOPE_BYTES})")
+    return data
+
+
+def decode(data: bytes) -> Body:
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise EnvelopeError(f"message of {len(data)} bytes (limit {MAX_ENVELOPE_BYTES})")
+    try:
+        doc = msgpack.unpackb(data, raw=False, strict_map_key=True,
+                              max_array_len=MAX_INPUTS * 2, max_map_len=MAX_PARAMS * 2)
+    except Exception as exc:
+        raise EnvelopeError(f"not msgpack: {exc}") from None
+    if not isinstance(doc, dict) or set(doc) != {"v", "kind", "body"}:
+        raise EnvelopeError("not an envelope ({v, kind, body})")
+    if doc["v"] != VERSION:
+        raise EnvelopeError(f"envelope version {doc['v']!r}; this node speaks {VERSION}")
+    cls = KINDS.get(doc["kind"]) if isinstance(doc["kind"], str) else None
+    if cls is None:
+        raise EnvelopeError(f"unknown message kind {doc['kind']!r}")
+    body = doc["body"]
+    if not isinstance(body, dict):
+        raise EnvelopeError("body is not a map")
+    return _check(cls, body)
+
+
+_TYPES: dict[type[Body], dict[str, tuple[type, ...]]] = {
+    Task: {"task_id": (str,), "handler": (str,), "inputs": (list,), "params": (dict,),
+           "priority": (int,), "deadline": (float, int, type(None)), "submitter": (str,)},
+    Result: {"task_id": (str,), "worker": (str,), "output": (str, type(None)),
+             "error": (str, type(None)), "attempt": (int,)},
+    Status: {"peer": (str,), "role": (str,), "capacity": (int,), "running": (int,),
+             "cpu": (float, int), "memory": (float, int), "disk_free": (int,),
+             "sent_at": (float, int)},
+}
+_REQUIRED = {Task: {"task_id", "handler"}, Result: {"task_id", "worker"},
+             Status: {"peer", "role", "capacity", "running"}}
+
+
+def _check(cls: type[Body], body: dict[str, Any]) -> Body:
+    types = _TYPES[cls]
+    unknown = set(body) - set(types)
+    if unknown:
+        raise EnvelopeError(f"{cls.__name__.lower()}: unknown fields {sorted(unknown)}")
+    missing = _REQUIRED[cls] - set(body)
+    if missing:
+        raise EnvelopeError(f"{cls.__name__.lower()}: missing fields {sorted(missing)}")
+    for name, value in body.items():
+        wrong_bool = isinstance(value, bool) and bool not in types[name]
+        if wrong_bool or not isinstance(value, types[name]):
+            raise EnvelopeError(f"{cls.__name__.lower()}.{name}: unexpected {type(value).__name__}")
+    if cls is Task:
+        inputs = body.get("inputs", [])
+        if len(inputs) > MAX_INPUTS:
+            raise EnvelopeError(f"task: more than {MAX_INPUTS} inputs")
+        for cid in inputs:
+            try:
+                to_cid(cid)
+            except Exception:
+                raise EnvelopeError(f"task.inputs: {cid!r} is not a CID") from None
+        params = body.get("params", {})
+        if any(not isinstance(k, str) or not isinstance(v, ParamValue) for k, v in params.items()):
+            raise EnvelopeError("task.params: keys must be strings, values scalars")
+        body = {**body, "inputs": tuple(inputs)}
+    if cls is Result and body.get("output") is not None:
+        try:
+            to_cid(body["output"])
+        except Exception:
+            raise EnvelopeError(f"result.output: {body['output']!r} is not a CID") from None
+    return cls(**body)
