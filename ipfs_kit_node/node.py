@@ -112,7 +112,8 @@ class Node:
             self.blocks,
             self.bitswap,
             ProvideRoots(self.dht, lambda: self.blocks.store),
-            ConnManager(self.host, self.bitswap, config.node.masters),
+            ConnManager(self.host, self.bitswap, self.peers, config.connmgr,
+                        config.node.masters),
             ApiServer(repo.api_socket(config.api.socket), self.router),
             self.role,
         ]

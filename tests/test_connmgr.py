@@ -11,7 +11,7 @@ MakeDaemon = Callable[..., Daemon]
 
 def test_trims_to_low_water_and_keeps_the_master(daemon: MakeDaemon) -> None:
     others = [daemon(name=f"p{i}").start() for i in range(6)]
-    master = others[0]  # the oldest connection: the first the pruner would drop
+    master = others[5]  # the newest connection: the first to go among equals
     center = daemon(name="center").start(env={
         "IPFS_KIT_CONNMGR_LOW_WATER": "2", "IPFS_KIT_CONNMGR_HIGH_WATER": "3",
         "IPFS_KIT_CONNMGR_GRACE_PERIOD": "0s", "IPFS_KIT_NODE_MASTERS": master.peer_id,
