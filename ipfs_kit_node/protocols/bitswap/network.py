@@ -168,7 +168,6 @@ class Bitswap(ConnectionNotifee):
                 continue
             self._waiters[key] = trio.Event()
             out += self.wants.want(cid, now)
-            log.debug("prefetch", cid=str(cid))
         self._send(out)
 
     async def _search_providers(self, cid: CID, found: trio.Event) -> None:
@@ -222,7 +221,6 @@ class Bitswap(ConnectionNotifee):
         out: list[Out] = []
         for cid, data in message.blocks:
             wanted, more = self.wants.on_block(peer, cid, now)
-            log.debug("block received", cid=str(cid), wanted=wanted, peer=str(peer))
             out += more
             if not wanted:
                 self.unsolicited += 1
@@ -238,7 +236,6 @@ class Bitswap(ConnectionNotifee):
             assert self._nursery is not None
             self._nursery.start_soon(self._store_block, cid, data)
         for cid, presence in message.presences:
-            log.debug("presence", cid=str(cid), presence=presence.name, peer=str(peer))
             out += self.wants.on_presence(peer, cid, presence, now)
         self._send(out)
         self._wake(peer)
