@@ -1,0 +1,139 @@
+"""Task handlers: what a worker runs for a task, registered under the entry-point group
+``ipfs_kit_node.tasks``. Handlers read inputs by CID and write outputs as UnixFS files, through
+a ``TaskContext``; they never see the network or the store directly, and a task can only name
+a handler, never code (the worker also checks the name against its allow-list).
+
+Built-ins: ``sha256`` (hex digest of a file's content), ``unixfs-stat`` (JSON: type, size,
+links of each input), ``concat`` (the inputs' bytes, one after the other, as a new file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Protocol
+
+from multiformats import CID
+
+from ..errors import IpfsKitError
+from ..protocols.tasks import Task
+from ..unixfs.exporter import cat, resolve
+from ..unixfs.importer import KUBO_DEFAULT, Block, FileBuilder, ImportParams
+
+ENTRY_POINT_GROUP = "ipfs_kit_node.tasks"
+MAX_INLINE_INPUT = 64 * 1024 * 1024  # a built-in never buffers more than this of one input
+
+
+class HandlerError(IpfsKitError):
+    """The task cannot be run as asked (unknown handler, bad inputs, bad parameters)."""
+
+
+class BlockStore(Protocol):
+    async def get(self, cid: CID | str) -> bytes: ...
+
+    async def put(self, cid: CID | str, data: bytes) -> bool: ...
+
+
+@dataclass
+class TaskContext:
+    """What a handler may do: read inputs, write outputs. Reads are verified block by block."""
+
+    blocks: BlockStore
+    params: ImportParams = KUBO_DEFAULT
+    written: list[str] = field(default_factory=list)
+
+    async def read(self, cid: str) -> AsyncIterator[bytes]:
+        async for chunk in cat(self.blocks, cid):  # type: ignore[arg-type]
+            yield chunk
+
+    async def stat(self, cid: str) -> dict[str, object]:
+        node = await resolve(self.blocks, cid)  # type: ignore[arg-type]
+        return {"cid": cid, "type": node.kind, "size": node.size, "links": len(node.links)}
+
+    async def write(self, chunks: AsyncIterator[bytes] | list[bytes]) -> str:
+        """Store bytes as a UnixFS file; returns its root CID."""
+        builder = FileBuilder(self.params)
+        buffer = bytearray()
+
+        async def put_all(blocks: list[Block]) -> None:
+            for block in blocks:
+                await self.blocks.put(block.cid, block.data)
+
+        async for chunk in _aiter(chunks):
+            buffer += chunk
+            while len(buffer) >= self.params.chunk_size:
+                await put_all(builder.add_chunk(bytes(buffer[:self.params.chunk_size])))
+                del buffer[:self.params.chunk_size]
+        if buffer:
+            await put_all(builder.add_chunk(bytes(buffer)))
+        blocks, entry = builder.finish()
+        await put_all(blocks)
+        root = str(entry.cid)
+        self.written.append(root)
+        return root
+
+
+async def _aiter(chunks: AsyncIterator[bytes] | list[bytes]) -> AsyncIterator[bytes]:
+    if isinstance(chunks, list):
+        for chunk in chunks:
+            yield chunk
+    else:
+        async for chunk in chunks:
+            yield chunk
+
+
+Handler = Callable[[TaskContext, Task], Awaitable[str]]
+
+
+async def sha256(ctx: TaskContext, task: Task) -> str:
+    if len(task.inputs) != 1:
+        raise HandlerError("sha256 takes exactly one input")
+    digest = hashlib.sha256()
+    async for chunk in ctx.read(task.inputs[0]):
+        digest.update(chunk)
+    return await ctx.write([digest.hexdigest().encode() + b"\n"])
+
+
+async def unixfs_stat(ctx: TaskContext, task: Task) -> str:
+    if not task.inputs:
+        raise HandlerError("unixfs-stat needs at least one input")
+    stats = [await ctx.stat(cid) for cid in task.inputs]
+    return await ctx.write([json.dumps(stats, indent=1).encode() + b"\n"])
+
+
+async def concat(ctx: TaskContext, task: Task) -> str:
+    if not task.inputs:
+        raise HandlerError("concat needs at least one input")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for cid in task.inputs:
+            async for chunk in ctx.read(cid):
+                yield chunk
+
+    return await ctx.write(chunks())
+
+
+BUILTINS: dict[str, Handler] = {"sha256": sha256, "unixfs-stat": unixfs_stat, "concat": concat}
+
+
+def load_handlers(allow: set[str] | None = None) -> dict[str, Handler]:
+    """Built-ins plus installed plugins (entry points), limited to ``allow`` when given."""
+    handlers = dict(BUILTINS)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in handlers:
+            handlers[ep.name] = ep.load()
+    if allow is not None:
+        handlers = {name: h for name, h in handlers.items() if name in allow}
+    return handlers
+
+
+async def run_task(handlers: dict[str, Handler], ctx: TaskContext, task: Task) -> str:
+    """The output CID, or HandlerError for a handler not in the allow-list."""
+    handler = handlers.get(task.handler)
+    if handler is None:
+        raise HandlerError(f"handler {task.handler!r} is not allowed on this worker "
+                           f"(allowed: {', '.join(sorted(handlers)) or 'none'})")
+    return await handler(ctx, task)
