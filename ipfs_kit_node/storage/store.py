@@ -386,13 +386,17 @@ class TieredStore:
             del self._inflight[key]
             event.set()
 
-    async def get(self, cid: CidLike) -> bytes:
-        """The block's bytes, verified. Raises BlockNotFoundError."""
+    async def _settled(self, cid: CidLike) -> tuple[CID, bytes, BlockMeta | None]:
+        """(cid, key, meta) once no put or delete of that block is in flight."""
         self._check_open()
         cid = to_cid(cid)
         key = key_of(cid)
         await self._wait_inflight(key)
-        meta = self._index.get(key)
+        return cid, key, self._index.get(key)
+
+    async def get(self, cid: CidLike) -> bytes:
+        """The block's bytes, verified. Raises BlockNotFoundError."""
+        cid, key, meta = await self._settled(cid)
         if meta is None:
             raise BlockNotFoundError(str(cid))
         self._touch(meta)
@@ -459,11 +463,7 @@ class TieredStore:
 
     async def delete(self, cid: CidLike) -> bool:
         """Remove an unpinned block; False if absent. Raises PinnedBlockError."""
-        self._check_open()
-        cid = to_cid(cid)
-        key = key_of(cid)
-        await self._wait_inflight(key)
-        meta = self._index.get(key)
+        cid, key, meta = await self._settled(cid)
         if meta is None:
             return False
         if meta.pins:
