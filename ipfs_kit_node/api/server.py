@@ -21,7 +21,7 @@ import trio
 from multiformats import CID
 
 from ..cid import to_cid
-from ..errors import ApiError, InvalidCidError, IpfsKitError
+from ..errors import ApiError, BlockNotFoundError, IpfsKitError
 from ..logs import get_logger
 from ..service import TaskStatus
 
@@ -56,11 +56,8 @@ class Request:
         return (self.arg(name) or "").lower() in ("1", "true", "yes")
 
     def cid(self, name: str = "arg") -> CID:
-        """A required CID argument; a malformed one is the client's error (400)."""
-        try:
-            return to_cid(self.require(name))
-        except InvalidCidError as exc:
-            raise ApiError(str(exc), status=400) from None
+        """A required CID argument (a malformed one is a 400, see status_of)."""
+        return to_cid(self.require(name))
 
 
 @dataclass
@@ -82,6 +79,15 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+def status_of(exc: IpfsKitError) -> int:
+    """The one place errors become HTTP statuses: missing 404, the caller's mistake 400."""
+    if isinstance(exc, BlockNotFoundError):
+        return 404
+    if isinstance(exc, ValueError):  # bad CID, wrong bytes, malformed block, not a file...
+        return 400
+    return 500
+
+
 class Router:
     """(method, path) -> handler; the one place routes are looked up."""
 
@@ -97,9 +103,6 @@ class Router:
         methods[method] = handler
         if streaming:
             self._streaming.add((method, path))
-
-    def paths(self) -> list[str]:
-        return sorted(self._routes)
 
     def is_streaming(self, method: str, path: str) -> bool:
         return (method, path) in self._streaming
@@ -117,7 +120,7 @@ class Router:
         except ApiError as exc:
             return Response.error(str(exc), exc.status)
         except IpfsKitError as exc:
-            return Response.error(str(exc), 500)
+            return Response.error(str(exc), status_of(exc))
 
 
 class ApiServer:

@@ -51,9 +51,6 @@ class ConnManager:
     def _swarm(self):  # type: ignore[no-untyped-def]  # py-libp2p's Swarm
         return self.host.get_network()
 
-    def is_protected(self, peer: ID) -> bool:
-        return bool(self._swarm.tag_store.is_protected(peer))
-
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         for peer in self.masters:
             self._swarm.protect(peer, MASTER_TAG)

@@ -80,9 +80,6 @@ class PeerBook(ConnectionNotifee):
     def get(self, peer_id: ID) -> PeerRecord | None:
         return self._peers.get(peer_id)
 
-    def all(self) -> list[PeerRecord]:
-        return list(self._peers.values())
-
     def note_found(self, peer_id: ID, how: str) -> None:
         """Say how a peer we are about to dial was found (bootstrap, mdns, dht...)."""
         self._found_by[peer_id] = how

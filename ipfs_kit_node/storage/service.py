@@ -7,9 +7,9 @@ from pathlib import Path
 import trio
 from multiformats import CID, multihash
 
-from ..api.server import Handler, Request, Response, Router
+from ..api.server import Request, Response, Router
 from ..config import StorageSection
-from ..errors import ApiError, BlockNotFoundError, ClosedNodeError, StoreError
+from ..errors import ApiError, BlockNotFoundError, ClosedNodeError
 from ..service import TaskStatus
 from .blocks import CidLike, to_cid
 from .frames import FrameDecoder
@@ -64,9 +64,8 @@ class StoreService:
             "pin/ls": self._pin_ls,
         }
         for path, handler in routes.items():
-            router.add("POST", f"/api/v0/{path}", _mapping_errors(handler))
-        router.add("POST", "/api/v0/block/put-many", _mapping_errors(self._block_put_many),
-                   streaming=True)
+            router.add("POST", f"/api/v0/{path}", handler)
+        router.add("POST", "/api/v0/block/put-many", self._block_put_many, streaming=True)
 
     async def _repo_stat(self, request: Request) -> Response:
         stats = self.store.stats()
@@ -146,17 +145,3 @@ class StoreService:
         return Response.json({"Keys": {cid: {"Type": mode}
                                        for cid, mode in sorted(self.store.pins().items())}})
 
-
-def _mapping_errors(handler: Handler) -> Handler:
-    """Store errors become API errors with the status a client can act on."""
-
-    async def handle(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except BlockNotFoundError as exc:
-            raise ApiError(str(exc), 404) from None
-        except StoreError as exc:
-            status = 400 if isinstance(exc, ValueError) else 500
-            raise ApiError(str(exc), status) from None
-
-    return handle

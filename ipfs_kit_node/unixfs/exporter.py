@@ -24,7 +24,7 @@ class BlockGetter(Protocol):
     async def get(self, cid: CidLike) -> bytes: ...
 
 
-class NotAFileError(IpfsKitError):
+class NotAFileError(IpfsKitError, ValueError):
     """cat was asked for a directory (or a directory listing for a file)."""
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from ..api.server import Request, Response, Router
-from ..errors import ApiError, BlockNotFoundError, CodecError, StoreError
-from .exporter import BlockGetter, NotAFileError, cat, ls, resolve
+from .exporter import BlockGetter, cat, ls, resolve
 
 
 def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
@@ -16,8 +15,6 @@ def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
             first = await anext(stream)  # errors before the first byte get a proper status
         except StopAsyncIteration:
             return Response(body=b"", content_type="application/octet-stream")
-        except Exception as exc:
-            raise _api_error(exc) from None
 
         async def body() -> AsyncIterator[bytes]:
             yield first
@@ -28,22 +25,16 @@ def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
 
     async def ls_(request: Request) -> Response:
         cid = request.cid()
-        try:
-            links = []
-            async for entry in ls(blocks, cid):
-                child = await resolve(blocks, entry.cid)
-                links.append({"Name": entry.name, "Hash": str(entry.cid), "Size": child.size,
-                              "Type": 1 if "directory" in child.kind else 2})
-        except Exception as exc:
-            raise _api_error(exc) from None
+        links = []
+        async for entry in ls(blocks, cid):
+            child = await resolve(blocks, entry.cid)
+            links.append({"Name": entry.name, "Hash": str(entry.cid), "Size": child.size,
+                          "Type": 1 if "directory" in child.kind else 2})
         return Response.json({"Objects": [{"Hash": str(cid), "Links": links}]})
 
     async def stat(request: Request) -> Response:
         cid = request.cid()
-        try:
-            node = await resolve(blocks, cid)
-        except Exception as exc:
-            raise _api_error(exc) from None
+        node = await resolve(blocks, cid)
         kind = "directory" if "directory" in node.kind else node.kind
         return Response.json({"Hash": str(cid), "Type": kind, "Size": node.size})
 
@@ -51,12 +42,3 @@ def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
     router.add("POST", "/api/v0/ls", ls_)
     router.add("POST", "/api/v0/unixfs/stat", stat)
 
-
-def _api_error(exc: Exception) -> Exception:
-    if isinstance(exc, BlockNotFoundError):
-        return ApiError(str(exc), 404)
-    if isinstance(exc, NotAFileError | CodecError):
-        return ApiError(str(exc), 400)
-    if isinstance(exc, StoreError):
-        return ApiError(str(exc), 500)
-    return exc
