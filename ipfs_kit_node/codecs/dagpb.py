@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from multiformats import CID
 
 from ..errors import CodecError
-from .varint import VarintTooLong
-from .varint import decode as varint_decode
-from .varint import encode as varint
+from .protobuf import bytes_field, fields, int_field
 
 
 @dataclass(frozen=True)
@@ -29,53 +27,18 @@ class PBNode:
     data: bytes | None
 
 
-def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    try:
-        decoded = varint_decode(buf, pos)
-    except VarintTooLong:
-        raise CodecError("varint longer than 64 bits") from None
-    if decoded is None:
-        raise CodecError("truncated varint")
-    return decoded
-
-
-def fields(buf: bytes | memoryview) -> list[tuple[int, bytes | int]]:
-    out: list[tuple[int, bytes | int]] = []
-    pos = 0
-    while pos < len(buf):
-        key, pos = read_varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 2:
-            length, pos = read_varint(buf, pos)
-            if pos + length > len(buf):
-                raise CodecError(f"field {number} runs past the end of the block")
-            out.append((number, bytes(buf[pos:pos + length])))
-            pos += length
-        elif wire == 0:
-            value, pos = read_varint(buf, pos)
-            out.append((number, value))
-        else:
-            raise CodecError(f"field {number} has wire type {wire}, not allowed in dag-pb")
-    return out
-
-
-
-def _bytes_field(number: int, payload: bytes) -> bytes:
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
-
-
 def encode(links: list[PBLink] | tuple[PBLink, ...], data: bytes | None) -> bytes:
     """Canonical dag-pb: links first (in the order given), each Hash, Name, Tsize; then Data."""
     out = bytearray()
     for link in links:
-        body = _bytes_field(1, bytes(link.cid))
+        body = bytes_field(1, bytes(link.cid))
         if link.name is not None:
-            body += _bytes_field(2, link.name.encode("utf-8"))
+            body += bytes_field(2, link.name.encode("utf-8"))
         if link.tsize is not None:
-            body += varint(3 << 3) + varint(link.tsize)
-        out += _bytes_field(2, body)
+            body += int_field(3, link.tsize)
+        out += bytes_field(2, body)
     if data is not None:
-        out += _bytes_field(1, data)
+        out += bytes_field(1, data)
     return bytes(out)
 
 

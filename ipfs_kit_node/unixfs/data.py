@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..codecs.dagpb import fields, read_varint
-from ..codecs.varint import encode as varint
+from ..codecs.protobuf import bytes_field, fields, int_field, read_varint
 from ..errors import CodecError
 
 RAW, DIRECTORY, FILE, METADATA, SYMLINK, HAMT_SHARD = range(6)
@@ -26,19 +25,16 @@ class UnixFSData:
     mode: int | None = None
 
     def encode(self) -> bytes:
-        out = bytearray(varint(1 << 3) + varint(self.type))
+        out = bytearray(int_field(1, self.type))
         if self.data:
-            out += varint(2 << 3 | 2) + varint(len(self.data)) + self.data
+            out += bytes_field(2, self.data)
         if self.filesize is not None:
-            out += varint(3 << 3) + varint(self.filesize)
+            out += int_field(3, self.filesize)
         for size in self.blocksizes:
-            out += varint(4 << 3) + varint(size)
-        if self.hash_type is not None:
-            out += varint(5 << 3) + varint(self.hash_type)
-        if self.fanout is not None:
-            out += varint(6 << 3) + varint(self.fanout)
-        if self.mode is not None:
-            out += varint(7 << 3) + varint(self.mode)
+            out += int_field(4, size)
+        for number, value in ((5, self.hash_type), (6, self.fanout), (7, self.mode)):
+            if value is not None:
+                out += int_field(number, value)
         return bytes(out)
 
     @property

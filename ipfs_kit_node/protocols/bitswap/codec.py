@@ -14,7 +14,7 @@ from enum import IntEnum
 from multiformats import CID, multihash
 
 from ...cid import to_cid
-from ...codecs.dagpb import fields, read_varint
+from ...codecs.protobuf import bytes_field, fields, int_field, read_varint
 from ...codecs.varint import VarintTooLong
 from ...codecs.varint import decode as varint_decode
 from ...codecs.varint import encode as varint
@@ -71,41 +71,33 @@ def cid_prefix(cid: CID) -> bytes:
             + varint(len(cid.raw_digest)))
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
-
-
-def _int_field(number: int, value: int) -> bytes:
-    return varint(number << 3) + varint(value & 0xFFFFFFFFFFFFFFFF)
-
-
 def encode(message: Message, protocol: str = "/ipfs/bitswap/1.2.0") -> bytes:
     """One length-prefixed message, in the dialect of ``protocol``."""
     out = bytearray()
     if message.wants or message.full:
         wl = bytearray()
         for w in message.wants:
-            entry = _field(1, bytes(w.cid)) + _int_field(2, w.priority)
+            entry = bytes_field(1, bytes(w.cid)) + int_field(2, w.priority)
             if w.cancel:
-                entry += _int_field(3, 1)
+                entry += int_field(3, 1)
             if w.want_type is WantType.HAVE:
-                entry += _int_field(4, 1)
+                entry += int_field(4, 1)
             if w.send_dont_have:
-                entry += _int_field(5, 1)
-            wl += _field(1, entry)
+                entry += int_field(5, 1)
+            wl += bytes_field(1, entry)
         if message.full:
-            wl += _int_field(2, 1)
-        out += _field(1, bytes(wl))
+            wl += int_field(2, 1)
+        out += bytes_field(1, bytes(wl))
     legacy = protocol.endswith("1.0.0") or protocol == "/ipfs/bitswap"
     for cid, data in message.blocks:
         if legacy:
-            out += _field(2, data)
+            out += bytes_field(2, data)
         else:
-            out += _field(3, _field(1, cid_prefix(cid)) + _field(2, data))
+            out += bytes_field(3, bytes_field(1, cid_prefix(cid)) + bytes_field(2, data))
     for cid, presence in message.presences:
-        out += _field(4, _field(1, bytes(cid)) + _int_field(2, int(presence)))
+        out += bytes_field(4, bytes_field(1, bytes(cid)) + int_field(2, int(presence)))
     if message.pending_bytes:
-        out += _int_field(5, message.pending_bytes)
+        out += int_field(5, message.pending_bytes)
     if len(out) > MAX_MESSAGE_BYTES:
         raise ValueError(f"message of {len(out)} bytes is over the {MAX_MESSAGE_BYTES} limit")
     return varint(len(out)) + bytes(out)
