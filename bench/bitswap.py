@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from helpers import Daemon, HeliaPeer, ensure_helia_installed
+from helpers import Daemon, HeliaPeer, ensure_helia_installed, memory_kib
 
 from ipfs_kit_node.api.client import ApiClient
 
@@ -27,18 +27,11 @@ OPTS = {"cidVersion": 1, "rawLeaves": True, "chunkSize": 256 * 1024, "maxChildre
 ADD_ARGS = ["--cid-version", "1"]
 
 
-def hwm_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+def growth_mib(pid: int, before_kib: int) -> float:
+    """Peak resident memory since ``before_kib`` was read, in MiB."""
+    return (memory_kib(pid, "VmHWM") - before_kib) / 1024
 
 
 def ours_fetch(d: Daemon, cid: str) -> float:
@@ -85,9 +78,9 @@ def main() -> None:
                 try:
                     cid = a.call("add", path=str(f), **OPTS)["cid"]
                     b.call("dial", addr=a.addrs[0])
-                    before = rss_kib(b.proc.pid)
+                    before = memory_kib(b.proc.pid)
                     seconds = helia_fetch(b, cid, tmp / "out")
-                    record("Helia<-Helia", seconds, size, (hwm_kib(b.proc.pid) - before) / 1024)
+                    record("Helia<-Helia", seconds, size, growth_mib(b.proc.pid, before))
                 finally:
                     a.stop()
                     b.stop()
@@ -98,16 +91,16 @@ def main() -> None:
                 try:
                     cid = ours.cli("add", "-Q", *ADD_ARGS, str(f)).stdout.strip()
                     h.call("dial", addr=ours.addr)
-                    before = rss_kib(h.proc.pid)
+                    before = memory_kib(h.proc.pid)
                     record("Helia<-ours", helia_fetch(h, cid, tmp / "out"), size,
-                           (hwm_kib(h.proc.pid) - before) / 1024)
+                           growth_mib(h.proc.pid, before))
                     g = tmp / f"g-{run}-{size}"
                     g.write_bytes(os.urandom(size))
                     their = h.call("add", path=str(g), **OPTS)["cid"]
                     assert ours.proc is not None
-                    before = rss_kib(ours.proc.pid)
+                    before = memory_kib(ours.proc.pid)
                     record("ours<-Helia", ours_fetch(ours, their), size,
-                           (hwm_kib(ours.proc.pid) - before) / 1024)
+                           growth_mib(ours.proc.pid, before))
                 finally:
                     h.stop()
                     ours.kill()
@@ -119,9 +112,9 @@ def main() -> None:
                     cid = seeder.cli("add", "-Q", *ADD_ARGS, str(f)).stdout.strip()
                     fetcher.cli("swarm", "connect", seeder.addr)
                     assert fetcher.proc is not None
-                    before = rss_kib(fetcher.proc.pid)
+                    before = memory_kib(fetcher.proc.pid)
                     record("ours<-ours", ours_fetch(fetcher, cid), size,
-                           (hwm_kib(fetcher.proc.pid) - before) / 1024)
+                           growth_mib(fetcher.proc.pid, before))
                 finally:
                     seeder.kill()
                     fetcher.kill()

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from helpers import Daemon, peak_rss_mib, start_swarm, wait_until
+from helpers import Daemon, memory_kib, start_swarm, wait_until
 
 from ipfs_kit_node.api.client import ApiClient
 
@@ -41,7 +41,7 @@ def run(n: int) -> None:
                 boot.append(node.ready_after)
             all_up = time.monotonic() - started
             time.sleep(2)
-            rss = [peak_rss_mib(node.proc.pid) for node in nodes if node.proc]
+            rss = [memory_kib(node.proc.pid) / 1024 for node in nodes if node.proc]
             holder = nodes[len(nodes) // 2]
             f = root / "file"
             f.write_bytes(b"one provider among %d nodes" % n)

@@ -260,8 +260,9 @@ def start_swarm(root: Path, n: int, timeout: float = 120.0) -> list[Daemon]:
     return [master, *workers]
 
 
-def peak_rss_mib(pid: int) -> float:
+def memory_kib(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident memory now (VmRSS) or at its peak (VmHWM), in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import BIN, Daemon, run_cli
+from helpers import BIN, Daemon, memory_kib, run_cli
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -93,12 +93,6 @@ def test_cat_errors_are_clear(daemon: MakeDaemon, short_tmp: Path) -> None:
     assert out.returncode == 1 and f"malformed dag-pb block {cid}" in out.stderr
 
 
-def _rss_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
 
 def _client_peak_kib(*args: str) -> tuple[int, bytes]:
     """Run the CLI; its exit status must be 0; return its peak RSS and a digest of stdout."""
@@ -128,14 +122,14 @@ def test_one_gib_streams_in_bounded_memory(daemon: MakeDaemon, short_tmp: Path) 
     small.write_bytes(b"x")
     repo = ["--repo", str(d.repo)]
     client_base, _ = _client_peak_kib("add", "-Q", *repo, str(small))
-    before = _rss_kib(d.proc.pid, "VmRSS")
+    before = memory_kib(d.proc.pid, "VmRSS")
 
     client_add, _ = _client_peak_kib("add", "-Q", *repo, str(big))
     cid = d.cli("add", "-Q", "-n", str(big)).stdout.strip()
     client_cat, out_digest = _client_peak_kib("cat", cid, *repo)
     assert out_digest == digest.digest()
 
-    daemon_growth = (_rss_kib(d.proc.pid, "VmHWM") - before) / 1024
+    daemon_growth = (memory_kib(d.proc.pid, "VmHWM") - before) / 1024
     print(f"daemon RSS growth {daemon_growth:.0f} MiB; client add peak +"
           f"{(client_add - client_base) / 1024:.0f} MiB, cat +"
           f"{(client_cat - client_base) / 1024:.0f} MiB")

@@ -12,7 +12,7 @@ from pathlib import Path
 import multiaddr
 import pytest
 import trio
-from helpers import Daemon
+from helpers import Daemon, memory_kib
 from libp2p import create_yamux_muxer_option, new_host
 from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
@@ -44,13 +44,6 @@ def make_host() -> IHost:
                     muxer_opt=create_yamux_muxer_option(),
                     connection_config=ConnectionConfig(max_connections_per_peer=1))
 
-
-def rss_kib(d: Daemon) -> int:
-    assert d.proc is not None
-    for line in Path(f"/proc/{d.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise KeyError
 
 
 async def exchange(d: Daemon, protocol: str, payload: bytes, listen_for: str | None = None,
@@ -134,7 +127,7 @@ def _frame(body: bytes) -> bytes:
 async def test_fuzzed_input_never_hurts_the_node(daemon: MakeDaemon) -> None:
     d = daemon().start()
     rng = random.Random(7)
-    before_rss = rss_kib(d)
+    before_rss = memory_kib(d.proc.pid)
     good = encode(Message(wants=tuple(
         WantEntry(CID("base32", 1, "raw", multihash.digest(bytes([i]), "sha2-256")))
         for i in range(20))))
@@ -157,5 +150,5 @@ async def test_fuzzed_input_never_hurts_the_node(daemon: MakeDaemon) -> None:
     stat = d.api("repo/stat")
     assert stat["NumObjects"] == 0  # nothing stored
     assert d.api("bitswap/stat")["BlocksReceived"] == 0
-    assert (rss_kib(d) - before_rss) / 1024 < 64  # no runaway buffering
+    assert (memory_kib(d.proc.pid) - before_rss) / 1024 < 64  # no runaway buffering
     assert "broke the protocol" in d.log()
