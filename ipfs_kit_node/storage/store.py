@@ -336,9 +336,11 @@ class TieredStore:
 
     # -- blocks ------------------------------------------------------------------------------
 
-    async def put(self, cid: CidLike, data: bytes) -> bool:
+    async def put(self, cid: CidLike, data: bytes, *, hashed: bool = False) -> bool:
         """Store a block after checking it hashes to ``cid``; False if it was already here.
 
+        ``hashed=True`` skips the check when ``cid`` was itself computed from these bytes
+        (Bitswap builds a received block's CID from its payload prefix and the bytes' hash).
         Raises HashMismatchError (nothing stored) or StoreFullError.
         """
         self._check_open()
@@ -362,7 +364,8 @@ class TieredStore:
                     )
 
             def verify_and_write() -> None:
-                verify(cid, data)
+                if not hashed:
+                    verify(cid, data)
                 self._disk.write(key, data)
 
             async with self._threads:

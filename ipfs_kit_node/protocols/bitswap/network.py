@@ -112,7 +112,8 @@ class Bitswap(ConnectionNotifee):
             self._send(self.wants.tick(time.monotonic()))
 
     def _sync_peers(self) -> None:
-        """Connection events can be missed (a notifee error, a race at start): reconcile."""
+        """py-libp2p runs notifees in tasks of their own, so a fetch right after a connect can
+        run before ``connected`` did (and then fail fast for want of peers): reconcile."""
         connected = set(self.host.get_connected_peers())
         for peer in connected - set(self._peers):
             self._peer_joined(peer)
@@ -242,7 +243,9 @@ class Bitswap(ConnectionNotifee):
 
     async def _store_block(self, cid: CID, data: bytes) -> None:
         try:
-            await self._store().put(cid, data)  # block_added runs from the store's listener
+            # The codec computed cid from these bytes: no second hash. block_added runs from
+            # the store's listener.
+            await self._store().put(cid, data, hashed=True)
         except StoreError as exc:
             log.error("could not store a fetched block", cid=str(cid), error=str(exc))
         finally:
