@@ -24,7 +24,6 @@ from ..unixfs.exporter import cat, resolve
 from ..unixfs.importer import KUBO_DEFAULT, Block, FileBuilder, ImportParams
 
 ENTRY_POINT_GROUP = "ipfs_kit_node.tasks"
-MAX_INLINE_INPUT = 64 * 1024 * 1024  # a built-in never buffers more than this of one input
 
 
 class HandlerError(IpfsKitError):

@@ -122,7 +122,6 @@ class TieredStore:
         self.config = config or StoreConfig()
         self.root = root
         self.remote: RemoteTier = remote or NoRemoteTier()
-        self._clock = clock
         self._datastore = root / "datastore"
         self._datastore.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._disk = DiskTier(root / "blocks", sync=self.config.sync)

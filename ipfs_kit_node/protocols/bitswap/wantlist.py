@@ -80,9 +80,6 @@ class WantManager:
         want = self.wants.pop(bytes(cid.digest), None)
         return [] if want is None else self._cancels(want, exclude=None)
 
-    def is_wanted(self, cid: CID) -> bool:
-        return bytes(cid.digest) in self.wants
-
     # -- events ------------------------------------------------------------------------------
 
     def on_block(self, peer: Hashable, cid: CID, now: float) -> tuple[bool, list[Out]]:

@@ -54,6 +54,7 @@ class _KadDHT(KadDHT):
     """
 
     async def add_peer(self, peer_id: ID, *, skip_server_mode_check: bool = False) -> bool:
+        del skip_server_mode_check  # the check is never skipped
         return await super().add_peer(peer_id)
 
 
