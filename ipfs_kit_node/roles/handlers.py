@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Protocol
 
-from multiformats import CID
-
+from ..cid import CidLike
 from ..errors import IpfsKitError
 from ..protocols.tasks import Task
 from ..unixfs.exporter import cat, resolve
@@ -31,9 +30,9 @@ class HandlerError(IpfsKitError):
 
 
 class BlockStore(Protocol):
-    async def get(self, cid: CID | str) -> bytes: ...
+    async def get(self, cid: CidLike) -> bytes: ...
 
-    async def put(self, cid: CID | str, data: bytes) -> bool: ...
+    async def put(self, cid: CidLike, data: bytes) -> bool: ...
 
 
 @dataclass
@@ -45,11 +44,11 @@ class TaskContext:
     written: list[str] = field(default_factory=list)
 
     async def read(self, cid: str) -> AsyncIterator[bytes]:
-        async for chunk in cat(self.blocks, cid):  # type: ignore[arg-type]
+        async for chunk in cat(self.blocks, cid):
             yield chunk
 
     async def stat(self, cid: str) -> dict[str, object]:
-        node = await resolve(self.blocks, cid)  # type: ignore[arg-type]
+        node = await resolve(self.blocks, cid)
         return {"cid": cid, "type": node.kind, "size": node.size, "links": len(node.links)}
 
     async def write(self, chunks: AsyncIterator[bytes] | list[bytes]) -> str:

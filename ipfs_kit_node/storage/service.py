@@ -11,7 +11,7 @@ from ..api.server import Request, Response, Router
 from ..config import StorageSection
 from ..errors import ApiError, BlockNotFoundError, ClosedNodeError
 from ..service import TaskStatus
-from .blocks import CidLike, to_cid
+from .blocks import to_cid
 from .frames import FrameDecoder
 from .store import StoreConfig, TieredStore
 
@@ -35,10 +35,6 @@ class StoreService:
         self._config = store_config(section)
         self._store: TieredStore | None = None
         self._register(router)
-
-    async def get(self, cid: CidLike) -> bytes:
-        """The Blocks interface other services read through (verified)."""
-        return await self.store.get(cid)
 
     @property
     def store(self) -> TieredStore:
