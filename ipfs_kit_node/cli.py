@@ -142,6 +142,39 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--recursive", default="true", choices=("true", "false"))
     command("rm", "unpin", pin_sub).add_argument("cid")
     command("ls", "list pins", pin_sub)
+    task = command("task", "the task mesh: submit work, follow it, fetch results")
+    task_sub = task.add_subparsers(dest="task_command", metavar="SUBCOMMAND", required=True)
+    submit = command("submit", "submit a task; prints its ID", task_sub)
+    submit.add_argument("handler", metavar="TYPE", help="handler name (e.g. sha256, concat)")
+    submit.add_argument("--input", action="append", default=[], metavar="CID")
+    submit.add_argument("--param", action="append", default=[], metavar="K=V",
+                        help="parameter (numbers, true/false and null are typed)")
+    submit.add_argument("--priority", type=int, default=0, help="higher runs first")
+    submit.add_argument("--timeout", type=float, metavar="S", help="fail it after S seconds")
+    submit.add_argument("--count", type=int, default=1, help="submit N copies (batched)")
+    submit.add_argument("--wait", action="store_true", help="wait for the outcome")
+    for name, help in (("status", "a task's state"), ("cancel", "cancel a task")):
+        command(name, help, task_sub).add_argument("id")
+    wait = command("wait", "wait for a task to finish; exit 1 if it failed", task_sub)
+    wait.add_argument("id")
+    wait.add_argument("--timeout", type=float, default=3600.0, metavar="S")
+    listing = command("list", "tasks (on a master: all; elsewhere: submitted here)", task_sub)
+    listing.add_argument("--state", choices=("submitting", "queued", "assigned", "done",
+                                             "failed", "cancelled"))
+    listing.add_argument("--enc", choices=("text", "json"), default="text")
+    result = command("result", "write a finished task's output to a file", task_sub)
+    result.add_argument("id")
+    result.add_argument("-o", "--output", type=Path, help="target path (default: stdout)")
+    command("workers", "workers with their load and capacity").add_argument(
+        "--enc", choices=("text", "json"), default="text")
+    cluster = command("cluster", "the master's view of the cluster")
+    cluster_sub = cluster.add_subparsers(dest="cluster_command", metavar="SUBCOMMAND",
+                                         required=True)
+    state = command("state", "export workers and tasks (Parquet: workers.parquet and "
+                             "tasks.parquet in a folder)", cluster_sub)
+    state.add_argument("--format", choices=("json", "parquet"), default="json")
+    state.add_argument("-o", "--output", type=Path,
+                       help="folder for parquet (default: cluster-state); file for json")
     config = command("config", "configuration")
     config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     show = command("show", "print the effective config (TOML)", config_sub)
@@ -548,6 +581,105 @@ def _fetch_into(client: Any, cid: str, target: Path) -> None:
     tmp.replace(target)
 
 
+def _param(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise IpfsKitError(f"--param takes KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    if not isinstance(value, str | int | float | bool | type(None)):
+        value = raw
+    return key, value
+
+
+@_client_command("task")
+def _task(args: argparse.Namespace, client: Any) -> int:
+    if args.task_command == "submit":
+        task: dict[str, Any] = {"handler": args.handler, "inputs": args.input,
+                                "params": dict(_param(p) for p in args.param),
+                                "priority": args.priority}
+        if args.timeout is not None:
+            task["timeout"] = args.timeout
+        answer = client.call("task/submit", body=json.dumps(
+            {"tasks": [task] * max(1, args.count)}).encode())
+        for task_id, reason in answer["Refused"]:
+            print(f"refused {task_id}: {reason}", file=sys.stderr)
+        for task_id in answer["Accepted"]:
+            print(task_id)
+        if answer["Refused"]:
+            return 1
+        if args.wait:
+            return max(_print_outcome(client.call("task/wait", {"arg": i}))
+                       for i in answer["Accepted"])
+        return 0
+    if args.task_command == "wait":
+        return _print_outcome(client.call("task/wait", {"arg": args.id,
+                                                        "timeout": str(args.timeout)}))
+    if args.task_command in ("status", "cancel"):
+        _print_json(client.call(f"task/{args.task_command}", {"arg": args.id}))
+        return 0
+    if args.task_command == "list":
+        tasks = client.call("task/list", {"state": args.state} if args.state else {})["Tasks"]
+        if args.enc == "json":
+            _print_json(tasks)
+        for t in tasks if args.enc == "text" else ():
+            print(f"{t['ID']}  {t['State']:<9}  {t['Handler']:<12}  "
+                  f"{t['Output'] or t['Error'] or ''}")
+        return 0
+    info = client.call("task/status", {"arg": args.id})  # result
+    if info["State"] != "done":
+        raise IpfsKitError(f"task {args.id} is {info['State']}"
+                           + (f": {info['Error']}" if info["Error"] else ""))
+    if info["Output"] is None:
+        raise IpfsKitError(f"task {args.id} finished without an output")
+    if args.output is None:
+        return _cat(argparse.Namespace(cid=info["Output"]), client)
+    _fetch_into(client, info["Output"], args.output)
+    print(f"saved {info['Output']} to {args.output}")
+    return 0
+
+
+def _print_outcome(info: dict[str, Any]) -> int:
+    if info["State"] == "done":
+        print(f"{info['ID']} done: {info['Output'] or '(no output)'}")
+        return 0
+    print(f"{info['ID']} {info['State']}" + (f": {info['Error']}" if info["Error"] else ""),
+          file=sys.stderr)
+    return 1
+
+
+@_client_command("workers")
+def _workers(args: argparse.Namespace, client: Any) -> int:
+    workers = client.call("workers")["Workers"]
+    if args.enc == "json":
+        _print_json(workers)
+        return 0
+    print(f"{'PEER':<54} {'RUNNING':>7} {'CAPACITY':>8} {'CPU%':>6} {'MEM%':>6}  ALIVE")
+    for w in workers:
+        print(f"{w['peer']:<54} {w['running']:>7} {w['capacity']:>8} {w['cpu']:>6.1f} "
+              f"{w['memory']:>6.1f}  {'yes' if w['alive'] else 'no'}")
+    return 0
+
+
+@_client_command("cluster")
+def _cluster(args: argparse.Namespace, client: Any) -> int:
+    state = client.call("cluster/state")
+    if args.format == "json":
+        text = json.dumps(state, indent=1)
+        if args.output is None:
+            print(text)
+        else:
+            args.output.write_text(text + "\n")
+        return 0
+    from .roles.state import write_parquet
+
+    for name, path in write_parquet(state, args.output or Path("cluster-state")).items():
+        print(f"{name}: {path}")
+    return 0
+
+
 def _config_show(args: argparse.Namespace) -> int:
     config = _effective_config(args)
     if args.enc == "json":
@@ -565,6 +697,8 @@ def run_client(args: argparse.Namespace) -> int:
                               config_file=args.config).api.socket
     # cat/get may wait for peers (Bitswap gives up after 60 s): give them longer than that.
     timeout = 90.0 if args.command in ("cat", "get", "ls", "dht") else 30.0
+    if args.command == "task":
+        timeout = 24 * 3600.0 if args.task_command == "wait" or args.wait_flag else 120.0
     if args.command == "pubsub" and args.pubsub_command == "sub":
         timeout = 24 * 3600.0  # a subscription waits for messages as long as it runs
     with ApiClient(repo / socket_name, repo, timeout=timeout) as client:
@@ -573,6 +707,7 @@ def run_client(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.wait_flag = getattr(args, "wait", False) is True
     try:
         if args.command in (None, "daemon"):
             return run_daemon(args)

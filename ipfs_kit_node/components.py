@@ -9,7 +9,9 @@ from libp2p.abc import IHost
 from .api.server import Router
 from .config import NodeConfig
 from .metrics import NodeMetrics
+from .protocols.bitswap import Bitswap
 from .protocols.peers import PeerBook
+from .protocols.pubsub import PubsubService
 from .repo import Repo
 from .storage.service import StoreService
 
@@ -23,3 +25,5 @@ class Components:
     router: Router
     metrics: NodeMetrics
     blocks: StoreService  # .store is the TieredStore once the node has started
+    fetch: Bitswap  # get/prefetch: blocks from the store, or verified from peers
+    pubsub: PubsubService

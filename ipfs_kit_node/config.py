@@ -237,6 +237,35 @@ class ConnMgrSection:
     )
 
 
+def _check_name(text: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", text):
+        raise ValueError("letters, digits and _.:- only")
+
+
+def parse_names(value: Any) -> tuple[str, ...]:
+    return _text_list(value, "name", _check_name)
+
+
+@dataclass(frozen=True)
+class TasksSection:
+    concurrency: int = _setting(
+        os.cpu_count() or 1, positive(parse_count), "tasks a worker runs at once")
+    handlers: tuple[str, ...] = _setting(
+        ("sha256", "unixfs-stat", "concat", "noop"), parse_names,
+        "handler allow-list of a worker (plugins must be named here to run)")
+    submitters: tuple[str, ...] = _setting(
+        (), parse_peer_ids, "peer IDs a master accepts task submissions from")
+    heartbeat: float = _setting(1.0, positive(parse_duration), "time between status heartbeats")
+    heartbeat_timeout: float = _setting(
+        10.0, positive(parse_duration), "a worker silent this long loses its tasks")
+    lease: float = _setting(
+        60.0, positive(parse_duration), "an assignment not renewed this long is reassigned")
+    retries: int = _setting(2, parse_count, "times a failed task is run again")
+    pin_results: bool = _setting(True, parse_bool, "the master fetches and pins result CIDs")
+    snapshot_period: float = _setting(
+        10.0, positive(parse_duration), "time between Arrow snapshots of the cluster state")
+
+
 @dataclass(frozen=True)
 class ApiSection:
     socket: str = _setting("api.sock", parse_str, "control API unix socket, relative to the repo")
@@ -256,6 +285,7 @@ SECTIONS: dict[str, type] = {
     "routing": RoutingSection,
     "storage": StorageSection,
     "connmgr": ConnMgrSection,
+    "tasks": TasksSection,
     "api": ApiSection,
     "log": LogSection,
 }
@@ -270,6 +300,7 @@ class NodeConfig:
     routing: RoutingSection = RoutingSection()
     storage: StorageSection = StorageSection()
     connmgr: ConnMgrSection = ConnMgrSection()
+    tasks: TasksSection = TasksSection()
     api: ApiSection = ApiSection()
     log: LogSection = LogSection()
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 class IpfsKitError(Exception):
     """Base class of every error ipfs-kit-node raises on purpose."""
 
+    http_status: int | None = None  # when the class alone decides the API status
+
 
 class ConfigError(IpfsKitError):
     """The configuration is invalid: names the source, the key and the reason."""

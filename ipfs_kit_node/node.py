@@ -85,11 +85,6 @@ class Node:
         self.metrics = NodeMetrics(
             config.role, str(self.peer_id), lambda: len(self.host.get_connected_peers())
         )
-        self.components = Components(
-            config=config, repo=repo, host=self.host, peers=self.peers,
-            router=self.router, metrics=self.metrics, blocks=self.blocks,
-        )
-        register_core_routes(self.router, self.components)
         self.bitswap = Bitswap(self.host, lambda: self.blocks.store, self.metrics.registry)
         register_bitswap_routes(self.router, self.bitswap)
         self.dht = Dht(self.host, config.routing.mode, self.peers,
@@ -101,6 +96,12 @@ class Node:
         self.pubsub = PubsubService(self.host)
         register_pubsub_routes(self.router, self.pubsub)
         register_unixfs_routes(self.router, self.bitswap)
+        self.components = Components(
+            config=config, repo=repo, host=self.host, peers=self.peers,
+            router=self.router, metrics=self.metrics, blocks=self.blocks,
+            fetch=self.bitswap, pubsub=self.pubsub,
+        )
+        register_core_routes(self.router, self.components)
         self.role = load_role(config.role)(self.components)
         self.services: list[Service] = [
             HostService(self.host, config.node.listen),

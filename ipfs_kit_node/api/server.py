@@ -81,6 +81,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 def status_of(exc: IpfsKitError) -> int:
     """The one place errors become HTTP statuses: missing 404, the caller's mistake 400."""
+    if exc.http_status is not None:
+        return exc.http_status
     if isinstance(exc, BlockNotFoundError):
         return 404
     if isinstance(exc, ValueError):  # bad CID, wrong bytes, malformed block, not a file...

@@ -4,7 +4,8 @@ a ``TaskContext``; they never see the network or the store directly, and a task 
 a handler, never code (the worker also checks the name against its allow-list).
 
 Built-ins: ``sha256`` (hex digest of a file's content), ``unixfs-stat`` (JSON: type, size,
-links of each input), ``concat`` (the inputs' bytes, one after the other, as a new file).
+links of each input), ``concat`` (the inputs' bytes, one after the other, as a new file),
+``noop`` (nothing, no output: for benchmarks).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ async def _aiter(chunks: AsyncIterator[bytes] | list[bytes]) -> AsyncIterator[by
             yield chunk
 
 
-Handler = Callable[[TaskContext, Task], Awaitable[str]]
+Handler = Callable[[TaskContext, Task], Awaitable[str | None]]  # the output CID, if any
 
 
 async def sha256(ctx: TaskContext, task: Task) -> str:
@@ -114,7 +115,13 @@ async def concat(ctx: TaskContext, task: Task) -> str:
     return await ctx.write(chunks())
 
 
-BUILTINS: dict[str, Handler] = {"sha256": sha256, "unixfs-stat": unixfs_stat, "concat": concat}
+async def noop(ctx: TaskContext, task: Task) -> str | None:
+    """Does nothing and has no output: for measuring the mesh itself."""
+    return None
+
+
+BUILTINS: dict[str, Handler] = {"sha256": sha256, "unixfs-stat": unixfs_stat, "concat": concat,
+                                "noop": noop}
 
 
 def load_handlers(allow: set[str] | None = None) -> dict[str, Handler]:
@@ -128,8 +135,8 @@ def load_handlers(allow: set[str] | None = None) -> dict[str, Handler]:
     return handlers
 
 
-async def run_task(handlers: dict[str, Handler], ctx: TaskContext, task: Task) -> str:
-    """The output CID, or HandlerError for a handler not in the allow-list."""
+async def run_task(handlers: dict[str, Handler], ctx: TaskContext, task: Task) -> str | None:
+    """The output CID (None for none), or HandlerError for a handler not in the allow-list."""
     handler = handlers.get(task.handler)
     if handler is None:
         raise HandlerError(f"handler {task.handler!r} is not allowed on this worker "

@@ -1,9 +1,441 @@
-"""The master role: schedules tasks and serves the DHT (the task mesh comes later)."""
+"""The master role: accepts tasks, schedules them on workers, and reports one outcome per task.
+
+Decisions come from the sans-IO ``Scheduler``; this module does the I/O around it: the task
+streams workers and submitters open to us, the journal (group-committed: every accepted task
+is fsynced before it is acknowledged, every outcome before it is delivered), the topics, the
+Arrow snapshot of the cluster state, and pinning result CIDs.
+"""
 
 from __future__ import annotations
 
-from .base import BaseRole
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import trio
+from libp2p.abc import INetStream
+
+from ..components import Components
+from ..errors import IpfsKitError
+from ..logs import get_logger
+from ..protocols.tasks import EnvelopeError, Result, ResultBatch, Status, Task, TaskBatch, encode
+from ..protocols.tasks.channel import PROTOCOL, TaskChannel
+from ..protocols.tasks.frames import (
+    MAX_BATCH,
+    Accepted,
+    Ack,
+    Assign,
+    Cancel,
+    Hello,
+    Query,
+    Results,
+    States,
+    StatusFrame,
+    Submit,
+    TaskInfo,
+)
+from ..service import TaskStatus
+from ..unixfs.exporter import fetch_dag
+from .journal import TaskJournal, final_record, submit_record
+from .mesh import Heartbeats, TaskError, Topics, UnknownTaskError, decode_quietly, own_origins
+from .routes import register_task_routes
+from .scheduler import Record, Scheduler, State
+from .state import cluster_state, export_in_child
+
+log = get_logger(__name__)
+
+TICK = 0.5
+PUBLISH_BATCH = 200
+PIN_CONCURRENCY = 4
 
 
-class MasterRole(BaseRole):
+@dataclass
+class _Commit:
+    docs: list[dict[str, Any]]
+    done: trio.Event = field(default_factory=trio.Event)
+    error: BaseException | None = None
+
+
+class MasterRole:
     name = "master"
+
+    def __init__(self, components: Components) -> None:
+        c = self.c = components
+        cfg = c.config.tasks
+        self.me = str(c.host.get_id())
+        self.topics = Topics.of(c.config.node.cluster)
+        self.scheduler = Scheduler(lease=cfg.lease, retries=cfg.retries,
+                                   heartbeat_timeout=cfg.heartbeat_timeout)
+        self.journal = TaskJournal(Path(c.repo.path) / "tasks" / "journal",
+                                   sync=c.config.storage.sync)
+        self.state_dir = Path(c.repo.path) / "tasks"
+        self.submitters = set(cfg.submitters)
+        self.sessions: dict[str, TaskChannel] = {}
+        self.waiters: dict[str, trio.Event] = {}
+        self.heartbeats = Heartbeats(c, self.topics, lambda: 0, lambda: 0)
+        self.heartbeats.listeners.append(self._gossip_heartbeat)
+        self._wake = trio.Event()
+        self._commits: list[_Commit] = []
+        self._commit_wake = trio.Event()
+        self._announce: list[Task] = []
+        self._publish: list[Result] = []
+        self._topic_wake = trio.Event()
+        self._pins: trio.MemorySendChannel[str]
+        self._pin_queue: trio.MemoryReceiveChannel[str]
+        self._pins, self._pin_queue = trio.open_memory_channel(10_000)
+        self.log = log.bind(role="master")
+        register_task_routes(c.router, self, self.me, lambda: own_origins(c))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        records = await trio.to_thread.run_sync(self.journal.open)
+        for record in records:
+            self.scheduler.restore(record)
+        self.log.info("task journal replayed", tasks=len(records),
+                      open=self.scheduler.open_tasks())
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._committer)
+                nursery.start_soon(self._dispatcher)
+                nursery.start_soon(self._ticker)
+                nursery.start_soon(self._topic_publisher)
+                nursery.start_soon(self._watch_tasks_topic)
+                nursery.start_soon(self.heartbeats.watch_forever)
+                nursery.start_soon(self.heartbeats.publish_forever)
+                nursery.start_soon(self._snapshots)
+                for _ in range(PIN_CONCURRENCY):
+                    nursery.start_soon(self._pinner)
+                self._nursery = nursery
+                self.c.host.set_stream_handler(PROTOCOL, self._handle_stream)
+                self.log.info("master ready", cluster=self.c.config.node.cluster,
+                              submitters=len(self.submitters))
+                task_status.started()
+        finally:
+            self.journal.close()
+
+    # -- durability --------------------------------------------------------------------------
+
+    async def _durable(self, docs: list[dict[str, Any]]) -> None:
+        """Returns once the records are fsynced (group commit with concurrent callers)."""
+        if not docs:
+            return
+        commit = _Commit(docs)
+        self._commits.append(commit)
+        self._commit_wake.set()
+        await commit.done.wait()
+        if commit.error is not None:
+            raise TaskError(f"the task journal cannot be written: {commit.error}")
+
+    async def _committer(self) -> None:
+        while True:
+            await self._commit_wake.wait()
+            self._commit_wake = trio.Event()
+            batch, self._commits = self._commits, []
+            docs = [d for commit in batch for d in commit.docs]
+            try:
+                await trio.to_thread.run_sync(self.journal.append, docs)
+            except OSError as exc:
+                self.log.error("task journal write failed", error=str(exc))
+                for commit in batch:
+                    commit.error = exc
+            for commit in batch:
+                commit.done.set()
+
+    # -- the backend (control socket and remote submitters) ----------------------------------
+
+    async def submit(self, tasks: list[Task], origin: str = "local"
+                     ) -> tuple[list[str], list[tuple[str, str]]]:
+        now = time.time()
+        fresh: list[Task] = []
+        ids: list[str] = []
+        seen: set[str] = set()
+        for task in tasks:
+            ids.append(task.task_id)
+            if task.task_id not in self.scheduler.tasks and task.task_id not in seen:
+                seen.add(task.task_id)
+                fresh.append(task)
+        records = [Record(t, origin, now) for t in fresh]
+        await self._durable([submit_record(r) for r in records])
+        for record in records:
+            self.scheduler.submit(record.task, origin, now)
+        if records:
+            self._announce += fresh
+            self._topic_wake.set()
+            self._wake.set()
+            self.log.debug("tasks accepted", count=len(records), origin=origin)
+        return ids, []
+
+    async def info(self, task_id: str) -> TaskInfo:
+        record = self.scheduler.tasks.get(task_id)
+        if record is None:
+            raise UnknownTaskError(f"no task {task_id} on this master")
+        return record.info()
+
+    def list_tasks(self, state: str | None) -> list[TaskInfo]:
+        return [r.info() for r in self.scheduler.tasks.values()
+                if state is None or r.state.value == state]
+
+    async def wait(self, task_id: str, timeout: float) -> TaskInfo:
+        record = self.scheduler.tasks.get(task_id)
+        if record is None:
+            raise UnknownTaskError(f"no task {task_id} on this master")
+        if not record.final:
+            event = self.waiters.setdefault(task_id, trio.Event())
+            with trio.move_on_after(timeout):
+                await event.wait()
+        return record.info()
+
+    async def cancel(self, task_id: str) -> TaskInfo:
+        if task_id not in self.scheduler.tasks:
+            raise UnknownTaskError(f"no task {task_id} on this master")
+        await self._cancel(task_id)
+        return self.scheduler.tasks[task_id].info()
+
+    async def _cancel(self, task_id: str) -> None:
+        record, worker = self.scheduler.cancel(task_id, time.time())
+        if record is None:
+            return
+        await self._finished([record])
+        if worker is not None:
+            await self._send(worker, Cancel((task_id,)))
+
+    def workers(self) -> list[dict[str, Any]]:
+        now = time.time()
+        return [{"peer": w.peer, "capacity": w.capacity, "running": len(w.running),
+                 "done": w.done, "cpu": w.cpu, "memory": w.memory, "disk_free": w.disk_free,
+                 "connected": w.connected, "last_seen": round(now - w.last_seen, 3),
+                 "alive": w.connected and now - w.last_seen <= self.scheduler.heartbeat_timeout,
+                 "handlers": sorted(w.handlers)}
+                for w in sorted(self.scheduler.workers.values(), key=lambda w: w.peer)]
+
+    def cluster_state(self) -> dict[str, Any]:
+        return cluster_state(self.me, self.scheduler, time.time())
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    async def _finished(self, records: list[Record]) -> None:
+        """Journal final outcomes, then deliver each exactly once."""
+        if not records:
+            return
+        await self._durable([final_record(r) for r in records])
+        by_origin: dict[str, list[Result]] = {}
+        for record in records:
+            result = Result(record.task.task_id, record.worker or "", record.output,
+                            None if record.state is State.DONE else record.error or
+                            record.state.value, record.attempts)
+            by_origin.setdefault(record.origin, []).append(result)
+            self._publish.append(result)
+            event = self.waiters.pop(record.task.task_id, None)
+            if event is not None:
+                event.set()
+            if record.output is not None and self.c.config.tasks.pin_results:
+                try:
+                    self._pins.send_nowait(record.output)
+                except trio.WouldBlock:
+                    self.log.warning("result pin queue full; not pinned", cid=record.output)
+        self._topic_wake.set()
+        for origin, results in by_origin.items():
+            if origin != "local":
+                for start in range(0, len(results), MAX_BATCH):
+                    await self._send(origin, Results(tuple(results[start:start + MAX_BATCH])))
+
+    async def _pinner(self) -> None:
+        """Fetch each result's DAG from the worker over Bitswap and pin it here."""
+        async for cid in self._pin_queue:
+            try:
+                with trio.fail_after(120):
+                    await fetch_dag(self.c.fetch, cid)
+                    await self.c.blocks.store.pin(cid, recursive=True)
+                self.log.debug("result pinned", cid=cid)
+            except (IpfsKitError, trio.TooSlowError) as exc:
+                self.log.warning("result not pinned", cid=cid, error=str(exc) or "timeout")
+
+    # -- scheduling --------------------------------------------------------------------------
+
+    async def _dispatcher(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            for worker, tasks in self.scheduler.assign(time.time()).items():
+                for start in range(0, len(tasks), MAX_BATCH):
+                    if not await self._send(worker, Assign(tuple(tasks[start:start + MAX_BATCH]))):
+                        self._lost(worker)
+                        break
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(TICK)
+            failed, requeued = self.scheduler.expire(time.time())
+            if requeued:
+                self.log.info("tasks requeued (worker silent or lease lapsed)",
+                              count=len(requeued))
+                self._wake.set()
+            await self._finished(failed)
+            if self.scheduler.queued():
+                self._wake.set()
+
+    def _lost(self, worker: str) -> None:
+        requeued = self.scheduler.leave(worker, time.time())
+        if requeued:
+            self.log.info("worker gone; its tasks are requeued", peer=worker,
+                          count=len(requeued))
+        self._wake.set()
+
+    def _gossip_heartbeat(self, status: Status, now: float) -> None:
+        self.scheduler.heartbeat(status, now)
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    async def _send(self, peer: str, *frames: Any) -> bool:
+        channel = self.sessions.get(peer)
+        if channel is None:
+            return False
+        try:
+            await channel.send(*frames)
+            return True
+        except Exception as exc:
+            self.log.info("task session write failed", peer=peer, error=str(exc))
+            await channel.close()
+            return False
+
+    async def _handle_stream(self, stream: INetStream) -> None:
+        channel = TaskChannel(stream)
+        peer = str(channel.peer)
+        previous = self.sessions.get(peer)
+        self.sessions[peer] = channel
+        if previous is not None:
+            await previous.close()
+        is_worker = False
+        try:
+            async for frame in channel.frames():
+                now = time.time()
+                if isinstance(frame, Hello):
+                    is_worker = frame.role == "worker" and frame.capacity > 0
+                    if is_worker:
+                        self.scheduler.join(peer, frame.capacity, frame.handlers, now)
+                        self.log.info("worker joined", peer=peer, capacity=frame.capacity)
+                        self._wake.set()
+                elif isinstance(frame, StatusFrame):
+                    if frame.status.peer == peer:
+                        self.scheduler.heartbeat(frame.status, now)
+                elif isinstance(frame, Results):
+                    await self._on_results(peer, frame.results)
+                elif isinstance(frame, Submit):
+                    await self._on_submit(peer, frame)
+                elif isinstance(frame, Query):
+                    states = tuple(self.scheduler.tasks[i].info() for i in frame.ids
+                                   if i in self.scheduler.tasks)
+                    await channel.send(States(frame.req, states))
+                elif isinstance(frame, Cancel):
+                    for task_id in frame.ids:
+                        record = self.scheduler.tasks.get(task_id)
+                        if record is not None and record.origin == peer:
+                            await self._cancel(task_id)
+                else:
+                    self.log.warning("unexpected task frame ignored", peer=peer,
+                                     op=type(frame).__name__)
+        except EnvelopeError as exc:
+            self.log.warning("malformed task frame; session closed", peer=peer, error=str(exc))
+        finally:
+            if self.sessions.get(peer) is channel:
+                del self.sessions[peer]
+                if is_worker:
+                    self._lost(peer)
+            await channel.close()
+
+    async def _on_results(self, peer: str, results: tuple[Result, ...]) -> None:
+        now = time.time()
+        finals: list[Record] = []
+        for result in results:
+            if result.worker != peer:
+                self.log.warning("result naming another worker ignored", peer=peer,
+                                 task_id=result.task_id)
+                continue
+            record = self.scheduler.complete(result, now)
+            if record is not None:
+                finals.append(record)
+            elif result.error is not None:
+                self.log.info("task failed; retried", task_id=result.task_id,
+                              worker=peer, error=result.error)
+        await self._finished(finals)
+        await self._send(peer, Ack(tuple(r.task_id for r in results)))
+        self._wake.set()
+
+    async def _on_submit(self, peer: str, frame: Submit) -> None:
+        if peer not in self.submitters:
+            self.log.warning("submission from a peer not in tasks.submitters refused",
+                             peer=peer, tasks=len(frame.tasks))
+            reason = f"peer {peer} may not submit to this master (add it to tasks.submitters)"
+            await self._send(peer, Accepted(frame.req, (), tuple(
+                (t.task_id, reason) for t in frame.tasks)))
+            return
+        try:
+            ids, refused = await self.submit(list(frame.tasks), origin=peer)
+        except TaskError as exc:
+            ids, refused = [], [(t.task_id, str(exc)) for t in frame.tasks]
+        await self._send(peer, Accepted(frame.req, tuple(ids), tuple(refused)))
+        # A resubmitted task that already finished: send its outcome again.
+        done = [self.scheduler.tasks[i] for i in ids if self.scheduler.tasks[i].final]
+        if done:
+            await self._send(peer, Results(tuple(
+                Result(r.task.task_id, r.worker or "", r.output,
+                       None if r.state is State.DONE else r.error, r.attempts) for r in done)))
+
+    # -- topics ------------------------------------------------------------------------------
+
+    async def _topic_publisher(self) -> None:
+        """Announcements and outcomes, batched: gossip is the shared view, not the carrier."""
+        while True:
+            await self._topic_wake.wait()
+            self._topic_wake = trio.Event()
+            announce, self._announce = self._announce, []
+            publish, self._publish = self._publish, []
+            try:
+                for start in range(0, len(announce), PUBLISH_BATCH):
+                    tasks = tuple(announce[start:start + PUBLISH_BATCH])
+                    await self.c.pubsub.publish(self.topics.tasks, encode(TaskBatch(tasks)))
+                for start in range(0, len(publish), PUBLISH_BATCH):
+                    results = tuple(publish[start:start + PUBLISH_BATCH])
+                    await self.c.pubsub.publish(self.topics.results, encode(ResultBatch(results)))
+            except Exception as exc:
+                self.log.info("task-mesh publish failed", error=str(exc))
+            await trio.sleep(0.05)  # coalesce bursts into fewer, larger messages
+
+    async def _watch_tasks_topic(self) -> None:
+        """Listed submitters may also submit on the topic; anyone else is refused, loudly."""
+        async for message in self.c.pubsub.subscribe(self.topics.tasks):
+            sender = str(message.sender)
+            if sender == self.me:
+                continue
+            body = decode_quietly(message)
+            if body is None:
+                continue
+            tasks = list(body.tasks) if isinstance(body, TaskBatch) else \
+                [body] if isinstance(body, Task) else None
+            if tasks is None:
+                self.log.warning("non-task message on the tasks topic ignored", peer=sender)
+            elif sender not in self.submitters:
+                self.log.warning("task from a peer not in tasks.submitters ignored",
+                                 peer=sender, tasks=len(tasks))
+            else:
+                await self.submit(tasks, origin=sender)
+
+    # -- cluster state -----------------------------------------------------------------------
+
+    async def _snapshots(self) -> None:
+        snapshot = self.state_dir / "state.msgpack"
+        while True:
+            await trio.sleep(self.c.config.tasks.snapshot_period)
+            data = msgpack.packb(self.cluster_state(), use_bin_type=True)
+            await trio.to_thread.run_sync(_write_atomic, snapshot, data)
+            await export_in_child(snapshot, self.state_dir)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+

@@ -125,3 +125,24 @@ async def _shard_entries(blocks: BlockGetter, node: Node) -> AsyncIterator[DirEn
                 yield entry
         else:
             yield DirEntry(name[prefix:], to_cid(link.cid), link.tsize or 0)
+
+
+async def fetch_dag(blocks: BlockGetter, cid: CidLike) -> int:
+    """Read every block of a DAG through ``blocks`` (through Bitswap, that stores them all,
+    ready to pin); returns how many. Children are prefetched level by level."""
+    prefetch = getattr(blocks, "prefetch", None)
+    seen: set[bytes] = set()
+    stack = [to_cid(cid)]
+    while stack:
+        current = stack.pop()
+        key = bytes(current)
+        if key in seen:
+            continue
+        seen.add(key)
+        data = await blocks.get(current)
+        if current.codec.code == DAG_PB:
+            links = [to_cid(link.cid) for link in dagpb.decode(data, str(current)).links]
+            if prefetch is not None and links:
+                prefetch(links)
+            stack.extend(reversed(links))
+    return len(seen)

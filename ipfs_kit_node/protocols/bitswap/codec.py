@@ -14,9 +14,8 @@ from enum import IntEnum
 from multiformats import CID, multihash
 
 from ...cid import to_cid
+from ...codecs.framing import LengthPrefixedDecoder
 from ...codecs.protobuf import bytes_field, fields, int_field, read_varint
-from ...codecs.varint import VarintTooLong
-from ...codecs.varint import decode as varint_decode
 from ...codecs.varint import encode as varint
 from ...errors import PeerBrokenError
 
@@ -210,37 +209,8 @@ def _decode_entry(buf: bytes) -> WantEntry | None:
     return WantEntry(cid, priority, cancel, want_type, send_dont_have)
 
 
-class FrameDecoder:
+class FrameDecoder(LengthPrefixedDecoder):
     """Length-prefixed frames in, message bodies out; refuses oversized or runaway lengths."""
 
     def __init__(self, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self._buf += data
-        out = []
-        pos = 0
-        while True:
-            length, start = self._length(pos)
-            if length is None:
-                break
-            if length > self.max_bytes:
-                raise ProtocolViolation(f"message of {length} bytes (limit {self.max_bytes})")
-            if start + length > len(self._buf):
-                break
-            out.append(bytes(self._buf[start:start + length]))
-            pos = start + length
-        del self._buf[:pos]
-        return out
-
-    def _length(self, pos: int) -> tuple[int | None, int]:
-        try:
-            decoded = varint_decode(self._buf, pos, max_bytes=4)  # 4 bytes: up to 256 MiB
-        except VarintTooLong:
-            raise ProtocolViolation("message length varint is longer than 4 bytes") from None
-        return decoded if decoded is not None else (None, pos)
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
+        super().__init__(max_bytes, ProtocolViolation)

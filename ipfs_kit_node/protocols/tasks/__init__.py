@@ -1,5 +1,6 @@
 """The task mesh's wire format (the roles in ``ipfs_kit_node.roles`` speak it)."""
 
-from .codec import EnvelopeError, Result, Status, Task, decode, encode
+from .codec import EnvelopeError, Result, ResultBatch, Status, Task, TaskBatch, decode, encode
 
-__all__ = ["EnvelopeError", "Result", "Status", "Task", "decode", "encode"]
+__all__ = ["EnvelopeError", "Result", "ResultBatch", "Status", "Task", "TaskBatch", "decode",
+           "encode"]

@@ -21,6 +21,7 @@ VERSION = 1
 MAX_ENVELOPE_BYTES = 256 * 1024
 MAX_INPUTS = 64
 MAX_PARAMS = 64
+MAX_ORIGINS = 16
 ParamValue = str | int | float | bool | None
 
 
@@ -37,6 +38,8 @@ class Task:
     priority: int = 0
     deadline: float | None = None  # unix time
     submitter: str = ""  # peer ID
+    attempt: int = 0  # set by the master when it assigns the task
+    origins: tuple[str, ...] = ()  # multiaddrs of peers holding the inputs (Cluster's origins)
 
 
 @dataclass(frozen=True)
@@ -60,15 +63,35 @@ class Status:
     sent_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class TaskBatch:
+    """Tasks announced (master) or submitted (a listed submitter) in one message."""
+
+    tasks: tuple[Task, ...]
+
+
+@dataclass(frozen=True)
+class ResultBatch:
+    """Final outcomes the master publishes in one message."""
+
+    results: tuple[Result, ...]
+
+
 Body = Task | Result | Status
+Message = Body | TaskBatch | ResultBatch
 KINDS: dict[str, type[Body]] = {"task": Task, "result": Result, "status": Status}
-KIND_OF = {cls: kind for kind, cls in KINDS.items()}
+KIND_OF: dict[type[Message], str] = {Task: "task", Result: "result", Status: "status",
+                                     TaskBatch: "tasks", ResultBatch: "results"}
+MAX_BATCH = 500
 
 
-def encode(body: Body) -> bytes:
-    fields = asdict(body)
-    if isinstance(body, Task):
-        fields["inputs"] = list(body.inputs)
+def encode(body: Message) -> bytes:
+    if isinstance(body, TaskBatch):
+        fields: Any = {"tasks": [body_dict(t) for t in body.tasks]}
+    elif isinstance(body, ResultBatch):
+        fields = {"results": [body_dict(r) for r in body.results]}
+    else:
+        fields = body_dict(body)
     data: bytes = msgpack.packb({"v": VERSION, "kind": KIND_OF[type(body)], "body": fields},
                                 use_bin_type=True)
     if len(data) > MAX_ENVELOPE_BYTES:
@@ -76,30 +99,48 @@ def encode(body: Body) -> bytes:
     return data
 
 
-def decode(data: bytes) -> Body:
+def body_dict(body: Body) -> dict[str, Any]:
+    """Plain msgpack-ready fields (tuples as lists)."""
+    fields = asdict(body)
+    if isinstance(body, Task):
+        fields["inputs"] = list(body.inputs)
+        fields["origins"] = list(body.origins)
+    return fields
+
+
+def decode(data: bytes) -> Message:
     if len(data) > MAX_ENVELOPE_BYTES:
         raise EnvelopeError(f"message of {len(data)} bytes (limit {MAX_ENVELOPE_BYTES})")
     try:
         doc = msgpack.unpackb(data, raw=False, strict_map_key=True,
-                              max_array_len=MAX_INPUTS * 2, max_map_len=MAX_PARAMS * 2)
+                              max_array_len=MAX_BATCH, max_map_len=MAX_PARAMS * 2)
     except Exception as exc:
         raise EnvelopeError(f"not msgpack: {exc}") from None
     if not isinstance(doc, dict) or set(doc) != {"v", "kind", "body"}:
         raise EnvelopeError("not an envelope ({v, kind, body})")
     if doc["v"] != VERSION:
         raise EnvelopeError(f"envelope version {doc['v']!r}; this node speaks {VERSION}")
-    cls = KINDS.get(doc["kind"]) if isinstance(doc["kind"], str) else None
-    if cls is None:
-        raise EnvelopeError(f"unknown message kind {doc['kind']!r}")
+    kind = doc["kind"]
     body = doc["body"]
     if not isinstance(body, dict):
         raise EnvelopeError("body is not a map")
+    if kind in ("tasks", "results"):
+        items = body.get(kind)
+        if set(body) != {kind} or not isinstance(items, list):
+            raise EnvelopeError(f"{kind}: expected {{{kind}: [...]}}")
+        if kind == "tasks":
+            return TaskBatch(tuple(check_body(Task, i) for i in items))  # type: ignore[misc]
+        return ResultBatch(tuple(check_body(Result, i) for i in items))  # type: ignore[misc]
+    cls = KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise EnvelopeError(f"unknown message kind {kind!r}")
     return _check(cls, body)
 
 
 _TYPES: dict[type[Body], dict[str, tuple[type, ...]]] = {
     Task: {"task_id": (str,), "handler": (str,), "inputs": (list,), "params": (dict,),
-           "priority": (int,), "deadline": (float, int, type(None)), "submitter": (str,)},
+           "priority": (int,), "deadline": (float, int, type(None)), "submitter": (str,),
+           "attempt": (int,), "origins": (list,)},
     Result: {"task_id": (str,), "worker": (str,), "output": (str, type(None)),
              "error": (str, type(None)), "attempt": (int,)},
     Status: {"peer": (str,), "role": (str,), "capacity": (int,), "running": (int,),
@@ -108,6 +149,13 @@ _TYPES: dict[type[Body], dict[str, tuple[type, ...]]] = {
 }
 _REQUIRED = {Task: {"task_id", "handler"}, Result: {"task_id", "worker"},
              Status: {"peer", "role", "capacity", "running"}}
+
+
+def check_body(cls: type[Body], body: Any) -> Body:
+    """One body (a map) checked field by field, for envelopes and stream frames alike."""
+    if not isinstance(body, dict):
+        raise EnvelopeError(f"{cls.__name__.lower()} is not a map")
+    return _check(cls, body)
 
 
 def _check(cls: type[Body], body: dict[str, Any]) -> Body:
@@ -134,7 +182,11 @@ def _check(cls: type[Body], body: dict[str, Any]) -> Body:
         params = body.get("params", {})
         if any(not isinstance(k, str) or not isinstance(v, ParamValue) for k, v in params.items()):
             raise EnvelopeError("task.params: keys must be strings, values scalars")
-        body = {**body, "inputs": tuple(inputs)}
+        origins = body.get("origins", [])
+        if len(origins) > MAX_ORIGINS or not all(
+                isinstance(o, str) and o.startswith("/") and len(o) < 512 for o in origins):
+            raise EnvelopeError(f"task.origins: at most {MAX_ORIGINS} multiaddrs")
+        body = {**body, "inputs": tuple(inputs), "origins": tuple(origins)}
     if cls is Result and body.get("output") is not None:
         try:
             to_cid(body["output"])

@@ -1,0 +1,105 @@
+"""`task submit|status|wait|list|cancel`, `workers` and `cluster state` over the control API.
+
+Every role registers the same routes against its TaskBackend: a master answers from its
+scheduler, a worker or leecher forwards to a master.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..api.server import Request, Response, Router
+from ..errors import ApiError
+from ..protocols.tasks import EnvelopeError, Task
+from ..protocols.tasks.codec import check_body
+from ..protocols.tasks.frames import TaskInfo
+from .mesh import TaskError, new_task_id
+
+if TYPE_CHECKING:
+    from .mesh import TaskBackend
+
+MAX_WAIT = 24 * 3600.0
+SUBMIT_FIELDS = {"task_id", "handler", "inputs", "params", "priority", "timeout"}
+
+
+def info_json(info: TaskInfo) -> dict[str, Any]:
+    return {"ID": info.task_id, "State": info.state, "Handler": info.handler,
+            "Worker": info.worker, "Output": info.output, "Error": info.error,
+            "Attempts": info.attempts}
+
+
+def parse_submission(doc: Any, submitter: str, origins: tuple[str, ...], now: float) -> Task:
+    """One task from the API's JSON, checked like a task from the wire."""
+    if not isinstance(doc, dict) or set(doc) - SUBMIT_FIELDS:
+        raise TaskError(f"a task is a JSON object with fields {sorted(SUBMIT_FIELDS)}")
+    fields = dict(doc)
+    timeout = fields.pop("timeout", None)
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise TaskError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    fields.setdefault("task_id", new_task_id())
+    fields["submitter"] = submitter
+    fields["origins"] = list(origins) if fields.get("inputs") else []
+    if timeout is not None:
+        fields["deadline"] = now + float(timeout)
+    try:
+        task = check_body(Task, fields)
+    except EnvelopeError as exc:
+        raise TaskError(str(exc)) from None
+    assert isinstance(task, Task)
+    if not task.handler:
+        raise TaskError("a task must name a handler")
+    return task
+
+
+def register_task_routes(router: Router, backend: TaskBackend, me: str,
+                         origins: Callable[[], tuple[str, ...]]) -> None:
+    """``origins``: our addresses, sent with tasks that have inputs (we hold them)."""
+
+    async def submit(request: Request) -> Response:
+        try:
+            doc = json.loads(request.body or b"{}")
+        except ValueError:
+            raise ApiError("the body must be JSON: {\"tasks\": [...]}", 400) from None
+        items = doc.get("tasks") if isinstance(doc, dict) else None
+        if not isinstance(items, list) or not items:
+            raise ApiError("the body must be JSON: {\"tasks\": [{\"handler\": ...}, ...]}", 400)
+        now = time.time()
+        here = origins()
+        tasks = [parse_submission(item, me, here, now) for item in items]
+        accepted, refused = await backend.submit(tasks)
+        return Response.json({"Accepted": accepted, "Refused": [list(r) for r in refused]})
+
+    async def status(request: Request) -> Response:
+        return Response.json(info_json(await backend.info(request.require())))
+
+    async def wait(request: Request) -> Response:
+        try:
+            timeout = min(float(request.arg("timeout") or MAX_WAIT), MAX_WAIT)
+        except ValueError:
+            raise ApiError("timeout must be a number of seconds", 400) from None
+        return Response.json(info_json(await backend.wait(request.require(), timeout)))
+
+    async def list_(request: Request) -> Response:
+        infos = backend.list_tasks(request.arg("state"))
+        return Response.json({"Tasks": [info_json(i) for i in infos]})
+
+    async def cancel(request: Request) -> Response:
+        return Response.json(info_json(await backend.cancel(request.require())))
+
+    async def workers(request: Request) -> Response:
+        return Response.json({"Workers": backend.workers()})
+
+    async def state(request: Request) -> Response:
+        return Response.json(backend.cluster_state())
+
+    router.add("POST", "/api/v0/task/submit", submit)
+    router.add("POST", "/api/v0/task/status", status)
+    router.add("POST", "/api/v0/task/wait", wait)
+    router.add("POST", "/api/v0/task/list", list_)
+    router.add("POST", "/api/v0/task/cancel", cancel)
+    router.add("POST", "/api/v0/workers", workers)
+    router.add("POST", "/api/v0/cluster/state", state)
+
