@@ -104,8 +104,9 @@ class Daemon:
     def log(self) -> str:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
 
-    def api(self, command: str, args: dict[str, Any] | None = None) -> Any:
-        with ApiClient(self.repo / "api.sock", self.repo) as client:
+    def api(self, command: str, args: dict[str, Any] | None = None, timeout: float = 30.0
+            ) -> Any:
+        with ApiClient(self.repo / "api.sock", self.repo, timeout=timeout) as client:
             return client.call(command, args)
 
     def cli(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -266,3 +267,77 @@ def memory_kib(pid: int, field: str = "VmRSS") -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise KeyError(field)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Mesh:
+    """A task mesh on loopback: one master (on a fixed port, so it can restart in place),
+    workers and leechers that know it, the leechers listed as submitters."""
+
+    def __init__(self, root: Path, workers: int = 2, leechers: int = 1,
+                 env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.env = env or {}
+        self.port = free_port()
+        self.leechers = [Daemon(root, role="leecher", name=f"leecher{i}")
+                         for i in range(leechers)]
+        ids = []
+        for leecher in self.leechers:  # first start makes the identity the master must list
+            leecher.start()
+            ids.append(leecher.peer_id)
+            leecher.stop()
+        self.master = Daemon(root, role="master", name="master")
+        self.master_env = {"IPFS_KIT_TASKS_SUBMITTERS": ",".join(ids), **self.env}
+        self.start_master()
+        self.master_id = self.master.peer_id
+        self.master_addr = f"/ip4/127.0.0.1/tcp/{self.port}/p2p/{self.master_id}"
+        self.member_env = {"IPFS_KIT_NODE_MASTERS": self.master_id, **self.env}
+        self.workers = [Daemon(root, role="worker", name=f"worker{i}")
+                        for i in range(workers)]
+        for d in [*self.workers, *self.leechers]:
+            d.launch("--bootstrap", self.master_addr, env=self.member_env)
+        for d in [*self.workers, *self.leechers]:
+            d.wait_ready()
+        assert wait_until(lambda: sum(w["alive"] for w in self.master.api("workers")["Workers"])
+                          == workers, 20), self.master.api("workers")
+
+    def start_master(self) -> None:
+        self.master.start(env=self.master_env, listen=f"/ip4/127.0.0.1/tcp/{self.port}")
+
+    def all(self) -> list[Daemon]:
+        return [self.master, *self.workers, *self.leechers]
+
+    def close(self) -> None:
+        for d in self.all():
+            d.kill()
+
+
+def submit(daemon: Daemon, tasks: list[dict[str, Any]]) -> list[str]:
+    with ApiClient(daemon.repo / "api.sock", daemon.repo, timeout=120) as client:
+        answer = client.call("task/submit", body=json.dumps({"tasks": tasks}).encode())
+    assert not answer["Refused"], answer["Refused"]
+    return list(answer["Accepted"])
+
+
+def cat(daemon: Daemon, cid: str) -> bytes:
+    with ApiClient(daemon.repo / "api.sock", daemon.repo, timeout=90) as client, \
+            client.stream("cat", {"arg": cid}) as response:
+        return b"".join(response.iter_bytes())
+
+
+def journal_finals(repo: Path) -> dict[str, int]:
+    """How many final outcomes the master journaled per task ID."""
+    import msgpack
+
+    counts: dict[str, int] = {}
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed((repo / "tasks" / "journal").read_bytes())
+    for doc in unpacker:
+        if doc["op"] == "final":
+            counts[doc["id"]] = counts.get(doc["id"], 0) + 1
+    return counts

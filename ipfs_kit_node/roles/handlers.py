@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Protocol
 
+import trio
+
 from ..cid import CidLike
 from ..errors import IpfsKitError
 from ..protocols.tasks import Task
@@ -115,8 +117,16 @@ async def concat(ctx: TaskContext, task: Task) -> str:
     return await ctx.write(chunks())
 
 
+MAX_NOOP_MS = 60_000
+
+
 async def noop(ctx: TaskContext, task: Task) -> str | None:
-    """Does nothing and has no output: for measuring the mesh itself."""
+    """Nothing, no output: for measuring the mesh itself. ``ms`` makes it take that long."""
+    ms = task.params.get("ms", 0)
+    if not isinstance(ms, int | float) or isinstance(ms, bool) or not 0 <= ms <= MAX_NOOP_MS:
+        raise HandlerError(f"noop: ms must be a number from 0 to {MAX_NOOP_MS}")
+    if ms:
+        await trio.sleep(ms / 1000)
     return None
 
 

@@ -151,8 +151,14 @@ class MasterRole:
         now = time.time()
         fresh: list[Task] = []
         ids: list[str] = []
+        refused: list[tuple[str, str]] = []
         seen: set[str] = set()
+        offered = self.scheduler.handlers_offered()
         for task in tasks:
+            if offered is not None and task.handler not in offered:
+                refused.append((task.task_id, f"no worker allows handler {task.handler!r} "
+                                              f"(allowed: {', '.join(sorted(offered))})"))
+                continue
             ids.append(task.task_id)
             if task.task_id not in self.scheduler.tasks and task.task_id not in seen:
                 seen.add(task.task_id)
@@ -166,7 +172,9 @@ class MasterRole:
             self._topic_wake.set()
             self._wake.set()
             self.log.debug("tasks accepted", count=len(records), origin=origin)
-        return ids, []
+        if refused:
+            self.log.warning("tasks refused", count=len(refused), reason=refused[0][1])
+        return ids, refused
 
     async def info(self, task_id: str) -> TaskInfo:
         record = self.scheduler.tasks.get(task_id)

@@ -21,8 +21,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import multiaddr
 import trio
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
 
 from ..components import Components
 from ..errors import IpfsKitError
@@ -36,6 +38,8 @@ from ..protocols.tasks.frames import Frame, Hello, StatusFrame, TaskInfo
 log = get_logger(__name__)
 
 RECONNECT_DELAY = 0.5
+MAX_RECONNECT_DELAY = 5.0
+DIAL_TIMEOUT = 5.0
 
 
 class TaskError(IpfsKitError, ValueError):
@@ -229,15 +233,38 @@ class MasterLink:
                 nursery.start_soon(self._keep, master)
 
     async def _keep(self, master: ID) -> None:
+        delay = RECONNECT_DELAY
         while True:
-            if master in self.c.host.get_connected_peers():
+            if master in self.c.host.get_connected_peers() or await self._redial(master):
+                delay = RECONNECT_DELAY
                 try:
                     await self._session(master)
                 except Exception as exc:
                     log.info("task session ended", peer=str(master), error=str(exc))
+            else:
+                delay = min(delay * 2, MAX_RECONNECT_DELAY)
             self._nudges[master] = trio.Event()
-            with trio.move_on_after(RECONNECT_DELAY):
+            with trio.move_on_after(delay):
                 await self._nudges[master].wait()
+
+    async def _redial(self, master: ID) -> bool:
+        """A master we lost (it restarted): dial its known or bootstrap addresses again."""
+        try:
+            known = {str(a) for a in self.c.host.get_peerstore().addrs(master)}
+        except Exception:  # never seen, or its record expired
+            known = set()
+        suffix = f"/p2p/{master}"
+        known |= {a[:-len(suffix)] for a in self.c.config.node.bootstrap if a.endswith(suffix)}
+        if not known:
+            return False
+        info = PeerInfo(master, [multiaddr.Multiaddr(a) for a in sorted(known)])
+        with trio.move_on_after(DIAL_TIMEOUT):
+            try:
+                await self.c.host.connect(info)
+                return True
+            except Exception as exc:
+                log.debug("master not reachable yet", peer=str(master), error=str(exc))
+        return False
 
     async def _session(self, master: ID) -> None:
         stream = await self.c.host.new_stream(master, [PROTOCOL])

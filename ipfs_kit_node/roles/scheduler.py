@@ -136,6 +136,11 @@ class Scheduler:
         view.capacity, view.handlers = max(0, capacity), frozenset(handlers)
         view.connected, view.last_seen = True, now
 
+    def handlers_offered(self) -> frozenset[str] | None:
+        """Handlers the workers we know allow; None while we know no worker's list yet."""
+        lists = [w.handlers for w in self.workers.values() if w.handlers]
+        return frozenset().union(*lists) if lists else None
+
     def heartbeat(self, status: Status, now: float) -> None:
         view = self.workers.get(status.peer)
         if view is None:

@@ -8,14 +8,19 @@ the node starts this service before anything dials (bootstrap, mDNS, the API).
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import trio
-from libp2p.abc import IHost
+from google.protobuf.message import DecodeError
+from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
@@ -23,6 +28,38 @@ from ...logs import get_logger
 from ...service import TaskStatus
 
 log = get_logger(__name__)
+
+class _Pubsub(Pubsub):
+    """py-libp2p 0.8.1's Pubsub with two fixes we measured a need for.
+
+    - Writes to a peer's stream come from several tasks (publish, forward, gossip) with no
+      lock; Yamux splits a large RPC into frames and yields between them, so two writers
+      interleave and the peer reads garbage. One lock per stream serialises them.
+    - A malformed RPC from a peer raised protobuf's DecodeError out of the stream handler and
+      took down the whole swarm (the node exited). Now the stream is reset, the peer dropped
+      from pubsub, and the node keeps running.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._write_locks: weakref.WeakKeyDictionary[INetStream, trio.Lock] = \
+            weakref.WeakKeyDictionary()
+
+    async def write_msg(self, stream: INetStream, rpc_msg: rpc_pb2.RPC) -> bool:
+        lock = self._write_locks.setdefault(stream, trio.Lock())
+        async with lock:
+            return bool(await super().write_msg(stream, rpc_msg))
+
+    async def continuously_read_stream(self, stream: INetStream) -> None:
+        try:
+            await super().continuously_read_stream(stream)
+        except DecodeError as exc:
+            peer = stream.muxed_conn.peer_id
+            log.warning("malformed pubsub RPC; stream reset", peer=str(peer), error=str(exc))
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            self._handle_dead_peer(peer)
+
 
 PROTOCOLS = [TProtocol(p) for p in ("/meshsub/1.2.0", "/meshsub/1.1.0", "/meshsub/1.0.0")]
 HEARTBEAT = 1
@@ -46,7 +83,7 @@ class PubsubService:
             protocols=PROTOCOLS, degree=6, degree_low=4, degree_high=12,
             heartbeat_interval=HEARTBEAT, spam_protection_enabled=False,
         )
-        self.pubsub = Pubsub(host, self.router, strict_signing=True,
+        self.pubsub = _Pubsub(host, self.router, strict_signing=True,
                              max_inbound_rpc_size=MAX_MESSAGE_BYTES)
         self._ready = trio.Event()
 
