@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--state", choices=("submitting", "queued", "assigned", "done",
                                              "failed", "cancelled"))
     listing.add_argument("--enc", choices=("text", "json"), default="text")
+    command("stats", "how many tasks are in each state", task_sub)
     result = command("result", "write a finished task's output to a file", task_sub)
     result.add_argument("id")
     result.add_argument("-o", "--output", type=Path, help="target path (default: stdout)")
@@ -617,6 +618,9 @@ def _task(args: argparse.Namespace, client: Any) -> int:
     if args.task_command == "wait":
         return _print_outcome(client.call("task/wait", {"arg": args.id,
                                                         "timeout": str(args.timeout)}))
+    if args.task_command == "stats":
+        _print_json(client.call("task/stats")["States"])
+        return 0
     if args.task_command in ("status", "cancel"):
         _print_json(client.call(f"task/{args.task_command}", {"arg": args.id}))
         return 0

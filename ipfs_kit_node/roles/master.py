@@ -9,6 +9,7 @@ Arrow snapshot of the cluster state, and pinning result CIDs.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,9 @@ class MasterRole:
     def list_tasks(self, state: str | None) -> list[TaskInfo]:
         return [r.info() for r in self.scheduler.tasks.values()
                 if state is None or r.state.value == state]
+
+    def stats(self) -> dict[str, int]:
+        return dict(Counter(r.state.value for r in self.scheduler.tasks.values()))
 
     async def wait(self, task_id: str, timeout: float) -> TaskInfo:
         record = self.scheduler.tasks.get(task_id)

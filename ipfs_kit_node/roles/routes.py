@@ -1,4 +1,4 @@
-"""`task submit|status|wait|list|cancel`, `workers` and `cluster state` over the control API.
+"""`task submit|status|wait|list|stats|cancel`, `workers` and `cluster state` over the control API.
 
 Every role registers the same routes against its TaskBackend: a master answers from its
 scheduler, a worker or leecher forwards to a master.
@@ -86,6 +86,9 @@ def register_task_routes(router: Router, backend: TaskBackend, me: str,
         infos = backend.list_tasks(request.arg("state"))
         return Response.json({"Tasks": [info_json(i) for i in infos]})
 
+    async def stats(request: Request) -> Response:
+        return Response.json({"States": backend.stats()})
+
     async def cancel(request: Request) -> Response:
         return Response.json(info_json(await backend.cancel(request.require())))
 
@@ -100,6 +103,7 @@ def register_task_routes(router: Router, backend: TaskBackend, me: str,
     router.add("POST", "/api/v0/task/wait", wait)
     router.add("POST", "/api/v0/task/list", list_)
     router.add("POST", "/api/v0/task/cancel", cancel)
+    router.add("POST", "/api/v0/task/stats", stats)
     router.add("POST", "/api/v0/workers", workers)
     router.add("POST", "/api/v0/cluster/state", state)
 

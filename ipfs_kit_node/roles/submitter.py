@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,6 +153,9 @@ class RemoteTasks:
 
     def list_tasks(self, state: str | None) -> list[TaskInfo]:
         return [k.info for k in self.known.values() if state is None or k.info.state == state]
+
+    def stats(self) -> dict[str, int]:
+        return dict(Counter(k.info.state for k in self.known.values()))
 
     async def wait(self, task_id: str, timeout: float) -> TaskInfo:
         known = self.known.get(task_id)
