@@ -57,7 +57,8 @@ def steady(rate: float, seconds: float, one: Callable[[], float]) -> list[float]
 # -- ours --------------------------------------------------------------------------------------
 
 
-def run_ours(burst: int, rate: float, seconds: float, concurrency: int) -> tuple[float, list[float]]:
+def run_ours(burst: int, rate: float, seconds: float, concurrency: int
+             ) -> tuple[float, list[float]]:
     with tempfile.TemporaryDirectory(prefix="ikn-tasks-", dir="/tmp") as d:
         mesh = Mesh(Path(d), workers=2, leechers=0,
                     env={"IPFS_KIT_TASKS_CONCURRENCY": str(concurrency),

@@ -269,6 +269,23 @@ def memory_kib(pid: int, field: str = "VmRSS") -> int:
     raise KeyError(field)
 
 
+def make_host() -> Any:
+    """A bare py-libp2p host (Noise, Yamux) for driving a daemon with raw protocol bytes."""
+    from libp2p import create_yamux_muxer_option, new_host
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+    from libp2p.custom_types import TProtocol
+    from libp2p.network.config import ConnectionConfig
+    from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
+    from libp2p.security.noise.transport import Transport as NoiseTransport
+
+    kp = create_new_key_pair()
+    noise = NoiseTransport(kp, noise_privkey=create_x25519_key_pair().private_key)
+    return new_host(key_pair=kp, sec_opt={TProtocol(NOISE_ID): noise},
+                    muxer_opt=create_yamux_muxer_option(),
+                    connection_config=ConnectionConfig(max_connections_per_peer=1))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

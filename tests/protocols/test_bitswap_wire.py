@@ -12,16 +12,10 @@ from pathlib import Path
 import multiaddr
 import pytest
 import trio
-from helpers import Daemon, memory_kib
-from libp2p import create_yamux_muxer_option, new_host
-from libp2p.abc import IHost, INetStream
-from libp2p.crypto.ed25519 import create_new_key_pair
-from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from helpers import Daemon, make_host, memory_kib
+from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
-from libp2p.network.config import ConnectionConfig
 from libp2p.peer.peerinfo import info_from_p2p_addr
-from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
-from libp2p.security.noise.transport import Transport as NoiseTransport
 from multiformats import CID, multihash
 
 from ipfs_kit_node.codecs.varint import encode as varint
@@ -35,14 +29,6 @@ from ipfs_kit_node.protocols.bitswap.codec import (
 )
 
 MakeDaemon = Callable[..., Daemon]
-
-
-def make_host() -> IHost:
-    kp = create_new_key_pair()
-    noise = NoiseTransport(kp, noise_privkey=create_x25519_key_pair().private_key)
-    return new_host(key_pair=kp, sec_opt={TProtocol(NOISE_ID): noise},
-                    muxer_opt=create_yamux_muxer_option(),
-                    connection_config=ConnectionConfig(max_connections_per_peer=1))
 
 
 
