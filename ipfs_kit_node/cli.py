@@ -140,8 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
     add = command("add", "pin a DAG (recursive) or one block (--recursive=false)", pin_sub)
     add.add_argument("cid")
     add.add_argument("--recursive", default="true", choices=("true", "false"))
-    command("rm", "unpin", pin_sub).add_argument("cid")
-    command("ls", "list pins", pin_sub)
+    remote_help = "on Kubo or IPFS Cluster instead (queued durably; see `pin remote ls`)"
+    add.add_argument("--remote", choices=("kubo", "cluster"), help=remote_help)
+    add.add_argument("--name", default="", help="pin name (remote pins)")
+    rm = command("rm", "unpin", pin_sub)
+    rm.add_argument("cid")
+    rm.add_argument("--remote", choices=("kubo", "cluster"), help=remote_help)
+    command("ls", "list pins", pin_sub).add_argument(
+        "--remote", choices=("kubo", "cluster"), help="list what Kubo or Cluster holds")
+    pin_remote = command("remote", "the queue of pins on Kubo and IPFS Cluster", pin_sub)
+    pin_remote_sub = pin_remote.add_subparsers(dest="pin_remote_command", metavar="SUBCOMMAND",
+                                               required=True)
+    command("ls", "queued intents (--all: applied and failed too)", pin_remote_sub
+            ).add_argument("--all", action="store_true")
+    command("status", "a CID's queued intents and whether Kubo/Cluster hold it", pin_sub
+            ).add_argument("cid")
     task = command("task", "the task mesh: submit work, follow it, fetch results")
     task_sub = task.add_subparsers(dest="task_command", metavar="SUBCOMMAND", required=True)
     submit = command("submit", "submit a task; prints its ID", task_sub)
@@ -402,8 +415,47 @@ def _block(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
+def _print_intent(intent: dict[str, Any]) -> None:
+    retry = f", retry in {intent['retry_in']} s" if intent.get("retry_in") else ""
+    error = f": {intent['error']}" if intent["error"] else ""
+    print(f"{intent['action']} {intent['cid']} on {intent['target']}: {intent['state']} "
+          f"(attempts {intent['attempts']}{retry}){error}")
+
+
 @_client_command("pin")
 def _pin(args: argparse.Namespace, client: Any) -> int:
+    if args.pin_command == "remote":
+        for intent in client.call("pin/remote/ls", {"all": "true"} if args.all else {}
+                                  )["Intents"]:
+            _print_intent(intent)
+        return 0
+    if args.pin_command == "status":
+        status = client.call("pin/remote/status", {"arg": args.cid})
+        for intent in status["Intents"]:
+            _print_intent(intent)
+        for name, answer in status["Remote"].items():
+            if answer.get("Pinned"):
+                print(f"{name}: pinned")
+            else:
+                error = answer.get("Error")
+                print(f"{name}: not pinned" + (f" ({error})" if error else ""))
+        return 0
+    if getattr(args, "remote", None):
+        if args.pin_command == "ls":
+            with client.stream("pin/remote/pins", {"remote": args.remote}) as response:
+                for line in response.iter_lines():
+                    if line.strip():
+                        doc = json.loads(line)
+                        print(f"{doc['Cid']} {doc.get('Type') or ','.join(doc['Status'])}")
+            return 0
+        route = "pin/remote/add" if args.pin_command == "add" else "pin/remote/rm"
+        query = {"arg": args.cid, "remote": args.remote}
+        if args.pin_command == "add" and args.name:
+            query["name"] = args.name
+        intent = client.call(route, query)
+        print(f"queued {intent['action']} of {intent['cid']} on {intent['target']} "
+              f"({intent['state']}; follow it with `pin status {intent['cid']}`)")
+        return 0
     if args.pin_command == "ls":
         for cid, info in client.call("pin/ls")["Keys"].items():
             print(f"{cid} {info['Type']}")

@@ -9,6 +9,7 @@ from libp2p.abc import IHost
 from .api.server import Router
 from .config import NodeConfig
 from .metrics import NodeMetrics
+from .pinning.service import PinningService
 from .protocols.bitswap import Bitswap
 from .protocols.peers import PeerBook
 from .protocols.pubsub import PubsubService
@@ -27,3 +28,4 @@ class Components:
     blocks: StoreService  # .store is the TieredStore once the node has started
     fetch: Bitswap  # get/prefetch: blocks from the store, or verified from peers
     pubsub: PubsubService
+    pins: PinningService  # queue of pins on Kubo / Cluster (may have no target configured)

@@ -266,6 +266,50 @@ class TasksSection:
         10.0, positive(parse_duration), "time between Arrow snapshots of the cluster state")
 
 
+def parse_api(value: Any) -> str:
+    from .pinning.http import parse_api_address
+
+    text = parse_str(value)
+    try:
+        parse_api_address(text)
+    except ConfigError as exc:
+        raise _Invalid(exc.reason) from None
+    return text
+
+
+def parse_secret_ref(value: Any) -> str:
+    text = parse_str(value)
+    if not text.startswith(("env:", "file:")) or len(text) < 5:
+        raise _Invalid("expected env:VARIABLE or file:PATH (the secret itself never goes in "
+                       "the config)")
+    return text
+
+
+@dataclass(frozen=True)
+class PinningSection:
+    kubo_api: str | None = _setting(
+        None, optional(parse_api), "Kubo RPC API: /ip4/127.0.0.1/tcp/5001 or /unix/PATH")
+    kubo_credentials: str | None = _setting(
+        None, optional(parse_secret_ref), "env:VAR or file:PATH with basic:USER:PASS or "
+        "bearer:TOKEN")
+    cluster_api: str | None = _setting(
+        None, optional(parse_api), "IPFS Cluster REST API: /ip4/127.0.0.1/tcp/9094")
+    cluster_credentials: str | None = _setting(
+        None, optional(parse_secret_ref), "env:VAR or file:PATH with basic:USER:PASS or "
+        "bearer:TOKEN (a JWT)")
+    replication_min: int | None = _setting(
+        None, optional(parse_count), "Cluster replication factor min (default: Cluster's)")
+    replication_max: int | None = _setting(
+        None, optional(parse_count), "Cluster replication factor max (default: Cluster's)")
+    timeout: float = _setting(30.0, positive(parse_duration), "timeout of each API call")
+    max_backoff: float = _setting(
+        300.0, positive(parse_duration), "longest wait between retries of a queued pin")
+    max_attempts: int = _setting(
+        10, parse_count, "tries of a pin that fails other than by an outage (0: forever)")
+    remote_tier: bool = _setting(
+        True, parse_bool, "let GC evict local copies of blocks pinned remotely")
+
+
 @dataclass(frozen=True)
 class ApiSection:
     socket: str = _setting("api.sock", parse_str, "control API unix socket, relative to the repo")
@@ -286,6 +330,7 @@ SECTIONS: dict[str, type] = {
     "storage": StorageSection,
     "connmgr": ConnMgrSection,
     "tasks": TasksSection,
+    "pinning": PinningSection,
     "api": ApiSection,
     "log": LogSection,
 }
@@ -301,6 +346,7 @@ class NodeConfig:
     storage: StorageSection = StorageSection()
     connmgr: ConnMgrSection = ConnMgrSection()
     tasks: TasksSection = TasksSection()
+    pinning: PinningSection = PinningSection()
     api: ApiSection = ApiSection()
     log: LogSection = LogSection()
 
@@ -435,3 +481,9 @@ def _check_consistency(config: NodeConfig) -> None:
         )
     if not config.node.listen:
         raise ConfigError("effective config", "[node] listen", "at least one address is needed")
+    pn = config.pinning
+    if pn.replication_min is not None and pn.replication_max is not None \
+            and pn.replication_min > pn.replication_max:
+        raise ConfigError("effective config", "[pinning] replication_min",
+                          f"replication_min ({pn.replication_min}) must not exceed "
+                          f"replication_max ({pn.replication_max})")

@@ -102,3 +102,28 @@ class InvalidCidError(StoreError, ValueError):
 
 class CodecError(IpfsKitError, ValueError):
     """A block could not be decoded with its codec (malformed dag-pb, UnixFS data...)."""
+
+
+class PinningError(IpfsKitError):
+    """Kubo or IPFS Cluster failed, refused, or answered something we cannot read."""
+
+    #: Worth trying again later (unreachable, overloaded, broke mid-answer).
+    transient = True
+
+
+class RemoteUnavailableError(PinningError):
+    """Cannot reach the service, or it timed out or answered 5xx: the queue retries."""
+
+    http_status = 503
+
+
+class RemoteRefusedError(PinningError, ValueError):
+    """The service refused the request itself (bad CID, no permission): retrying won't help."""
+
+    transient = False
+
+
+class RemoteProtocolError(PinningError):
+    """The answer was malformed (wrong JSON, truncated stream, an error in a trailer)."""
+
+    http_status = 502

@@ -1,7 +1,7 @@
 """The Node: one py-libp2p host and one trio nursery that every long-lived task lives in.
 
 Services start in order (host, pubsub, peer book, DHT, bootstrap, mDNS, block store, Bitswap,
-root announcer, connection manager, control API, role) and stop in reverse.
+pinning, root announcer, connection manager, control API, role) and stop in reverse.
 READY=1 goes to systemd after the last one has started; STOPPING=1 when a stop begins.
 """
 
@@ -23,6 +23,7 @@ from .errors import ClosedNodeError
 from .host import build_host, peer_addresses
 from .logs import get_logger
 from .metrics import NodeMetrics
+from .pinning.service import PinningService
 from .protocols.bitswap import Bitswap
 from .protocols.bitswap.routes import register_bitswap_routes
 from .protocols.connmgr import ConnManager
@@ -36,7 +37,7 @@ from .repo import Repo
 from .roles import load_role
 from .service import Service, TaskStatus
 from .storage.service import StoreService
-from .swarm import Bootstrapper
+from .swarm import Bootstrapper, connect
 from .systemd import SystemdNotifier
 from .unixfs.service import register_unixfs_routes
 
@@ -96,10 +97,15 @@ class Node:
         self.pubsub = PubsubService(self.host)
         register_pubsub_routes(self.router, self.pubsub)
         register_unixfs_routes(self.router, self.bitswap)
+        self.pinning = PinningService(
+            config, repo.path, self.router, lambda: self.blocks.store, self.bitswap,
+            origins=lambda: peer_addresses(self.host),
+            dial=lambda addr: connect(self.host, self.peers, addr, how="routing"))
+        self.blocks.remote = self.pinning.remote  # pinned blocks held remotely may be evicted
         self.components = Components(
             config=config, repo=repo, host=self.host, peers=self.peers,
             router=self.router, metrics=self.metrics, blocks=self.blocks,
-            fetch=self.bitswap, pubsub=self.pubsub,
+            fetch=self.bitswap, pubsub=self.pubsub, pins=self.pinning,
         )
         register_core_routes(self.router, self.components)
         self.role = load_role(config.role)(self.components)
@@ -112,6 +118,7 @@ class Node:
             MdnsDiscovery(self.host, self.peers, enabled=config.routing.mdns),
             self.blocks,
             self.bitswap,
+            self.pinning,  # after the store and Bitswap: its remote tier reads through them
             ProvideRoots(self.dht, lambda: self.blocks.store),
             ConnManager(self.host, self.bitswap, self.peers, config.connmgr,
                         config.node.masters),

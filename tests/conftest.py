@@ -6,7 +6,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import Daemon, HeliaPeer, ensure_helia_installed, helia_peer
+from helpers import (
+    Daemon,
+    HeliaPeer,
+    JsIpfs,
+    ensure_helia_installed,
+    ensure_jsipfs_installed,
+    helia_peer,
+)
 
 
 @pytest.fixture
@@ -41,3 +48,17 @@ def helia_installed() -> None:
 def helia(helia_installed: None, short_tmp: Path) -> Iterator[HeliaPeer]:
     with helia_peer(short_tmp / "helia.log") as peer:
         yield peer
+
+
+@pytest.fixture(scope="session")
+def jsipfs_installed() -> None:
+    ensure_jsipfs_installed()
+
+
+@pytest.fixture
+def jsipfs(jsipfs_installed: None, short_tmp: Path) -> Iterator[JsIpfs]:
+    node = JsIpfs(short_tmp).start()
+    try:
+        yield node
+    finally:
+        node.stop()

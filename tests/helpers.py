@@ -358,3 +358,79 @@ def journal_finals(repo: Path) -> dict[str, int]:
         if doc["op"] == "final":
             counts[doc["id"]] = counts.get(doc["id"], 0) + 1
     return counts
+
+
+# -- js-ipfs 0.66.1: a real Kubo-compatible RPC server -------------------------------------------
+
+JSIPFS_DIR = Path(__file__).parent / "interop" / "jsipfs"
+
+
+def ensure_jsipfs_installed() -> None:
+    """`npm install` (not `ci`: an optional dependency points at a GitHub tarball)."""
+    if (JSIPFS_DIR / "node_modules" / "ipfs").is_dir():
+        return
+    node = node22()
+    npm_cli = node.parent.parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+    env = {**os.environ, "PATH": f"{node.parent}:{os.environ.get('PATH', '')}"}
+    subprocess.run([str(node), str(npm_cli), "install", "--no-audit", "--no-fund"],
+                   cwd=JSIPFS_DIR, env=env, check=True, timeout=900)
+
+
+def node_for_jsipfs() -> str:
+    """js-ipfs 0.66 is tested on Node 20 (the system's); Node 22+ from PyPI otherwise."""
+    import shutil
+
+    system = shutil.which("node")
+    if system:
+        version = subprocess.run([system, "--version"], capture_output=True, text=True).stdout
+        if version.startswith("v20."):
+            return system
+    return str(node22())
+
+
+class JsIpfs:
+    """A js-ipfs daemon on loopback ports, its repo kept across stop/start."""
+
+    def __init__(self, root: Path) -> None:
+        self.repo = root / "jsipfs"
+        self.log_path = root / "jsipfs.log"
+        self.api_port, self.swarm_port = free_port(), free_port()
+        self.api = f"/ip4/127.0.0.1/tcp/{self.api_port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        config = {
+            "Addresses": {"Swarm": [f"/ip4/127.0.0.1/tcp/{self.swarm_port}"], "API": self.api,
+                          "Gateway": f"/ip4/127.0.0.1/tcp/{free_port()}",
+                          "RPC": f"/ip4/127.0.0.1/tcp/{free_port()}", "Delegates": []},
+            "Bootstrap": [], "Discovery": {"MDNS": {"Enabled": False},
+                                           "webRTCStar": {"Enabled": False}},
+            "Swarm": {"DisableNatPortMap": True}, "Routing": {"Type": "dhtclient"},
+        }
+        (root / "jsipfs-config.json").write_text(json.dumps(config))
+        subprocess.run([node_for_jsipfs(), str(JSIPFS_DIR / "node_modules/ipfs/src/cli.js"),
+                        "init", "--emptyRepo", str(root / "jsipfs-config.json")],
+                       env={**os.environ, "IPFS_PATH": str(self.repo)}, check=True,
+                       capture_output=True, timeout=120)
+
+    def start(self, timeout: float = 60.0) -> JsIpfs:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [node_for_jsipfs(), str(JSIPFS_DIR / "node_modules/ipfs/src/cli.js"), "daemon",
+                 "--enable-preload=false"], env={**os.environ, "IPFS_PATH": str(self.repo)},
+                stdout=log, stderr=subprocess.STDOUT)
+        ok = wait_until(lambda: b"Daemon is ready" in self.log_path.read_bytes()[offset:],
+                        timeout, 0.2)
+        if not ok:
+            self.stop()
+            raise RuntimeError(f"js-ipfs did not start:\n{self.log_path.read_text()[-3000:]}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None

@@ -262,6 +262,8 @@ class MasterRole:
                     await fetch_dag(self.c.fetch, cid)
                     await self.c.blocks.store.pin(cid, recursive=True)
                 self.log.debug("result pinned", cid=cid)
+                for target in self.c.pins.configured:  # and on Kubo / Cluster, durably queued
+                    await self.c.pins.pin(cid, target, name="ipfs-kit-node task result")
             except (IpfsKitError, trio.TooSlowError) as exc:
                 self.log.warning("result not pinned", cid=cid, error=str(exc) or "timeout")
 

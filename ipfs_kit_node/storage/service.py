@@ -13,6 +13,7 @@ from ..errors import ApiError, BlockNotFoundError, ClosedNodeError
 from ..service import TaskStatus
 from .blocks import to_cid
 from .frames import FrameDecoder
+from .remote import RemoteTier
 from .store import StoreConfig, TieredStore
 
 
@@ -34,6 +35,7 @@ class StoreService:
         self._repo = repo
         self._config = store_config(section)
         self._store: TieredStore | None = None
+        self.remote: RemoteTier | None = None  # set before the node starts (pinning)
         self._register(router)
 
     @property
@@ -43,7 +45,7 @@ class StoreService:
         return self._store
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self._store = await TieredStore.open(self._repo, self._config)
+        self._store = await TieredStore.open(self._repo, self._config, remote=self.remote)
         try:
             await self._store.run(task_status=task_status)
         finally:

@@ -510,6 +510,12 @@ class TieredStore:
         meta = self._index.get(key_of(to_cid(cid)))
         return meta is not None and meta.pins > 0
 
+    async def dag_keys(self, root: CidLike) -> list[bytes]:
+        """Store keys of a whole DAG held here (locally or remotely); BlockNotFoundError if a
+        block is missing. The remote tier uses it to know which blocks a remote pin covers."""
+        self._check_open()
+        return await self._dag_keys(to_cid(root), True)
+
     async def _dag_keys(self, root: CID, recursive: bool) -> list[bytes]:
         """Keys of the root and (recursively) every block it links to; all must be here."""
         seen: dict[bytes, None] = {}

@@ -1,0 +1,140 @@
+"""The store's remote tier, backed by the pins we placed on Kubo or IPFS Cluster.
+
+A pinned block may leave our disk when the root of a DAG containing it is pinned remotely:
+Kubo reports it pinned, or Cluster reports it pinned on at least replication-min peers. We
+learn roots from the pin queue (applied pin intents), confirm them with the service, and
+remember every block key under a confirmed root. A block read after eviction is fetched back
+over Bitswap from the peers that hold it (we dial their addresses first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
+
+import trio
+from multiformats import CID
+
+from ..errors import BlockNotFoundError, IpfsKitError, PinningError
+from ..logs import get_logger
+from ..service import TaskStatus
+from ..storage.blocks import key_of
+from ..storage.store import TieredStore
+
+log = get_logger(__name__)
+
+REFRESH = 60.0
+FETCH_TIMEOUT = 60.0
+
+
+class Holder(Protocol):
+    name: str
+
+    async def is_pinned(self, cid: str) -> bool: ...
+
+    async def holders(self, cid: str) -> list[str]: ...
+
+
+class BlockFetcher(Protocol):
+    async def get(self, cid: CID, timeout: float = ...) -> bytes: ...
+
+
+class PinnedElsewhere:
+    name = "pinning"
+
+    def __init__(self, targets: dict[str, Holder], store: Callable[[], TieredStore],
+                 fetcher: BlockFetcher, dial: Callable[[str], Awaitable[object]]) -> None:
+        self.targets = targets
+        self._store = store
+        self._fetcher = fetcher
+        self._dial = dial  # async (multiaddr) -> None
+        self.roots: dict[str, str] = {}  # root CID -> target that holds it
+        self.confirmed: dict[str, frozenset[bytes]] = {}  # root -> keys of its DAG
+        self._safe: set[bytes] = set()
+        self._fetching: set[bytes] = set()
+        self._wake = trio.Event()
+
+    # -- learning which roots are held -------------------------------------------------------
+
+    def held(self, cid: str, target: str) -> None:
+        """The queue pinned ``cid`` on ``target``: confirm it at the next refresh."""
+        self.roots[cid] = target
+        self._wake.set()
+
+    def released(self, cid: str, target: str) -> None:
+        if self.roots.get(cid) == target:
+            del self.roots[cid]
+            self.confirmed.pop(cid, None)
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._safe = set().union(*self.confirmed.values()) if self.confirmed else set()
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await self.refresh()
+            self._wake = trio.Event()
+            with trio.move_on_after(REFRESH):
+                await self._wake.wait()
+
+    async def refresh(self) -> None:
+        """Ask each service about the roots we pinned there; remember the confirmed DAGs."""
+        for root, target in list(self.roots.items()):
+            holder = self.targets.get(target)
+            try:
+                pinned = holder is not None and await holder.is_pinned(root)
+                if pinned and root not in self.confirmed:
+                    keys = await self._store().dag_keys(root)
+                    self.confirmed[root] = frozenset(keys)
+                    log.info("remote pin confirmed; its blocks may leave the disk", cid=root,
+                             target=target, blocks=len(keys))
+                elif not pinned:
+                    self.confirmed.pop(root, None)
+            except (IpfsKitError, OSError) as exc:
+                log.info("remote pin not confirmed", cid=root, target=target, error=str(exc))
+                self.confirmed.pop(root, None)
+        self._rebuild()
+
+    # -- RemoteTier --------------------------------------------------------------------------
+
+    async def is_safely_held(self, cid: CID) -> bool:
+        return key_of(cid) in self._safe
+
+    async def fetch(self, cid: CID) -> bytes | None:
+        key = key_of(cid)
+        if key in self._fetching:
+            return None  # the Bitswap put of this very block failed: do not loop
+        self._fetching.add(key)
+        try:
+            await self._dial_holders(cid)
+            return await self._fetcher.get(cid, timeout=FETCH_TIMEOUT)
+        except (BlockNotFoundError, PinningError) as exc:
+            log.warning("evicted block not fetched back", cid=str(cid), error=str(exc))
+            return None
+        finally:
+            self._fetching.discard(key)
+
+    async def _dial_holders(self, cid: CID) -> None:
+        roots = [r for r, keys in self.confirmed.items() if key_of(cid) in keys]
+        addrs: list[str] = []
+        for root in roots[:1]:
+            holder = self.targets.get(self.roots.get(root, ""))
+            if holder is not None:
+                try:
+                    addrs = await holder.holders(root)
+                except PinningError as exc:
+                    log.info("cannot ask who holds a block", cid=str(cid), error=str(exc))
+        await _dial_any(self._dial, addrs)
+
+
+async def _dial_any(dial: Callable[[str], Awaitable[object]], addrs: Iterable[str]) -> None:
+    for addr in addrs:
+        if "/p2p/" not in addr or "/p2p-circuit" in addr:
+            continue
+        try:
+            with trio.move_on_after(5):
+                await dial(addr)
+                return
+        except Exception as exc:
+            log.debug("holder not reachable", addr=addr, error=str(exc))

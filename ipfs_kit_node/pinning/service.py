@@ -1,0 +1,163 @@
+"""Pinning as a node service: the configured Kubo and Cluster, the durable queue, the store's
+remote tier, and the `pin … --remote`, `pin remote ls` and `pin status` routes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..api.server import Request, Response, Router
+from ..config import NodeConfig
+from ..errors import ApiError, IpfsKitError, PinningError
+from ..logs import get_logger
+from ..protocols.bitswap import Bitswap
+from ..service import TaskStatus
+from ..storage.store import TieredStore
+from .queue import Intent, PinQueue, Target
+from .remote import PinnedElsewhere
+
+if TYPE_CHECKING:
+    from .targets import ClusterTarget, KuboTarget
+
+log = get_logger(__name__)
+
+
+class PinningService:
+    name = "pinning"
+
+    def __init__(self, config: NodeConfig, repo: Path, router: Router,
+                 store: Callable[[], TieredStore], fetcher: Bitswap,
+                 origins: Callable[[], list[str]],
+                 dial: Callable[[str], Any]) -> None:
+        cfg = config.pinning
+        self.targets: dict[str, KuboTarget | ClusterTarget] = {}
+        if cfg.kubo_api or cfg.cluster_api:
+            # httpx loads only when a service is configured (the daemon's RSS budget).
+            from .base import load_credentials
+            from .cluster import ClusterClient
+            from .kubo import KuboClient
+            from .targets import ClusterTarget, KuboTarget
+        if cfg.kubo_api:
+            self.targets["kubo"] = KuboTarget(KuboClient(
+                cfg.kubo_api, credentials=load_credentials(
+                    cfg.kubo_credentials, "[pinning] kubo_credentials"),
+                timeout=cfg.timeout), origins)
+        if cfg.cluster_api:
+            self.targets["cluster"] = ClusterTarget(
+                ClusterClient(cfg.cluster_api, credentials=load_credentials(
+                    cfg.cluster_credentials, "[pinning] cluster_credentials"),
+                    timeout=cfg.timeout), origins,
+                replication_min=cfg.replication_min, replication_max=cfg.replication_max)
+        queue_targets: dict[str, Target] = dict(self.targets)
+        self.queue = PinQueue(repo / "pinning" / "queue", queue_targets,
+                              sync=config.storage.sync, max_backoff=cfg.max_backoff,
+                              max_attempts=cfg.max_attempts)
+        self.remote: PinnedElsewhere | None = None
+        if self.targets and cfg.remote_tier:
+            self.remote = PinnedElsewhere(dict(self.targets), store, fetcher, dial)
+            self.queue.listeners.append(self._follow)
+        self._register(router)
+
+    @property
+    def configured(self) -> list[str]:
+        return sorted(self.targets)
+
+    def _follow(self, intent: Intent) -> None:
+        assert self.remote is not None
+        if intent.action == "pin":
+            self.remote.held(intent.cid, intent.target)
+        else:
+            self.remote.released(intent.cid, intent.target)
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.queue.run)
+            if self.remote is not None:
+                latest: dict[tuple[str, str], Intent] = {}
+                for intent in sorted(self.queue.intents.values(), key=lambda i: i.at):
+                    if intent.state == "done":
+                        latest[(intent.cid, intent.target)] = intent
+                for intent in latest.values():
+                    self._follow(intent)
+                nursery.start_soon(self.remote.run)
+            if self.targets:
+                log.info("pinning ready", targets=self.configured)
+            task_status.started()
+
+    async def pin(self, cid: str, target: str, name: str = "") -> Intent:
+        return await self.queue.enqueue("pin", cid, target, name)
+
+    # -- routes ------------------------------------------------------------------------------
+
+    def _target(self, request: Request) -> str:
+        target = request.require("remote")
+        if target not in ("kubo", "cluster"):
+            raise ApiError(f"--remote must be kubo or cluster, got {target!r}", 400)
+        return target
+
+    def _register(self, router: Router) -> None:
+        async def add(request: Request) -> Response:
+            cid = str(request.cid())
+            intent = await self.queue.enqueue("pin", cid, self._target(request),
+                                              request.arg("name") or "")
+            return Response.json(intent.as_json())
+
+        async def rm(request: Request) -> Response:
+            cid = str(request.cid())
+            intent = await self.queue.enqueue("unpin", cid, self._target(request))
+            return Response.json(intent.as_json())
+
+        async def queue_ls(request: Request) -> Response:
+            intents = list(self.queue.intents.values()) if request.flag("all") \
+                else self.queue.pending()
+            return Response.json({"Intents": [i.as_json() for i in
+                                              sorted(intents, key=lambda i: i.at)]})
+
+        async def status(request: Request) -> Response:
+            cid = str(request.cid())
+            remote: dict[str, Any] = {}
+            for name, target in sorted(self.targets.items()):
+                try:
+                    remote[name] = {"Pinned": await target.is_pinned(cid)}
+                except IpfsKitError as exc:
+                    remote[name] = {"Error": str(exc)}
+            return Response.json({"Cid": cid, "Intents": [
+                i.as_json() for i in self.queue.status(cid)], "Remote": remote})
+
+        async def pins(request: Request) -> Response:
+            """What the remote holds, streamed as JSON lines."""
+            target = self._target(request)
+            if target not in self.targets:
+                raise PinningError(f"no {target} is configured; set [pinning] {target}_api")
+            lines = self._kubo_pins() if target == "kubo" else self._cluster_pins()
+            first = await anext(lines, None)  # errors before the first line get a status
+
+            async def body() -> AsyncIterator[bytes]:
+                if first is not None:
+                    yield first
+                async for line in lines:
+                    yield line
+
+            return Response(body=body(), content_type="application/x-ndjson")
+
+        router.add("POST", "/api/v0/pin/remote/add", add)
+        router.add("POST", "/api/v0/pin/remote/rm", rm)
+        router.add("POST", "/api/v0/pin/remote/ls", queue_ls)
+        router.add("POST", "/api/v0/pin/remote/status", status)
+        router.add("POST", "/api/v0/pin/remote/pins", pins)
+
+    async def _kubo_pins(self) -> AsyncIterator[bytes]:
+        client: Any = self.targets["kubo"].client
+        async for cid, kind in client.pin_ls():
+            yield json.dumps({"Cid": cid, "Type": kind}).encode() + b"\n"
+
+    async def _cluster_pins(self) -> AsyncIterator[bytes]:
+        client: Any = self.targets["cluster"].client
+        async for info in client.pins():
+            statuses = sorted({p.status for p in info.peer_map.values()})
+            yield json.dumps({"Cid": info.cid, "Name": info.name, "Status": statuses,
+                              "PinnedOn": info.pinned_on()}).encode() + b"\n"
