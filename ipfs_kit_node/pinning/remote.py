@@ -36,7 +36,7 @@ class Holder(Protocol):
 
 
 class BlockFetcher(Protocol):
-    async def get(self, cid: CID, timeout: float = ...) -> bytes: ...
+    async def fetch(self, cid: CID, timeout: float = ...) -> bytes: ...
 
 
 class PinnedElsewhere:
@@ -108,7 +108,7 @@ class PinnedElsewhere:
         self._fetching.add(key)
         try:
             await self._dial_holders(cid)
-            return await self._fetcher.get(cid, timeout=FETCH_TIMEOUT)
+            return await self._fetcher.fetch(cid, timeout=FETCH_TIMEOUT)
         except (BlockNotFoundError, PinningError) as exc:
             log.warning("evicted block not fetched back", cid=str(cid), error=str(exc))
             return None
@@ -116,25 +116,32 @@ class PinnedElsewhere:
             self._fetching.discard(key)
 
     async def _dial_holders(self, cid: CID) -> None:
-        roots = [r for r, keys in self.confirmed.items() if key_of(cid) in keys]
-        addrs: list[str] = []
-        for root in roots[:1]:
-            holder = self.targets.get(self.roots.get(root, ""))
-            if holder is not None:
-                try:
-                    addrs = await holder.holders(root)
-                except PinningError as exc:
-                    log.info("cannot ask who holds a block", cid=str(cid), error=str(exc))
-        await _dial_any(self._dial, addrs)
+        """Dial a peer that holds the block: the service holding a confirmed root with it,
+        else (after a restart, before DAGs are confirmed again) any service we pinned on."""
+        roots = [r for r, keys in self.confirmed.items() if key_of(cid) in keys] or \
+            list(self.roots)
+        tried: set[str] = set()
+        for root in roots:
+            target = self.roots.get(root, "")
+            holder = self.targets.get(target)
+            if holder is None or target in tried:
+                continue
+            tried.add(target)
+            try:
+                if await _dial_any(self._dial, await holder.holders(root)):
+                    return
+            except PinningError as exc:
+                log.info("cannot ask who holds a block", cid=str(cid), error=str(exc))
 
 
-async def _dial_any(dial: Callable[[str], Awaitable[object]], addrs: Iterable[str]) -> None:
+async def _dial_any(dial: Callable[[str], Awaitable[object]], addrs: Iterable[str]) -> bool:
     for addr in addrs:
         if "/p2p/" not in addr or "/p2p-circuit" in addr:
             continue
         try:
             with trio.move_on_after(5):
                 await dial(addr)
-                return
+                return True
         except Exception as exc:
             log.debug("holder not reachable", addr=addr, error=str(exc))
+    return False

@@ -441,6 +441,11 @@ class TieredStore:
         meta = self._index.get(key_of(to_cid(cid)))
         return meta is not None and not meta.remote
 
+    def is_remote(self, cid: CidLike) -> bool:
+        """Evicted to the remote tier: known, pinned, held elsewhere; no I/O."""
+        meta = self._index.get(key_of(to_cid(cid)))
+        return meta is not None and meta.remote
+
     def local_size(self, cid: CidLike) -> int | None:
         """Size of a block held locally (memory or disk), else None; no I/O."""
         meta = self._index.get(key_of(to_cid(cid)))
@@ -626,6 +631,10 @@ class TieredStore:
                 return
             meta = self._index.get(key)
             if meta is None or meta.remote or key in self._inflight:
+                continue
+            if to_cid(meta.cid).codec.code == DAG_PB:
+                # DAG nodes stay: pins are recounted at open by walking them, without the
+                # network. Raw leaves carry nearly all the bytes anyway.
                 continue
             if not await self.remote.is_safely_held(to_cid(meta.cid)):
                 continue

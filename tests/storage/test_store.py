@@ -291,6 +291,26 @@ async def test_pinned_blocks_leave_disk_only_when_held_remotely(tmp_path: Path) 
     await store.close()
 
 
+async def test_only_leaves_leave_so_pins_recount_offline(tmp_path: Path) -> None:
+    """DAG nodes stay on disk: reopening walks pinned DAGs, and must not need the network."""
+    remote = FakeCluster()
+    config = StoreConfig(max_size=100_000, memory_size=0, gc_watermark=0.3)
+    store = await open_store(tmp_path, config, remote=remote)
+    leaves = [raw_block(size=10_000) for _ in range(6)]
+    root, body = dagpb_block([(c, len(d)) for c, d in leaves])
+    for cid, data in [*leaves, (root, body)]:
+        await store.put(cid, data)
+        remote.held[str(cid)] = data
+    await store.pin(root)
+    result = await store.gc()
+    assert result.evicted_to_remote >= 3 and await store.has(root)
+    await store.close()
+    remote.held.clear()  # the remote is unreachable now
+    store = await open_store(tmp_path, config, remote=remote)
+    assert store.pins() == {str(root): "recursive"}
+    await store.close()
+
+
 async def test_concurrent_puts_of_one_block(tmp_path: Path) -> None:
     store = await open_store(tmp_path)
     cid, data = raw_block(size=50_000)

@@ -123,7 +123,16 @@ class Bitswap(ConnectionNotifee):
     # -- fetching ----------------------------------------------------------------------------
 
     async def get(self, cid: CidLike, timeout: float = DEFAULT_TIMEOUT) -> bytes:
-        """From the store, or from peers (verified, then stored)."""
+        """From the store (its remote tier included), or from peers (verified, then stored)."""
+        cid = to_cid(cid)
+        store = self._store()
+        if store.is_remote(cid) and bytes(cid.digest) not in self._waiters:
+            return await store.get(cid)  # evicted: the remote tier knows who holds it
+        return await self.fetch(cid, timeout)
+
+    async def fetch(self, cid: CidLike, timeout: float = DEFAULT_TIMEOUT) -> bytes:
+        """A local block, or one fetched from peers: never through the remote tier (which
+        itself fetches through here)."""
         cid = to_cid(cid)
         store = self._store()
         key = bytes(cid.digest)
@@ -165,8 +174,9 @@ class Bitswap(ConnectionNotifee):
                 break
             cid = to_cid(raw)
             key = bytes(cid.digest)
-            if key in self._waiters or self._store().is_local(cid):
-                continue
+            store = self._store()
+            if key in self._waiters or store.is_local(cid) or store.is_remote(cid):
+                continue  # remote ones are read through the store's remote tier
             self._waiters[key] = trio.Event()
             out += self.wants.want(cid, now)
         self._send(out)
