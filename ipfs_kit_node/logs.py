@@ -67,6 +67,9 @@ def configure_logging(
         lib.handlers.clear()
         lib.propagate = True
         lib.setLevel(max(LEVELS[libp2p_level], LEVELS[level]))
+    # httpx logs every request at INFO (the pinning drivers'): our own lines say what matters.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, LEVELS[level]))
 
     structlog.configure(
         processors=[

@@ -101,8 +101,8 @@ class HttpService:
                 response = await client.send(request, stream=True)
             except httpx.TimeoutException:
                 raise RemoteUnavailableError(
-                    f"{self.service} at {self.api} did not answer {path} within "
-                    f"{timeout or self.timeout:.0f} s") from None
+                    f"{self.service} at {self.api} did not answer {path.rsplit('/', 1)[-1]} "
+                    f"within {timeout or self.timeout:.0f} s") from None
             except httpx.TransportError as exc:
                 raise RemoteUnavailableError(
                     f"{self.service} at {self.api} is unreachable ({exc}); is it running?"

@@ -87,6 +87,29 @@ def test_cluster_pins_survive_outages_faults_and_kill_9(daemon: MakeDaemon,
         cluster.stop()
 
 
+def test_credentials_come_from_the_environment_and_are_never_logged(
+        daemon: MakeDaemon, short_tmp: Path) -> None:
+    cluster = ClusterDouble(basic="ikn:hunter2-secret").start()
+    try:
+        env = {"IPFS_KIT_PINNING_CLUSTER_API": cluster.api, "IPFS_KIT_LOG_LEVEL": "debug",
+               "IPFS_KIT_PINNING_CLUSTER_CREDENTIALS": "env:CLUSTER_SECRET",
+               "CLUSTER_SECRET": "basic:ikn:hunter2-secret"}
+        d = daemon().start(env=env)
+        (cid,) = add_files(d, short_tmp, 1)
+        assert d.cli("pin", "add", cid, "--remote", "cluster").returncode == 0
+        assert wait_until(lambda: cid in cluster.pins, 10)
+        assert "hunter2" not in d.log()
+        assert "hunter2" not in d.cli("config", "show").stdout
+        d.stop()
+        wrong = daemon(name="wrong")  # a secret of the wrong form stops the start, unshown
+        wrong.launch(env={**env, "CLUSTER_SECRET": "hunter2"})
+        assert wrong.proc is not None and wrong.proc.wait(20) == 2
+        assert "basic:USER:PASSWORD or bearer:TOKEN" in wrong.log()
+        assert "hunter2" not in wrong.log()
+    finally:
+        cluster.stop()
+
+
 @pytest.mark.interop
 def test_kubo_outage_50_pins_kill_9_restart_both(daemon: MakeDaemon, jsipfs: JsIpfs,
                                                  short_tmp: Path) -> None:
