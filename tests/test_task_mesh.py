@@ -226,3 +226,25 @@ def test_a_burst_of_10000_tasks_loses_none(mesh: Mesh) -> None:
                       == 10_000, 30)  # every outcome reached the submitter too
     finals = journal_finals(mesh.master.repo)
     assert len(finals) == 10_000 and set(finals.values()) == {1}
+
+
+def test_master_pins_results_through_the_pinning_layer(short_tmp: Path) -> None:
+    from doubles.cluster import ClusterDouble
+
+    cluster = ClusterDouble().start()  # the Cluster TEST DOUBLE (no real Cluster here)
+    mesh = Mesh(short_tmp, workers=1, leechers=0,
+                env={"IPFS_KIT_PINNING_CLUSTER_API": cluster.api})
+    try:
+        inputs = []
+        for i in range(3):
+            path = short_tmp / f"r{i}.txt"
+            path.write_bytes(f"result input {i}\n".encode() * 100)
+            inputs.append(mesh.master.cli("add", "-Q", str(path)).stdout.strip())
+        ids = submit(mesh.master, [{"handler": "sha256", "inputs": [c]} for c in inputs])
+        outputs = {o["Output"] for o in wait_all(mesh.master, ids).values()}
+        assert len(outputs) == 3
+        assert wait_until(lambda: outputs <= set(cluster.pins), 30)
+        assert all(cluster.pins[o]["name"] == "ipfs-kit-node task result" for o in outputs)
+    finally:
+        mesh.close()
+        cluster.stop()
