@@ -279,9 +279,9 @@ def parse_api(value: Any) -> str:
 
 def parse_secret_ref(value: Any) -> str:
     text = parse_str(value)
-    if not text.startswith(("env:", "file:")) or len(text) < 5:
-        raise _Invalid("expected env:VARIABLE or file:PATH (the secret itself never goes in "
-                       "the config)")
+    if not text.startswith(("env:", "file:", "credential:")) or text.endswith(":"):
+        raise _Invalid("expected env:VAR, file:PATH or credential:NAME (the secret itself "
+                       "never goes in the config)")
     return text
 
 

@@ -42,13 +42,20 @@ class Credentials:
 
 
 def load_credentials(spec: str | None, setting: str) -> Credentials | None:
-    """``env:VAR`` or ``file:PATH`` holding ``basic:user:password`` or ``bearer:token``.
+    """``env:VAR``, ``file:PATH`` or ``credential:NAME`` (a systemd ``LoadCredential=``, read
+    from ``$CREDENTIALS_DIRECTORY``) holding ``basic:user:password`` or ``bearer:token``.
 
     Secrets live outside the config so that `config show` and logs never carry them.
     """
     if not spec:
         return None
     kind, _, where = spec.partition(":")
+    if kind == "credential":
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory or "/" in where:
+            raise ConfigError("config", setting, f"{spec}: no systemd credential of that name "
+                                                 "($CREDENTIALS_DIRECTORY is not set)")
+        kind, where = "file", str(Path(directory) / where)
     if kind == "env":
         value = os.environ.get(where)
         if value is None:
@@ -60,7 +67,7 @@ def load_credentials(spec: str | None, setting: str) -> Credentials | None:
             raise ConfigError("config", setting, f"cannot read {where}: {exc.strerror}"
                               ) from None
     else:
-        raise ConfigError("config", setting, "expected env:VARIABLE or file:PATH")
+        raise ConfigError("config", setting, "expected env:VAR, file:PATH or credential:NAME")
     scheme, _, secret = value.strip().partition(":")
     if scheme not in ("basic", "bearer") or not secret or (scheme == "basic" and
                                                            ":" not in secret):

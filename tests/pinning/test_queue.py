@@ -87,3 +87,24 @@ async def test_idempotent_superseded_and_durable(tmp_path: Path) -> None:
     assert [(i.action, i.state) for i in again.status(CID)] == [("pin", "superseded"),
                                                                ("unpin", "queued")]
     again.close()
+
+
+def test_secrets_from_env_file_and_systemd_credentials(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from ipfs_kit_node.errors import ConfigError
+    from ipfs_kit_node.pinning.base import load_credentials
+
+    (tmp_path / "kubo.secret").write_text("bearer:tok\n")
+    monkeypatch.setenv("SECRET", "basic:u:p")
+    assert load_credentials("env:SECRET", "k") is not None
+    assert load_credentials(f"file:{tmp_path / 'kubo.secret'}", "k").secret == "tok"  # type: ignore[union-attr]
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert load_credentials("credential:kubo.secret", "k").scheme == "bearer"  # type: ignore[union-attr]
+    for spec, reason in [("env:NOPE", "not set"), ("file:/nonexistent", "cannot read"),
+                         ("credential:../x", "no systemd credential"), ("ssh:x", "expected")]:
+        with pytest.raises(ConfigError, match=reason):
+            load_credentials(spec, "k")
+    monkeypatch.setenv("SECRET", "u:p")
+    with pytest.raises(ConfigError, match="basic:USER:PASSWORD") as caught:
+        load_credentials("env:SECRET", "k")
+    assert "u:p" not in str(caught.value)
