@@ -47,8 +47,8 @@ class RecordLog:
         return docs
 
     def rewrite(self, docs: Iterable[Any]) -> None:
-        """Replace the file with exactly ``docs``, atomically, and open it for appends."""
-        self.close()
+        """Replace the file with exactly ``docs``, atomically, and open it for appends. If
+        this fails, the old file stays in place and open."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as f:
@@ -62,6 +62,7 @@ class RecordLog:
             os.fsync(fd)
         finally:
             os.close(fd)
+        self.close()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def append(self, docs: list[Any]) -> None:

@@ -46,6 +46,7 @@ class TaskJournal:
         self.path = path
         self.keep_finished = keep_finished
         self._log = RecordLog(path, sync=sync)
+        self.appended = 0  # records since the last compaction
 
     def open(self) -> list[Record]:
         """Replay, compact, and keep the file open for appends. Blocking: call in a thread."""
@@ -55,10 +56,14 @@ class TaskJournal:
                 self._apply(records, doc)
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("task journal record skipped", error=str(exc))
-        finished = sorted((r for r in records.values() if r.final),
-                          key=lambda r: r.finished_at or 0)
+        return self.compact(list(records.values()))
+
+    def compact(self, records: list[Record]) -> list[Record]:
+        """Rewrite the file as open tasks plus the newest finished ones; returns those kept.
+        Blocking: call it in a thread, with no append running."""
+        finished = sorted((r for r in records if r.final), key=lambda r: r.finished_at or 0)
         dropped = max(0, len(finished) - self.keep_finished)
-        keep = [r for r in records.values() if not r.final] + finished[dropped:]
+        keep = [r for r in records if not r.final] + finished[dropped:]
         keep.sort(key=lambda r: r.submitted_at)
         docs: list[dict[str, Any]] = []
         for record in keep:
@@ -66,6 +71,7 @@ class TaskJournal:
             if record.final:
                 docs.append(final_record(record))
         self._log.rewrite(docs)
+        self.appended = 0
         return keep
 
     @staticmethod
@@ -94,6 +100,7 @@ class TaskJournal:
     def append(self, docs: list[dict[str, Any]]) -> None:
         """Write the records, then fsync: once this returns they survive a crash."""
         self._log.append(docs)
+        self.appended += len(docs)
 
     def close(self) -> None:
         self._log.close()

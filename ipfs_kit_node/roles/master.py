@@ -48,6 +48,7 @@ from .state import cluster_state, export_in_child
 log = get_logger(__name__)
 
 TICK = 0.5
+COMPACT_AFTER = 500_000  # journal records appended before it is rewritten
 PUBLISH_BATCH = 200
 PIN_CONCURRENCY = 4
 
@@ -144,6 +145,14 @@ class MasterRole:
                     commit.error = exc
             for commit in batch:
                 commit.done.set()
+            if self.journal.appended > COMPACT_AFTER:  # appends wait: we are the only writer
+                self.scheduler.forget_finished(self.journal.keep_finished)
+                records = list(self.scheduler.tasks.values())
+                try:
+                    await trio.to_thread.run_sync(self.journal.compact, records)
+                    self.log.info("task journal compacted", tasks=len(records))
+                except OSError as exc:
+                    self.log.error("task journal compaction failed", error=str(exc))
 
     # -- the backend (control socket and remote submitters) ----------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -86,6 +87,7 @@ class Scheduler:
         self.tasks: dict[str, Record] = {}
         self.workers: dict[str, WorkerView] = {}
         self._open: set[str] = set()  # IDs of tasks not yet final
+        self._finished: deque[str] = deque()  # IDs in the order they finished
         self._queue: list[tuple[int, int, str]] = []  # (-priority, seq, task ID)
         self._seq = itertools.count()
 
@@ -103,7 +105,9 @@ class Scheduler:
     def restore(self, record: Record) -> None:
         """A record from the journal: unfinished tasks are queued again."""
         self.tasks[record.task.task_id] = record
-        if not record.final:
+        if record.final:
+            self._finished.append(record.task.task_id)
+        else:
             self._open.add(record.task.task_id)
             record.state, record.worker = State.QUEUED, None
             self._push(record)
@@ -126,6 +130,17 @@ class Scheduler:
         worker = record.worker if record.state is State.ASSIGNED else None
         self._finish(record, State.CANCELLED, now, error="cancelled")
         return record, worker
+
+    def forget_finished(self, keep: int) -> int:
+        """Drop all but the newest ``keep`` finished tasks from memory (months of running);
+        returns how many were dropped. The journal keeps the same number."""
+        dropped = 0
+        while len(self._finished) > keep:
+            record = self.tasks.get(self._finished.popleft())
+            if record is not None and record.final:
+                del self.tasks[record.task.task_id]
+                dropped += 1
+        return dropped
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -272,5 +287,6 @@ class Scheduler:
                 error: str | None = None) -> None:
         self._release(record)
         self._open.discard(record.task.task_id)
+        self._finished.append(record.task.task_id)
         record.state, record.finished_at = state, now
         record.output, record.error = output, error

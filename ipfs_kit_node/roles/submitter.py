@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from .scheduler import FINAL, State
 log = get_logger(__name__)
 
 ANSWER_TIMEOUT = 30.0
+KEEP_FINISHED = 100_000
 FORWARD_BATCH = 500
 
 
@@ -49,6 +50,7 @@ class RemoteTasks:
         self.board = board
         self.stale_after = stale_after
         self.known: dict[str, _Known] = {}
+        self._done_order: deque[str] = deque()  # finished IDs, oldest first, to forget
         self._req = itertools.count(1)
         self._answers: dict[int, tuple[trio.Event, list[Frame]]] = {}
         link.on_open.append(self._reconcile)
@@ -88,6 +90,9 @@ class RemoteTasks:
         known.info = info
         if info.state in FINAL:
             known.done.set()
+            self._done_order.append(info.task_id)
+            while len(self._done_order) > KEEP_FINISHED:  # a leecher runs for months too
+                self.known.pop(self._done_order.popleft(), None)
 
     async def _reconcile(self, master: ID) -> None:
         """After a (re)connect: ask after tasks whose outcome we may have missed."""

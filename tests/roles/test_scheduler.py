@@ -176,3 +176,24 @@ def test_handlers_offered_by_known_workers() -> None:
     s.join("a", 1, ("sha256",), 0.0)
     s.join("b", 1, ("concat", "noop"), 0.0)
     assert s.handlers_offered() == {"sha256", "concat", "noop"}
+
+
+def test_months_of_tasks_stay_bounded_in_memory_and_on_disk(tmp_path: Path) -> None:
+    s = Scheduler()
+    s.join("a", 100, (), 0.0)
+    journal = TaskJournal(tmp_path / "journal", keep_finished=2)
+    journal.open()
+    for t in tasks(5):
+        record, _ = s.submit(t, "local", 0.0)
+        journal.append([submit_record(record)])
+    s.submit(Task("open", "noop"), "local", 0.0)
+    for t in s.assign(1.0)["a"][:5]:
+        done = s.complete(ok(t, "a"), 2.0)
+        if done is not None:
+            journal.append([final_record(done)])
+    assert journal.appended == 10
+    assert s.forget_finished(2) == 3 and len(s.tasks) == 3
+    kept = journal.compact(list(s.tasks.values()))
+    assert journal.appended == 0 and len(kept) == 3
+    journal.close()
+    assert len(TaskJournal(tmp_path / "journal").open()) == 3
