@@ -754,7 +754,8 @@ def run_client(args: argparse.Namespace) -> int:
     # cat/get may wait for peers (Bitswap gives up after 60 s): give them longer than that.
     timeout = 90.0 if args.command in ("cat", "get", "ls", "dht") else 30.0
     if args.command == "task":
-        timeout = 24 * 3600.0 if args.task_command == "wait" or args.wait_flag else 120.0
+        waits = args.task_command == "wait" or getattr(args, "wait", False) is True
+        timeout = 24 * 3600.0 if waits else 120.0
     if args.command == "pubsub" and args.pubsub_command == "sub":
         timeout = 24 * 3600.0  # a subscription waits for messages as long as it runs
     with ApiClient(repo / socket_name, repo, timeout=timeout) as client:
@@ -763,7 +764,6 @@ def run_client(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.wait_flag = getattr(args, "wait", False) is True
     try:
         if args.command in (None, "daemon"):
             return run_daemon(args)
