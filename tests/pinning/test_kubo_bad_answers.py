@@ -95,3 +95,14 @@ async def test_streamed_pin_ls_over_a_unix_socket(short_tmp: Path) -> None:
         api = await serve(nursery, chunked(*lines), unix=short_tmp / "kubo.sock")
         assert [p async for p in KuboClient(api).pin_ls()] == [(CID, "recursive")] * 3
         nursery.cancel_scope.cancel()
+
+
+async def test_pin_add_reports_progress_as_kubo_streams_it() -> None:
+    answer = chunked(b'{"Progress": 1}\n', b'{"Progress": 40}\n',
+                     b'{"Pins": ["' + CID.encode() + b'"]}\n')
+    seen: list[int] = []
+    async with trio.open_nursery() as nursery:
+        api = await serve(nursery, answer)
+        assert await KuboClient(api).pin_add(CID, progress=seen.append) == [CID]
+        nursery.cancel_scope.cancel()
+    assert seen == [1, 40]
