@@ -48,7 +48,8 @@ from .state import cluster_state, export_in_child
 log = get_logger(__name__)
 
 TICK = 0.5
-COMPACT_AFTER = 500_000  # journal records appended before it is rewritten
+COMPACT_AFTER = 500_000
+FORGET_WORKERS_AFTER = 3600.0  # journal records appended before it is rewritten
 PUBLISH_BATCH = 200
 PIN_CONCURRENCY = 4
 
@@ -299,6 +300,8 @@ class MasterRole:
             await self._finished(failed)
             if self.scheduler.queued():
                 self._wake.set()
+            for peer in self.scheduler.prune_workers(time.time(), FORGET_WORKERS_AFTER):
+                self.log.info("worker forgotten after an hour away", peer=peer)
 
     def _lost(self, worker: str) -> None:
         requeued = self.scheduler.leave(worker, time.time())

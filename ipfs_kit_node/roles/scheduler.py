@@ -151,6 +151,14 @@ class Scheduler:
         view.capacity, view.handlers = max(0, capacity), frozenset(handlers)
         view.connected, view.last_seen = True, now
 
+    def prune_workers(self, now: float, silent_for: float) -> list[str]:
+        """Forget workers gone (no stream, no heartbeat, no task) this long."""
+        gone = [w.peer for w in self.workers.values()
+                if not w.connected and not w.running and now - w.last_seen > silent_for]
+        for peer in gone:
+            del self.workers[peer]
+        return gone
+
     def handlers_offered(self) -> frozenset[str] | None:
         """Handlers the workers we know allow; None while we know no worker's list yet."""
         lists = [w.handlers for w in self.workers.values() if w.handlers]

@@ -197,3 +197,13 @@ def test_months_of_tasks_stay_bounded_in_memory_and_on_disk(tmp_path: Path) -> N
     assert journal.appended == 0 and len(kept) == 3
     journal.close()
     assert len(TaskJournal(tmp_path / "journal").open()) == 3
+
+
+def test_workers_long_gone_are_forgotten() -> None:
+    s = Scheduler()
+    s.join("a", 1, (), 0.0)
+    s.join("b", 1, (), 0.0)
+    s.leave("a", 1.0)
+    assert s.prune_workers(100.0, 3600.0) == []
+    assert s.prune_workers(4000.0, 3600.0) == ["a"]  # b's stream is still open
+    assert set(s.workers) == {"b"}
