@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -87,6 +88,7 @@ class PinQueue:
         self._wake = trio.Event()
         self._lock = trio.Lock()
         self.listeners: list[Callable[[Intent], None]] = []  # called when one is done
+        self._finished: deque[str] = deque()
 
     # -- durability --------------------------------------------------------------------------
 
@@ -112,6 +114,7 @@ class PinQueue:
                           key=lambda i: i.updated)
         for old in finished[:max(0, len(finished) - KEEP_FINISHED)]:
             del self.intents[old.id]
+        self._finished = deque(i.id for i in finished[-KEEP_FINISHED:])
         docs: list[dict[str, Any]] = []
         for i in sorted(self.intents.values(), key=lambda i: i.at):
             docs.append(_intent_doc(i))
@@ -151,6 +154,7 @@ class PinQueue:
         docs.insert(0, _intent_doc(intent))
         await self._durable(docs)
         self.intents[intent.id] = intent
+        self._finished.extend(other.id for other in superseded)
         self._wake.set()
         return intent
 
@@ -229,6 +233,11 @@ class PinQueue:
     async def _finish(self, intent: Intent, state: str) -> None:
         intent.state, intent.updated = state, time.time()
         await self._durable([_state_doc(intent)])
+        self._finished.append(intent.id)
+        while len(self._finished) > KEEP_FINISHED:  # months of pins: memory stays bounded
+            old = self.intents.get(self._finished.popleft())
+            if old is not None and old.state != "queued":
+                del self.intents[old.id]
 
 
 def _intent_doc(i: Intent) -> dict[str, Any]:
