@@ -25,6 +25,7 @@ log = get_logger(__name__)
 
 REFRESH = 60.0
 FETCH_TIMEOUT = 60.0
+HOLDERS_TTL = 60.0
 
 
 class Holder(Protocol):
@@ -52,6 +53,7 @@ class PinnedElsewhere:
         self.confirmed: dict[str, frozenset[bytes]] = {}  # root -> keys of its DAG
         self._safe: set[bytes] = set()
         self._fetching: set[bytes] = set()
+        self._holder_cache: dict[tuple[str, str], tuple[list[str], float]] = {}
         self._wake = trio.Event()
 
     # -- learning which roots are held -------------------------------------------------------
@@ -128,10 +130,22 @@ class PinnedElsewhere:
                 continue
             tried.add(target)
             try:
-                if await _dial_any(self._dial, await holder.holders(root)):
+                if await _dial_any(self._dial, await self._holders(target, holder, root)):
                     return
             except PinningError as exc:
                 log.info("cannot ask who holds a block", cid=str(cid), error=str(exc))
+
+
+    async def _holders(self, target: str, holder: Holder, root: str) -> list[str]:
+        """Who holds ``root``, asked at most once a minute per service (a file read back
+        block by block would otherwise ask once per block)."""
+        now = trio.current_time()
+        cached = self._holder_cache.get((target, root))
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        addrs = await holder.holders(root)
+        self._holder_cache[(target, root)] = (addrs, now + HOLDERS_TTL)
+        return addrs
 
 
 async def _dial_any(dial: Callable[[str], Awaitable[object]], addrs: Iterable[str]) -> bool:
