@@ -255,6 +255,8 @@ class TasksSection:
         "handler allow-list of a worker (plugins must be named here to run)")
     submitters: tuple[str, ...] = _setting(
         (), parse_peer_ids, "peer IDs a master accepts task submissions from")
+    workers: tuple[str, ...] = _setting(
+        (), parse_peer_ids, "peer IDs a master gives tasks to (empty: any peer that asks)")
     heartbeat: float = _setting(1.0, positive(parse_duration), "time between status heartbeats")
     heartbeat_timeout: float = _setting(
         10.0, positive(parse_duration), "a worker silent this long loses its tasks")

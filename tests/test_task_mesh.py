@@ -198,7 +198,7 @@ def test_cluster_state_as_parquet_while_running(mesh: Mesh, short_tmp: Path) -> 
     assert {t["task_id"] for t in tasks} >= set(ids)
     assert {t["state"] for t in tasks if t["task_id"] in ids} == {"done"}
     workers = pq.read_table(short_tmp / "state" / "workers.parquet")
-    assert workers.num_rows == 2 and workers.schema.field("capacity").type == "int32"
+    assert workers.num_rows == 2 and workers.schema.field("capacity").type == "int64"
     # The daemon's own snapshot (every second here) is readable by another process meanwhile.
     snapshot = mesh.master.repo / "tasks" / "tasks.parquet"
     assert wait_until(lambda: snapshot.exists() and

@@ -83,16 +83,20 @@ class H11Transport(httpx.AsyncBaseTransport):
         try:
             headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"connection"]
             headers.append((b"Connection", b"close"))
-            body = [chunk async for chunk in request.stream]  # type: ignore[union-attr]
             if not any(k.lower() in (b"content-length", b"transfer-encoding")
                        for k, _ in headers):
-                headers.append((b"Content-Length", str(sum(map(len, body))).encode()))
+                headers.append((b"Content-Length", b"0"))  # httpx sets one when there is a body
             target = request.url.raw_path
-            out = conn.send(h11.Request(method=request.method, target=target, headers=headers))
-            for chunk in body:
-                out += conn.send(h11.Data(data=chunk))
-            out += conn.send(h11.EndOfMessage())
-            await stream.send_all(out)
+            write_timeout = timeouts.get("write") or 1e9
+            with trio.fail_after(write_timeout):
+                await stream.send_all(conn.send(h11.Request(
+                    method=request.method, target=target, headers=headers)))
+            async for chunk in request.stream:  # type: ignore[union-attr]
+                if chunk:  # streamed up as it comes: an `add` of any size stays in bounds
+                    with trio.fail_after(write_timeout):
+                        await stream.send_all(conn.send(h11.Data(data=chunk)))
+            with trio.fail_after(write_timeout):
+                await stream.send_all(conn.send(h11.EndOfMessage()))
             event = await _next_event(conn, stream, read_timeout)
             while isinstance(event, h11.InformationalResponse):
                 event = await _next_event(conn, stream, read_timeout)

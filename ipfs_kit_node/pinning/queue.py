@@ -17,7 +17,7 @@ import random
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -89,6 +89,8 @@ class PinQueue:
         self._lock = trio.Lock()
         self.listeners: list[Callable[[Intent], None]] = []  # called when one is done
         self._finished: deque[str] = deque()
+        # Runs before an unpin is applied (the remote tier brings evicted blocks home).
+        self.before_unpin: Callable[[Intent], Awaitable[None]] | None = None
 
     # -- durability --------------------------------------------------------------------------
 
@@ -110,8 +112,8 @@ class PinQueue:
                 intent.attempts = int(doc.get("attempts", intent.attempts))
                 intent.error = str(doc.get("error", ""))
                 intent.updated = float(doc.get("at", intent.updated))
-        finished = sorted((i for i in self.intents.values() if i.state != "queued"),
-                          key=lambda i: i.updated)
+        finished = sorted((i for i in self.intents.values()
+                           if i.state != "queued" and not _holds(i)), key=lambda i: i.updated)
         for old in finished[:max(0, len(finished) - KEEP_FINISHED)]:
             del self.intents[old.id]
         self._finished = deque(i.id for i in finished[-KEEP_FINISHED:])
@@ -139,22 +141,24 @@ class PinQueue:
                                f"{configured}); set [pinning] {target}_api")
         if action not in ("pin", "unpin"):
             raise ValueError(f"unknown pin action {action!r}")
-        docs: list[dict[str, Any]] = []
-        superseded: list[Intent] = []
-        for other in self.intents.values():
-            if other.state == "queued" and other.cid == cid and other.target == target:
-                if other.action == action:
-                    return other
-                superseded.append(other)
-        now = time.time()
-        intent = Intent(uuid.uuid4().hex, action, cid, target, name, now, updated=now)
-        for other in superseded:
-            other.state, other.updated = "superseded", now
-            docs.append(_state_doc(other))
-        docs.insert(0, _intent_doc(intent))
-        await self._durable(docs)
-        self.intents[intent.id] = intent
-        self._finished.extend(other.id for other in superseded)
+        async with self._lock:  # the scan and the append are one step: no racing twin
+            docs: list[dict[str, Any]] = []
+            superseded: list[Intent] = []
+            for other in self.intents.values():
+                if other.state == "queued" and other.cid == cid and other.target == target:
+                    if other.action == action:
+                        return other
+                    superseded.append(other)
+            now = time.time()
+            intent = Intent(uuid.uuid4().hex, action, cid, target, name, now, updated=now)
+            docs.append(_intent_doc(intent))
+            for other in superseded:
+                docs.append({**_state_doc(other), "state": "superseded", "at": now})
+            await trio.to_thread.run_sync(self._log.append, docs)
+            for other in superseded:
+                other.state, other.updated = "superseded", now
+            self.intents[intent.id] = intent
+            self._finished.extend(other.id for other in superseded)
         self._wake.set()
         return intent
 
@@ -178,8 +182,9 @@ class PinQueue:
                 while True:
                     now = time.time()
                     for intent in self.pending():
-                        if intent.next_at <= now and intent.id not in busy:
-                            busy.add(intent.id)
+                        key = f"{intent.target} {intent.cid}"  # one at a time per CID
+                        if intent.next_at <= now and intent.id not in busy and key not in busy:
+                            busy.update((intent.id, key))
                             nursery.start_soon(self._apply_one, intent, limiter, busy)
                     waits = [i.next_at - now for i in self.pending() if i.id not in busy]
                     self._wake = trio.Event()
@@ -193,8 +198,11 @@ class PinQueue:
         try:
             async with limiter:
                 await self._apply(intent)
+        except Exception as exc:  # the journal cannot be written (disk full): retry later
+            log.error("pin intent not recorded; retried", cid=intent.cid, error=str(exc))
+            intent.state, intent.next_at = "queued", time.time() + self.max_backoff
         finally:
-            busy.discard(intent.id)
+            busy.difference_update((intent.id, f"{intent.target} {intent.cid}"))
             self._wake.set()
 
     async def _apply(self, intent: Intent) -> None:
@@ -209,6 +217,8 @@ class PinQueue:
             if intent.action == "pin":
                 await target.pin(intent.cid, intent.name)
             else:
+                if self.before_unpin is not None:
+                    await self.before_unpin(intent)
                 await target.unpin(intent.cid)
         except PinningError as exc:
             intent.error = str(exc)
@@ -225,6 +235,9 @@ class PinQueue:
                        attempts=intent.attempts, retry_in=round(delay, 1))
             return
         intent.error = ""
+        if intent.state == "superseded":  # a newer intent replaced it while it ran
+            bound.info("pin intent applied, then superseded", attempts=intent.attempts)
+            return
         await self._finish(intent, "done")
         bound.info("pin intent applied", attempts=intent.attempts)
         for listener in self.listeners:
@@ -236,8 +249,13 @@ class PinQueue:
         self._finished.append(intent.id)
         while len(self._finished) > KEEP_FINISHED:  # months of pins: memory stays bounded
             old = self.intents.get(self._finished.popleft())
-            if old is not None and old.state != "queued":
+            if old is not None and old.state != "queued" and not _holds(old):
                 del self.intents[old.id]
+
+
+def _holds(i: Intent) -> bool:
+    """An applied pin: the record that the remote holds the DAG (the remote tier needs it)."""
+    return i.action == "pin" and i.state == "done"
 
 
 def _intent_doc(i: Intent) -> dict[str, Any]:

@@ -9,12 +9,15 @@ over Bitswap from the peers that hold it (we dial their addresses first).
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 import trio
 from multiformats import CID
 
+from ..cid import to_cid
+from ..codecs import dagpb
 from ..errors import BlockNotFoundError, IpfsKitError, PinningError
 from ..logs import get_logger
 from ..service import TaskStatus
@@ -24,6 +27,7 @@ from ..storage.store import TieredStore
 log = get_logger(__name__)
 
 REFRESH = 60.0
+DAG_PB = 0x70
 FETCH_TIMEOUT = 60.0
 HOLDERS_TTL = 60.0
 
@@ -52,7 +56,8 @@ class PinnedElsewhere:
         self.roots: dict[str, str] = {}  # root CID -> target that holds it
         self.confirmed: dict[str, frozenset[bytes]] = {}  # root -> keys of its DAG
         self._safe: set[bytes] = set()
-        self._fetching: set[bytes] = set()
+        self._fetching: contextvars.ContextVar[frozenset[bytes]] = contextvars.ContextVar(
+            "remote_fetching", default=frozenset())
         self._holder_cache: dict[tuple[str, str], tuple[list[str], float]] = {}
         self._wake = trio.Event()
 
@@ -74,28 +79,41 @@ class PinnedElsewhere:
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        full = True
         while True:
-            await self.refresh()
+            await self.refresh(only_new=not full)
             self._wake = trio.Event()
-            with trio.move_on_after(REFRESH):
+            with trio.move_on_after(REFRESH) as timer:
                 await self._wake.wait()
+            full = timer.cancelled_caught  # a wake checks the new roots; the timer, all
 
-    async def refresh(self) -> None:
+    async def refresh(self, only_new: bool = False) -> None:
         """Ask each service about the roots we pinned there; remember the confirmed DAGs."""
         for root, target in list(self.roots.items()):
+            if only_new and root in self.confirmed:
+                continue
             holder = self.targets.get(target)
             try:
                 pinned = holder is not None and await holder.is_pinned(root)
+            except (IpfsKitError, OSError) as exc:
+                log.info("remote pin not confirmed", cid=root, target=target, error=str(exc))
+                self.confirmed.pop(root, None)
+                continue
+            try:
                 if pinned and root not in self.confirmed:
                     keys = await self._store().dag_keys(root)
                     self.confirmed[root] = frozenset(keys)
                     log.info("remote pin confirmed; its blocks may leave the disk", cid=root,
                              target=target, blocks=len(keys))
-                elif not pinned:
+                elif not pinned and root in self.confirmed:
+                    # Unpinned behind our back: fetch what we evicted while someone has it.
+                    log.warning("remote pin gone; bringing evicted blocks home", cid=root,
+                                target=target)
                     self.confirmed.pop(root, None)
+                    self._rebuild()
+                    await self.restore(root)
             except (IpfsKitError, OSError) as exc:
-                log.info("remote pin not confirmed", cid=root, target=target, error=str(exc))
-                self.confirmed.pop(root, None)
+                log.warning("remote pin check failed", cid=root, target=target, error=str(exc))
         self._rebuild()
 
     # -- RemoteTier --------------------------------------------------------------------------
@@ -105,9 +123,10 @@ class PinnedElsewhere:
 
     async def fetch(self, cid: CID) -> bytes | None:
         key = key_of(cid)
-        if key in self._fetching:
-            return None  # the Bitswap put of this very block failed: do not loop
-        self._fetching.add(key)
+        fetching = self._fetching.get()
+        if key in fetching:
+            return None  # this very fetch failed to store the block: do not loop
+        token = self._fetching.set(fetching | {key})  # per task: other readers may fetch too
         try:
             await self._dial_holders(cid)
             return await self._fetcher.fetch(cid, timeout=FETCH_TIMEOUT)
@@ -115,7 +134,23 @@ class PinnedElsewhere:
             log.warning("evicted block not fetched back", cid=str(cid), error=str(exc))
             return None
         finally:
-            self._fetching.discard(key)
+            self._fetching.reset(token)
+
+    async def restore(self, root: str) -> int:
+        """Bring a DAG's evicted blocks back to our disk (before the remote lets go of it);
+        returns how many blocks were read. Raises BlockNotFoundError if one cannot be had."""
+        store = self._store()
+        seen: set[bytes] = set()
+        stack = [to_cid(root)]
+        while stack:
+            cid = stack.pop()
+            if key_of(cid) in seen:
+                continue
+            seen.add(key_of(cid))
+            data = await store.get(cid)  # an evicted block comes back through fetch()
+            if cid.codec.code == DAG_PB:
+                stack.extend(to_cid(link.cid) for link in dagpb.decode(data, str(cid)).links)
+        return len(seen)
 
     async def _dial_holders(self, cid: CID) -> None:
         """Dial a peer that holds the block: the service holding a confirmed root with it,

@@ -34,6 +34,7 @@ class PinningService:
                  origins: Callable[[], list[str]],
                  dial: Callable[[str], Any]) -> None:
         cfg = config.pinning
+        self._store = store
         self.targets: dict[str, KuboTarget | ClusterTarget] = {}
         if cfg.kubo_api or cfg.cluster_api:
             # httpx loads only when a service is configured (the daemon's RSS budget).
@@ -60,6 +61,7 @@ class PinningService:
         if self.targets and cfg.remote_tier:
             self.remote = PinnedElsewhere(dict(self.targets), store, fetcher, dial)
             self.queue.listeners.append(self._follow)
+            self.queue.before_unpin = self._bring_home
         self._register(router)
 
     @property
@@ -72,6 +74,20 @@ class PinningService:
             self.remote.held(intent.cid, intent.target)
         else:
             self.remote.released(intent.cid, intent.target)
+
+    async def _bring_home(self, intent: Intent) -> None:
+        """Before the remote lets go of a DAG, take back what we evicted of it."""
+        assert self.remote is not None
+        if intent.cid not in self.remote.roots or intent.cid not in self._store().pins():
+            return  # nothing evicted, or we no longer want the data ourselves
+        self.remote.released(intent.cid, intent.target)  # GC must not evict it meanwhile
+        try:
+            count = await self.remote.restore(intent.cid)
+        except IpfsKitError as exc:
+            self.remote.held(intent.cid, intent.target)
+            raise PinningError(f"cannot unpin {intent.cid} yet: its evicted blocks did not "
+                               f"come back ({exc})") from None
+        log.info("evicted blocks restored before unpinning", cid=intent.cid, blocks=count)
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:

@@ -8,6 +8,7 @@ Arrow snapshot of the cluster state, and pinning result CIDs.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,7 +25,6 @@ from ..logs import get_logger
 from ..protocols.tasks import EnvelopeError, Result, ResultBatch, Status, Task, TaskBatch, encode
 from ..protocols.tasks.channel import PROTOCOL, TaskChannel
 from ..protocols.tasks.frames import (
-    MAX_BATCH,
     Accepted,
     Ack,
     Assign,
@@ -36,6 +36,7 @@ from ..protocols.tasks.frames import (
     StatusFrame,
     Submit,
     TaskInfo,
+    batches,
 )
 from ..service import TaskStatus
 from ..unixfs.exporter import fetch_dag
@@ -75,6 +76,7 @@ class MasterRole:
                                    sync=c.config.storage.sync)
         self.state_dir = Path(c.repo.path) / "tasks"
         self.submitters = set(cfg.submitters)
+        self.workers_allowed = set(cfg.workers)
         self.sessions: dict[str, TaskChannel] = {}
         self.waiters: dict[str, trio.Event] = {}
         self.heartbeats = Heartbeats(c, self.topics, lambda: 0, lambda: 0)
@@ -148,11 +150,10 @@ class MasterRole:
                 commit.done.set()
             if self.journal.appended > COMPACT_AFTER:  # appends wait: we are the only writer
                 self.scheduler.forget_finished(self.journal.keep_finished)
-                records = list(self.scheduler.tasks.values())
-                try:
-                    await trio.to_thread.run_sync(self.journal.compact, records)
-                    self.log.info("task journal compacted", tasks=len(records))
-                except OSError as exc:
+                try:  # from the file itself: it holds exactly what was acknowledged
+                    kept = await trio.to_thread.run_sync(self.journal.open)
+                    self.log.info("task journal compacted", tasks=len(kept))
+                except (OSError, ValueError) as exc:
                     self.log.error("task journal compaction failed", error=str(exc))
 
     # -- the backend (control socket and remote submitters) ----------------------------------
@@ -261,8 +262,8 @@ class MasterRole:
         self._topic_wake.set()
         for origin, results in by_origin.items():
             if origin != "local":
-                for start in range(0, len(results), MAX_BATCH):
-                    await self._send(origin, Results(tuple(results[start:start + MAX_BATCH])))
+                for batch in batches(results):
+                    await self._send(origin, Results(batch))
 
     async def _pinner(self) -> None:
         """Fetch each result's DAG from the worker over Bitswap and pin it here."""
@@ -274,7 +275,7 @@ class MasterRole:
                 self.log.debug("result pinned", cid=cid)
                 for target in self.c.pins.configured:  # and on Kubo / Cluster, durably queued
                     await self.c.pins.pin(cid, target, name="ipfs-kit-node task result")
-            except (IpfsKitError, trio.TooSlowError) as exc:
+            except (IpfsKitError, OSError, trio.TooSlowError) as exc:
                 self.log.warning("result not pinned", cid=cid, error=str(exc) or "timeout")
 
     # -- scheduling --------------------------------------------------------------------------
@@ -284,31 +285,40 @@ class MasterRole:
             await self._wake.wait()
             self._wake = trio.Event()
             for worker, tasks in self.scheduler.assign(time.time()).items():
-                for start in range(0, len(tasks), MAX_BATCH):
-                    if not await self._send(worker, Assign(tuple(tasks[start:start + MAX_BATCH]))):
-                        self._lost(worker)
+                for batch in batches(tasks):
+                    if not await self._send(worker, Assign(batch)):
+                        await self._lost(worker)
                         break
 
     async def _ticker(self) -> None:
         while True:
             await trio.sleep(TICK)
-            failed, requeued = self.scheduler.expire(time.time())
-            if requeued:
-                self.log.info("tasks requeued (worker silent or lease lapsed)",
-                              count=len(requeued))
-                self._wake.set()
-            await self._finished(failed)
-            if self.scheduler.queued():
-                self._wake.set()
-            for peer in self.scheduler.prune_workers(time.time(), FORGET_WORKERS_AFTER):
-                self.log.info("worker forgotten after an hour away", peer=peer)
+            try:
+                await self._tick()
+            except TaskError as exc:  # the journal cannot be written: try again next tick
+                self.log.error("task ticker failed", error=str(exc))
 
-    def _lost(self, worker: str) -> None:
-        requeued = self.scheduler.leave(worker, time.time())
+    async def _tick(self) -> None:
+        failed, requeued = self.scheduler.expire(time.time())
         if requeued:
-            self.log.info("worker gone; its tasks are requeued", peer=worker,
-                          count=len(requeued))
+            self.log.info("tasks requeued (worker silent or lease lapsed)", count=len(requeued))
+            self._wake.set()
+        await self._finished(failed)
+        if self.scheduler.queued():
+            self._wake.set()
+        for peer in self.scheduler.prune_workers(time.time(), FORGET_WORKERS_AFTER):
+            self.log.info("worker forgotten after an hour away", peer=peer)
+
+    async def _lost(self, worker: str) -> None:
+        await self._requeued(*self.scheduler.leave(worker, time.time()), worker=worker,
+                             why="worker gone; its tasks are requeued")
+
+    async def _requeued(self, requeued: list[str], failed: list[Record], *, worker: str,
+                        why: str) -> None:
+        if requeued:
+            self.log.info(why, peer=worker, count=len(requeued))
         self._wake.set()
+        await self._finished(failed)
 
     def _gossip_heartbeat(self, status: Status, now: float) -> None:
         self.scheduler.heartbeat(status, now)
@@ -337,40 +347,54 @@ class MasterRole:
         is_worker = False
         try:
             async for frame in channel.frames():
-                now = time.time()
-                if isinstance(frame, Hello):
-                    is_worker = frame.role == "worker" and frame.capacity > 0
-                    if is_worker:
-                        self.scheduler.join(peer, frame.capacity, frame.handlers, now)
-                        self.log.info("worker joined", peer=peer, capacity=frame.capacity)
-                        self._wake.set()
-                elif isinstance(frame, StatusFrame):
-                    if frame.status.peer == peer:
-                        self.scheduler.heartbeat(frame.status, now)
-                elif isinstance(frame, Results):
-                    await self._on_results(peer, frame.results)
-                elif isinstance(frame, Submit):
-                    await self._on_submit(peer, frame)
-                elif isinstance(frame, Query):
-                    states = tuple(self.scheduler.tasks[i].info() for i in frame.ids
-                                   if i in self.scheduler.tasks)
-                    await channel.send(States(frame.req, states))
-                elif isinstance(frame, Cancel):
-                    for task_id in frame.ids:
-                        record = self.scheduler.tasks.get(task_id)
-                        if record is not None and record.origin == peer:
-                            await self._cancel(task_id)
-                else:
-                    self.log.warning("unexpected task frame ignored", peer=peer,
-                                     op=type(frame).__name__)
+                is_worker = await self._on_frame(peer, channel, frame) or is_worker
         except EnvelopeError as exc:
             self.log.warning("malformed task frame; session closed", peer=peer, error=str(exc))
+        except Exception as exc:  # never let it reach py-libp2p: it would stop the swarm
+            self.log.warning("task session failed; closed", peer=peer, error=str(exc),
+                             kind=type(exc).__name__)
         finally:
             if self.sessions.get(peer) is channel:
                 del self.sessions[peer]
                 if is_worker:
-                    self._lost(peer)
+                    with contextlib.suppress(Exception):
+                        await self._lost(peer)
             await channel.close()
+
+    async def _on_frame(self, peer: str, channel: TaskChannel, frame: Any) -> bool:
+        """Handle one frame; True when it made the peer a worker."""
+        now = time.time()
+        if isinstance(frame, Hello):
+            if frame.role != "worker" or frame.capacity <= 0:
+                return False
+            if self.workers_allowed and peer not in self.workers_allowed:
+                self.log.warning("worker not in tasks.workers refused", peer=peer)
+                return False
+            outcome = self.scheduler.join(peer, frame.capacity, frame.handlers, now)
+            self.log.info("worker joined", peer=peer, capacity=frame.capacity)
+            await self._requeued(*outcome, worker=peer,
+                                 why="worker reconnected; what it ran is requeued")
+            return True
+        if isinstance(frame, StatusFrame):
+            if frame.status.peer == peer:
+                self.scheduler.heartbeat(frame.status, now)
+        elif isinstance(frame, Results):
+            await self._on_results(peer, frame.results)
+        elif isinstance(frame, Submit):
+            await self._on_submit(peer, frame)
+        elif isinstance(frame, Query):
+            states = tuple(self.scheduler.tasks[i].info() for i in frame.ids
+                           if i in self.scheduler.tasks)
+            await self._send(peer, States(frame.req, states))
+        elif isinstance(frame, Cancel):
+            for task_id in frame.ids:
+                record = self.scheduler.tasks.get(task_id)
+                if record is not None and record.origin == peer:
+                    await self._cancel(task_id)
+        else:
+            self.log.warning("unexpected task frame ignored", peer=peer,
+                             op=type(frame).__name__)
+        return False
 
     async def _on_results(self, peer: str, results: tuple[Result, ...]) -> None:
         now = time.time()
@@ -404,7 +428,7 @@ class MasterRole:
             ids, refused = [], [(t.task_id, str(exc)) for t in frame.tasks]
         await self._send(peer, Accepted(frame.req, tuple(ids), tuple(refused)))
         # A resubmitted task that already finished: send its outcome again.
-        done = [self.scheduler.tasks[i] for i in ids if self.scheduler.tasks[i].final]
+        done = [r for r in map(self.scheduler.tasks.get, ids) if r is not None and r.final]
         if done:
             await self._send(peer, Results(tuple(
                 Result(r.task.task_id, r.worker or "", r.output,
@@ -456,7 +480,11 @@ class MasterRole:
         while True:
             await trio.sleep(self.c.config.tasks.snapshot_period)
             data = msgpack.packb(self.cluster_state(), use_bin_type=True)
-            await trio.to_thread.run_sync(_write_atomic, snapshot, data)
+            try:
+                await trio.to_thread.run_sync(_write_atomic, snapshot, data)
+            except OSError as exc:
+                self.log.warning("cluster state snapshot not written", error=str(exc))
+                continue
             await export_in_child(snapshot, self.state_dir)
 
 

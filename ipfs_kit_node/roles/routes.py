@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..api.server import Request, Response, Router
 from ..errors import ApiError
-from ..protocols.tasks import EnvelopeError, Task
+from ..protocols.tasks import EnvelopeError, Task, encode
 from ..protocols.tasks.codec import check_body
 from ..protocols.tasks.frames import TaskInfo
 from .mesh import TaskError, new_task_id
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .mesh import TaskBackend
 
 MAX_WAIT = 24 * 3600.0
+MAX_TASK_BYTES = 64 * 1024
 SUBMIT_FIELDS = {"task_id", "handler", "inputs", "params", "priority", "timeout"}
 
 
@@ -51,6 +52,10 @@ def parse_submission(doc: Any, submitter: str, origins: tuple[str, ...], now: fl
     assert isinstance(task, Task)
     if not task.handler:
         raise TaskError("a task must name a handler")
+    size = len(encode(task))
+    if size > MAX_TASK_BYTES:
+        raise TaskError(f"task of {size} bytes (limit {MAX_TASK_BYTES}): pass big data as a "
+                        "CID in inputs, not in params")
     return task
 
 

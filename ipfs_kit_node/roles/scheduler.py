@@ -21,6 +21,8 @@ from ..protocols.tasks.frames import TaskInfo
 # A task assigned this many times without any worker finishing it is failed: it is
 # probably what kills the workers.
 MAX_ASSIGNMENTS = 10
+# What one worker may claim to run at once (a lying peer must not take every task).
+MAX_CAPACITY = 1024
 
 
 class State(StrEnum):
@@ -47,6 +49,7 @@ class Record:
     error: str | None = None
     lease_until: float = 0.0
     finished_at: float | None = None
+    assigned_to: set[str] = field(default_factory=set)  # every worker it was given to
 
     @property
     def final(self) -> bool:
@@ -144,12 +147,18 @@ class Scheduler:
 
     # -- workers -----------------------------------------------------------------------------
 
-    def join(self, peer: str, capacity: int, handlers: tuple[str, ...], now: float) -> None:
+    def join(self, peer: str, capacity: int, handlers: tuple[str, ...], now: float
+             ) -> tuple[list[str], list[Record]]:
+        """A worker's (new) session. What we thought it ran is queued again: a restarted
+        worker has forgotten it, and a live one's late result is still accepted."""
         view = self.workers.get(peer)
         if view is None:
             view = self.workers[peer] = WorkerView(peer, capacity)
-        view.capacity, view.handlers = max(0, capacity), frozenset(handlers)
+        outcome = self._requeue_all(view, now)
+        view.capacity = max(0, min(capacity, MAX_CAPACITY))
+        view.handlers = frozenset(handlers)
         view.connected, view.last_seen = True, now
+        return outcome
 
     def prune_workers(self, now: float, silent_for: float) -> list[str]:
         """Forget workers gone (no stream, no heartbeat, no task) this long."""
@@ -178,24 +187,30 @@ class Scheduler:
             if record is not None and record.worker == status.peer:
                 record.lease_until = now + self.lease
 
-    def leave(self, peer: str, now: float) -> list[str]:
-        """The worker's stream closed: its tasks go back to the queue."""
+    def leave(self, peer: str, now: float) -> tuple[list[str], list[Record]]:
+        """The worker's stream closed: (task IDs queued again, tasks failed for good)."""
         view = self.workers.get(peer)
         if view is None:
-            return []
+            return [], []
         view.connected = False
         return self._requeue_all(view, now)
 
-    def _requeue_all(self, view: WorkerView, now: float) -> list[str]:
-        requeued = []
+    def _requeue_all(self, view: WorkerView, now: float) -> tuple[list[str], list[Record]]:
+        requeued: list[str] = []
+        failed: list[Record] = []
         for task_id in sorted(view.running):
             record = self.tasks.get(task_id)
             if record is not None and record.state is State.ASSIGNED \
                     and record.worker == view.peer:
-                self._requeue(record)
-                requeued.append(task_id)
+                if record.attempts >= MAX_ASSIGNMENTS:  # it probably kills its workers
+                    self._finish(record, State.FAILED, now, error=(
+                        f"assigned {record.attempts} times and no worker finished it"))
+                    failed.append(record)
+                else:
+                    self._requeue(record)
+                    requeued.append(task_id)
         view.running.clear()
-        return requeued
+        return requeued, failed
 
     def _requeue(self, record: Record) -> None:
         record.state, record.worker, record.lease_until = State.QUEUED, None, 0.0
@@ -221,6 +236,7 @@ class Scheduler:
                 continue
             worker = max(able, key=lambda w: (w.free / w.capacity, -w.cpu))
             record.state, record.worker = State.ASSIGNED, worker.peer
+            record.assigned_to.add(worker.peer)
             record.attempts += 1
             record.lease_until = now + self.lease
             worker.running.add(record.task.task_id)
@@ -238,8 +254,8 @@ class Scheduler:
         view = self.workers.get(result.worker)
         if view is not None:
             view.running.discard(result.task_id)
-        if record is None or record.final:
-            return None
+        if record is None or record.final or result.worker not in record.assigned_to:
+            return None  # unknown, finished, or from a peer we never gave it to
         current = record.state is State.ASSIGNED and record.worker == result.worker \
             and result.attempt == record.attempts
         if result.error is None:  # a success finishes the task, even from an earlier lease
@@ -268,7 +284,9 @@ class Scheduler:
         requeued: list[str] = []
         for view in self.workers.values():
             if view.running and now - view.last_seen > self.heartbeat_timeout:
-                requeued += self._requeue_all(view, now)
+                again, lost = self._requeue_all(view, now)
+                requeued += again
+                failed += lost
         for task_id in list(self._open):
             record = self.tasks[task_id]
             deadline = record.task.deadline

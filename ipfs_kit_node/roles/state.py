@@ -3,12 +3,12 @@
 Written after each snapshot period to ``<repo>/tasks/`` as two Parquet files, replaced
 atomically, so pandas, duckdb or a dashboard can read them while the daemon runs::
 
-    workers.parquet  peer: string, capacity: int32, running: int32, done: int64,
+    workers.parquet  peer: string, capacity: int64, running: int64, done: int64,
                      cpu: float64 (percent), memory: float64 (percent), disk_free: int64,
                      connected: bool, last_seen: float64 (seconds ago), handlers: list<string>
-    tasks.parquet    task_id: string, handler: string, state: string, priority: int32,
+    tasks.parquet    task_id: string, handler: string, state: string, priority: int64,
                      inputs: list<string>, origin: string, worker: string (null if none),
-                     attempts: int32, output: string (result CID or null),
+                     attempts: int64, output: string (result CID or null),
                      providers: list<string> (peers holding the output: the worker, and the
                      master once it has pinned it), error: string, submitted_at: timestamp[ms],
                      finished_at: timestamp[ms]
@@ -57,15 +57,15 @@ def tables(state: dict[str, Any]) -> dict[str, pa.Table]:
     import pyarrow as pa
 
     workers = pa.schema([
-        ("peer", pa.string()), ("capacity", pa.int32()), ("running", pa.int32()),
+        ("peer", pa.string()), ("capacity", pa.int64()), ("running", pa.int64()),
         ("done", pa.int64()), ("cpu", pa.float64()), ("memory", pa.float64()),
         ("disk_free", pa.int64()), ("connected", pa.bool_()), ("last_seen", pa.float64()),
         ("handlers", pa.list_(pa.string())),
     ])
     tasks = pa.schema([
         ("task_id", pa.string()), ("handler", pa.string()), ("state", pa.string()),
-        ("priority", pa.int32()), ("inputs", pa.list_(pa.string())), ("origin", pa.string()),
-        ("worker", pa.string()), ("attempts", pa.int32()), ("output", pa.string()),
+        ("priority", pa.int64()), ("inputs", pa.list_(pa.string())), ("origin", pa.string()),
+        ("worker", pa.string()), ("attempts", pa.int64()), ("output", pa.string()),
         ("providers", pa.list_(pa.string())), ("error", pa.string()),
         ("submitted_at", pa.timestamp("ms")), ("finished_at", pa.timestamp("ms")),
     ])

@@ -24,6 +24,7 @@ from ..protocols.tasks.frames import (
     States,
     Submit,
     TaskInfo,
+    batches,
 )
 from .mesh import MasterLink, StatusBoard, TaskError, UnknownTaskError
 from .scheduler import FINAL, State
@@ -32,7 +33,6 @@ log = get_logger(__name__)
 
 ANSWER_TIMEOUT = 30.0
 KEEP_FINISHED = 100_000
-FORWARD_BATCH = 500
 
 
 @dataclass
@@ -125,18 +125,18 @@ class RemoteTasks:
         accepted: list[str] = []
         refused: list[tuple[str, str]] = []
         master = self.link.primary().peer
-        for start in range(0, len(tasks), FORWARD_BATCH):
-            batch = tasks[start:start + FORWARD_BATCH]
+        for batch in batches(tasks):
             for task in batch:
                 self.known.setdefault(task.task_id, _Known(
                     TaskInfo(task.task_id, "submitting", task.handler), master))
             answer = await self._ask(Submit(next(self._req), tuple(batch)))
-            assert isinstance(answer, Accepted)
+            if not isinstance(answer, Accepted):
+                raise TaskError(f"the master answered a submission with {type(answer).__name__}")
             accepted += answer.ids
             refused += answer.refused
             for task_id in answer.ids:
-                known = self.known[task_id]
-                if known.info.state == "submitting":
+                known = self.known.get(task_id)
+                if known is not None and known.info.state == "submitting":
                     known.info = TaskInfo(task_id, State.QUEUED.value, known.info.handler)
             for task_id, _ in answer.refused:
                 self.known.pop(task_id, None)
@@ -145,8 +145,7 @@ class RemoteTasks:
     async def info(self, task_id: str) -> TaskInfo:
         try:
             answer = await self._ask(Query(next(self._req), (task_id,)))
-            assert isinstance(answer, States)
-            if answer.states:
+            if isinstance(answer, States) and answer.states:
                 return answer.states[0]
         except TaskError:
             if task_id not in self.known:

@@ -20,12 +20,13 @@ from ..cid import CidLike
 from ..components import Components
 from ..errors import IpfsKitError
 from ..protocols.tasks import Result, Task
-from ..protocols.tasks.frames import MAX_BATCH, Ack, Assign, Cancel, Frame, Hello, Results
+from ..protocols.tasks.frames import Ack, Assign, Cancel, Frame, Hello, Results, batches
 from ..swarm import connect
 from .base import MeshMember
 from .handlers import HandlerError, TaskContext, load_handlers, run_task
 
 ORIGIN_DIAL_TIMEOUT = 5.0
+MAX_ERROR = 2000  # characters of a handler's error sent back (the wire allows 8192)
 
 
 class _Blocks:
@@ -141,6 +142,8 @@ class WorkerRole(MeshMember):
             log.exception("handler crashed")
         finally:
             self.running.pop(task.task_id, None)
+        if error is not None and len(error) > MAX_ERROR:
+            error = error[:MAX_ERROR] + "… (cut)"
         if error is None:
             log.debug("task done", output=output,
                       ms=round((time.monotonic() - started) * 1000, 1))
@@ -175,12 +178,12 @@ class WorkerRole(MeshMember):
             self._flush = trio.Event()
             outbox, self.outbox = self.outbox, {}
             for master, results in outbox.items():
-                for start in range(0, len(results), MAX_BATCH):
-                    await self.link.send(master, Results(tuple(results[start:start + MAX_BATCH])))
+                for batch in batches(results):
+                    await self.link.send(master, Results(batch))
 
     async def _resend(self, master: ID) -> None:
         mine = [r for m, r in self.unacked.values() if m == master]
         if mine:
             self.log.info("resending unacknowledged results", peer=str(master), count=len(mine))
-        for start in range(0, len(mine), MAX_BATCH):
-            await self.link.send(master, Results(tuple(mine[start:start + MAX_BATCH])))
+        for batch in batches(mine):
+            await self.link.send(master, Results(batch))

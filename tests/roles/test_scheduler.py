@@ -9,7 +9,7 @@ import msgpack
 
 from ipfs_kit_node.protocols.tasks import Result, Status, Task
 from ipfs_kit_node.roles.journal import TaskJournal, final_record, submit_record
-from ipfs_kit_node.roles.scheduler import MAX_ASSIGNMENTS, Scheduler, State
+from ipfs_kit_node.roles.scheduler import MAX_ASSIGNMENTS, MAX_CAPACITY, Scheduler, State
 
 
 def tasks(n: int, **kw: object) -> list[Task]:
@@ -52,7 +52,7 @@ def test_one_outcome_per_task_even_when_reassigned() -> None:
     s.join("a", 1, (), 0.0)
     s.submit(Task("t", "noop"), "local", 0.0)
     first = s.assign(0.0)["a"][0]
-    assert s.leave("a", 1.0) == ["t"]  # its stream closed: back to the queue
+    assert s.leave("a", 1.0) == (["t"], [])  # its stream closed: back to the queue
     s.join("b", 1, (), 1.0)
     second = s.assign(1.0)["b"][0]
     assert second.attempt == 2
@@ -207,3 +207,38 @@ def test_workers_long_gone_are_forgotten() -> None:
     assert s.prune_workers(100.0, 3600.0) == []
     assert s.prune_workers(4000.0, 3600.0) == ["a"]  # b's stream is still open
     assert set(s.workers) == {"b"}
+
+
+def test_only_a_worker_given_the_task_can_finish_it() -> None:
+    s = Scheduler()
+    s.join("a", 1, (), 0.0)
+    s.submit(Task("t", "noop"), "local", 0.0)
+    (task,) = s.assign(0.0)["a"]
+    cid = "bafkreie5nqv6kd3qnfjupgvz34woh3oksc3iau6abmyajn7qvtf6d2ho34"
+    forged = Result("t", "mallory", output=cid)
+    assert s.complete(forged, 1.0) is None and s.tasks["t"].state is State.ASSIGNED
+    assert s.complete(ok(task, "a"), 1.0) is not None
+
+
+def test_a_task_that_kills_every_worker_is_failed_and_capacity_is_capped() -> None:
+    s = Scheduler()
+    s.submit(Task("poison", "noop"), "local", 0.0)
+    failed = []
+    for n in range(MAX_ASSIGNMENTS):
+        s.join(f"w{n}", 10**9, (), float(n))
+        assert s.workers[f"w{n}"].capacity == MAX_CAPACITY
+        assert s.assign(float(n))
+        failed += s.leave(f"w{n}", float(n))[1]  # the worker died running it
+    assert [r.task.task_id for r in failed] == ["poison"]
+    assert s.tasks["poison"].state is State.FAILED
+
+
+def test_a_reconnecting_worker_gets_its_tasks_requeued() -> None:
+    s = Scheduler()
+    s.join("a", 2, (), 0.0)
+    s.submit(Task("t", "noop"), "local", 0.0)
+    (first,) = s.assign(0.0)["a"]
+    assert s.join("a", 2, (), 1.0) == (["t"], [])  # a restarted worker forgot it
+    (second,) = s.assign(1.0)["a"]
+    assert second.attempt == 2
+    assert s.complete(ok(first, "a"), 2.0) is not None  # a live one's late result still counts

@@ -22,6 +22,9 @@ MAX_ENVELOPE_BYTES = 256 * 1024
 MAX_INPUTS = 64
 MAX_PARAMS = 64
 MAX_ORIGINS = 16
+MAX_NAME = 256  # task IDs, handler and peer names
+MAX_STRING = 8192  # parameter values, error messages
+MAX_INT = 2**53  # what every consumer (JSON, Arrow int64, JavaScript) holds exactly
 ParamValue = str | int | float | bool | None
 
 
@@ -170,6 +173,11 @@ def _check(cls: type[Body], body: dict[str, Any]) -> Body:
         wrong_bool = isinstance(value, bool) and bool not in types[name]
         if wrong_bool or not isinstance(value, types[name]):
             raise EnvelopeError(f"{cls.__name__.lower()}.{name}: unexpected {type(value).__name__}")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise EnvelopeError(f"{cls.__name__.lower()}.{name}: out of range")
+        limit = MAX_STRING if name == "error" else MAX_NAME
+        if isinstance(value, str) and len(value) > limit:
+            raise EnvelopeError(f"{cls.__name__.lower()}.{name}: longer than {limit} characters")
     if cls is Task:
         inputs = body.get("inputs", [])
         if len(inputs) > MAX_INPUTS:
@@ -182,6 +190,10 @@ def _check(cls: type[Body], body: dict[str, Any]) -> Body:
         params = body.get("params", {})
         if any(not isinstance(k, str) or not isinstance(v, ParamValue) for k, v in params.items()):
             raise EnvelopeError("task.params: keys must be strings, values scalars")
+        if any(len(k) > MAX_NAME or (isinstance(v, str) and len(v) > MAX_STRING)
+               for k, v in params.items()):
+            raise EnvelopeError(f"task.params: names up to {MAX_NAME} characters, values up "
+                                f"to {MAX_STRING}")
         origins = body.get("origins", [])
         if len(origins) > MAX_ORIGINS or not all(
                 isinstance(o, str) and o.startswith("/") and len(o) < 512 for o in origins):

@@ -21,7 +21,7 @@ Batches hold at most ``MAX_BATCH`` items and a frame at most ``MAX_FRAME_BYTES``
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -29,8 +29,10 @@ from ...codecs.framing import LengthPrefixedDecoder, frame
 from .codec import VERSION, EnvelopeError, Result, Status, Task, body_dict, check_body
 
 MAX_FRAME_BYTES = 4 * 1024 * 1024
+FRAME_BUDGET = 1024 * 1024  # what a sender packs into one frame
 MAX_BATCH = 1000
 MAX_TEXT = 4096
+T = TypeVar("T", Task, Result)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,24 @@ OPS: dict[str, type[Frame]] = {
 OP_OF = {cls: op for op, cls in OPS.items()}
 
 
+def batches(items: list[T] | tuple[T, ...]) -> list[tuple[T, ...]]:
+    """Split tasks or results into frames of at most MAX_BATCH items and about FRAME_BUDGET
+    bytes (each item is at most a few tens of KiB: see the codec's limits)."""
+    out: list[tuple[T, ...]] = []
+    current: list[T] = []
+    size = 0
+    for item in items:
+        item_size = len(msgpack.packb(body_dict(item), use_bin_type=True))
+        if current and (len(current) >= MAX_BATCH or size + item_size > FRAME_BUDGET):
+            out.append(tuple(current))
+            current, size = [], 0
+        current.append(item)
+        size += item_size
+    if current:
+        out.append(tuple(current))
+    return out
+
+
 def encode_frame(message: Frame) -> bytes:
     doc: dict[str, Any] = {"v": VERSION, "op": OP_OF[type(message)]}
     for f in fields(message):
@@ -145,7 +165,7 @@ class FrameReader:
 def decode_frame(body: bytes) -> Frame:
     try:
         doc = msgpack.unpackb(body, raw=False, strict_map_key=True, max_array_len=MAX_BATCH,
-                              max_map_len=128, max_str_len=MAX_TEXT * 4)
+                              max_map_len=128, max_str_len=MAX_TEXT * 4)  # codec: <= 8192
     except Exception as exc:
         raise EnvelopeError(f"frame is not msgpack: {exc}") from None
     if not isinstance(doc, dict) or doc.get("v") != VERSION:
