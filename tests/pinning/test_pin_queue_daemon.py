@@ -161,5 +161,11 @@ def test_remote_tier_evicts_pinned_blocks_and_fetches_them_back(
     assert out.returncode == 0, out.stderr
     assert d.api("repo/stat")["Tiers"]["remote"]["hits"] > 0
     assert d.api("bitswap/stat")["BlocksReceived"] > 0
+    # Evict again, then unpin remotely: the evicted blocks come home before Kubo lets go.
+    assert wait_until(lambda: d.api("repo/gc")["EvictedToRemote"] > 0, 30)
+    assert d.cli("pin", "rm", cid, "--remote", "kubo").returncode == 0
+    assert wait_until(lambda: "kubo: not pinned" in d.cli("pin", "status", cid).stdout, 60)
+    assert d.api("repo/stat")["Tiers"]["remote"]["blocks"] == 0
+    assert d.api("repo/verify")["Ok"]  # every block of the DAG is on our disk again
     assert hashlib.sha256((short_tmp / "back.bin").read_bytes()).digest() == \
         hashlib.sha256(f.read_bytes()).digest()

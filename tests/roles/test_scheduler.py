@@ -242,3 +242,20 @@ def test_a_reconnecting_worker_gets_its_tasks_requeued() -> None:
     (second,) = s.assign(1.0)["a"]
     assert second.attempt == 2
     assert s.complete(ok(first, "a"), 2.0) is not None  # a live one's late result still counts
+
+
+def test_submissions_are_bounded_in_size() -> None:
+    import pytest
+
+    from ipfs_kit_node.roles.mesh import TaskError
+    from ipfs_kit_node.roles.routes import parse_submission
+
+    ok_task = parse_submission({"handler": "noop", "params": {"x": "y" * 8000}}, "me", (), 0.0)
+    assert ok_task.handler == "noop"
+    with pytest.raises(TaskError, match=r"values up to 8192"):
+        parse_submission({"handler": "noop", "params": {"x": "y" * 9000}}, "me", (), 0.0)
+    with pytest.raises(TaskError, match="limit 65536"):
+        parse_submission({"handler": "noop", "params": {f"k{i}": "y" * 8000 for i in range(9)}},
+                         "me", (), 0.0)
+    with pytest.raises(TaskError, match="out of range"):
+        parse_submission({"handler": "noop", "priority": 2**60}, "me", (), 0.0)
