@@ -265,7 +265,7 @@ class TasksSection:
     retries: int = _setting(2, parse_count, "times a failed task is run again")
     pin_results: bool = _setting(True, parse_bool, "the master fetches and pins result CIDs")
     snapshot_period: float = _setting(
-        10.0, positive(parse_duration), "time between Arrow snapshots of the cluster state")
+        30.0, positive(parse_duration), "time between Arrow snapshots of the cluster state")
 
 
 def parse_api(value: Any) -> str:

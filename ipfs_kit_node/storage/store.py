@@ -270,7 +270,8 @@ class TieredStore:
         """Best effort, in a child process (see index.py); a failure is only logged."""
         if not self._snapshot_path.exists():
             return
-        command = [sys.executable, "-m", "ipfs_kit_node.storage.parquet_export",
+        command = ["nice", "-n", "10", sys.executable, "-m",
+                   "ipfs_kit_node.storage.parquet_export",
                    str(self._snapshot_path), str(self.parquet_path)]
         with trio.move_on_after(timeout) as scope:
             result = await trio.run_process(command, capture_stdout=True, capture_stderr=True,
