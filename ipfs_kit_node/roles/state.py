@@ -23,16 +23,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import trio
-
-from ..logs import get_logger
+from ..children import run_exporter
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from .scheduler import Scheduler
 
-log = get_logger(__name__)
 
 EXPORT_TIMEOUT = 60.0
 
@@ -95,17 +92,8 @@ def write_parquet(state: dict[str, Any], directory: Path) -> dict[str, Path]:
 
 
 async def export_in_child(snapshot: Path, directory: Path) -> None:
-    # At low CPU priority: starting pyarrow costs ~0.5 s of CPU that tasks should not wait on.
-    command = ["nice", "-n", "10", sys.executable, "-m", "ipfs_kit_node.roles.state",
-               str(snapshot), str(directory)]
-    with trio.move_on_after(EXPORT_TIMEOUT) as scope:
-        result = await trio.run_process(command, capture_stdout=True, capture_stderr=True,
-                                        check=False)
-    if scope.cancelled_caught:
-        log.warning("cluster state export timed out; retried at the next snapshot")
-    elif result.returncode != 0:
-        log.warning("cluster state export failed",
-                    error=result.stderr.decode(errors="replace").strip()[-500:])
+    await run_exporter("ipfs_kit_node.roles.state", str(snapshot), str(directory),
+                       timeout=EXPORT_TIMEOUT, what="cluster state export")
 
 
 def main(argv: list[str]) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 import trio
 from multiformats import CID
 
+from ..children import run_exporter
 from ..codecs import dagpb
 from ..errors import (
     BlockNotFoundError,
@@ -270,18 +270,8 @@ class TieredStore:
         """Best effort, in a child process (see index.py); a failure is only logged."""
         if not self._snapshot_path.exists():
             return
-        command = ["nice", "-n", "10", sys.executable, "-m",
-                   "ipfs_kit_node.storage.parquet_export",
-                   str(self._snapshot_path), str(self.parquet_path)]
-        with trio.move_on_after(timeout) as scope:
-            result = await trio.run_process(command, capture_stdout=True, capture_stderr=True,
-                                            check=False)
-        if scope.cancelled_caught:
-            log.warning("parquet export timed out; it is refreshed at the next snapshot",
-                        timeout=timeout)
-        elif result.returncode != 0:
-            log.warning("parquet export failed",
-                        error=result.stderr.decode(errors="replace").strip()[-500:])
+        await run_exporter("ipfs_kit_node.storage.parquet_export", str(self._snapshot_path),
+                           str(self.parquet_path), timeout=timeout, what="parquet export")
 
     # -- helpers -----------------------------------------------------------------------------
 

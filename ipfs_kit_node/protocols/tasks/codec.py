@@ -9,7 +9,7 @@ not exactly this shape raises ``EnvelopeError`` with the reason, for a log line.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -103,8 +103,8 @@ def encode(body: Message) -> bytes:
 
 
 def body_dict(body: Body) -> dict[str, Any]:
-    """Plain msgpack-ready fields (tuples as lists)."""
-    fields = asdict(body)
+    """Plain msgpack-ready fields (tuples as lists). Per message: no deep copy."""
+    fields = dict(vars(body))
     if isinstance(body, Task):
         fields["inputs"] = list(body.inputs)
         fields["origins"] = list(body.origins)

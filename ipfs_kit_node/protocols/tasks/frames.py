@@ -26,12 +26,11 @@ from typing import Any, TypeVar
 import msgpack
 
 from ...codecs.framing import LengthPrefixedDecoder, frame
-from .codec import VERSION, EnvelopeError, Result, Status, Task, body_dict, check_body
+from .codec import MAX_STRING, VERSION, EnvelopeError, Result, Status, Task, body_dict, check_body
 
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 FRAME_BUDGET = 1024 * 1024  # what a sender packs into one frame
 MAX_BATCH = 1000
-MAX_TEXT = 4096
 T = TypeVar("T", Task, Result)
 
 
@@ -124,7 +123,7 @@ def batches(items: list[T] | tuple[T, ...]) -> list[tuple[T, ...]]:
     current: list[T] = []
     size = 0
     for item in items:
-        item_size = len(msgpack.packb(body_dict(item), use_bin_type=True))
+        item_size = _size_bound(item)
         if current and (len(current) >= MAX_BATCH or size + item_size > FRAME_BUDGET):
             out.append(tuple(current))
             current, size = [], 0
@@ -133,6 +132,20 @@ def batches(items: list[T] | tuple[T, ...]) -> list[tuple[T, ...]]:
     if current:
         out.append(tuple(current))
     return out
+
+
+def _size_bound(item: Task | Result) -> int:
+    """At least its msgpack size, without encoding it (that happens once, in the frame):
+    names and headers fit in 256 bytes, and strings count in full."""
+    size = 256
+    for value in vars(item).values():
+        if isinstance(value, str):
+            size += len(value.encode())
+        elif isinstance(value, tuple):
+            size += sum(len(v.encode()) + 5 for v in value)
+        elif isinstance(value, dict):
+            size += sum(len(k.encode()) + len(str(v).encode()) + 10 for k, v in value.items())
+    return size
 
 
 def encode_frame(message: Frame) -> bytes:
@@ -165,7 +178,7 @@ class FrameReader:
 def decode_frame(body: bytes) -> Frame:
     try:
         doc = msgpack.unpackb(body, raw=False, strict_map_key=True, max_array_len=MAX_BATCH,
-                              max_map_len=128, max_str_len=MAX_TEXT * 4)  # codec: <= 8192
+                              max_map_len=128, max_str_len=MAX_STRING * 4)  # UTF-8
     except Exception as exc:
         raise EnvelopeError(f"frame is not msgpack: {exc}") from None
     if not isinstance(doc, dict) or doc.get("v") != VERSION:
