@@ -22,6 +22,7 @@ from .config import NodeConfig
 from .errors import ClosedNodeError
 from .host import build_host, peer_addresses
 from .logs import get_logger
+from .loopwatch import LoopWatch
 from .metrics import NodeMetrics
 from .pinning.service import PinningService
 from .protocols.bitswap import Bitswap
@@ -83,8 +84,10 @@ class Node:
         self.peers = PeerBook(self.host)
         self.router = Router()
         self.blocks = StoreService(repo.path, config.storage, self.router)
+        self.loopwatch = LoopWatch()
         self.metrics = NodeMetrics(
-            config.role, str(self.peer_id), lambda: len(self.host.get_connected_peers())
+            config.role, str(self.peer_id), lambda: len(self.host.get_connected_peers()),
+            self.loopwatch,
         )
         self.bitswap = Bitswap(self.host, lambda: self.blocks.store, self.metrics.registry)
         register_bitswap_routes(self.router, self.bitswap)
@@ -143,6 +146,7 @@ class Node:
         if self._stopped:
             raise ClosedNodeError("this node has stopped; build a new Node to start again")
         started = time.monotonic()
+        trio.lowlevel.add_instrument(self.loopwatch)
         try:
             async with trio.open_nursery() as nursery:
                 for service in self.services:
@@ -161,7 +165,9 @@ class Node:
                 nursery.cancel_scope.cancel()
         finally:
             self._stopped = True
-        self.log.info("node stopped")
+            trio.lowlevel.remove_instrument(self.loopwatch)
+        self.log.info("node stopped",
+                      longest_loop_stall_ms=round(self.loopwatch.longest * 1000, 1))
 
     async def _supervise(self, running: _Running, *, task_status: TaskStatus[None]) -> None:
         try:

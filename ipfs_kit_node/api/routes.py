@@ -34,6 +34,8 @@ def register_core_routes(router: Router, c: Components) -> None:
             "Uptime": round(c.metrics.uptime(), 3),
             "Peers": len(host.get_connected_peers()),
             "Addresses": peer_addresses(host),
+            "LongestStallMs": round(c.metrics.loop.longest * 1000, 1),
+            "StalledTask": c.metrics.loop.longest_task,
         })
 
     async def swarm_connect(request: Request) -> Response:
