@@ -127,3 +127,16 @@ class RemoteProtocolError(PinningError):
     """The answer was malformed (wrong JSON, truncated stream, an error in a trailer)."""
 
     http_status = 502
+
+
+class JsonInputError(IpfsKitError, ValueError):
+    """A request body is not JSON, or nests deeper than we parse (see ``jsonsafe``)."""
+
+    http_status = 400
+
+
+class DiskFullError(IpfsKitError):
+    """A durable write found no room on the disk: refused, nothing lost, the node keeps
+    running and the same request succeeds once space is freed."""
+
+    http_status = 507

@@ -6,13 +6,13 @@ scheduler, a worker or leecher forwards to a master.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..api.server import Request, Response, Router
 from ..errors import ApiError
+from ..jsonsafe import loads as json_loads
 from ..protocols.tasks import EnvelopeError, Task, encode
 from ..protocols.tasks.codec import check_body
 from ..protocols.tasks.frames import TaskInfo
@@ -64,10 +64,7 @@ def register_task_routes(router: Router, backend: TaskBackend, me: str,
     """``origins``: our addresses, sent with tasks that have inputs (we hold them)."""
 
     async def submit(request: Request) -> Response:
-        try:
-            doc = json.loads(request.body or b"{}")
-        except ValueError:
-            raise ApiError("the body must be JSON: {\"tasks\": [...]}", 400) from None
+        doc = json_loads(request.body or b"{}")  # JsonInputError (400) if not JSON or too deep
         items = doc.get("tasks") if isinstance(doc, dict) else None
         if not isinstance(items, list) or not items:
             raise ApiError("the body must be JSON: {\"tasks\": [{\"handler\": ...}, ...]}", 400)
