@@ -238,9 +238,28 @@ def run_daemon(args: argparse.Namespace) -> int:
     try:
         node = Node(config, repo)
         trio.run(_serve_until_signal, node)
+    except BaseExceptionGroup as group:
+        raise _single_error(group) from None
     finally:
         repo.unlock()
     return 0
+
+
+def _single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error of ours behind nested task groups (a service that failed to start), so
+    the user sees its one line; anything else stays the group it was."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    ours = [e for e in leaves if isinstance(e, IpfsKitError)]
+    return ours[0] if len(ours) == 1 else group
 
 
 async def _serve_until_signal(node: Any) -> None:
@@ -777,6 +796,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except IpfsKitError as exc:
         print(f"Error: {exc}", file=sys.stderr)
-        return 1
+        return int(getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
         return 130

@@ -409,11 +409,23 @@ def read_toml(path: Path) -> Layer:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), "(file)", f"cannot read it: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = text_line_of(path, exc.start)
+        raise ConfigError(str(path), "(encoding)", f"not UTF-8 text (byte {exc.start}, "
+                          f"line {line}): save the file as UTF-8") from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), "(syntax)", str(exc)) from None
     return parse_table(str(path), doc)
+
+
+def text_line_of(path: Path, offset: int) -> int:
+    """The 1-based line holding byte ``offset`` of a file (for encoding errors)."""
+    try:
+        return path.read_bytes()[:offset].count(b"\n") + 1
+    except OSError:
+        return 0
 
 
 def env_layer(env: Mapping[str, str]) -> Layer:

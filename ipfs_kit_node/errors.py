@@ -25,6 +25,8 @@ class ConfigError(IpfsKitError):
 class RepoError(IpfsKitError):
     """The repository folder cannot be created, read or used."""
 
+    exit_code = 2  # the daemon cannot start: like a configuration error
+
 
 class RepoLockedError(RepoError):
     """Another daemon holds the repository lock."""
@@ -140,3 +142,14 @@ class DiskFullError(IpfsKitError):
     running and the same request succeeds once space is freed."""
 
     http_status = 507
+
+
+class ListenError(IpfsKitError):
+    """A listen address cannot be used (taken by another program, or not ours to bind)."""
+
+    exit_code = 2
+
+    def __init__(self, address: str, reason: str, key: str = "[node] listen") -> None:
+        self.address = address
+        super().__init__(f"cannot listen on {address}: {reason}; free it or change {key} "
+                         "(or --listen)")

@@ -7,7 +7,9 @@ our agent version in identify, and the role's connection-manager watermarks.
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from collections.abc import Sequence
 from importlib.metadata import version
 
@@ -24,6 +26,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 
 from . import __version__
 from .config import ConnMgrSection
+from .errors import ListenError
 
 AGENT_VERSION = f"ipfs-kit-node/{__version__} py-libp2p/{version('libp2p')}"
 
@@ -73,3 +76,27 @@ def peer_addresses(host: IHost) -> list[str]:
     """Our listen addresses, each ending in /p2p/<our peer ID>."""
     suffix = f"/p2p/{host.get_id()}"
     return [a if a.endswith(suffix) else a + suffix for a in map(str, host.get_addrs())]
+
+
+def check_listen_addresses(listen: Sequence[multiaddr.Multiaddr]) -> None:
+    """ListenError naming the first TCP address another program holds.
+
+    py-libp2p logs a failed listen and carries on with no address at all ("node ready" with
+    nothing to dial); we would rather not start.
+    """
+    for addr in listen:
+        protocols = [p.name for p in addr.protocols()]
+        if len(protocols) < 2 or protocols[0] not in ("ip4", "ip6") or protocols[1] != "tcp":
+            continue
+        port = int(addr.value_for_protocol("tcp"))
+        if port == 0:
+            continue
+        family = socket.AF_INET if protocols[0] == "ip4" else socket.AF_INET6
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((addr.value_for_protocol(protocols[0]), port))
+            except OSError as exc:
+                reason = ("the port is in use by another program" if exc.errno == errno.EADDRINUSE
+                          else exc.strerror or str(exc))
+                raise ListenError(str(addr), reason) from None

@@ -27,12 +27,14 @@ class LoopWatch(Instrument):
         self.longest = 0.0
         self.longest_task = ""
         self.stalls = 0
-        self._started = 0.0
+        self._started: float | None = None  # None until a step began under the watch
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self._started = time.perf_counter()
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self._started is None:
+            return
         took = time.perf_counter() - self._started
         if took < STALL:
             return

@@ -19,8 +19,8 @@ from .api.routes import register_core_routes
 from .api.server import ApiServer, Router
 from .components import Components
 from .config import NodeConfig
-from .errors import ClosedNodeError
-from .host import build_host, peer_addresses
+from .errors import ClosedNodeError, ListenError
+from .host import build_host, check_listen_addresses, peer_addresses
 from .logs import get_logger
 from .loopwatch import LoopWatch
 from .metrics import NodeMetrics
@@ -59,7 +59,10 @@ class HostService:
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
+        check_listen_addresses(self.listen)
         async with self.host.run(self.listen), trio.open_nursery() as nursery:
+            if self.listen and not self.host.get_addrs():
+                raise ListenError(", ".join(map(str, self.listen)), "no listener started")
             nursery.start_soon(self.host.get_peerstore().start_cleanup_task, 300)
             task_status.started()
             await trio.sleep_forever()

@@ -18,10 +18,15 @@ from .service import TaskStatus
 log = get_logger(__name__)
 
 DIAL_TIMEOUT = 10.0
+MAX_ADDR_LENGTH = 1024
 
 
 def parse_peer_addr(text: str) -> tuple[ID, multiaddr.Multiaddr]:
     """A dialable multiaddr ending in /p2p/<peer ID>, or a clear ApiError (400)."""
+    if len(text) > MAX_ADDR_LENGTH:
+        raise ApiError(f"a peer address of {len(text)} characters is too long (at most "
+                       f"{MAX_ADDR_LENGTH}); expected e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW...",
+                       status=400)
     try:
         info = info_from_p2p_addr(multiaddr.Multiaddr(text))
     except Exception as exc:

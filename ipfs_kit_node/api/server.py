@@ -30,6 +30,14 @@ log = get_logger(__name__)
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
 READ_SIZE = 64 * 1024
+# A kept-alive connection with no request for this long is closed (Go's net/http, which Kubo
+# uses, closes idle ones too); a request whose bytes stop arriving for READ_TIMEOUT likewise.
+IDLE_TIMEOUT = 120.0
+READ_TIMEOUT = 60.0
+# A client that stops reading a response for this long is dropped (its handler cancelled).
+WRITE_TIMEOUT = 60.0
+# Bytes a client may pipeline while its previous request is being answered.
+MAX_PIPELINED_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,21 @@ class Request:
         value = self.arg(name)
         if value is None:
             raise ApiError(f"argument {name!r} is required", status=400)
+        return value
+
+    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int = 2**31) -> int:
+        """An integer argument within bounds; a malformed or out-of-range one is a 400."""
+        text = self.arg(name)
+        if text is None or text == "":
+            return default
+        try:
+            value = int(text) if len(text) <= 20 else None
+        except ValueError:
+            value = None
+        if value is None or not minimum <= value <= maximum:
+            shown = text if len(text) <= 40 else text[:40] + "..."
+            raise ApiError(f"argument {name!r} must be an integer from {minimum} to {maximum}, "
+                           f"got {shown!r}", status=400)
         return value
 
     def flag(self, name: str) -> bool:
@@ -123,6 +146,10 @@ class Router:
             return Response.error(str(exc), exc.status)
         except IpfsKitError as exc:
             return Response.error(str(exc), status_of(exc))
+        except Exception as exc:  # the edge: a bug or an input we did not foresee
+            log.error("API handler failed", route=request.path, error=_describe(exc),
+                      exc_info=not isinstance(exc, RecursionError))
+            return Response.error(f"{request.path}: internal error: {_describe(exc)}", 500)
 
 
 class ApiServer:
@@ -162,12 +189,18 @@ class ApiServer:
                     conn.start_next_cycle()
             except h11.RemoteProtocolError as exc:
                 await _send_if_possible(conn, stream, Response.error(f"bad request: {exc}", 400))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
+                    _ClientGone):
                 pass
+            except Exception as exc:  # the edge: nothing a connection does stops the server
+                log.error("API connection failed", error=_describe(exc), exc_info=True)
+                await _send_if_possible(
+                    conn, stream, Response.error(f"internal error: {_describe(exc)}", 500))
 
     async def _serve_one(self, conn: h11.Connection, stream: trio.SocketStream) -> bool:
-        event = await _next_event(conn, stream)
-        if isinstance(event, h11.ConnectionClosed):
+        with trio.move_on_after(IDLE_TIMEOUT) as idle:
+            event = await _next_event(conn, stream)
+        if idle.cancelled_caught or isinstance(event, h11.ConnectionClosed):
             return False
         assert isinstance(event, h11.Request)
         target = urlsplit(event.target.decode("latin-1"))
@@ -182,7 +215,7 @@ class ApiServer:
                     pass
             finally:
                 await chunks.aclose()
-            await _send(conn, stream, response)
+            await _until_client_leaves(conn, stream, _send(conn, stream, response))
             return conn.our_state is h11.DONE and conn.their_state is h11.DONE
         body = bytearray()
         while True:
@@ -198,9 +231,47 @@ class ApiServer:
             else:
                 return False
         request = Request(method=method, path=target.path, query=query, body=bytes(body))
-        response = await self.router.dispatch(request)
-        await _send(conn, stream, response)
+
+        async def answer() -> None:
+            await _send(conn, stream, await self.router.dispatch(request))
+
+        await _until_client_leaves(conn, stream, answer())
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+
+class _ClientGone(Exception):
+    """The client closed its connection while we were still answering."""
+
+
+async def _until_client_leaves(conn: h11.Connection, stream: trio.SocketStream,
+                               work: Awaitable[None]) -> None:
+    """Run ``work`` (a handler and its answer); cancel it if the client hangs up meanwhile.
+
+    A client that gives up must not leave its request running (a listing of 88,000 entries
+    kept the node busy for minutes after the caller had gone). Bytes the client pipelines
+    meanwhile go to h11's buffer for the next cycle.
+    """
+    gone = False
+
+    async def watch(cancel: trio.CancelScope) -> None:
+        nonlocal gone
+        buffered = 0
+        while buffered <= MAX_PIPELINED_BYTES:
+            data = await stream.receive_some(READ_SIZE)
+            if not data:
+                gone = True
+                cancel.cancel()
+                return
+            buffered += len(data)
+            conn.receive_data(data)
+        await trio.sleep_forever()  # enough pipelined: stop reading, let TCP push back
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch, nursery.cancel_scope)
+        await work
+        nursery.cancel_scope.cancel()
+    if gone:
+        raise _ClientGone()
 
 
 async def _body_chunks(conn: h11.Connection, stream: trio.SocketStream
@@ -220,25 +291,59 @@ async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> Any:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        data = await stream.receive_some(READ_SIZE)
+        with trio.fail_after(READ_TIMEOUT):
+            data = await stream.receive_some(READ_SIZE)
         conn.receive_data(data)  # b"" marks end of stream
 
 
 async def _send(conn: h11.Connection, stream: trio.SocketStream, response: Response) -> None:
+    """Send a response; a body that fails part-way aborts the connection.
+
+    An error after the first bytes cannot change the status any more: the connection is closed
+    without the final chunk, so every client sees a broken transfer instead of a short body
+    that looks complete (the error is logged here).
+    """
     headers = [("content-type", response.content_type), *response.headers]
-    if isinstance(response.body, bytes):
-        headers.append(("content-length", str(len(response.body))))
+    body = response.body
+    if isinstance(body, bytes):
+        headers.append(("content-length", str(len(body))))
     else:
         headers.append(("transfer-encoding", "chunked"))
-    await stream.send_all(conn.send(h11.Response(status_code=response.status, headers=headers)))
-    if isinstance(response.body, bytes):
-        if response.body:
-            await stream.send_all(conn.send(h11.Data(data=response.body)))
+    await _write(stream, conn.send(h11.Response(status_code=response.status, headers=headers)))
+    if isinstance(body, bytes):
+        if body:
+            await _write(stream, conn.send(h11.Data(data=body)))
     else:
-        async for chunk in response.body:
-            if chunk:
-                await stream.send_all(conn.send(h11.Data(data=chunk)))
-    await stream.send_all(conn.send(h11.EndOfMessage()))
+        try:
+            while True:
+                try:
+                    chunk = await anext(body)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:
+                    log.warning("response failed mid-stream; connection aborted",
+                                error=_describe(exc))
+                    raise _ClientGone() from exc  # ends this connection, nothing else
+                if chunk:
+                    await _write(stream, conn.send(h11.Data(data=chunk)))
+        finally:
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await aclose()
+    await _write(stream, conn.send(h11.EndOfMessage()))
+
+
+async def _write(stream: trio.SocketStream, data: bytes) -> None:
+    with trio.fail_after(WRITE_TIMEOUT):
+        await stream.send_all(data)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def _send_if_possible(
@@ -246,6 +351,7 @@ async def _send_if_possible(
 ) -> None:
     if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
         with contextlib.suppress(
-            h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError
+            h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError,
+            trio.TooSlowError, _ClientGone,
         ):
             await _send(conn, stream, response)

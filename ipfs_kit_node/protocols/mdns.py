@@ -31,6 +31,7 @@ from .peers import PeerBook
 log = get_logger(__name__)
 
 SERVICE_TYPE = "_p2p._udp.local."
+MAX_DISCOVERED = 1024
 
 
 def parse_dnsaddrs(properties: dict[bytes, bytes | None]) -> PeerInfo | None:
@@ -78,7 +79,7 @@ class MdnsDiscovery:
         self.host = host
         self.peers = peers
         self.enabled = enabled
-        self.discovered: set[ID] = set()
+        self.discovered: dict[ID, None] = {}  # insertion-ordered, at most MAX_DISCOVERED
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         if not self.enabled:
@@ -128,7 +129,10 @@ class MdnsDiscovery:
         if info.peer_id in self.discovered and self.host.get_network().get_connections(
                 info.peer_id):
             return
-        self.discovered.add(info.peer_id)
+        self.discovered.pop(info.peer_id, None)
+        self.discovered[info.peer_id] = None
+        while len(self.discovered) > MAX_DISCOVERED:  # a LAN can announce any number of IDs
+            del self.discovered[next(iter(self.discovered))]
         if self.host.get_network().get_connections(info.peer_id):
             return
         self.peers.note_found(info.peer_id, "mdns")

@@ -63,6 +63,9 @@ def _addr_text(raw: bytes) -> str | None:
         return None
 
 
+MAX_FOUND_BY = 4096  # notes on peers being dialled; a dial that fails leaves one behind
+
+
 class PeerBook(ConnectionNotifee):
     """A service: hears connection events from the swarm, identifies new peers."""
 
@@ -81,8 +84,14 @@ class PeerBook(ConnectionNotifee):
         return self._peers.get(peer_id)
 
     def note_found(self, peer_id: ID, how: str) -> None:
-        """Say how a peer we are about to dial was found (bootstrap, mdns, dht...)."""
+        """Say how a peer we are about to dial was found (bootstrap, mdns, dht...).
+
+        Dials that fail leave their note behind: the oldest notes go past ``MAX_FOUND_BY``.
+        """
+        self._found_by.pop(peer_id, None)
         self._found_by[peer_id] = how
+        while len(self._found_by) > MAX_FOUND_BY:
+            del self._found_by[next(iter(self._found_by))]
 
     async def wait_identified(self, peer_id: ID, timeout: float = IDENTIFY_TIMEOUT) -> PeerRecord:
         record = self._peers.get(peer_id)

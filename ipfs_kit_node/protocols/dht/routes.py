@@ -10,12 +10,13 @@ from ...errors import ApiError
 from .service import Dht
 
 LOOKUP_TIMEOUT = 30.0
+MAX_PEER_ID_LENGTH = 128  # an Ed25519 peer ID is 52 characters, an RSA one 46
 
 
 def register_dht_routes(router: Router, dht: Dht) -> None:
     async def findprovs(request: Request) -> Response:
         cid = request.cid()
-        limit = int(request.arg("num-providers", "20") or 20)
+        limit = request.int("num-providers", 20, minimum=1, maximum=1000)
         found = []
         with trio.move_on_after(LOOKUP_TIMEOUT):
             async for info in dht.find_providers(cid, limit=limit):
@@ -28,8 +29,11 @@ def register_dht_routes(router: Router, dht: Dht) -> None:
         return Response.json({"Provided": str(cid)})
 
     async def findpeer(request: Request) -> Response:
+        text = request.require("arg")
         try:
-            peer_id = ID.from_base58(request.require("arg"))
+            if len(text) > MAX_PEER_ID_LENGTH:  # base58 decoding is quadratic: refuse first
+                raise ValueError("too long")
+            peer_id = ID.from_base58(text)
         except Exception:
             raise ApiError("argument 'arg' must be a peer ID", 400) from None
         with trio.move_on_after(LOOKUP_TIMEOUT):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -64,6 +64,18 @@ class _Pubsub(Pubsub):
 PROTOCOLS = [TProtocol(p) for p in ("/meshsub/1.2.0", "/meshsub/1.1.0", "/meshsub/1.0.0")]
 HEARTBEAT = 1
 MAX_MESSAGE_BYTES = 1024 * 1024
+# Messages waiting for one local subscriber; past this that subscriber misses messages (and a
+# warning says so) rather than slowing the others.
+SUBSCRIBER_BUFFER = 4096
+
+
+@dataclass
+class _Topic:
+    """Our local subscribers of one topic, fed by one pump from py-libp2p's subscription."""
+
+    subscribers: set[trio.MemorySendChannel[PubsubMessage]] = field(default_factory=set)
+    pump: trio.CancelScope = field(default_factory=trio.CancelScope)
+    dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,11 +98,15 @@ class PubsubService:
         self.pubsub = _Pubsub(host, self.router, strict_signing=True,
                              max_inbound_rpc_size=MAX_MESSAGE_BYTES)
         self._ready = trio.Event()
+        self._topics: dict[str, _Topic] = {}
+        self._lock = trio.Lock()  # py-libp2p subscribe/unsubscribe, one at a time
+        self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with background_trio_service(self.pubsub), \
-                background_trio_service(self.router):
+                background_trio_service(self.router), trio.open_nursery() as nursery:
             await self.pubsub.wait_until_ready()
+            self._nursery = nursery
             self._ready.set()
             task_status.started()
             await trio.sleep_forever()
@@ -100,20 +116,67 @@ class PubsubService:
         await self.pubsub.publish(topic, data)
 
     async def subscribe(self, topic: str) -> AsyncIterator[PubsubMessage]:
-        """Messages on ``topic`` (our own included) until the caller stops iterating."""
+        """Messages on ``topic`` (our own included) until the caller stops iterating.
+
+        py-libp2p keeps one queue per topic: two readers of it would each get half the
+        messages, and one leaving would close it under the other. So one pump per topic reads
+        it and fans each message out to every local subscriber; the last one to leave
+        unsubscribes.
+        """
         await self._ready.wait()
-        subscription = await self.pubsub.subscribe(topic)
+        send, receive = trio.open_memory_channel[PubsubMessage](SUBSCRIBER_BUFFER)
+        async with self._lock:
+            entry = self._topics.get(topic)
+            if entry is None:
+                subscription = await self.pubsub.subscribe(topic)
+                entry = self._topics[topic] = _Topic()
+                assert self._nursery is not None
+                self._nursery.start_soon(self._pump, topic, entry, subscription)
+            entry.subscribers.add(send)
         try:
-            while True:
-                message = await subscription.get()
-                try:
-                    sender = ID(message.from_id)
-                except Exception:
-                    log.info("pubsub message without a valid sender dropped", topic=topic)
-                    continue
-                yield PubsubMessage(topic, bytes(message.data), sender, bytes(message.seqno))
+            async with receive:
+                async for message in receive:
+                    yield message
         finally:
-            await self.pubsub.unsubscribe(topic)
+            entry.subscribers.discard(send)
+            send.close()
+            if not entry.subscribers and self._topics.get(topic) is entry:
+                del self._topics[topic]
+                entry.pump.cancel()  # the pump unsubscribes on its way out
+
+    async def _pump(self, topic: str, entry: _Topic, subscription: Any) -> None:
+        try:
+            with entry.pump:
+                while True:
+                    message = await subscription.get()
+                    try:
+                        sender = ID(message.from_id)
+                    except Exception:
+                        log.info("pubsub message without a valid sender dropped", topic=topic)
+                        continue
+                    item = PubsubMessage(topic, bytes(message.data), sender,
+                                         bytes(message.seqno))
+                    for send in list(entry.subscribers):
+                        try:
+                            send.send_nowait(item)
+                        except trio.WouldBlock:
+                            entry.dropped += 1
+                            if entry.dropped in (1, 10) or entry.dropped % 1000 == 0:
+                                log.warning("pubsub subscriber too slow; messages dropped",
+                                            topic=topic, dropped=entry.dropped)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            entry.subscribers.discard(send)
+        except Exception as exc:  # the subscription broke: end every local subscriber's feed
+            log.warning("pubsub subscription ended", topic=topic, error=str(exc))
+        finally:
+            for send in list(entry.subscribers):
+                send.close()
+            if self._topics.get(topic) is entry:
+                del self._topics[topic]
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                async with self._lock:
+                    if topic not in self._topics:  # nobody subscribed again meanwhile
+                        await self.pubsub.unsubscribe(topic)
 
     def topic_peers(self, topic: str) -> list[ID]:
         return list(self.pubsub.peer_topics.get(topic, ()))
