@@ -1,12 +1,18 @@
-"""An append-only log of msgpack records, durable before acknowledged.
+"""Durable files: an append-only log of msgpack records, and atomic whole-file writes.
 
-Used by the master's task journal and the pin queue: append a batch, fsync once; on open, a
-torn record at the tail (the process died mid-write) is cut off with a log line; compaction
-rewrites the file atomically (temp file, fsync, rename, folder fsync).
+``RecordLog`` is used by the master's task journal and the pin queue: append a batch, fsync
+once; on open, a torn record at the tail (the process died mid-write) is cut off with a log
+line; compaction rewrites the file atomically.
+
+``atomic_write``, ``replace_durably`` and ``fsync_dir`` are the one place that knows what makes
+a rename durable: the new file's bytes are fsynced before the rename and its folder after it.
+Without the folder fsync a power loss can bring the old file back (or lose a new one) even
+though the caller already acted on the new one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +23,59 @@ import msgpack
 from .logs import get_logger
 
 log = get_logger(__name__)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the folder's entries (creations, renames, deletions in it) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def mkdir_durably(path: Path, mode: int = 0o700) -> None:
+    """Create a folder (and missing parents), each new one durable in its parent."""
+    if path.is_dir():
+        return
+    mkdir_durably(path.parent, mode)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=mode)
+        fsync_dir(path.parent)
+
+
+def replace_durably(tmp: Path, target: Path) -> None:
+    """Rename a finished temp file over ``target``: its bytes, the rename, then the folder
+    are fsynced, so after a crash ``target`` is either the old file or the whole new one."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
+
+
+def atomic_write(path: Path, data: bytes | Iterable[bytes], *, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` durably (temp file beside it, fsync, rename, folder
+    fsync). On failure the temp file is removed, the old file stays, and the OSError rises."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            for chunk in [data] if isinstance(data, bytes | bytearray | memoryview) else data:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
 
 
 class RecordLog:
@@ -49,19 +108,8 @@ class RecordLog:
     def rewrite(self, docs: Iterable[Any]) -> None:
         """Replace the file with exactly ``docs``, atomically, and open it for appends. If
         this fails, the old file stays in place and open."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            for doc in docs:
-                f.write(msgpack.packb(doc, use_bin_type=True))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        mkdir_durably(self.path.parent)
+        atomic_write(self.path, (msgpack.packb(doc, use_bin_type=True) for doc in docs))
         self.close()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 

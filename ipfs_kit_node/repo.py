@@ -20,9 +20,10 @@ from pathlib import Path
 
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.keys import KeyPair
-from libp2p.identity_utils import load_identity, save_identity
+from libp2p.identity_utils import load_identity
 
 from .errors import RepoError, RepoLockedError
+from .journal import atomic_write, mkdir_durably
 from .logs import get_logger
 
 DEFAULT_DIRNAME = ".ipfs-kit-node"
@@ -74,24 +75,30 @@ class Repo:
         """Create the folders and config template if missing; True when the repo is new."""
         new = not self.path.exists()
         try:
-            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            mkdir_durably(self.path)
             for name in DATA_DIRS:
-                (self.path / name).mkdir(mode=0o700, exist_ok=True)
+                mkdir_durably(self.path / name)
             if not self.config_file.exists():
-                self.config_file.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+                atomic_write(self.config_file, CONFIG_TEMPLATE.encode())
         except OSError as exc:
-            raise RepoError(
-                f"cannot create repo {self.path}: {exc.strerror}; "
-                "check permissions or pass another --repo"
-            ) from exc
+            raise self._error(exc, f"cannot create repo {self.path}") from exc
         return new
+
+    def _error(self, exc: OSError, what: str) -> RepoError:
+        """One line saying what failed and what to do; a full disk is named as such."""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return RepoError(
+                f"{what}: the disk holding {self.path} is full ({exc.strerror}); "
+                "free some space on it, then start again"
+            )
+        return RepoError(f"{what}: {exc.strerror}; check permissions or pass another --repo")
 
     def lock(self) -> None:
         """Take the repo lock or raise RepoLockedError naming the holder."""
         try:
             fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise RepoError(f"cannot open {self.lock_file}: {exc.strerror}") from exc
+            raise self._error(exc, f"cannot open {self.lock_file}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -99,9 +106,13 @@ class Repo:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
                 raise RepoLockedError(str(self.path), holder) from None
-            raise RepoError(f"cannot lock {self.lock_file}: {exc.strerror}") from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+            raise self._error(exc, f"cannot lock {self.lock_file}") from exc
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            os.close(fd)  # releases the flock
+            raise self._error(exc, f"cannot write {self.lock_file}") from exc
         self._lock_fd = fd
 
     def lock_holder(self) -> int | None:
@@ -122,7 +133,10 @@ class Repo:
         path = self.identity_file
         if not path.exists():
             key_pair = create_new_key_pair()
-            save_identity(key_pair, path)
+            try:  # atomically: a crash must not leave a torn key behind
+                atomic_write(path, key_pair.private_key.serialize(), mode=0o600)
+            except OSError as exc:
+                raise self._error(exc, f"cannot write the identity key {path}") from exc
             log.info("identity created", path=str(path))
             return key_pair
         mode = stat.S_IMODE(path.stat().st_mode)

@@ -2,9 +2,10 @@
 
 A block with multihash key K lives at ``blocks/<K[-3:-1]>/<K>.data`` where K is the base32
 (RFC 4648, upper case, unpadded) multihash, so the folder reads like a Kubo flatfs datastore.
-Writes go to ``.tmp/``, are fsynced, renamed into place, and the shard folder is fsynced:
-a block is either whole or absent after a crash. Reads re-hash the bytes; a file that does
-not match is moved to ``.quarantine/`` and reported as missing, never returned.
+Writes go to ``.tmp/``, are fsynced, renamed into place, and the shard folder is fsynced (and
+the root, when the shard folder is new): a block is either whole or absent after a crash.
+Reads re-hash the bytes; a file that does not match is moved to ``.quarantine/`` and reported
+as missing, never returned.
 
 Every method here blocks; the store runs them on trio's worker threads.
 """
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import StoreFullError
+from ..journal import fsync_dir, mkdir_durably
 from .blocks import hash_matches
 
 SUFFIX = ".data"
@@ -44,7 +46,8 @@ class DiskTier:
         self.tmp = root / TMP_DIR
         self.quarantine_dir = root / QUARANTINE_DIR
         for folder in (root, self.tmp, self.quarantine_dir):
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            mkdir_durably(folder)
+        self._durable_shards: set[str] = set()  # shard folders fsynced into the root
 
     def path_for(self, key: bytes) -> Path:
         name = encode_key(key)
@@ -63,10 +66,16 @@ class DiskTier:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            final.parent.mkdir(mode=0o700, exist_ok=True)
+            if final.parent.name not in self._durable_shards:
+                # A shard folder is itself an entry of the root that must survive; a thread
+                # that finds it made by another must not ack before the root is fsynced.
+                final.parent.mkdir(mode=0o700, exist_ok=True)
+                if self.sync:
+                    fsync_dir(self.root)
+                self._durable_shards.add(final.parent.name)
             os.replace(tmp, final)
             if self.sync:
-                _fsync_dir(final.parent)
+                fsync_dir(final.parent)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -129,11 +138,3 @@ class DiskTier:
                 os.unlink(entry.path)
                 removed += 1
         return removed
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -2,10 +2,11 @@
 
 The index is a dict keyed by multihash. Every put and delete is appended to
 ``datastore/index.journal`` (msgpack records). The whole index is written to
-``datastore/index.msgpack`` periodically and on shutdown (temp file, fsync, rename), after which
-the journal starts afresh; on start the snapshot is read and the journal replayed (a torn last
-record is ignored). When either is missing or damaged, or the last shutdown was not clean, the
-store rebuilds the index against the disk tier, the source of truth for which blocks exist.
+``datastore/index.msgpack`` periodically and on shutdown (temp file, fsync, rename, folder
+fsync), after which the journal starts afresh; on start the snapshot is read and the journal
+replayed (a torn last record is ignored). When either is missing or damaged, or the last
+shutdown was not clean, the store rebuilds the index against the disk tier, the source of
+truth for which blocks exist.
 
 After each snapshot a short-lived child process (``python -m
 ipfs_kit_node.storage.parquet_export``) turns it into ``datastore/index.parquet`` for other
@@ -43,6 +44,7 @@ from typing import Any
 import msgpack
 
 from ..errors import StoreFullError
+from ..journal import atomic_write, fsync_dir, replace_durably
 
 
 @dataclass(slots=True)
@@ -59,14 +61,29 @@ class BlockMeta:
 
 
 class Journal:
-    """Append-only msgpack records: ("put", key, cid, size, t) and ("del", key)."""
+    """Append-only msgpack records: ("put", key, cid, size, t), ("del", key) and
+    ("remote", key, flag, cid, size).
+
+    Appends are not fsynced by default: an unclean start rebuilds the index from the block
+    files, so losing the tail costs only heat metadata. A record that recovery relies on (a
+    block moved to the remote tier, whose local file is about to be deleted) is appended with
+    ``sync=True`` and is durable before ``append`` returns.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        created = not path.exists()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if created:
+            try:  # a synced record in a file whose name a crash loses is lost too
+                fsync_dir(path.parent)
+            except OSError:
+                os.close(self._fd)
+                raise
 
-    def append(self, *record: Any) -> None:
-        """Append one whole record, or nothing: a failed write is cut back off the file."""
+    def append(self, *record: Any, sync: bool = False) -> None:
+        """Append one whole record, or nothing: a failed write is cut back off the file.
+        With ``sync`` the record is fsynced before this returns (or call ``sync()``)."""
         data = memoryview(msgpack.packb(record))
         start = os.lseek(self._fd, 0, os.SEEK_END)
         try:
@@ -76,11 +93,22 @@ class Journal:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, start)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StoreFullError(f"the disk is full: cannot append to {self.path}") from exc
+                raise StoreFullError(
+                    f"the disk is full: cannot append to {self.path}; free space on that "
+                    "disk (or lower storage.max_size so GC keeps the store smaller)"
+                ) from exc
             raise
+        if sync:
+            self.sync()
+
+    def sync(self) -> None:
+        """Make every record appended so far durable (blocking: a worker thread's job)."""
+        os.fsync(self._fd)
 
     def reset(self) -> None:
+        """Empty the journal durably (its records are in a durable snapshot now)."""
         os.ftruncate(self._fd, 0)
+        os.fsync(self._fd)
 
     def close(self) -> None:
         os.close(self._fd)
@@ -117,19 +145,7 @@ def write_snapshot(path: Path, rows: list[tuple[Any, ...]], half_life: float) ->
         "rows": [(key, m.cid, m.size, tier, m.heat, m.heat_epoch, m.pins > 0,
                   m.first_access, m.last_access, m.access_count) for key, m, tier in rows],
     })
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(packed)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except OSError:
-        os.close(fd)
-        remove_quietly(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
+    atomic_write(path, packed)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -171,11 +187,20 @@ def export_parquet(snapshot: Path, target: Path) -> int:
     table = pa.table(dict(zip(COLUMNS, columns, strict=True)), schema=schema)
     table = table.replace_schema_metadata({"ipfs_kit_node.half_life": str(doc["half_life"])})
     tmp = target.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, target)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        replace_durably(tmp, target)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
     return len(doc["rows"])
 
 
-def remove_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+def remove_quietly(path: Path, *, durably: bool = False) -> None:
+    """Remove a file if present; ``durably``: the removal survives a crash once this returns."""
+    try:
         path.unlink()
+    except FileNotFoundError:
+        return
+    if durably:
+        fsync_dir(path.parent)

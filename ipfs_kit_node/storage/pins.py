@@ -5,9 +5,10 @@ or unpin is acknowledged. Which blocks a recursive pin covers is derived by walk
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Literal
+
+from ..journal import atomic_write
 
 PinMode = Literal["recursive", "direct"]
 
@@ -25,18 +26,9 @@ class PinSet:
         self.roots = {cid: mode for cid, mode in data["pins"].items()
                       if mode in ("recursive", "direct")}
 
-    def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        body = json.dumps({"version": 1, "pins": self.roots}, indent=0, sort_keys=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, body.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    def save(self, roots: dict[str, PinMode] | None = None) -> None:
+        """Write ``roots`` (default: the current ones) durably; raises OSError, leaving the
+        file as it was. The caller adopts new roots only once this returns."""
+        body = json.dumps({"version": 1, "pins": self.roots if roots is None else roots},
+                          indent=0, sort_keys=True)
+        atomic_write(self.path, body.encode())

@@ -29,6 +29,7 @@ from ..errors import (
     StoreError,
     StoreFullError,
 )
+from ..journal import fsync_dir
 from ..logs import get_logger
 from ..service import TaskStatus
 from .blocks import CidLike, cid_of_key, key_of, to_cid, verify
@@ -168,7 +169,9 @@ class TieredStore:
 
     async def _load(self) -> None:
         clean = self._clean_marker.exists()
-        remove_quietly(self._clean_marker)
+        # Durably gone before anything changes: a crash must never leave a marker that
+        # vouches for a snapshot and journal this run no longer keeps in step.
+        remove_quietly(self._clean_marker, durably=True)
         index: dict[bytes, BlockMeta] = {}
         fresh = not self._snapshot_path.exists() and not self._journal_path.exists()
         trusted = clean or (fresh and not any(self._disk.scan()))
@@ -185,7 +188,7 @@ class TieredStore:
             index = await self._reconcile(index)
         self._index = index
         self._used = sum(m.size for m in index.values() if not m.remote)
-        self._journal = Journal(self._journal_path)
+        self._open_journal()
         self._pins.load()
         await self._recount_pins()
         log.info("store opened", blocks=len(index), bytes=self._used, clean=clean,
@@ -202,6 +205,11 @@ class TieredStore:
                 index.pop(bytes(record[1]), None)
             elif record[0] == "remote" and record[1] in index:
                 index[bytes(record[1])].remote = bool(record[2])
+            elif record[0] == "remote" and record[2] and len(record) >= 5:
+                # Self-contained, so a block moved away survives a damaged snapshot too.
+                _, key, _, cid, size = record[:5]
+                index[bytes(key)] = BlockMeta(cid=str(cid), size=int(size), first_access=0.0,
+                                              last_access=0.0, remote=True)
 
     async def _reconcile(self, index: dict[bytes, BlockMeta]) -> dict[bytes, BlockMeta]:
         """Make the index agree with the disk: the files are the truth."""
@@ -239,7 +247,7 @@ class TieredStore:
                 # Shutdown must stay fast: the export gets a second, then the next start
                 # refreshes it.
                 await self.snapshot(export_timeout=CLOSE_EXPORT_TIMEOUT)
-                self._clean_marker.touch()
+                await trio.to_thread.run_sync(self._mark_clean)
         except StoreError as exc:
             log.error("index snapshot failed at close; next start rebuilds from disk",
                       error=str(exc))
@@ -250,19 +258,45 @@ class TieredStore:
                 self._journal = None
         log.info("store closed", blocks=len(self._index))
 
+    def _mark_clean(self) -> None:
+        """The CLEAN marker, durable: the next start may trust the snapshot."""
+        try:
+            self._clean_marker.touch()
+            fsync_dir(self._datastore)
+        except OSError as exc:
+            raise self._os_error(exc, "cannot write the clean-shutdown marker") from exc
+
+    def _os_error(self, exc: OSError, what: str) -> StoreError:
+        """A typed error for a failed file operation; a full disk says what to do."""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StoreFullError(
+                f"the disk under {self.root} is full: {what} ({exc.strerror}); free space on "
+                "that disk, or lower storage.max_size so GC keeps the store smaller"
+            )
+        return StoreError(f"{what}: {exc}")
+
+    def _open_journal(self) -> None:
+        """Open the index journal; on a full disk the store runs without it for now."""
+        try:
+            self._journal = Journal(self._journal_path)
+        except (OSError, StoreError) as exc:
+            self._journal = None
+            log.error("index journal cannot be opened; the next start will rebuild the index "
+                      "from disk", path=str(self._journal_path), error=str(exc))
+
     async def snapshot(self, export_timeout: float | None = None) -> None:
-        """Write the index snapshot, start the journal afresh, refresh the Parquet export."""
+        """Write the index snapshot, start the journal afresh, refresh the Parquet export.
+
+        The snapshot is durable (file and folder fsynced) before the journal is emptied.
+        """
         rows = [(k, m, self._tier_of(k, m)) for k, m in self._index.items()]
         try:
             await trio.to_thread.run_sync(write_snapshot, self._snapshot_path, rows,
                                           self.config.half_life)
+            if self._journal is not None:
+                self._journal.reset()
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StoreFullError(f"the disk is full: cannot write the index ({exc})"
-                                     ) from exc
-            raise StoreError(f"cannot write the index snapshot: {exc}") from exc
-        if self._journal is not None:
-            self._journal.reset()
+            raise self._os_error(exc, "cannot write the index snapshot") from exc
         if self.config.parquet_export:
             await self._export_parquet(export_timeout or PARQUET_EXPORT_TIMEOUT)
 
@@ -290,23 +324,33 @@ class TieredStore:
         return "memory" if key in self._memory else "disk"
 
     def _write_journal(self, *record: Any, required: bool = False) -> None:
-        """Journal a change. The journal only speeds up restarts (an unclean start rebuilds
-        from disk), so a failed append is logged and skipped, unless ``required``.
+        """Journal a change (not yet durable; see ``_sync_journal``). The journal mostly
+        speeds up restarts (an unclean start rebuilds from disk), so a failed append is
+        logged and skipped, unless ``required``: then it raises StoreError.
         """
-        if self._journal is None:
-            raise StoreError("the store is not open")
+        if self._journal is None and not self._closed:
+            self._open_journal()  # it failed at open (full disk): space may be back
         try:
+            if self._journal is None:
+                raise StoreError(f"the index journal {self._journal_path} is not open")
             self._journal.append(*record)
+        except (OSError, StoreError) as exc:
+            if required:
+                raise exc if isinstance(exc, StoreError) else self._os_error(
+                    exc, "cannot append to the index journal") from exc
+            log.warning("index journal append failed; the next start will rebuild from disk",
+                        op=record[0], error=str(exc))
+
+    async def _sync_journal(self) -> None:
+        """Make the journal durable; for records a crash recovery relies on (any ``sync``
+        setting), before the action they describe."""
+        journal = self._journal
+        if journal is None:
+            raise StoreError(f"the index journal {self._journal_path} is not open")
+        try:
+            await trio.to_thread.run_sync(journal.sync)
         except OSError as exc:
-            if required:
-                raise
-            log.warning("index journal append failed; the next start will rebuild from disk",
-                        op=record[0], error=str(exc))
-        except StoreFullError as exc:
-            if required:
-                raise
-            log.warning("index journal append failed; the next start will rebuild from disk",
-                        op=record[0], error=str(exc))
+            raise self._os_error(exc, "cannot fsync the index journal") from exc
 
     def _check_open(self) -> None:
         if self._closed:
@@ -406,8 +450,11 @@ class TieredStore:
         async with self._threads:
             data, corrupt = await trio.to_thread.run_sync(self._disk.read_verified, key)
         if data is None:
-            if self._index.get(key) is meta:
-                self._forget(key, meta)
+            if self._index.get(key) is not meta:
+                raise BlockNotFoundError(str(cid))  # deleted while we read
+            if meta.remote:  # moved to the remote tier while we read
+                return await self._get_remote(cid, key, meta)
+            self._forget(key, meta)
             if corrupt:
                 log.error("corrupt block quarantined; reported as missing", cid=str(cid),
                           path=str(self._disk.quarantine_dir))
@@ -544,13 +591,19 @@ class TieredStore:
             if current == mode or (current == "recursive" and not recursive):
                 return
             keys = await self._dag_keys(cid, recursive)
-            if current is not None:
-                for key in await self._dag_keys(cid, current == "recursive"):
-                    self._index[key].pins -= 1
-            for key in keys:
-                self._index[key].pins += 1
+            old = [] if current is None else await self._dag_keys(cid, current == "recursive")
+            if any(key not in self._index for key in keys):  # GC ran during the walk
+                raise BlockNotFoundError(str(cid), "part of its DAG was collected while "
+                                         "pinning; add it again")
+            # Counted first so GC spares the blocks while the pin set is written.
+            self._count_pins(keys, +1)
+            try:
+                await self._save_pins({**self._pins.roots, str(cid): mode})
+            except BaseException:
+                self._count_pins(keys, -1)
+                raise
+            self._count_pins(old, -1)
             self._pins.roots[str(cid)] = mode
-            await trio.to_thread.run_sync(self._pins.save)
         for listener in self._pin_listeners:
             listener(cid, True)
 
@@ -558,15 +611,28 @@ class TieredStore:
         self._check_open()
         cid = to_cid(cid)
         async with self._pin_lock:
-            mode = self._pins.roots.pop(str(cid), None)
+            mode = self._pins.roots.get(str(cid))
             if mode is None:
                 raise StoreError(f"{cid} is not pinned")
-            await trio.to_thread.run_sync(self._pins.save)
+            await self._save_pins({k: v for k, v in self._pins.roots.items() if k != str(cid)})
+            del self._pins.roots[str(cid)]
             with contextlib.suppress(BlockNotFoundError):
-                for key in await self._dag_keys(cid, mode == "recursive"):
-                    self._index[key].pins -= 1
+                self._count_pins(await self._dag_keys(cid, mode == "recursive"), -1)
         for listener in self._pin_listeners:
             listener(cid, False)
+
+    def _count_pins(self, keys: list[bytes], delta: int) -> None:
+        for key in keys:
+            meta = self._index.get(key)
+            if meta is not None:
+                meta.pins = max(0, meta.pins + delta)
+
+    async def _save_pins(self, roots: dict[str, PinMode]) -> None:
+        """Persist a new pin set (durably) before the caller adopts it."""
+        try:
+            await trio.to_thread.run_sync(self._pins.save, roots)
+        except OSError as exc:
+            raise self._os_error(exc, "cannot save the pin set") from exc
 
     async def _recount_pins(self) -> None:
         for meta in self._index.values():
@@ -629,18 +695,29 @@ class TieredStore:
                 continue
             if not await self.remote.is_safely_held(to_cid(meta.cid)):
                 continue
-            if self._index.get(key) is not meta or meta.remote:
+            # Other tasks ran during the await: decide again, then hold the block so a put,
+            # delete or read of it waits until its file is gone and the index says so.
+            if (self._index.get(key) is not meta or meta.remote or not meta.pins
+                    or key in self._inflight):
                 continue
+            self._inflight[key] = event = trio.Event()
             try:
-                # Without this record a crash would forget the block lives remotely.
-                self._write_journal("remote", key, True, required=True)
-            except (OSError, StoreError) as exc:
-                result.errors.append(f"{meta.cid}: {exc}")
-                continue
-            meta.remote = True
-            self._used -= meta.size
-            self._memory.discard(key)
-            await trio.to_thread.run_sync(self._disk.delete, key)
+                try:
+                    # Durable before the file goes, or a crash forgets the block lives
+                    # remotely. Self-contained (cid, size) for a damaged snapshot.
+                    self._write_journal("remote", key, True, meta.cid, meta.size,
+                                        required=True)
+                    await self._sync_journal()
+                except StoreError as exc:
+                    result.errors.append(f"{meta.cid}: {exc}")
+                    continue
+                meta.remote = True
+                self._used -= meta.size
+                self._memory.discard(key)
+                await trio.to_thread.run_sync(self._disk.delete, key)
+            finally:
+                del self._inflight[key]
+                event.set()
             result.evicted_to_remote += 1
 
     # -- verify, stats -----------------------------------------------------------------------
@@ -654,7 +731,7 @@ class TieredStore:
             async with self._threads:
                 data, corrupt = await trio.to_thread.run_sync(self._disk.read_verified, key)
             result.checked += 1
-            if data is None and self._index.get(key) is meta:
+            if data is None and self._index.get(key) is meta and not meta.remote:
                 (result.corrupt if corrupt else result.missing).append(meta.cid)
                 self._forget(key, meta)
                 log.error("verify: block bad", cid=meta.cid, corrupt=corrupt)

@@ -116,7 +116,7 @@ async def test_enospc_is_store_full_and_the_store_recovers(small_disk: Path) -> 
     await store.close()  # the snapshot fits in the space the deletes freed
     assert (root / "datastore" / "CLEAN").exists()
     assert not (root / "datastore" / "index.parquet.tmp").exists()
-    assert not (root / "datastore" / "index.tmp").exists()
+    assert not (root / "datastore" / "index.msgpack.tmp").exists()
 
     store = await TieredStore.open(root, CONFIG)  # clean restart, from the snapshot
     assert len(store) == len(stored)

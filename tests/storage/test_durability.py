@@ -1,0 +1,288 @@
+"""What a crash may rely on, and eviction against concurrent puts and reads of one block.
+
+Ordering tests record the file system calls the store makes (``os.fsync``, ``os.replace``) and
+check that each record recovery needs is fsynced before the action it describes, and that every
+rename is followed by an fsync of its folder. Race tests interleave trio tasks deterministically:
+a test double of the remote tier and hooks on the disk tier hold one task at a chosen await
+while the other runs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+import trio
+import trio.testing
+from dag import raw_block
+from multiformats import CID
+
+from ipfs_kit_node.journal import RecordLog, atomic_write
+from ipfs_kit_node.repo import Repo
+from ipfs_kit_node.storage import StoreConfig, TieredStore
+from ipfs_kit_node.storage.index import export_parquet, write_snapshot
+
+CONFIG = StoreConfig(max_size=100_000, memory_size=0, gc_watermark=0.5, parquet_export=False)
+
+
+class Remote:
+    """The remote tier holding everything; ``gate`` (if set) holds ``is_safely_held``."""
+
+    name = "test"
+
+    def __init__(self) -> None:
+        self.held: dict[str, bytes] = {}
+        self.gate: trio.Event | None = None
+        self.asked = trio.Event()
+
+    async def is_safely_held(self, cid: CID) -> bool:
+        self.asked.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        return str(cid) in self.held
+
+    async def fetch(self, cid: CID) -> bytes | None:
+        return self.held.get(str(cid))
+
+
+async def pinned_store(root: Path, remote: Remote, n: int = 8,
+                       config: StoreConfig = CONFIG) -> tuple[TieredStore, list[tuple[CID, bytes]]]:
+    """A store over its watermark with n pinned 10 kB blocks, all held remotely."""
+    store = await TieredStore.open(root, config, remote=remote)
+    blocks = [raw_block(size=10_000) for _ in range(n)]
+    for cid, data in blocks:
+        await store.put(cid, data)
+        await store.pin(cid, recursive=False)
+        remote.held[str(cid)] = data
+    return store, blocks
+
+
+# -- the order of durable steps --------------------------------------------------------------
+
+
+@pytest.fixture
+def fs_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
+    """Every os.fsync (by path), os.replace and os.unlink of this process, in order."""
+    calls: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_unlink = os.fsync, os.replace, os.unlink
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+
+    def replace(src: str | Path, dst: str | Path, **kw: object) -> None:
+        real_replace(src, dst, **kw)  # type: ignore[arg-type]
+        calls.append(("replace", f"{src} -> {dst}"))
+
+    def unlink(path: str | Path, **kw: object) -> None:
+        real_unlink(path, **kw)  # type: ignore[arg-type]
+        calls.append(("unlink", str(path)))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "unlink", unlink)
+    yield calls
+
+
+def assert_renames_durable(calls: list[tuple[str, str]], target: Path) -> None:
+    """The temp file fsynced before the rename onto ``target``, its folder fsynced after."""
+    at = next(i for i, (op, arg) in enumerate(calls)
+              if op == "replace" and arg.endswith(f" -> {target}"))
+    tmp = calls[at][1].split(" -> ")[0]
+    assert ("fsync", tmp) in calls[:at], f"{tmp} renamed onto {target} before being fsynced"
+    assert ("fsync", str(target.parent)) in calls[at + 1:], (
+        f"the folder of {target} was not fsynced after the rename: a crash may undo it"
+    )
+
+
+def test_every_atomic_replace_fsyncs_its_folder(tmp_path: Path,
+                                                fs_calls: list[tuple[str, str]]) -> None:
+    atomic_write(tmp_path / "plain", b"x")
+    assert_renames_durable(fs_calls, tmp_path / "plain")
+
+    snapshot = tmp_path / "index.msgpack"
+    write_snapshot(snapshot, [], 3600.0)
+    assert_renames_durable(fs_calls, snapshot)
+
+    export_parquet(snapshot, tmp_path / "index.parquet")
+    assert_renames_durable(fs_calls, tmp_path / "index.parquet")
+
+    log = RecordLog(tmp_path / "queue" / "log")
+    log.rewrite([{"a": 1}])
+    log.append([{"b": 2}])
+    assert_renames_durable(fs_calls, tmp_path / "queue" / "log")
+    assert ("fsync", str(tmp_path)) in fs_calls, "the new queue folder is not durable"
+    assert fs_calls[-1] == ("fsync", str(tmp_path / "queue" / "log"))
+    log.close()
+
+    repo = Repo(tmp_path / "repo")
+    repo.init()
+    repo.load_or_create_identity()
+    assert_renames_durable(fs_calls, repo.identity_file)
+    assert_renames_durable(fs_calls, repo.config_file)
+    assert ("fsync", str(tmp_path)) in fs_calls
+
+
+async def test_snapshot_durable_before_the_journal_empties(
+        tmp_path: Path, fs_calls: list[tuple[str, str]]) -> None:
+    store = await TieredStore.open(tmp_path, CONFIG)
+    await store.put(*raw_block(size=100))
+    fs_calls.clear()
+    await store.close()
+    datastore = tmp_path / "datastore"
+    snapshot = datastore / "index.msgpack"
+    assert_renames_durable(fs_calls, snapshot)
+    renamed = next(i for i, (op, arg) in enumerate(fs_calls)
+                   if op == "replace" and arg.endswith(str(snapshot)))
+    journal_synced = fs_calls.index(("fsync", str(datastore / "index.journal")))
+    assert journal_synced > renamed  # emptied (durably) only after the snapshot is in place
+    assert fs_calls[-1] == ("fsync", str(datastore)), "the CLEAN marker is not durable"
+
+    fs_calls.clear()
+    store = await TieredStore.open(tmp_path, CONFIG)
+    removed = fs_calls.index(("unlink", str(datastore / "CLEAN")))
+    assert ("fsync", str(datastore)) in fs_calls[removed:], (
+        "the CLEAN marker's removal is not durable: a crash would trust a stale snapshot"
+    )
+    await store.close()
+
+
+@pytest.mark.parametrize("sync", [True, False])
+async def test_moved_to_remote_is_fsynced_before_the_file_goes(
+        tmp_path: Path, fs_calls: list[tuple[str, str]], sync: bool) -> None:
+    """``sync = false`` skips the per-block fsyncs only: a record that precedes deleting the
+    local copy is always durable first."""
+    remote = Remote()
+    config = StoreConfig(max_size=100_000, memory_size=0, gc_watermark=0.5, sync=sync,
+                         parquet_export=False)
+    store, blocks = await pinned_store(tmp_path, remote, config=config)
+    fs_calls.clear()
+    result = await store.gc()
+    assert result.evicted_to_remote == 3
+    journal = str(tmp_path / "datastore" / "index.journal")
+    deletes = [i for i, (op, arg) in enumerate(fs_calls)
+               if op == "unlink" and arg.endswith(".data")]
+    syncs = [i for i, call in enumerate(fs_calls) if call == ("fsync", journal)]
+    assert len(deletes) == 3
+    for delete in deletes:
+        assert any(s < delete for s in syncs), "a block file left before its record was durable"
+    # The records are self-contained: a lost snapshot does not lose where the blocks are.
+    records = list(msgpack.Unpacker(open(journal, "rb")))  # noqa: SIM115
+    remote_records = [r for r in records if r[0] == "remote"]
+    assert len(remote_records) == 3 and all(len(r) == 5 for r in remote_records)
+    await store.close()
+    (tmp_path / "datastore" / "index.msgpack").write_bytes(b"damaged")
+    (tmp_path / "datastore" / "CLEAN").unlink()
+    with open(journal, "wb") as f:
+        for record in remote_records:
+            f.write(msgpack.packb(record))
+    store = await TieredStore.open(tmp_path, config, remote=remote)
+    assert store.stats().remote.blocks == 3
+    for cid, data in blocks:
+        assert await store.get(cid) == data
+    await store.close()
+
+
+# -- eviction against puts and reads of the same block ---------------------------------------
+
+
+async def test_eviction_and_put_of_one_block_never_race(tmp_path: Path) -> None:
+    """Eviction of X is deleting X's file (in a worker thread) when a put of X arrives: the
+    put must wait, then store X again; never may the eviction delete the put's new file."""
+    remote = Remote()
+    store, blocks = await pinned_store(tmp_path, remote)
+    disk = store._disk
+    real_delete, real_write = disk.delete, disk.write
+    deleting, release = threading.Event(), threading.Event()
+    written = threading.Event()
+    victim: list[bytes] = []
+
+    def slow_delete(key: bytes) -> bool:
+        victim.append(key)
+        deleting.set()
+        assert release.wait(20)
+        return real_delete(key)
+
+    def write(key: bytes, data: bytes | memoryview) -> None:
+        real_write(key, data)
+        written.set()
+
+    disk.delete, disk.write = slow_delete, write  # type: ignore[method-assign]
+    by_key = {bytes(c.digest): (c, d) for c, d in blocks}
+    stored: list[bool] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.gc)
+        await trio.to_thread.run_sync(deleting.wait, 20)
+        cid, data = by_key[victim[0]]
+        assert store.is_remote(cid)
+        nursery.start_soon(lambda: _append(stored, store.put(cid, data)))
+        await trio.testing.wait_all_tasks_blocked()
+        # Were the put not held back, its write would land now, before the delete.
+        try:
+            landed = await trio.to_thread.run_sync(written.wait, 0.5)
+            assert not landed, "a put of a block wrote its file while eviction deleted it"
+        finally:
+            release.set()
+    assert stored == [True]
+    assert store.is_local(cid) and not store.is_remote(cid)
+    assert disk.path_for(victim[0]).exists(), "eviction deleted the file the put just wrote"
+    assert await store.get(cid) == data
+    assert (await store.verify()).ok
+    await store.close()
+
+
+async def test_read_during_eviction_falls_back_to_remote(tmp_path: Path) -> None:
+    """A get that found X on disk, then lost its file to eviction, fetches X remotely; it
+    must not conclude X vanished (which would forget a pinned block)."""
+    remote = Remote()
+    store, blocks = await pinned_store(tmp_path, remote)
+    disk = store._disk
+    real_read = disk.read_verified
+    reading, go = threading.Event(), threading.Event()
+
+    def held_read(key: bytes) -> tuple[bytes | None, bool]:
+        reading.set()
+        assert go.wait(20)
+        return real_read(key)
+
+    target = blocks[3]  # the only block the remote holds: the only one eviction may pick
+    remote.held = {str(target[0]): target[1]}
+    got: list[bytes] = []
+    disk.read_verified = held_read  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: _append(got, store.get(target[0])))
+        try:
+            await trio.to_thread.run_sync(reading.wait, 20)
+            disk.read_verified = real_read  # type: ignore[method-assign]
+            result = await store.gc()
+            assert result.evicted_to_remote == 1 and store.is_remote(target[0]), result
+        finally:
+            go.set()
+    assert got == [target[1]]
+    assert store.is_pinned(target[0]) and store.is_remote(target[0])
+    assert (await store.verify()).ok
+    await store.close()
+
+
+async def test_block_unpinned_while_eviction_asks_the_remote_stays(tmp_path: Path) -> None:
+    remote = Remote()
+    store, blocks = await pinned_store(tmp_path, remote)
+    remote.gate = trio.Event()
+    results = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: _append(results, store.gc()))
+        await remote.asked.wait()
+        for cid, _ in blocks:
+            await store.unpin(cid)
+        remote.gate.set()
+    assert results[0].evicted_to_remote == 0
+    assert store.stats().remote.blocks == 0
+    await store.close()
+
+
+async def _append(results: list[object], coro: object) -> None:
+    results.append(await coro)  # type: ignore[misc]
