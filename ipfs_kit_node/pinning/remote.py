@@ -20,7 +20,7 @@ from ..cid import to_cid
 from ..codecs import dagpb
 from ..errors import BlockNotFoundError, IpfsKitError, PinningError
 from ..logs import get_logger
-from ..service import TaskStatus
+from ..service import TaskStatus, keep_running
 from ..storage.blocks import key_of
 from ..storage.store import TieredStore
 
@@ -79,6 +79,9 @@ class PinnedElsewhere:
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        await keep_running("remote tier refresh", self._loop)
+
+    async def _loop(self) -> None:
         full = True
         while True:
             await self.refresh(only_new=not full)

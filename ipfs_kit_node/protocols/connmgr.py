@@ -17,7 +17,7 @@ from libp2p.peer.id import ID
 
 from ..config import ConnMgrSection
 from ..logs import get_logger
-from ..service import TaskStatus
+from ..service import TaskStatus, keep_running
 from .bitswap import Bitswap
 from .peers import PeerBook
 
@@ -57,10 +57,13 @@ class ConnManager:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            while True:
-                self.refresh()
-                self.trim()
-                await trio.sleep(REFRESH)
+            await keep_running("connmgr", self._loop)
+
+    async def _loop(self) -> None:
+        while True:
+            self.refresh()
+            self.trim()
+            await trio.sleep(REFRESH)
 
     def trim(self) -> list[ID]:
         """Close connections down to the low water mark; returns the peers let go."""

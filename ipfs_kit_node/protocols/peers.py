@@ -111,6 +111,12 @@ class PeerBook(ConnectionNotifee):
                 nursery.start_soon(self._identify, peer_id)
 
     async def _identify(self, peer_id: ID) -> None:
+        try:
+            await self._identify_checked(peer_id)
+        except Exception as exc:  # the edge of this task: one peer, never the node
+            log.warning("identify handling failed", peer=str(peer_id), error=repr(exc)[:300])
+
+    async def _identify_checked(self, peer_id: ID) -> None:
         record = self._peers.get(peer_id)
         if record is None:
             return

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 import multiaddr
 import trio
-from libp2p.abc import IHost, INetConn, INetwork
+from libp2p.abc import IHost, INetConn, INetStream, INetwork
 from libp2p.kad_dht.common import PROTOCOL_ID
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
@@ -25,8 +25,9 @@ from multiformats import CID
 
 from ...cid import to_cid
 from ...logs import get_logger
-from ...service import TaskStatus
+from ...service import TaskStatus, keep_running
 from ...storage.store import TieredStore
+from ..guard import guarded
 from ..notifee import ConnectionNotifee
 from ..peers import PeerBook
 
@@ -56,6 +57,10 @@ class _KadDHT(KadDHT):
     async def add_peer(self, peer_id: ID, *, skip_server_mode_check: bool = False) -> bool:
         del skip_server_mode_check  # the check is never skipped
         return await super().add_peer(peer_id)
+
+    async def handle_stream(self, stream: INetStream) -> None:
+        """py-libp2p's handler behind our edge guard: a peer's bad message costs its stream."""
+        await guarded(str(PROTOCOL_ID), super().handle_stream)(stream)
 
 
 def provider_key(cid: CID) -> bytes:
@@ -100,7 +105,7 @@ class Dht(ConnectionNotifee):
                 for peer_id in self.host.get_connected_peers():  # connected before we started
                     self._join_send.send_nowait(peer_id)
                 nursery.start_soon(self._admit_joiners, nursery)
-                nursery.start_soon(self._reprovide_loop)
+                nursery.start_soon(keep_running, "dht reprovide", self._reprovide_loop)
                 log.info("dht started", mode=self.mode)
                 task_status.started()
         finally:
@@ -116,6 +121,12 @@ class Dht(ConnectionNotifee):
     async def _admit(self, peer_id: ID) -> None:
         """Add a connected peer to the routing table once identify says it is a DHT server
         (the spec keeps clients out of routing tables)."""
+        try:
+            await self._admit_checked(peer_id)
+        except Exception as exc:  # the edge of this task: one peer, never the node
+            log.warning("dht admission failed", peer=str(peer_id), error=repr(exc)[:300])
+
+    async def _admit_checked(self, peer_id: ID) -> None:
         assert self.kad is not None
         peerstore = self.host.get_peerstore()
         for delay in IDENTIFY_POLL:

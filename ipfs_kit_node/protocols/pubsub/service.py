@@ -53,9 +53,11 @@ class _Pubsub(Pubsub):
     async def continuously_read_stream(self, stream: INetStream) -> None:
         try:
             await super().continuously_read_stream(stream)
-        except DecodeError as exc:
+        except Exception as exc:  # DecodeError, or anything else a peer's RPC sets off
             peer = stream.muxed_conn.peer_id
-            log.warning("malformed pubsub RPC; stream reset", peer=str(peer), error=str(exc))
+            kind = "malformed" if isinstance(exc, DecodeError) else "failed"
+            log.warning(f"{kind} pubsub RPC; stream reset", peer=str(peer),
+                        error=f"{type(exc).__name__}: {exc}"[:300])
             with contextlib.suppress(Exception):
                 await stream.reset()
             self._handle_dead_peer(peer)
