@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
+import hashlib
+import random
+import time
 
 import pytest
 from multiformats import CID, multihash
 
+from ipfs_kit_node.cid import to_cid
+from ipfs_kit_node.codecs.protobuf import bytes_field, int_field
 from ipfs_kit_node.protocols.bitswap.codec import (
     MAX_MESSAGE_BYTES,
+    MAX_WANT_ENTRIES,
     FrameDecoder,
     Message,
     Presence,
     ProtocolViolation,
     WantEntry,
     WantType,
+    cid_from_bytes,
     cid_prefix,
     decode,
     encode,
@@ -74,11 +79,86 @@ def test_frames_split_anywhere() -> None:
 
 
 @pytest.mark.parametrize("garbage", [b"\xff" * 20, b"\x0a\x05\x0a", b"\x1a\x02\x0a\x00",
-                                     b"\x0a\x03\x0a\x01\xff", os.urandom(64)])
+                                     b"\x0a\x03\x0a\x01\xff", b"\x0b\x00",
+                                     b"\x0a\x02\x10"])
 def test_malformed_bodies_raise_protocol_violation(garbage: bytes) -> None:
-    # Random bytes may also happen to parse; they must never raise anything else.
-    with contextlib.suppress(ProtocolViolation):
+    with pytest.raises(ProtocolViolation):
         decode(garbage)
+
+
+def test_random_bodies_parse_or_raise_protocol_violation() -> None:
+    # Random bytes may happen to parse; anything they raise must be a ProtocolViolation.
+    rng = random.Random(12)
+    outcomes = {"parsed": 0, "violation": 0}
+    for _ in range(2000):
+        body = rng.randbytes(rng.randrange(1, 200))
+        try:
+            assert isinstance(decode(body), Message)
+            outcomes["parsed"] += 1
+        except ProtocolViolation:
+            outcomes["violation"] += 1
+    assert outcomes["violation"] > 0 and sum(outcomes.values()) == 2000
+
+
+def _flood(count: int, full: bool) -> bytes:
+    """A wantlist of ``count`` CIDv0 want-blocks (40 bytes each), ``full`` after them."""
+    entries = bytearray()
+    for i in range(count):
+        cid = b"\x12\x20" + hashlib.sha256(i.to_bytes(4, "big")).digest()
+        entry = b"\x0a\x22" + cid + b"\x10\x01"
+        entries += b"\x0a" + _len(entry) + entry
+    if full:
+        entries += b"\x10\x01"
+    return b"\x0a" + _len(bytes(entries)) + bytes(entries)
+
+
+def test_want_cap_applies_before_decoding() -> None:
+    body = _flood(100_000, full=True)
+    assert len(body) < MAX_MESSAGE_BYTES
+    started = time.perf_counter()
+    message = decode(body)
+    took = time.perf_counter() - started
+    print(f"\n100,000-want message ({len(body)} bytes) decoded in {took * 1000:.0f} ms")
+    assert len(message.wants) == MAX_WANT_ENTRIES
+    assert message.ignored == 100_000 - MAX_WANT_ENTRIES
+    assert message.full  # found after the skipped entries
+    first = b"\x12\x20" + hashlib.sha256((0).to_bytes(4, "big")).digest()
+    assert message.wants[0].cid == to_cid(first)
+    assert took < 5.0  # was ~15-35 s (every entry became a CID); measured: tens of ms
+
+
+def test_block_and_presence_caps() -> None:
+    presences = b"".join(
+        bytes_field(4, bytes_field(1, bytes(raw(i.to_bytes(4, "big")))) + int_field(2, 1))
+        for i in range(3000))
+    message = decode(presences, max_presences=100)
+    assert len(message.presences) == 100 and message.ignored == 2900
+    assert message.presences[0] == (raw((0).to_bytes(4, "big")), Presence.DONT_HAVE)
+    blocks = b"".join(
+        bytes_field(3, bytes_field(1, cid_prefix(raw(b"x"))) + bytes_field(2, i.to_bytes(4, "big")))
+        for i in range(3000))
+    message = decode(blocks, max_blocks=50)
+    assert len(message.blocks) == 50 and message.ignored == 2950
+    assert message.blocks[7] == (raw((7).to_bytes(4, "big")), (7).to_bytes(4, "big"))
+
+
+@pytest.mark.parametrize("cid", [
+    raw(b"x"), v0(b"x"), CID("base32", 1, "dag-cbor", multihash.digest(b"x", "sha2-512")),
+    CID("base32", 1, "raw", multihash.digest(b"x", "identity")),
+    CID("base32", 1, "dag-pb", multihash.digest(b"x", "blake2b-256"))])
+def test_fast_cid_matches_the_public_decoder(cid: CID) -> None:
+    fast, slow = cid_from_bytes(bytes(cid)), to_cid(bytes(cid))
+    assert fast == slow and str(fast) == str(slow) and fast.base == slow.base
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x01", b"\x02\x55\x12\x20" + b"a" * 32,
+                                 b"\x01\x55\x12\x21" + b"a" * 32, b"\x01\x55\x12\x20abc",
+                                 b"\x01\xff\xff\x03\x12\x20" + b"a" * 32])
+def test_fast_cid_refuses_what_the_public_decoder_refuses(bad: bytes) -> None:
+    with pytest.raises(Exception):  # noqa: B017 - the same failures as CID.decode
+        to_cid(bad)
+    with pytest.raises((ValueError, KeyError)):
+        cid_from_bytes(bad)
 
 
 def test_oversized_and_runaway_lengths() -> None:
@@ -165,7 +245,7 @@ def test_discovery_then_targeted_want_blocks() -> None:
         wm.add_peer(peer, 0)
     root = raw(b"root")
     out = wm.want(root, 0)
-    assert sorted(p for p, e in out) == ["a", "b"]
+    assert sorted(str(p) for p, e in out) == ["a", "b"]
     assert all(e.want_type is WantType.HAVE and e.send_dont_have for _, e in out)
     out = wm.on_presence("b", root, Presence.HAVE, 0.1)
     assert out == [("b", WantEntry(root, want_type=WantType.BLOCK, send_dont_have=True))]
@@ -214,3 +294,77 @@ def test_peer_leaving_reassigns() -> None:
     asked = next(iter(wm.wants[bytes(cid.digest)].asked))
     out = wm.remove_peer(asked, 1)
     assert [p for p, e in out] == ["b" if asked == "a" else "a"]
+
+
+def test_cancel_frees_the_peers_window() -> None:
+    wm = WantManager(window=1)
+    wm.add_peer("a", 0)
+    first, second = raw(b"1"), raw(b"2")
+    wm.want(first, 0)
+    wm.on_presence("a", first, Presence.HAVE, 0)
+    assert wm.outstanding["a"] == 1
+    assert wm.cancel(first) == [("a", WantEntry(first, cancel=True))]
+    assert wm.outstanding["a"] == 0  # else "a" would never get another want-block
+    assert wm.want(second, 1) == [  # "a" is a session peer with a free slot again
+        ("a", WantEntry(second, want_type=WantType.BLOCK, send_dont_have=True))]
+
+
+# -- nobody waits: wants are dropped ----------------------------------------------------------
+
+def test_a_fetch_that_gives_up_drops_its_want_and_its_sessions_prefetches() -> None:
+    wm = WantManager()
+    wm.add_peer("a", 0)
+    fetched, *prefetched = (raw(bytes([i])) for i in range(5))
+    for cid in prefetched:
+        wm.want(cid, 0, session="reader")
+    wm.want(fetched, 0, session="reader")
+    wm.want(raw(b"other"), 0, session="other reader")
+    wm.claim(fetched, "reader", 0)
+    dropped = wm.release(fetched, "reader", 60, gave_up=True)
+    assert sorted(dropped.keys) == sorted(bytes(c.digest) for c in [fetched, *prefetched])
+    assert {(p, e.cid, e.cancel) for p, e in dropped.out} == {
+        ("a", c, True) for c in [fetched, *prefetched]}
+    assert list(wm.wants) == [bytes(raw(b"other").digest)]  # another reader's want stays
+
+
+def test_a_want_another_fetch_waits_for_stays() -> None:
+    wm = WantManager()
+    wm.add_peer("a", 0)
+    cid = raw(b"shared")
+    wm.want(cid, 0, session="one")
+    wm.claim(cid, "one", 0)
+    wm.claim(cid, "two", 0)
+    assert wm.release(cid, "one", 1, gave_up=True).keys == []
+    assert bytes(cid.digest) in wm.wants
+    assert wm.release(cid, "two", 2, gave_up=True).keys == [bytes(cid.digest)]
+    assert wm.wants == {}
+
+
+def test_a_successful_fetch_drops_nothing() -> None:
+    wm = WantManager()
+    wm.add_peer("a", 0)
+    cid, next_one = raw(b"got"), raw(b"next")
+    wm.want(cid, 0, session="reader")
+    wm.want(next_one, 0, session="reader")
+    wm.claim(cid, "reader", 0)
+    wm.on_block("a", cid, 1)
+    assert wm.release(cid, "reader", 1, gave_up=False).keys == []
+    assert list(wm.wants) == [bytes(next_one.digest)]
+
+
+def test_unclaimed_prefetches_expire_when_their_reader_is_idle() -> None:
+    wm = WantManager(idle=30)
+    wm.add_peer("a", 0)
+    busy, idle = raw(b"busy"), raw(b"idle")
+    wm.want(busy, 0, session="busy reader")
+    wm.want(idle, 0, session="idle reader")
+    wm.claim(raw(b"elsewhere"), "busy reader", 1)  # a fetch of it is running: not idle
+    assert wm.expire(20).keys == []
+    dropped = wm.expire(40)
+    assert dropped.keys == [bytes(idle.digest)]
+    assert dropped.out == [("a", WantEntry(idle, cancel=True))]
+    assert list(wm.wants) == [bytes(busy.digest)]
+    wm.release(raw(b"elsewhere"), "busy reader", 50, gave_up=False)
+    assert wm.expire(70).keys == []  # active 20 s ago
+    assert wm.expire(81).keys == [bytes(busy.digest)]
+    assert wm.wants == {} and wm.sessions == {}  # sessions are forgotten too

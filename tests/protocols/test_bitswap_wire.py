@@ -4,10 +4,12 @@ fuzzing (garbage, truncated protobufs, runaway lengths, oversized frames, unsoli
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import multiaddr
 import pytest
@@ -15,21 +17,24 @@ import trio
 from helpers import Daemon, make_host, memory_kib
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
-from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from multiformats import CID, multihash
 
 from ipfs_kit_node.codecs.varint import encode as varint
+from ipfs_kit_node.errors import BlockUnavailableError, ClosedNodeError
+from ipfs_kit_node.protocols.bitswap import Bitswap
 from ipfs_kit_node.protocols.bitswap.codec import (
     FrameDecoder,
     Message,
+    Presence,
     WantEntry,
     WantType,
     decode,
     encode,
 )
+from ipfs_kit_node.storage import StoreConfig, TieredStore
 
 MakeDaemon = Callable[..., Daemon]
-
 
 
 async def exchange(d: Daemon, protocol: str, payload: bytes, listen_for: str | None = None,
@@ -72,7 +77,7 @@ async def exchange(d: Daemon, protocol: str, payload: bytes, listen_for: str | N
 def put_block(d: Daemon, tmp: Path, data: bytes) -> str:
     f = tmp / f"b{len(data)}"
     f.write_bytes(data)
-    return d.cli("block", "put", str(f)).stdout.strip()
+    return str(d.cli("block", "put", str(f)).stdout).strip()
 
 
 @pytest.mark.parametrize("protocol", ["/ipfs/bitswap/1.2.0", "/ipfs/bitswap/1.1.0"])
@@ -138,3 +143,94 @@ async def test_fuzzed_input_never_hurts_the_node(daemon: MakeDaemon) -> None:
     assert d.api("bitswap/stat")["BlocksReceived"] == 0
     assert (memory_kib(d.proc.pid) - before_rss) / 1024 < 64  # no runaway buffering
     assert "broke the protocol" in d.log()
+
+
+# -- in-process: our Bitswap on a real py-libp2p host, a raw peer beside it ---------------------
+
+class RawPeer:
+    """A py-libp2p host that accepts Bitswap streams and records what it is sent."""
+
+    def __init__(self) -> None:
+        self.host = make_host()
+        self.received: list[Message] = []
+        self.got = trio.Event()
+        for protocol in ("/ipfs/bitswap/1.2.0", "/ipfs/bitswap/1.1.0"):
+            self.host.set_stream_handler(TProtocol(protocol), self._handler)
+
+    async def _handler(self, stream: INetStream) -> None:
+        decoder = FrameDecoder()
+        with contextlib.suppress(Exception):
+            while data := await stream.read(65536):
+                for body in decoder.feed(data):
+                    self.received.append(decode(body))
+                    self.got.set()
+
+    async def send(self, to: Any, message: Message) -> None:
+        stream = await self.host.new_stream(to.get_id(), [TProtocol("/ipfs/bitswap/1.2.0")])
+        await stream.write(encode(message))
+
+
+@contextlib.asynccontextmanager
+async def two_hosts() -> AsyncIterator[tuple[Any, RawPeer]]:
+    ours, peer = make_host(), RawPeer()
+    listen = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
+    async with ours.run(listen), peer.host.run(listen):
+        await ours.connect(PeerInfo(peer.host.get_id(), peer.host.get_addrs()))
+        yield ours, peer
+
+
+def missing(n: int) -> list[CID]:
+    return [CID("base32", 1, "raw", multihash.digest(os.urandom(16), "sha2-256"))
+            for _ in range(n)]
+
+
+async def test_failed_and_cancelled_fetches_leave_nothing_wanted(tmp_path: Path) -> None:
+    store = await TieredStore.open(tmp_path / "repo", StoreConfig(parquet_export=False))
+    async with two_hosts() as (ours, _peer), trio.open_nursery() as nursery:
+        bitswap = Bitswap(ours, lambda: store)
+        await nursery.start(bitswap.run)
+        for how in ("timeout", "cancelled"):
+            first, *rest = missing(20)
+            bitswap.prefetch(rest)  # as the exporter does with a file's children
+            assert len(bitswap.wants.wants) == 19 and len(bitswap._waiters) == 19
+            if how == "timeout":
+                with pytest.raises(BlockUnavailableError):
+                    await bitswap.fetch(first, timeout=1.0)
+            else:
+                with trio.move_on_after(1.0) as scope:  # the caller goes away
+                    await bitswap.fetch(first)
+                assert scope.cancelled_caught
+            assert bitswap._waiters == {} and bitswap.wants.wants == {}, how
+            assert bitswap.stat()["Wantlist"] == []
+        nursery.cancel_scope.cancel()
+    await store.close()
+
+
+async def test_wants_before_the_store_opens_are_answered_once_it_has(tmp_path: Path) -> None:
+    store: TieredStore | None = None
+
+    def not_open_yet() -> TieredStore:
+        if store is None:
+            raise ClosedNodeError("the block store is not open")
+        return store
+
+    async with two_hosts() as (ours, peer), trio.open_nursery() as nursery:
+        bitswap = Bitswap(ours, not_open_yet)  # registers its handler now, as the node does
+        absent, quiet = missing(2)
+        await peer.send(ours, Message(wants=(
+            WantEntry(absent, want_type=WantType.HAVE, send_dont_have=True),)))
+        await trio.sleep(0.5)
+        assert not peer.received  # recorded, not answered (and nothing raised)
+        await peer.send(ours, Message(wants=(WantEntry(quiet),)))  # still alive
+        await trio.sleep(0.5)
+        assert len(bitswap.ledger.peer(peer.host.get_id()).wants) == 2
+        store = await TieredStore.open(tmp_path / "repo", StoreConfig(parquet_export=False))
+        await nursery.start(bitswap.run)
+        with trio.fail_after(10):
+            await peer.got.wait()
+        await trio.sleep(0.5)
+        presences = [p for m in peer.received for p in m.presences]
+        assert presences == [(absent, Presence.DONT_HAVE)]  # quiet waits for the block
+        nursery.cancel_scope.cancel()
+    assert store is not None
+    await store.close()

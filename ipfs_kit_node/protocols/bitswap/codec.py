@@ -3,6 +3,13 @@
 Each message is prefixed by its length as an unsigned varint and is at most 4 MiB. Payload
 blocks carry a CID prefix (version, codec, multihash type and length) from which the receiver
 rebuilds the CID by hashing the data, so a block can only ever arrive under its own CID.
+
+A 4 MiB message can hold 100,000 wants, and a CID object costs ~100-150 µs to build through
+``multiformats``' validating constructors: decoding them all held the event loop for 35 s. So
+the caps apply while walking the bytes: at most ``MAX_WANT_ENTRIES`` wants,
+``MAX_PAYLOAD_BLOCKS`` blocks and ``MAX_PRESENCES`` presences are decoded per message (the rest
+are skipped over without copying, and counted in ``Message.ignored``), and CIDs are built from
+their bytes by ``cid_from_bytes`` (~3 µs).
 """
 
 from __future__ import annotations
@@ -11,11 +18,14 @@ import hashlib
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from multiformats import CID, multihash
+from multiformats import CID, multibase, multicodec, multihash
+from multiformats.multicodec import Multicodec
+from multiformats.multihash import Multihash
 
 from ...cid import to_cid
 from ...codecs.framing import LengthPrefixedDecoder
 from ...codecs.protobuf import bytes_field, fields, int_field, read_varint
+from ...codecs.varint import decode as varint_decode
 from ...codecs.varint import encode as varint
 from ...errors import PeerBrokenError
 
@@ -23,6 +33,12 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_BLOCK_BYTES = 2 * 1024 * 1024
 MAX_CID_BYTES = 168  # longer CIDs are ignored (as Kubo does)
 CIDV0_PREFIX = b"\x00\x70\x12\x20"
+# Decoded per message; the rest is skipped and counted as ignored. A peer's wantlist is capped
+# at 1,024 entries anyway (the ledger, as boxo), and we never have more than a few hundred
+# wants out, so no honest peer sends more blocks or presences than that in one message.
+MAX_WANT_ENTRIES = 1024
+MAX_PAYLOAD_BLOCKS = 1024
+MAX_PRESENCES = 1024
 
 
 class ProtocolViolation(PeerBrokenError):
@@ -107,9 +123,62 @@ def _signed32(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+_BASE32 = multibase.get("base32")
+_BASE58 = multibase.get("base58btc")
+_DAG_PB = multicodec.get("dag-pb")
+_SHA2_256 = multihash.get("sha2-256")
+_codecs: dict[int, Multicodec] = {}
+_hashes: dict[int, Multihash] = {}
+# multiformats' unvalidated constructor (every public one type-checks its arguments, which is
+# most of a CID's cost); without it, fall back to the public decoder.
+_new_cid = getattr(CID, "_new_instance", None)
+
+
+def _codec(code: int) -> Multicodec:
+    found = _codecs.get(code)
+    if found is None:
+        found = _codecs[code] = multicodec.get(code=code)  # KeyError when unknown
+    return found
+
+
+def _hash(code: int) -> Multihash:
+    found = _hashes.get(code)
+    if found is None:
+        found = _hashes[code] = multihash.get(code=code)  # KeyError when unknown
+    return found
+
+
+def _varint_at(buf: bytes, pos: int) -> tuple[int, int]:
+    decoded = varint_decode(buf, pos)
+    if decoded is None:
+        raise ValueError("truncated varint")
+    return decoded
+
+
+def cid_from_bytes(raw: bytes) -> CID:
+    """``to_cid(raw)`` for a binary CID, ~50 times faster: checks what ``CID.decode`` checks
+    (version, known codec and hash function, digest length) without its per-call type
+    validation. Raises ValueError or KeyError for a malformed or unknown CID."""
+    if _new_cid is None:
+        return to_cid(raw)
+    if len(raw) == 34 and raw[0] == 0x12 and raw[1] == 0x20:
+        return _new_cid(CID, _BASE58, 0, _DAG_PB, _SHA2_256, bytes(raw))  # type: ignore[no-any-return]
+    version, pos = _varint_at(raw, 0)
+    if version != 1:
+        raise ValueError(f"CID version {version}")
+    code, pos = _varint_at(raw, pos)
+    codec = _codec(code)
+    digest = bytes(raw[pos:])
+    hash_code, at = _varint_at(digest, 0)
+    length, at = _varint_at(digest, at)
+    if len(digest) - at != length:
+        raise ValueError(f"multihash digest of {len(digest) - at} bytes, declared {length}")
+    return _new_cid(CID, _BASE32, 1, codec, _hash(hash_code), digest)  # type: ignore[no-any-return]
+
+
 def _cid_from_prefix(prefix: bytes, data: bytes) -> CID:
     if prefix == CIDV0_PREFIX:
-        return CID("base58btc", 0, "dag-pb", b"\x12\x20" + hashlib.sha256(data).digest())
+        return cid_from_bytes(b"\x12\x20" + hashlib.sha256(data).digest())
     pos = 0
     values = []
     for _ in range(4):
@@ -123,36 +192,88 @@ def _cid_from_prefix(prefix: bytes, data: bytes) -> CID:
     else:
         fn = multihash.get(code=hash_code)
         digest = bytes(fn.digest(data, size=length))
-    return CID("base32", 1, codec, digest)
+    return cid_from_bytes(varint(1) + varint(codec) + digest)
 
 
-def decode(body: bytes) -> Message:
-    """A message body (without its length prefix). Raises ProtocolViolation."""
+def _spans(buf: bytes, start: int, end: int, keep: int
+           ) -> tuple[list[tuple[int, int, int]], int]:
+    """The fields of ``buf[start:end]`` without copying: (number, start, end) of each
+    length-delimited one, (number, value, -1) of each varint one. After ``keep`` fields the
+    length-delimited ones are only counted (the second value returned), in a tight loop:
+    walking 100,000 entries costs ~15 ms. Other wire types raise ProtocolViolation."""
+    out: list[tuple[int, int, int]] = []
+    skipped = 0
+    pos = start
+    while pos < end:
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = read_varint(buf, pos)
+        wire = key & 7
+        if wire == 2:
+            length = buf[pos] if pos < end else 0x80
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = read_varint(buf, pos)
+            if len(out) < keep:
+                out.append((key >> 3, pos, pos + length))
+            else:
+                skipped += 1
+            pos += length
+        elif wire == 0:
+            value, pos = read_varint(buf, pos)
+            out.append((key >> 3, value, -1))
+        else:
+            raise ProtocolViolation(f"field {key >> 3} has wire type {wire}")
+    if pos != end:
+        raise ProtocolViolation("a field runs past the end of the message")
+    return out, skipped
+
+
+def decode(body: bytes, *, max_wants: int = MAX_WANT_ENTRIES,
+           max_blocks: int = MAX_PAYLOAD_BLOCKS, max_presences: int = MAX_PRESENCES
+           ) -> Message:
+    """A message body (without its length prefix). Raises ProtocolViolation.
+
+    Entries past the caps are skipped without being decoded (counted in ``ignored``); a block
+    past its cap is neither hashed nor checked.
+    """
     try:
         wants: list[WantEntry] = []
         full = False
         blocks: list[tuple[CID, bytes]] = []
         presences: list[tuple[CID, Presence]] = []
         pending = 0
-        ignored = 0
-        for number, value in fields(body):
-            if number == 1 and isinstance(value, bytes):
-                for n, v in fields(value):
-                    if n == 1 and isinstance(v, bytes):
-                        entry = _decode_entry(v)
+        top, ignored = _spans(body, 0, len(body), 2 + max_blocks + max_presences)
+        for number, start, end in top:
+            if end < 0:
+                if number == 5:
+                    pending = max(0, _signed32(start))
+                continue
+            if number == 1:
+                entries, skipped = _spans(body, start, end, max_wants)
+                ignored += skipped
+                for n, s, e in entries:
+                    if n == 1 and e >= 0:
+                        entry = _decode_entry(body[s:e])
                         if entry is None:
                             ignored += 1
                         else:
                             wants.append(entry)
-                    elif n == 2 and isinstance(v, int):
-                        full = bool(v)
-            elif number == 2 and isinstance(value, bytes):
+                    elif n == 2 and e < 0:
+                        full = bool(s)
+            elif number in (2, 3) and len(blocks) >= max_blocks:
+                ignored += 1
+            elif number == 2:
+                value = body[start:end]
                 _check_block(value)
-                blocks.append((CID("base58btc", 0, "dag-pb",
-                                   b"\x12\x20" + hashlib.sha256(value).digest()), value))
-            elif number == 3 and isinstance(value, bytes):
+                blocks.append((cid_from_bytes(b"\x12\x20" + hashlib.sha256(value).digest()),
+                               value))
+            elif number == 3:
                 prefix = data = None
-                for n, v in fields(value):
+                for n, v in fields(body[start:end]):
                     if n == 1 and isinstance(v, bytes):
                         prefix = v
                     elif n == 2 and isinstance(v, bytes):
@@ -161,19 +282,13 @@ def decode(body: bytes) -> Message:
                     raise ProtocolViolation("payload block without prefix or data")
                 _check_block(data)
                 blocks.append((_cid_from_prefix(prefix, data), data))
-            elif number == 4 and isinstance(value, bytes):
-                cid, kind = None, 0  # proto3: Have (0) is the default and left off the wire
-                for n, v in fields(value):
-                    if n == 1 and isinstance(v, bytes):
-                        cid = v
-                    elif n == 2 and isinstance(v, int):
-                        kind = v
-                if cid is None or kind not in (0, 1) or len(cid) > MAX_CID_BYTES:
+            elif number == 4:
+                presence = _decode_presence(body[start:end]) \
+                    if len(presences) < max_presences else None
+                if presence is None:
                     ignored += 1
-                    continue
-                presences.append((to_cid(cid), Presence(kind)))
-            elif number == 5 and isinstance(value, int):
-                pending = max(0, _signed32(value))
+                else:
+                    presences.append(presence)
         return Message(tuple(wants), full, tuple(blocks), tuple(presences), pending, ignored)
     except ProtocolViolation:
         raise
@@ -184,6 +299,21 @@ def decode(body: bytes) -> Message:
 def _check_block(data: bytes) -> None:
     if len(data) > MAX_BLOCK_BYTES:
         raise ProtocolViolation(f"block of {len(data)} bytes (limit {MAX_BLOCK_BYTES})")
+
+
+def _decode_presence(buf: bytes) -> tuple[CID, Presence] | None:
+    cid, kind = None, 0  # proto3: Have (0) is the default and left off the wire
+    for n, v in fields(buf):
+        if n == 1 and isinstance(v, bytes):
+            cid = v
+        elif n == 2 and isinstance(v, int):
+            kind = v
+    if cid is None or kind not in (0, 1) or len(cid) > MAX_CID_BYTES:
+        return None
+    try:
+        return cid_from_bytes(cid), Presence(kind)
+    except Exception:
+        return None
 
 
 def _decode_entry(buf: bytes) -> WantEntry | None:
@@ -203,7 +333,7 @@ def _decode_entry(buf: bytes) -> WantEntry | None:
     if cid_bytes is None or len(cid_bytes) > MAX_CID_BYTES:
         return None
     try:
-        cid = to_cid(cid_bytes)
+        cid = cid_from_bytes(cid_bytes)
     except Exception:
         return None
     return WantEntry(cid, priority, cancel, want_type, send_dont_have)

@@ -6,6 +6,10 @@ it (``sendDontHave``), otherwise the want waits in the peer's wantlist and is se
 block arrives. Cancels remove wants and anything still queued for them; a full wantlist
 replaces the previous one. The shell looks blocks up (``size`` = None when absent), then drains
 ``next_batch`` per peer, at most ``max_bytes`` of blocks per message.
+
+Bounded by design: at most ``MAX_WANTS_PER_PEER`` wants (and so tasks) per peer, and a peer's
+ledger is forgotten when it disconnects (``forget``, ``retain``); the counters of a peer we no
+longer know are not recreated.
 """
 
 from __future__ import annotations
@@ -59,6 +63,20 @@ class Ledger:
 
     def forget(self, peer: Hashable) -> None:
         self.peers.pop(peer, None)
+
+    def retain(self, peers: set[Hashable]) -> None:
+        """Forget every peer not in ``peers`` (the connected ones)."""
+        for peer in [p for p in self.peers if p not in peers]:
+            del self.peers[peer]
+
+    def reset(self, peer: Hashable) -> None:
+        """Drop what the peer wants and what we queued for it (it stopped reading); keep
+        its counters. It asks again if it still wants them."""
+        ledger = self.peers.get(peer)
+        if ledger is not None:
+            ledger.wants.clear()
+            ledger.queue.clear()
+            ledger.queued_bytes = 0
 
     def message_received(self, peer: Hashable, message: Message) -> list[WantEntry]:
         """Apply wantlist changes; return the wants the shell must look up."""
@@ -141,14 +159,16 @@ class Ledger:
         return batch, ledger.queued_bytes
 
     def sent(self, peer: Hashable, blocks: int, size: int) -> None:
-        ledger = self.peer(peer)
-        ledger.blocks_sent += blocks
-        ledger.bytes_sent += size
+        ledger = self.peers.get(peer)
+        if ledger is not None:
+            ledger.blocks_sent += blocks
+            ledger.bytes_sent += size
 
     def received(self, peer: Hashable, blocks: int, size: int) -> None:
-        ledger = self.peer(peer)
-        ledger.blocks_received += blocks
-        ledger.bytes_received += size
+        ledger = self.peers.get(peer)
+        if ledger is not None:
+            ledger.blocks_received += blocks
+            ledger.bytes_received += size
 
 
 def presence_of(task: Task) -> Presence:

@@ -4,13 +4,22 @@
 Streams are one-way, as Kubo and Helia use them: we read a peer's messages on the streams it
 opens to us, and send ours (wants and answers alike) on one outbound stream per peer, reused,
 and reopened when the peer has closed it (Helia closes idle streams after 10 s). One sender
-task per peer drains that peer's queue, at most ``MAX_BATCH_BYTES`` of blocks per message;
-a global limit on concurrent senders keeps one greedy peer from starving the rest.
+task per peer drains that peer's queue, at most ``MAX_BATCH_BYTES`` of blocks per message.
+
+Hostile peers: a global limit bounds how many messages are being built (blocks read from the
+store) at once, but no slot is held while writing, and every write, stream open and dial has a
+timeout: a peer that stops reading costs its own sender task and one message, and when a write
+does not finish within ``WRITE_TIMEOUT`` its stream is reset and its queue dropped. Incoming
+messages are capped while decoded (see ``codec``), decoded off the event loop when large, and
+handled in slices with a checkpoint between them. Until ``run`` has started (the store may
+still be opening) wants are only recorded, as a peer lacking the blocks would; they are
+answered once the store is there. The handler is guarded (``protocols.guard``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,10 +37,11 @@ from ...errors import BlockNotFoundError, BlockUnavailableError, StoreError
 from ...logs import get_logger
 from ...service import TaskStatus
 from ...storage.store import TieredStore
+from ..guard import set_guarded_handler
 from ..notifee import ConnectionNotifee
 from .codec import FrameDecoder, Message, ProtocolViolation, WantEntry, decode, encode
 from .ledger import Ledger, TaskKind, presence_of
-from .wantlist import Out, WantManager
+from .wantlist import Dropped, Out, WantManager
 
 log = get_logger(__name__)
 
@@ -45,13 +55,23 @@ TICK = 0.5
 DEFAULT_TIMEOUT = 60.0
 MAX_PREFETCH = 256
 PROVIDER_SEARCH_DELAY = 1.0
+WRITE_TIMEOUT = 20.0  # a peer that takes longer to accept one message is not reading
+OPEN_TIMEOUT = 10.0  # new_stream: negotiating Bitswap on a connection we have
+DIAL_TIMEOUT = 10.0  # connecting to a provider the DHT found
+CLOSE_TIMEOUT = 5.0  # closing or resetting a stream
+FRAME_TIMEOUT = 30.0  # a message begun must be complete within this long
+PREFETCH_IDLE = 30.0  # prefetched wants expire when their reader was idle this long
+SLICE = 128  # wants (or presences) handled between two checkpoints
+THREAD_DECODE_BYTES = 64 * 1024  # larger messages are decoded in a thread
 
 ProviderLookup = Callable[[CID], AsyncIterator[PeerInfo]]
 
 
 @dataclass
 class _Peer:
-    wants: list[WantEntry] = field(default_factory=list)  # our wants to send it
+    # Our wants to send it, the latest entry per CID: bounded by our wantlist however long
+    # the peer takes to read.
+    wants: dict[bytes, WantEntry] = field(default_factory=dict)
     wake: trio.Event = field(default_factory=trio.Event)
     stream: INetStream | None = None
     protocol: str = "/ipfs/bitswap/1.2.0"
@@ -68,19 +88,21 @@ class Bitswap(ConnectionNotifee):
         self.host = host
         self._store = store
         self.ledger = Ledger()
-        self.wants = WantManager()
+        self.wants = WantManager(idle=PREFETCH_IDLE)
         self.find_providers: ProviderLookup | None = None  # the DHT plugs in here
         self._peers: dict[ID, _Peer] = {}
         self._waiters: dict[bytes, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
-        self._senders = trio.CapacityLimiter(SEND_CONCURRENCY)
+        self._started = False
+        self._senders = trio.CapacityLimiter(SEND_CONCURRENCY)  # messages being built
+        self._decoders = trio.CapacityLimiter(1)  # large messages being decoded in a thread
         self._storing = trio.Semaphore(STORE_CONCURRENCY)
         self.unsolicited = 0
         self.blocks_received = self.bytes_received = 0
         self.blocks_sent = self.bytes_sent = 0
         self._metrics(registry or CollectorRegistry())
         for protocol in PROTOCOLS:
-            host.set_stream_handler(protocol, self._handle_stream)
+            set_guarded_handler(host, protocol, self._handle_stream)
         host.get_network().register_notifee(self)
 
     def _metrics(self, registry: CollectorRegistry) -> None:
@@ -97,19 +119,38 @@ class Bitswap(ConnectionNotifee):
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._store().add_listener(self.block_added)
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            for peer in self.host.get_connected_peers():
-                self._peer_joined(peer)
-            nursery.start_soon(self._ticker)
-            task_status.started()
-            await trio.sleep_forever()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for peer in self.host.get_connected_peers():
+                    self._peer_joined(peer)
+                self._started = True
+                nursery.start_soon(self._answer_early_wants)
+                nursery.start_soon(self._ticker)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._started = False
+            self._nursery = None
+
+    async def _answer_early_wants(self) -> None:
+        """Wants recorded before the store was open: answer them now."""
+        store = self._store()
+        for n, (peer, want) in enumerate(
+                [(p, w) for p, ledger in list(self.ledger.peers.items())
+                 for w in list(ledger.wants.values())]):
+            self.ledger.evaluate(peer, want, store.local_size(want.cid))
+            self._wake(peer)  # type: ignore[arg-type]
+            if n % SLICE == SLICE - 1:
+                await trio.sleep(0)
 
     async def _ticker(self) -> None:
         while True:
             await trio.sleep(TICK)
+            now = time.monotonic()
             self._sync_peers()
-            self._send(self.wants.tick(time.monotonic()))
+            self._forget(self.wants.expire(now))
+            self._send(self.wants.tick(now))
 
     def _sync_peers(self) -> None:
         """py-libp2p runs notifees in tasks of their own, so a fetch right after a connect can
@@ -119,6 +160,7 @@ class Bitswap(ConnectionNotifee):
             self._peer_joined(peer)
         for peer in set(self._peers) - connected:
             self._peer_left(peer)
+        self.ledger.retain(connected)  # type: ignore[arg-type]
 
     # -- fetching ----------------------------------------------------------------------------
 
@@ -132,33 +174,45 @@ class Bitswap(ConnectionNotifee):
 
     async def fetch(self, cid: CidLike, timeout: float = DEFAULT_TIMEOUT) -> bytes:
         """A local block, or one fetched from peers: never through the remote tier (which
-        itself fetches through here)."""
+        itself fetches through here).
+
+        The want lives while this call waits: when it gives up (timeout) or its caller goes
+        away (cancelled), the want is cancelled unless another fetch waits for it, and so are
+        the unclaimed wants this reader prefetched.
+        """
         cid = to_cid(cid)
         store = self._store()
         key = bytes(cid.digest)
+        session = _session()
         started = time.monotonic()
         event = self._waiters.get(key)
-        if event is None:  # else a fetch (or the storing of a fetched block) is under way
-            if store.is_local(cid):
-                return await store.get(cid)
+        if event is None and store.is_local(cid):
+            return await store.get(cid)
+        if event is None or key in self.wants.wants:  # not arrived yet: someone must send it
             self._sync_peers()
             if not self._peers:  # nobody to ask, and no DHT lookup without a peer either
+                self._forget(self.wants.abandon(session))
                 raise BlockUnavailableError(
                     str(cid), "not in the local store, and no peers are connected to ask")
+        if event is None:  # else a fetch (or the storing of a fetched block) is under way
             event = self._waiters[key] = trio.Event()
             log.debug("want", cid=str(cid), peers=len(self._peers))
-            self._send(self.wants.want(cid, started))
-        with trio.move_on_after(timeout) as scope:
-            if self.find_providers is not None:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._search_providers, cid, event)
+            self._send(self.wants.want(cid, started, session))
+        self.wants.claim(cid, session, started)
+        found = False
+        try:
+            with trio.move_on_after(timeout):
+                if self.find_providers is not None:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._search_providers, cid, event)
+                        await event.wait()
+                        nursery.cancel_scope.cancel()
+                else:
                     await event.wait()
-                    nursery.cancel_scope.cancel()
-            else:
-                await event.wait()
-        if scope.cancelled_caught:
-            self._waiters.pop(key, None)
-            self._send(self.wants.cancel(cid))
+                found = True
+        finally:  # also when cancelled: nothing may stay wanted for a caller that left
+            self._forget(self.wants.release(cid, session, time.monotonic(), gave_up=not found))
+        if not found:
             raise BlockUnavailableError(
                 str(cid), f"no peer sent it within {timeout:.0f} s; asked "
                           f"{len(self.wants.peers)} connected peers")
@@ -166,20 +220,30 @@ class Bitswap(ConnectionNotifee):
         return await store.get(cid)
 
     def prefetch(self, cids: Iterable[CidLike]) -> None:
-        """Ask for blocks we will read soon (DAG order), within a bounded window."""
+        """Ask for blocks we will read soon (DAG order), within a bounded window. They belong
+        to the calling task's session: dropped if its reader fails, expired if it goes idle."""
         now = time.monotonic()
+        session = _session()
         out: list[Out] = []
+        store = self._store()
         for raw in cids:
             if len(self.wants.wants) >= MAX_PREFETCH:
                 break
             cid = to_cid(raw)
             key = bytes(cid.digest)
-            store = self._store()
             if key in self._waiters or store.is_local(cid) or store.is_remote(cid):
                 continue  # remote ones are read through the store's remote tier
             self._waiters[key] = trio.Event()
-            out += self.wants.want(cid, now)
+            out += self.wants.want(cid, now, session)
         self._send(out)
+
+    def _forget(self, dropped: Dropped) -> None:
+        """Wants given up: no waiter left for them; peers told to cancel."""
+        for key in dropped.keys:
+            event = self._waiters.pop(key, None)
+            if event is not None:
+                event.set()  # nobody waits (they are unclaimed), but never leave one hanging
+        self._send(dropped.out)
 
     async def _search_providers(self, cid: CID, found: trio.Event) -> None:
         await trio.sleep(PROVIDER_SEARCH_DELAY)
@@ -189,7 +253,8 @@ class Bitswap(ConnectionNotifee):
             if info.peer_id == self.host.get_id() or info.peer_id in self._peers:
                 continue
             try:
-                await self.host.connect(info)
+                with trio.fail_after(DIAL_TIMEOUT):
+                    await self.host.connect(info)
             except Exception as exc:
                 log.info("provider unreachable", peer=str(info.peer_id), error=str(exc))
 
@@ -200,38 +265,65 @@ class Bitswap(ConnectionNotifee):
         decoder = FrameDecoder()
         try:
             while True:
-                try:
-                    data = await stream.read(READ_SIZE)
-                except Exception:  # EOF or reset: the peer is done with this stream
+                # Idle between messages is fine (Kubo keeps its stream open); a message begun
+                # must finish in time, or a peer could park 4 MiB buffers on many streams.
+                with trio.move_on_after(FRAME_TIMEOUT if decoder.buffered else math.inf) \
+                        as slow:
+                    try:
+                        data = await stream.read(READ_SIZE)
+                    except Exception:  # EOF or reset: the peer is done with this stream
+                        return
+                if slow.cancelled_caught:
+                    log.info("bitswap message incomplete for too long; stream closed",
+                             peer=str(peer), buffered=decoder.buffered)
                     return
                 if not data:
                     return
                 for body in decoder.feed(data):
-                    await self._on_message(peer, decode(body))
+                    await self._on_message(peer, await self._decode(body))
         except ProtocolViolation as exc:
             await self._punish(peer, str(exc))
         finally:
             await _close_quietly(stream)
+
+    async def _decode(self, body: bytes) -> Message:
+        """Small messages inline; a large one in a thread, so the loop keeps running (the
+        codec's caps bound its work to tens of milliseconds either way)."""
+        if len(body) < THREAD_DECODE_BYTES:
+            return decode(body)
+        async with self._decoders:
+            return await trio.to_thread.run_sync(decode, body)
 
     async def _punish(self, peer: ID, reason: str) -> None:
         log.warning("bitswap peer broke the protocol; disconnecting", peer=str(peer),
                     reason=reason)
         self.ledger.forget(peer)
         try:
-            await self.host.disconnect(peer)
+            with trio.fail_after(CLOSE_TIMEOUT):
+                await self.host.disconnect(peer)
         except Exception as exc:
             log.info("disconnect failed", peer=str(peer), error=str(exc))
 
     async def _on_message(self, peer: ID, message: Message) -> None:
+        if message.ignored:
+            log.debug("bitswap entries ignored", peer=str(peer), ignored=message.ignored)
+        if not self._started:
+            # The store may not be open yet: record the wants, as a peer that lacks the
+            # blocks would; _answer_early_wants answers them once we run. Blocks and
+            # presences answer wants we cannot have made yet.
+            self.ledger.message_received(peer, message)
+            return
         store = self._store()
-        now = time.monotonic()
         # Serving: what the peer wants.
-        for want in self.ledger.message_received(peer, message):
+        for n, want in enumerate(self.ledger.message_received(peer, message)):
             self.ledger.evaluate(peer, want, store.local_size(want.cid))
+            if n % SLICE == SLICE - 1:
+                self._wake(peer)
+                await trio.sleep(0)
         # Fetching: blocks (already hashed to their CIDs by the codec) and presences.
         out: list[Out] = []
         for cid, data in message.blocks:
-            wanted, more = self.wants.on_block(peer, cid, now)
+            wanted, more = self.wants.on_block(peer, cid, time.monotonic())
             out += more
             if not wanted:
                 self.unsolicited += 1
@@ -244,10 +336,14 @@ class Bitswap(ConnectionNotifee):
             self.m_bytes.labels("received").inc(len(data))
             # Stored concurrently (each put fsyncs) so this stream keeps being read.
             await self._storing.acquire()
-            assert self._nursery is not None
+            if self._nursery is None:  # stopping
+                self._storing.release()
+                return
             self._nursery.start_soon(self._store_block, cid, data)
-        for cid, presence in message.presences:
-            out += self.wants.on_presence(peer, cid, presence, now)
+        for n, (cid, presence) in enumerate(message.presences):
+            out += self.wants.on_presence(peer, cid, presence, time.monotonic())
+            if n % SLICE == SLICE - 1:
+                await trio.sleep(0)
         self._send(out)
         self._wake(peer)
 
@@ -276,7 +372,7 @@ class Bitswap(ConnectionNotifee):
         for peer, entry in out:
             state = self._peers.get(peer)  # type: ignore[call-overload]
             if state is not None:
-                state.wants.append(entry)
+                state.wants[bytes(entry.cid)] = entry  # a later entry supersedes an earlier
                 self._wake(peer)  # type: ignore[arg-type]
 
     def _wake(self, peer: ID) -> None:
@@ -289,6 +385,8 @@ class Bitswap(ConnectionNotifee):
             self._nursery.start_soon(self._sender, peer, state)
 
     async def _sender(self, peer: ID, state: _Peer) -> None:
+        """Drains one peer's queue. Messages are built under the global limit (reading
+        blocks), written outside it: a peer that does not read holds only this task."""
         try:
             while self._peers.get(peer) is state:
                 await state.wake.wait()
@@ -296,14 +394,15 @@ class Bitswap(ConnectionNotifee):
                 while state.wants or self.ledger.has_work(peer):
                     async with self._senders:
                         message = await self._build(peer, state)
-                        if message is not None and not await self._write(peer, state, message):
-                            return
+                    if message is not None and not await self._write(peer, state, message):
+                        return
         finally:
             state.running = False
             await _close_quietly(state.stream)
+            state.stream = None
 
     async def _build(self, peer: ID, state: _Peer) -> Message | None:
-        wants, state.wants = tuple(state.wants), []
+        wants, state.wants = tuple(state.wants.values()), {}
         tasks, pending = self.ledger.next_batch(peer, MAX_BATCH_BYTES)
         blocks = []
         presences = []
@@ -324,9 +423,11 @@ class Bitswap(ConnectionNotifee):
         for attempt in (1, 2):
             try:
                 if state.stream is None:
-                    state.stream = await self.host.new_stream(peer, PROTOCOLS)
+                    with trio.fail_after(OPEN_TIMEOUT):
+                        state.stream = await self.host.new_stream(peer, PROTOCOLS)
                     state.protocol = str(state.stream.get_protocol() or PROTOCOLS[0])
-                await state.stream.write(encode(message, state.protocol))
+                with trio.fail_after(WRITE_TIMEOUT):
+                    await state.stream.write(encode(message, state.protocol))
                 size = sum(len(d) for _, d in message.blocks)
                 self.blocks_sent += len(message.blocks)
                 self.bytes_sent += size
@@ -335,11 +436,22 @@ class Bitswap(ConnectionNotifee):
                     self.m_blocks.labels("sent").inc(len(message.blocks))
                     self.m_bytes.labels("sent").inc(size)
                 return True
+            except trio.TooSlowError:
+                # Not reading (or not answering): it gets nothing more until it asks again.
+                log.warning("bitswap peer too slow; stream reset and its queue dropped",
+                            peer=str(peer), opening=state.stream is None,
+                            timeout=WRITE_TIMEOUT if state.stream else OPEN_TIMEOUT)
+                await _reset_quietly(state.stream)
+                state.stream = None
+                self.ledger.reset(peer)
+                return False
             except Exception as exc:  # closed by the peer (idle timeout) or gone
                 await _close_quietly(state.stream)
                 state.stream = None
                 if attempt == 2 or not self.host.get_network().get_connections(peer):
-                    log.info("bitswap send failed", peer=str(peer), error=str(exc))
+                    log.info("bitswap send failed; its queue dropped", peer=str(peer),
+                             error=str(exc))
+                    self.ledger.reset(peer)  # it asks again if it still wants them
                     return False
         return False
 
@@ -397,7 +509,19 @@ class Bitswap(ConnectionNotifee):
         }
 
 
+def _session() -> object:
+    """The reader a fetch or prefetch belongs to: the trio task making it (the exporter's
+    reads and prefetches of one cat, pin or task input run in one task)."""
+    return trio.lowlevel.current_task()
+
+
 async def _close_quietly(stream: INetStream | None) -> None:
     if stream is not None:
-        with contextlib.suppress(Exception):
+        with trio.move_on_after(CLOSE_TIMEOUT), contextlib.suppress(Exception):
             await stream.close()
+
+
+async def _reset_quietly(stream: INetStream | None) -> None:
+    if stream is not None:
+        with trio.move_on_after(CLOSE_TIMEOUT), contextlib.suppress(Exception):
+            await stream.reset()

@@ -7,6 +7,14 @@ at most ``window`` outstanding per peer, so a DAG is pulled from several peers a
 that arrives cancels the want everywhere else; a want-block unanswered for ``retry_after``
 seconds goes to another peer (or back to discovery); discovery repeats every ``rebroadcast``
 seconds. Every decision is a list of ``(peer, WantEntry)`` for the shell to send.
+
+Nothing waits forever: a want lives while someone waits for it. A fetch ``claim``s its want
+and ``release``s it when it ends; one that gave up (timeout, cancelled caller) cancels its
+want if nobody else waits, and with it every unclaimed want its *session* prefetched (the
+reader failed: it will not read them). Prefetched wants nobody claims expire once their
+session has been idle for ``idle`` seconds (no fetch running, none started), so a reader that
+stops early leaves nothing behind either. A session is any hashable the shell picks (the trio
+task reading the DAG).
 """
 
 from __future__ import annotations
@@ -30,14 +38,34 @@ class Want:
     dont_haves: set[Hashable] = field(default_factory=set)
     discovery: set[Hashable] = field(default_factory=set)  # asked want-have
     discovered_at: float | None = None
+    waiters: int = 0  # fetches waiting for it now
+    session: Hashable | None = None  # who asked for it first
+
+
+@dataclass
+class Session:
+    """One reader (a cat, a pin, a task input): when it was last active, fetches running."""
+
+    last: float
+    fetching: int = 0
+
+
+@dataclass
+class Dropped:
+    """Wants given up: their keys (for the shell's waiters) and the cancels to send."""
+
+    keys: list[bytes] = field(default_factory=list)
+    out: list[Out] = field(default_factory=list)
 
 
 class WantManager:
     def __init__(self, window: int = 32, retry_after: float = 5.0,
-                 rebroadcast: float = 10.0) -> None:
+                 rebroadcast: float = 10.0, idle: float = 30.0) -> None:
         self.window = window
         self.retry_after = retry_after
         self.rebroadcast = rebroadcast
+        self.idle = idle
+        self.sessions: dict[Hashable, Session] = {}
         self.peers: set[Hashable] = set()
         self.outstanding: dict[Hashable, int] = {}  # want-blocks in flight per peer
         self.session_peers: dict[Hashable, int] = {}  # peer -> blocks received from it
@@ -69,16 +97,83 @@ class WantManager:
 
     # -- wants -------------------------------------------------------------------------------
 
-    def want(self, cid: CID, now: float) -> list[Out]:
+    def want(self, cid: CID, now: float, session: Hashable | None = None) -> list[Out]:
         key = bytes(cid.digest)
+        if session is not None:
+            self._session(session, now)
         if key in self.wants:
             return []
-        want = self.wants[key] = Want(cid, now)
+        want = self.wants[key] = Want(cid, now, session=session)
         return self._assign(want, now)
 
     def cancel(self, cid: CID) -> list[Out]:
-        want = self.wants.pop(bytes(cid.digest), None)
-        return [] if want is None else self._cancels(want, exclude=None)
+        dropped = Dropped()
+        if bytes(cid.digest) in self.wants:
+            self._drop(bytes(cid.digest), dropped)  # frees its peers' window slots too
+        return dropped.out
+
+    # -- who waits ---------------------------------------------------------------------------
+
+    def claim(self, cid: CID, session: Hashable, now: float) -> None:
+        """A fetch by ``session`` starts waiting for ``cid``."""
+        self._session(session, now).fetching += 1
+        want = self.wants.get(bytes(cid.digest))
+        if want is not None:
+            want.waiters += 1
+
+    def release(self, cid: CID, session: Hashable, now: float, *, gave_up: bool) -> Dropped:
+        """That fetch ended. One that gave up drops the want (unless another fetch waits for
+        it) and every unclaimed want of its session."""
+        state = self._session(session, now)
+        state.fetching = max(0, state.fetching - 1)
+        key = bytes(cid.digest)
+        want = self.wants.get(key)
+        if want is not None:
+            want.waiters = max(0, want.waiters - 1)
+        if not gave_up:
+            return Dropped()
+        dropped = self.abandon(session)
+        if want is not None and want.waiters == 0 and key in self.wants:
+            self._drop(key, dropped)
+        return dropped
+
+    def abandon(self, session: Hashable) -> Dropped:
+        """The session's reader has failed: drop the wants it made that nobody waits for."""
+        dropped = Dropped()
+        for key in [k for k, w in self.wants.items() if w.session == session and not w.waiters]:
+            self._drop(key, dropped)
+        return dropped
+
+    def expire(self, now: float) -> Dropped:
+        """Drop unclaimed wants whose session is idle (or gone); forget idle sessions."""
+        dropped = Dropped()
+        for key in [k for k, w in self.wants.items() if not w.waiters and self._idle(w, now)]:
+            self._drop(key, dropped)
+        owners = {w.session for w in self.wants.values()}
+        for session in [s for s, st in self.sessions.items()
+                        if s not in owners and not st.fetching and now - st.last > self.idle]:
+            del self.sessions[session]
+        return dropped
+
+    def _idle(self, want: Want, now: float) -> bool:
+        state = self.sessions.get(want.session) if want.session is not None else None
+        if state is None:
+            return now - want.since > self.idle
+        return not state.fetching and now - state.last > self.idle
+
+    def _session(self, session: Hashable, now: float) -> Session:
+        state = self.sessions.get(session)
+        if state is None:
+            state = self.sessions[session] = Session(now)
+        state.last = now
+        return state
+
+    def _drop(self, key: bytes, dropped: Dropped) -> None:
+        want = self.wants.pop(key)
+        for peer in want.asked:
+            self.outstanding[peer] = max(0, self.outstanding.get(peer, 1) - 1)
+        dropped.keys.append(key)
+        dropped.out += self._cancels(want, exclude=None)
 
     # -- events ------------------------------------------------------------------------------
 
