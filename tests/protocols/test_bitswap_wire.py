@@ -22,7 +22,7 @@ from multiformats import CID, multihash
 
 from ipfs_kit_node.codecs.varint import encode as varint
 from ipfs_kit_node.errors import BlockUnavailableError, ClosedNodeError
-from ipfs_kit_node.protocols.bitswap import Bitswap
+from ipfs_kit_node.protocols.bitswap import Bitswap, network
 from ipfs_kit_node.protocols.bitswap.codec import (
     FrameDecoder,
     Message,
@@ -148,16 +148,20 @@ async def test_fuzzed_input_never_hurts_the_node(daemon: MakeDaemon) -> None:
 # -- in-process: our Bitswap on a real py-libp2p host, a raw peer beside it ---------------------
 
 class RawPeer:
-    """A py-libp2p host that accepts Bitswap streams and records what it is sent."""
+    """A py-libp2p host that accepts Bitswap streams and records what it is sent (or, with
+    ``reads=False``, accepts them and never reads)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reads: bool = True) -> None:
         self.host = make_host()
+        self.reads = reads
         self.received: list[Message] = []
         self.got = trio.Event()
         for protocol in ("/ipfs/bitswap/1.2.0", "/ipfs/bitswap/1.1.0"):
             self.host.set_stream_handler(TProtocol(protocol), self._handler)
 
     async def _handler(self, stream: INetStream) -> None:
+        if not self.reads:
+            await trio.sleep_forever()
         decoder = FrameDecoder()
         with contextlib.suppress(Exception):
             while data := await stream.read(65536):
@@ -233,4 +237,46 @@ async def test_wants_before_the_store_opens_are_answered_once_it_has(tmp_path: P
         assert presences == [(absent, Presence.DONT_HAVE)]  # quiet waits for the block
         nursery.cancel_scope.cancel()
     assert store is not None
+    await store.close()
+
+
+async def test_a_peer_that_stops_reading_is_cut_off_and_holds_nobody_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Shorter than py-libp2p's own 5 s wait for a window update, so ours is the one that fires;
+    # one global build slot, which the slow peer must not keep.
+    monkeypatch.setattr(network, "WRITE_TIMEOUT", 1.0)
+    monkeypatch.setattr(network, "SEND_CONCURRENCY", 1)
+    store = await TieredStore.open(tmp_path / "repo", StoreConfig(parquet_export=False))
+    # More than py-libp2p's initial 4 MiB stream window, so writes to the slow peer stall.
+    blocks = [os.urandom(100_000) for _ in range(60)]
+    cids = [CID("base32", 1, "raw", multihash.digest(b, "sha2-256")) for b in blocks]
+    for cid, data in zip(cids, blocks, strict=True):
+        await store.put(cid, data)
+    ours, slow, fast = make_host(), RawPeer(reads=False), RawPeer()
+    listen = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
+    async with ours.run(listen), slow.host.run(listen), fast.host.run(listen), \
+            trio.open_nursery() as nursery:
+        for peer in (slow, fast):
+            await ours.connect(PeerInfo(peer.host.get_id(), peer.host.get_addrs()))
+        bitswap = Bitswap(ours, lambda: store)
+        await nursery.start(bitswap.run)
+        wants = Message(wants=tuple(WantEntry(c) for c in cids))
+        await slow.send(ours, wants)
+        await trio.sleep(0.3)  # its sender is writing (and stuck) first
+        started = trio.current_time()
+        await fast.send(ours, wants)
+        with trio.fail_after(30):
+            while len({c for m in fast.received for c, _ in m.blocks}) < len(cids):
+                await trio.sleep(0.05)
+        took = trio.current_time() - started
+        slow_ledger = bitswap.ledger.peers[slow.host.get_id()]
+        with trio.fail_after(10):
+            while slow_ledger.wants or slow_ledger.queue:
+                await trio.sleep(0.05)
+        print(f"\n6 MB to a reading peer beside one that stopped reading: {took:.2f} s; the "
+              f"slow one was sent {slow_ledger.bytes_sent} bytes before it was cut off")
+        assert slow_ledger.bytes_sent < 6_000_000
+        assert {bytes(c): d for m in fast.received for c, d in m.blocks} == {
+            bytes(c): d for c, d in zip(cids, blocks, strict=True)}
+        nursery.cancel_scope.cancel()
     await store.close()
