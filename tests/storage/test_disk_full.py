@@ -243,3 +243,107 @@ async def test_journal_append_needs_a_page_on_a_full_disk(small_disk: Path, op: 
     for cid, data in stored.items():
         assert await store.get(cid) == data
     await store.close()
+
+
+def fill_with_filler(root: Path) -> Path:
+    """A file that takes every free page of the disk; remove it to give the space back."""
+    filler = root / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                os.write(fd, b"\0" * PAGE)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+                break
+    finally:
+        os.close(fd)
+    assert free_pages(root) == 0
+    return filler
+
+
+def assert_says_what_to_do(exc: StoreFullError) -> None:
+    text = str(exc)
+    assert "is full" in text and "free space" in text, text
+    assert "\n" not in text
+
+
+async def test_store_on_a_full_disk_reads_refuses_writes_and_recovers(small_disk: Path) -> None:
+    """A daemon restarted on a full disk: the store opens, serves every block, refuses puts
+    and pins with an error saying what to do (changing nothing), and works again once space
+    is freed, without a restart."""
+    root = small_disk / "repo"
+    store = await TieredStore.open(root, CONFIG)
+    stored: dict[CID, bytes] = {}
+    for _ in range(5):
+        cid, data = raw_block(size=BLOCK)
+        await store.put(cid, data)
+        stored[cid] = data
+    await store.close()
+    filler = fill_with_filler(small_disk)
+
+    store = await TieredStore.open(root, CONFIG)
+    for cid, data in stored.items():
+        assert await store.get(cid) == data
+    cid, data = raw_block(size=BLOCK)
+    with pytest.raises(StoreFullError) as put_error:
+        await store.put(cid, data)
+    assert_says_what_to_do(put_error.value)
+    assert not await store.has(cid)
+    pinned = next(iter(stored))
+    with pytest.raises(StoreFullError) as pin_error:
+        await store.pin(pinned, recursive=False)
+    assert_says_what_to_do(pin_error.value)
+    assert store.pins() == {} and not store.is_pinned(pinned)
+    assert not (root / "datastore" / "pins.json.tmp").exists()
+    assert (await store.verify()).ok
+    await assert_consistent(store, root)
+
+    filler.unlink()  # space is back: the same calls succeed
+    assert await store.put(cid, data)
+    stored[cid] = data
+    await store.pin(pinned, recursive=False)
+    assert store.is_pinned(pinned)
+    await store.close()
+    store = await TieredStore.open(root, CONFIG)
+    assert store.pins() == {str(pinned): "direct"}
+    for cid, data in stored.items():
+        assert await store.get(cid) == data
+    await store.close()
+
+
+async def test_unpin_on_a_full_disk_changes_nothing(small_disk: Path) -> None:
+    root = small_disk / "repo"
+    store = await TieredStore.open(root, CONFIG)
+    cid, data = raw_block(size=BLOCK)
+    await store.put(cid, data)
+    await store.pin(cid, recursive=False)
+    filler = fill_with_filler(small_disk)
+    with pytest.raises(StoreFullError) as exc:
+        await store.unpin(cid)
+    assert_says_what_to_do(exc.value)
+    assert store.pins() == {str(cid): "direct"} and store.is_pinned(cid)
+    filler.unlink()
+    await store.unpin(cid)
+    assert store.pins() == {} and not store.is_pinned(cid)
+    await store.close()
+
+
+def test_daemon_start_on_a_full_disk_is_one_line_exit_2(small_disk: Path) -> None:
+    """Writing the PID into repo.lock is the first write of a start: on a full disk it is the
+    one-line error of every start failure, exit 2, never a traceback."""
+    from helpers import run_cli
+
+    from ipfs_kit_node.repo import Repo
+
+    repo = Repo(small_disk / "repo")
+    repo.init()
+    repo.load_or_create_identity()
+    repo.lock()
+    repo.unlock()  # leaves repo.lock empty: writing the PID needs a new page
+    fill_with_filler(small_disk)
+    out = run_cli("--repo", str(repo.path), "daemon", timeout=60)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), out.stderr
+    assert "repo.lock" in lines[0] and "is full" in lines[0] and "free some space" in lines[0]

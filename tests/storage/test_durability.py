@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -272,7 +273,7 @@ async def test_block_unpinned_while_eviction_asks_the_remote_stays(tmp_path: Pat
     remote = Remote()
     store, blocks = await pinned_store(tmp_path, remote)
     remote.gate = trio.Event()
-    results = []
+    results: list[Any] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lambda: _append(results, store.gc()))
         await remote.asked.wait()
@@ -284,5 +285,5 @@ async def test_block_unpinned_while_eviction_asks_the_remote_stays(tmp_path: Pat
     await store.close()
 
 
-async def _append(results: list[object], coro: object) -> None:
+async def _append(results: list[Any], coro: object) -> None:
     results.append(await coro)  # type: ignore[misc]

@@ -1,0 +1,187 @@
+"""Simulated power loss: record what a process made durable, rebuild a folder from only that.
+
+In the writing process, ``install(repo, shadow)`` wraps ``os.fsync``, ``os.unlink``/``remove``
+and ``os.replace``/``rename``. A file fsync copies the file's bytes (read just *before* the real
+fsync, so a concurrent append is not counted) into ``shadow/`` once the fsync has returned; a
+folder fsync records its entries at that moment. The folder's state when ``install`` runs counts
+as durable. Files and folders are named by an id per inode (a fresh id once an inode is
+unlinked, so a reused inode number is a new object).
+
+Afterwards ``rebuild(shadow, target)`` creates the repo as a power cut would leave it in the
+most pessimistic case: a folder holds only the entries of its last fsync (none if it was never
+fsynced), a file holds the bytes of its last fsync (empty if it was never fsynced). Every
+unsynced write, rename, creation and deletion is lost. The log is append-only, one line per
+event; a line cut by SIGKILL is ignored (that fsync never returned to its caller).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+EVENTS = "events.jsonl"
+OBJECTS = "objects"
+
+
+class _Recorder:
+    def __init__(self, repo: Path, shadow: Path) -> None:
+        self.repo = str(repo.resolve())
+        self.shadow = shadow
+        (shadow / OBJECTS).mkdir(parents=True, exist_ok=True)
+        self.log_fd = os.open(shadow / EVENTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.ids: dict[int, int] = {}
+        self.next_id = 0
+        self.seq = 0
+        self.lock = threading.RLock()
+
+    def inside(self, path: str) -> bool:
+        return path == self.repo or path.startswith(self.repo + os.sep)
+
+    def id_of(self, ino: int) -> int:
+        with self.lock:
+            if ino not in self.ids:
+                self.next_id += 1
+                self.ids[ino] = self.next_id
+            return self.ids[ino]
+
+    def forget(self, ino: int | None) -> None:
+        with self.lock:
+            if ino is not None:
+                self.ids.pop(ino, None)
+
+    def emit(self, event: dict[str, Any]) -> None:
+        os.write(self.log_fd, (json.dumps(event) + "\n").encode())
+
+    def tick(self) -> int:
+        """When a state was read: of two fsyncs of one object, the later-read state wins,
+        whichever fsync returned last (threads may finish out of order)."""
+        with self.lock:
+            self.seq += 1
+            return self.seq
+
+    def listing(self, path: str) -> tuple[int, dict[str, list[Any]]]:
+        with self.lock:
+            return self.tick(), {e.name: [self.id_of(e.inode()), e.is_dir(follow_symlinks=False)]
+                                 for e in os.scandir(path)}
+
+    def save_file(self, ident: int, seq: int, data: bytes) -> None:
+        name = f"{ident}.{seq}"
+        (self.shadow / OBJECTS / name).write_bytes(data)
+        self.emit({"t": "file", "id": ident, "seq": seq, "copy": name})
+
+    def initial(self) -> None:
+        """Everything there now is durable (it was, before this process started)."""
+        self.emit({"t": "root", "id": self.id_of(os.lstat(self.repo).st_ino)})
+        for folder, _, files in os.walk(self.repo):
+            seq, entries = self.listing(folder)
+            self.emit({"t": "dir", "id": self.id_of(os.lstat(folder).st_ino), "seq": seq,
+                       "entries": entries})
+            for name in files:
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:
+                    self.save_file(self.id_of(os.fstat(f.fileno()).st_ino), self.tick(),
+                                   f.read())
+
+
+def _lstat_ino(path: Any) -> int | None:
+    try:
+        return os.lstat(path).st_ino
+    except OSError:
+        return None
+
+
+def install(repo: Path, shadow: Path) -> None:
+    """Start recording in this process (call before anything writes to ``repo``)."""
+    rec = _Recorder(repo, shadow)
+    rec.initial()
+    real_fsync = os.fsync
+
+    def fsync(fd: Any) -> None:
+        fd = fd if isinstance(fd, int) else fd.fileno()
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if not rec.inside(path):
+            real_fsync(fd)
+            return
+        with rec.lock:
+            st = os.fstat(fd)
+            ident = rec.id_of(st.st_ino)
+        if stat.S_ISDIR(st.st_mode):
+            seq, entries = rec.listing(path)
+            real_fsync(fd)
+            rec.emit({"t": "dir", "id": ident, "seq": seq, "entries": entries})
+        else:
+            seq = rec.tick()
+            with open(f"/proc/self/fd/{fd}", "rb") as f:
+                data = f.read()
+            real_fsync(fd)
+            rec.save_file(ident, seq, data)
+
+    def dropping(real: Callable[..., Any]) -> Callable[..., Any]:
+        """unlink/remove: a removed inode's id is never given to a new file."""
+        def wrapper(path: Any, *args: Any, **kw: Any) -> Any:
+            with rec.lock:  # no other thread may see the freed inode number before forget
+                ino = _lstat_ino(path)
+                result = real(path, *args, **kw)
+                rec.forget(ino)
+                return result
+        return wrapper
+
+    def renaming(real: Callable[..., Any]) -> Callable[..., Any]:
+        """replace/rename: the inode it overwrites is gone."""
+        def wrapper(src: Any, dst: Any, *args: Any, **kw: Any) -> Any:
+            with rec.lock:
+                old, new = _lstat_ino(dst), _lstat_ino(src)
+                result = real(src, dst, *args, **kw)
+                if old is not None and old != new:
+                    rec.forget(old)
+                return result
+        return wrapper
+
+    os.fsync = fsync
+    os.unlink = dropping(os.unlink)
+    os.remove = dropping(os.remove)
+    os.replace = renaming(os.replace)
+    os.rename = renaming(os.rename)
+
+
+def rebuild(shadow: Path, target: Path) -> dict[str, int]:
+    """Build ``target`` from the durable state recorded in ``shadow``; counts of what was kept."""
+    files: dict[int, tuple[int, str]] = {}
+    dirs: dict[int, tuple[int, dict[str, list[Any]]]] = {}
+    root: int | None = None
+    for line in (shadow / EVENTS).read_bytes().split(b"\n"):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # the last line, cut by the kill
+        if event["t"] == "root":
+            root = event["id"]
+        elif event["t"] == "dir":
+            if event["seq"] > dirs.get(event["id"], (0, {}))[0]:
+                dirs[event["id"]] = (event["seq"], event["entries"])
+        elif event["seq"] > files.get(event["id"], (0, ""))[0]:
+            files[event["id"]] = (event["seq"], event["copy"])
+    assert root is not None, "no durable state recorded"
+    counts = {"files": 0, "empty_files": 0, "dirs": 0}
+
+    def build(ident: int, path: Path) -> None:
+        path.mkdir()
+        counts["dirs"] += 1
+        for name, (child, is_dir) in dirs.get(ident, (0, {}))[1].items():
+            if is_dir:
+                build(child, path / name)
+            elif child in files:
+                shutil.copyfile(shadow / OBJECTS / files[child][1], path / name)
+                counts["files"] += 1
+            else:
+                (path / name).touch()  # its name is durable, none of its bytes
+                counts["empty_files"] += 1
+
+    build(root, target)
+    return counts
