@@ -6,6 +6,8 @@ The worker adds running tasks on top; the leecher is exactly this.
 
 from __future__ import annotations
 
+from functools import partial
+
 import trio
 from libp2p.peer.id import ID
 
@@ -14,7 +16,7 @@ from ..logs import get_logger
 from ..protocols.tasks import Result, ResultBatch, Task, TaskBatch
 from ..protocols.tasks.frames import Frame, Hello
 from ..service import TaskStatus
-from .mesh import Heartbeats, MasterLink, Topics, decode_quietly, own_origins
+from .mesh import Heartbeats, MasterLink, Topics, decode_quietly, forever, own_origins
 from .routes import register_task_routes
 from .submitter import RemoteTasks
 
@@ -52,18 +54,19 @@ class MeshMember:
                   ) -> None:
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
-            nursery.start_soon(self.link.run)
-            nursery.start_soon(self.heartbeats.watch_forever)
-            nursery.start_soon(self.heartbeats.publish_forever, self.link.send_status)
-            nursery.start_soon(self._watch_tasks)
-            nursery.start_soon(self._watch_results)
+            for name, loop in [
+                ("master link", self.link.run), ("status topic", self.heartbeats.watch_forever),
+                ("heartbeat", partial(self.heartbeats.publish_forever, self.link.send_status)),
+                ("tasks topic", self._watch_tasks), ("results topic", self._watch_results),
+            ]:
+                nursery.start_soon(forever, self.log, name, loop)
             self.start_more(nursery)
             self.log.info("role started", cluster=self.c.config.node.cluster,
                           masters=len(self.masters))
             task_status.started()
 
     def start_more(self, nursery: trio.Nursery) -> None:
-        """Subclasses add their own long-lived tasks here."""
+        """Subclasses add their own long-lived tasks here (each under ``forever``)."""
 
     async def _watch_tasks(self) -> None:
         """Only a configured master may announce tasks; anything else is logged and dropped."""

@@ -4,11 +4,17 @@ Decisions come from the sans-IO ``Scheduler``; this module does the I/O around i
 streams workers and submitters open to us, the journal (group-committed: every accepted task
 is fsynced before it is acknowledged, every outcome before it is delivered), the topics, the
 Arrow snapshot of the cluster state, and pinning result CIDs.
+
+No loop here ever waits for one peer: frames to a peer go through that session's
+``SendQueue``, written by the session's own task with a timeout. A peer that stops reading
+fills its queue or times a write out; its session is closed and its tasks are requeued.
+A journal that cannot be written (a full disk) refuses new tasks with ``DiskFullError``;
+outcomes that could not be journaled wait and are journaled (then delivered) once it can.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,10 +26,11 @@ import trio
 from libp2p.abc import INetStream
 
 from ..components import Components
-from ..errors import IpfsKitError
+from ..errors import DiskFullError, IpfsKitError, PeerBrokenError
 from ..logs import get_logger
+from ..protocols.guard import set_guarded_handler
 from ..protocols.tasks import EnvelopeError, Result, ResultBatch, Status, Task, TaskBatch, encode
-from ..protocols.tasks.channel import PROTOCOL, TaskChannel
+from ..protocols.tasks.channel import PROTOCOL, SendQueue, TaskChannel
 from ..protocols.tasks.frames import (
     Accepted,
     Ack,
@@ -41,7 +48,15 @@ from ..protocols.tasks.frames import (
 from ..service import TaskStatus
 from ..unixfs.exporter import fetch_dag
 from .journal import TaskJournal, final_record, submit_record
-from .mesh import Heartbeats, TaskError, Topics, UnknownTaskError, decode_quietly, own_origins
+from .mesh import (
+    Heartbeats,
+    TaskError,
+    Topics,
+    UnknownTaskError,
+    decode_quietly,
+    forever,
+    own_origins,
+)
 from .routes import register_task_routes
 from .scheduler import Record, Scheduler
 from .state import cluster_state, export_in_child
@@ -49,9 +64,11 @@ from .state import cluster_state, export_in_child
 log = get_logger(__name__)
 
 TICK = 0.5
+JOURNAL_RETRY = 2.0  # seconds between attempts to journal outcomes a full disk refused
 COMPACT_AFTER = 500_000
 FORGET_WORKERS_AFTER = 3600.0  # journal records appended before it is rewritten
 PUBLISH_BATCH = 200
+PUBLISH_BUDGET = 192 * 1024  # bytes of tasks or results per message (pubsub takes 256 KiB)
 PIN_CONCURRENCY = 4
 
 
@@ -60,6 +77,27 @@ class _Commit:
     docs: list[dict[str, Any]]
     done: trio.Event = field(default_factory=trio.Event)
     error: BaseException | None = None
+
+
+@dataclass
+class _Session:
+    """One peer's task stream: frames in (its handler), frames out (its queue's own task)."""
+
+    channel: TaskChannel
+    queue: SendQueue
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    worker: bool = False  # its hello made it a worker
+
+    def close(self) -> None:
+        """End the session from anywhere without waiting: its handler cleans up."""
+        self.channel.closed = True  # nothing more is queued for it
+        self.scope.cancel()
+
+
+class JournalError(TaskError):
+    """The task journal cannot be written (not a full disk: that is DiskFullError)."""
+
+    http_status = 503
 
 
 class MasterRole:
@@ -71,13 +109,17 @@ class MasterRole:
         self.me = str(c.host.get_id())
         self.topics = Topics.of(c.config.node.cluster)
         self.scheduler = Scheduler(lease=cfg.lease, retries=cfg.retries,
-                                   heartbeat_timeout=cfg.heartbeat_timeout)
+                                   heartbeat_timeout=cfg.heartbeat_timeout,
+                                   allowed=frozenset(cfg.workers))
         self.journal = TaskJournal(Path(c.repo.path) / "tasks" / "journal",
                                    sync=c.config.storage.sync)
         self.state_dir = Path(c.repo.path) / "tasks"
         self.submitters = set(cfg.submitters)
-        self.workers_allowed = set(cfg.workers)
-        self.sessions: dict[str, TaskChannel] = {}
+        self.sessions: dict[str, _Session] = {}
+        # Final, but the journal refused them (a full disk): retried each tick, by task ID.
+        self._unjournaled: dict[str, Record] = {}
+        self._journal_retry_at = 0.0
+        self._journal_failing = False  # logged once per episode, not per attempt
         self.waiters: dict[str, trio.Event] = {}
         self.heartbeats = Heartbeats(c, self.topics, lambda: 0, lambda: 0)
         self.heartbeats.listeners.append(self._gossip_heartbeat)
@@ -103,17 +145,17 @@ class MasterRole:
                       open=self.scheduler.open_tasks())
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._committer)
-                nursery.start_soon(self._dispatcher)
-                nursery.start_soon(self._ticker)
-                nursery.start_soon(self._topic_publisher)
-                nursery.start_soon(self._watch_tasks_topic)
-                nursery.start_soon(self.heartbeats.watch_forever)
-                nursery.start_soon(self.heartbeats.publish_forever)
-                nursery.start_soon(self._snapshots)
-                for _ in range(PIN_CONCURRENCY):
-                    nursery.start_soon(self._pinner)
-                self.c.host.set_stream_handler(PROTOCOL, self._handle_stream)
+                for name, loop in [
+                    ("committer", self._committer), ("dispatcher", self._dispatcher),
+                    ("ticker", self._ticker), ("topic publisher", self._topic_publisher),
+                    ("tasks topic", self._watch_tasks_topic),
+                    ("status topic", self.heartbeats.watch_forever),
+                    ("heartbeat", self.heartbeats.publish_forever),
+                    ("snapshots", self._snapshots),
+                    *[("pinner", self._pinner)] * PIN_CONCURRENCY,
+                ]:
+                    nursery.start_soon(forever, self.log, name, loop)
+                set_guarded_handler(self.c.host, PROTOCOL, self._handle_stream)
                 self.log.info("master ready", cluster=self.c.config.node.cluster,
                               submitters=len(self.submitters))
                 task_status.started()
@@ -130,8 +172,15 @@ class MasterRole:
         self._commits.append(commit)
         self._commit_wake.set()
         await commit.done.wait()
-        if commit.error is not None:
-            raise TaskError(f"the task journal cannot be written: {commit.error}")
+        error = commit.error
+        if error is None:
+            return
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(f"disk full: the task journal {self.journal.path} cannot be "
+                                f"written ({error.strerror}); new tasks are refused until "
+                                "space is freed") from error
+        raise JournalError(f"the task journal {self.journal.path} cannot be written: "
+                           f"{error}") from error
 
     async def _committer(self) -> None:
         while True:
@@ -141,12 +190,14 @@ class MasterRole:
             docs = [d for commit in batch for d in commit.docs]
             try:
                 await trio.to_thread.run_sync(self.journal.append, docs)
-            except OSError as exc:
-                self.log.error("task journal write failed", error=str(exc))
+            except Exception as exc:  # every waiter hears of it; this loop goes on
+                self.log.error("task journal write failed", error=str(exc),
+                               path=str(self.journal.path), records=len(docs))
                 for commit in batch:
                     commit.error = exc
-            for commit in batch:
-                commit.done.set()
+            finally:
+                for commit in batch:
+                    commit.done.set()
             if self.journal.appended > COMPACT_AFTER:  # appends wait: we are the only writer
                 self.scheduler.forget_finished(self.journal.keep_finished)
                 try:  # from the file itself: it holds exactly what was acknowledged
@@ -220,9 +271,9 @@ class MasterRole:
         record, worker = self.scheduler.cancel(task_id, time.time())
         if record is None:
             return
-        await self._finished([record])
         if worker is not None:
-            await self._send(worker, Cancel((task_id,)))
+            self._post(worker, Cancel((task_id,)))
+        await self._finished([record])
 
     def workers(self) -> list[dict[str, Any]]:
         now = time.time()
@@ -238,19 +289,30 @@ class MasterRole:
 
     # -- outcomes ----------------------------------------------------------------------------
 
-    async def _finished(self, records: list[Record]) -> None:
-        """Journal final outcomes, then deliver each exactly once."""
+    async def _finished(self, records: list[Record]) -> bool:
+        """Journal final outcomes, then deliver each exactly once. When the journal refuses
+        them (a full disk) they wait in ``_unjournaled`` for the ticker (False then); local
+        waiters are woken anyway: the task's state is final here either way."""
         if not records:
-            return
-        await self._durable([final_record(r) for r in records])
+            return True
+        try:
+            await self._durable([final_record(r) for r in records])
+        except (DiskFullError, JournalError) as exc:
+            if not self._journal_failing:
+                self._journal_failing = True
+                self.log.warning("task outcomes not journaled yet; retried every "
+                                 f"{JOURNAL_RETRY:g} s", count=len(records), error=str(exc))
+                self._journal_retry_at = time.monotonic() + JOURNAL_RETRY
+            for record in records:
+                self._unjournaled[record.task.task_id] = record
+                self._wake_waiter(record.task.task_id)
+            return False
         by_origin: dict[str, list[Result]] = {}
         for record in records:
             result = record.outcome()
             by_origin.setdefault(record.origin, []).append(result)
             self._publish.append(result)
-            event = self.waiters.pop(record.task.task_id, None)
-            if event is not None:
-                event.set()
+            self._wake_waiter(record.task.task_id)
             if record.output is not None and self.c.config.tasks.pin_results:
                 try:
                     self._pins.send_nowait(record.output)
@@ -258,9 +320,15 @@ class MasterRole:
                     self.log.warning("result pin queue full; not pinned", cid=record.output)
         self._topic_wake.set()
         for origin, results in by_origin.items():
-            if origin != "local":
+            if origin != "local":  # a submitter offline now asks again when it reconnects
                 for batch in batches(results):
-                    await self._send(origin, Results(batch))
+                    self._post(origin, Results(batch))
+        return True
+
+    def _wake_waiter(self, task_id: str) -> None:
+        event = self.waiters.pop(task_id, None)
+        if event is not None:
+            event.set()
 
     async def _pinner(self) -> None:
         """Fetch each result's DAG from the worker over Bitswap and pin it here."""
@@ -278,24 +346,30 @@ class MasterRole:
     # -- scheduling --------------------------------------------------------------------------
 
     async def _dispatcher(self) -> None:
+        """Assignments are posted to each worker's queue: this loop never waits for a peer."""
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
             for worker, tasks in self.scheduler.assign(time.time()).items():
                 for batch in batches(tasks):
-                    if not await self._send(worker, Assign(batch)):
+                    if not self._post(worker, Assign(batch)):
                         await self._lost(worker)
                         break
 
     async def _ticker(self) -> None:
         while True:
             await trio.sleep(TICK)
-            try:
-                await self._tick()
-            except TaskError as exc:  # the journal cannot be written: try again next tick
-                self.log.error("task ticker failed", error=str(exc))
+            await self._tick()
 
     async def _tick(self) -> None:
+        if self._unjournaled and time.monotonic() >= self._journal_retry_at:
+            self._journal_retry_at = time.monotonic() + JOURNAL_RETRY
+            waiting = list(self._unjournaled.values())
+            self._unjournaled = {}
+            if await self._finished(waiting):
+                self._journal_failing = False
+                self.log.info("task outcomes journaled after an earlier failure",
+                              count=len(waiting))
         failed, requeued = self.scheduler.expire(time.time())
         if requeued:
             self.log.info("tasks requeued (worker silent or lease lapsed)", count=len(requeued))
@@ -318,53 +392,80 @@ class MasterRole:
         await self._finished(failed)
 
     def _gossip_heartbeat(self, status: Status, now: float) -> None:
-        self.scheduler.heartbeat(status, now)
+        """Heartbeats from the status topic: only ``tasks.workers`` (if set) count."""
+        if not self.scheduler.heartbeat(status, now) and status.role == "worker" \
+                and not self.scheduler.may_work(status.peer):
+            self.log.debug("heartbeat from a peer not in tasks.workers ignored",
+                           peer=status.peer)
 
     # -- sessions ----------------------------------------------------------------------------
 
-    async def _send(self, peer: str, *frames: Any) -> bool:
-        channel = self.sessions.get(peer)
-        if channel is None:
+    def _post(self, peer: str, *frames: Any) -> bool:
+        """Queue frames for a peer without waiting for it; False when it has no session or
+        has stopped reading (its queue is full: the session is closed, its tasks requeued)."""
+        session = self.sessions.get(peer)
+        if session is None:
             return False
-        try:
-            await channel.send(*frames)
+        if session.queue.post(*frames):
             return True
-        except Exception as exc:
-            self.log.info("task session write failed", peer=peer, error=str(exc))
-            await channel.close()
-            return False
+        if not session.channel.closed:
+            self.log.warning("task session closed: the peer is not reading (send queue full)",
+                             peer=peer, queued=session.queue.queued)
+            session.close()
+        return False
+
+    async def _write_session(self, peer: str, session: _Session) -> None:
+        try:
+            await session.queue.run()
+        except PeerBrokenError as exc:
+            self.log.warning("task session closed: write failed", peer=peer, error=str(exc))
+            session.close()
 
     async def _handle_stream(self, stream: INetStream) -> None:
         channel = TaskChannel(stream)
         peer = str(channel.peer)
+        session = _Session(channel, SendQueue(channel))
         previous = self.sessions.get(peer)
-        self.sessions[peer] = channel
+        self.sessions[peer] = session
         if previous is not None:
-            await previous.close()
-        is_worker = False
+            previous.close()
         try:
-            async for frame in channel.frames():
-                is_worker = await self._on_frame(peer, channel, frame) or is_worker
-        except EnvelopeError as exc:
-            self.log.warning("malformed task frame; session closed", peer=peer, error=str(exc))
-        except Exception as exc:  # never let it reach py-libp2p: it would stop the swarm
-            self.log.warning("task session failed; closed", peer=peer, error=str(exc),
-                             kind=type(exc).__name__)
+            with session.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_session, peer, session)
+                    try:
+                        await self._read_session(peer, session)
+                    finally:
+                        nursery.cancel_scope.cancel()
         finally:
-            if self.sessions.get(peer) is channel:
+            if self.sessions.get(peer) is session:
                 del self.sessions[peer]
-                if is_worker:
-                    with contextlib.suppress(Exception):
+                if session.worker:
+                    try:
                         await self._lost(peer)
+                    except Exception as exc:
+                        self.log.warning("lost worker's tasks not requeued", peer=peer,
+                                         error=str(exc))
             await channel.close()
 
-    async def _on_frame(self, peer: str, channel: TaskChannel, frame: Any) -> bool:
+    async def _read_session(self, peer: str, session: _Session) -> None:
+        try:
+            async for frame in session.channel.frames():
+                if await self._on_frame(peer, frame):
+                    session.worker = True
+        except EnvelopeError as exc:
+            self.log.warning("malformed task frame; session closed", peer=peer, error=str(exc))
+        except Exception as exc:  # the edge of the session: it ends, the node does not
+            self.log.warning("task session failed; closed", peer=peer, error=str(exc),
+                             kind=type(exc).__name__)
+
+    async def _on_frame(self, peer: str, frame: Any) -> bool:
         """Handle one frame; True when it made the peer a worker."""
         now = time.time()
         if isinstance(frame, Hello):
             if frame.role != "worker" or frame.capacity <= 0:
                 return False
-            if self.workers_allowed and peer not in self.workers_allowed:
+            if not self.scheduler.may_work(peer):
                 self.log.warning("worker not in tasks.workers refused", peer=peer)
                 return False
             outcome = self.scheduler.join(peer, frame.capacity, frame.handlers, now)
@@ -382,7 +483,7 @@ class MasterRole:
         elif isinstance(frame, Query):
             states = tuple(self.scheduler.tasks[i].info() for i in frame.ids
                            if i in self.scheduler.tasks)
-            await self._send(peer, States(frame.req, states))
+            self._post(peer, States(frame.req, states))
         elif isinstance(frame, Cancel):
             for task_id in frame.ids:
                 record = self.scheduler.tasks.get(task_id)
@@ -407,8 +508,8 @@ class MasterRole:
             elif result.error is not None:
                 self.log.info("task failed; retried", task_id=result.task_id,
                               worker=peer, error=result.error)
-        await self._finished(finals)
-        await self._send(peer, Ack(tuple(r.task_id for r in results)))
+        if await self._finished(finals):  # acknowledged once journaled; else resent later
+            self._post(peer, Ack(tuple(r.task_id for r in results)))
         self._wake.set()
 
     async def _on_submit(self, peer: str, frame: Submit) -> None:
@@ -416,18 +517,18 @@ class MasterRole:
             self.log.warning("submission from a peer not in tasks.submitters refused",
                              peer=peer, tasks=len(frame.tasks))
             reason = f"peer {peer} may not submit to this master (add it to tasks.submitters)"
-            await self._send(peer, Accepted(frame.req, (), tuple(
+            self._post(peer, Accepted(frame.req, (), tuple(
                 (t.task_id, reason) for t in frame.tasks)))
             return
         try:
             ids, refused = await self.submit(list(frame.tasks), origin=peer)
-        except TaskError as exc:
+        except (TaskError, DiskFullError) as exc:
             ids, refused = [], [(t.task_id, str(exc)) for t in frame.tasks]
-        await self._send(peer, Accepted(frame.req, tuple(ids), tuple(refused)))
+        self._post(peer, Accepted(frame.req, tuple(ids), tuple(refused)))
         # A resubmitted task that already finished: send its outcome again.
         done = [r for r in map(self.scheduler.tasks.get, ids) if r is not None and r.final]
-        if done:
-            await self._send(peer, Results(tuple(r.outcome() for r in done)))
+        for batch in batches([r.outcome() for r in done]):
+            self._post(peer, Results(batch))
 
     # -- topics ------------------------------------------------------------------------------
 
@@ -438,15 +539,15 @@ class MasterRole:
             self._topic_wake = trio.Event()
             announce, self._announce = self._announce, []
             publish, self._publish = self._publish, []
-            try:
-                for start in range(0, len(announce), PUBLISH_BATCH):
-                    tasks = tuple(announce[start:start + PUBLISH_BATCH])
-                    await self.c.pubsub.publish(self.topics.tasks, encode(TaskBatch(tasks)))
-                for start in range(0, len(publish), PUBLISH_BATCH):
-                    results = tuple(publish[start:start + PUBLISH_BATCH])
-                    await self.c.pubsub.publish(self.topics.results, encode(ResultBatch(results)))
-            except Exception as exc:
-                self.log.info("task-mesh publish failed", error=str(exc))
+            messages = [(self.topics.tasks, encode(TaskBatch(tasks))) for tasks in batches(
+                announce, budget=PUBLISH_BUDGET, max_items=PUBLISH_BATCH)]
+            messages += [(self.topics.results, encode(ResultBatch(results))) for results in
+                         batches(publish, budget=PUBLISH_BUDGET, max_items=PUBLISH_BATCH)]
+            for topic, data in messages:
+                try:
+                    await self.c.pubsub.publish(topic, data)
+                except Exception as exc:  # gossip is best effort; the streams carry the rest
+                    self.log.info("task-mesh publish failed", topic=topic, error=str(exc))
             await trio.sleep(0.05)  # coalesce bursts into fewer, larger messages
 
     async def _watch_tasks_topic(self) -> None:
@@ -466,7 +567,11 @@ class MasterRole:
                 self.log.warning("task from a peer not in tasks.submitters ignored",
                                  peer=sender, tasks=len(tasks))
             else:
-                await self.submit(tasks, origin=sender)
+                try:
+                    await self.submit(tasks, origin=sender)
+                except (TaskError, DiskFullError) as exc:  # it can ask again on the stream
+                    self.log.warning("tasks from the topic refused", peer=sender,
+                                     tasks=len(tasks), error=str(exc))
 
     # -- cluster state -----------------------------------------------------------------------
 

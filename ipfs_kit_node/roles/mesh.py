@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import multiaddr
+import structlog
 import trio
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
@@ -40,6 +41,11 @@ log = get_logger(__name__)
 RECONNECT_DELAY = 0.5
 MAX_RECONNECT_DELAY = 5.0
 DIAL_TIMEOUT = 5.0
+LOOP_BACKOFF = 0.5
+MAX_LOOP_BACKOFF = 5.0
+# The status board forgets a node silent this long, and never holds more than MAX_BOARD.
+BOARD_FORGET_AFTER = 3600.0
+MAX_BOARD = 10_000
 
 
 class TaskError(IpfsKitError, ValueError):
@@ -77,6 +83,29 @@ def new_task_id() -> str:
     return uuid.uuid4().hex
 
 
+async def forever(log: structlog.stdlib.BoundLogger, name: str,
+                  loop: Callable[[], Awaitable[None]]) -> None:
+    """The edge guard of a role loop: nothing it raises stops the node.
+
+    An exception is logged with the loop's name and the loop starts again after a short
+    backoff (doubling to ``MAX_LOOP_BACKOFF`` while it keeps failing); so does a loop that
+    returned (its subscription ended). Cancellation (the node stopping) passes through.
+    """
+    delay = LOOP_BACKOFF
+    while True:
+        started = trio.current_time()
+        try:
+            await loop()
+            log.warning("role loop ended; restarted", loop=name)
+        except Exception as exc:
+            log.error("role loop failed; restarted", loop=name,
+                      error=f"{type(exc).__name__}: {exc}", exc_info=True)
+        if trio.current_time() - started > 10 * MAX_LOOP_BACKOFF:
+            delay = LOOP_BACKOFF  # it ran a good while: a new failure, not the same one
+        await trio.sleep(delay)
+        delay = min(delay * 2, MAX_LOOP_BACKOFF)
+
+
 class TaskBackend(Protocol):
     """What the task routes need from a role: a master answers itself, others forward."""
 
@@ -112,13 +141,26 @@ def sample_status(peer: str, role: str, capacity: int, running: int, path: str) 
 
 
 class StatusBoard:
-    """The latest heartbeat of every node seen on the status topic (signer-checked)."""
+    """The latest heartbeat of every node seen on the status topic (signer-checked).
 
-    def __init__(self) -> None:
-        self.seen: dict[str, tuple[Status, float]] = {}
+    Anyone can publish there, so the board is bounded: a node silent for ``forget_after`` is
+    dropped, and past ``limit`` entries the longest silent goes first.
+    """
+
+    def __init__(self, forget_after: float = BOARD_FORGET_AFTER, limit: int = MAX_BOARD
+                 ) -> None:
+        self.forget_after = forget_after
+        self.limit = limit
+        self.seen: dict[str, tuple[Status, float]] = {}  # oldest note first
 
     def note(self, status: Status, now: float) -> None:
+        self.seen.pop(status.peer, None)  # re-inserted last: the dict stays in note order
         self.seen[status.peer] = (status, now)
+        while self.seen:
+            peer, (_, at) = next(iter(self.seen.items()))
+            if len(self.seen) <= self.limit and now - at <= self.forget_after:
+                break
+            del self.seen[peer]
 
     def workers(self, now: float, stale_after: float) -> list[dict[str, Any]]:
         return [{"peer": s.peer, "capacity": s.capacity, "running": s.running, "cpu": s.cpu,
@@ -229,7 +271,7 @@ class MasterLink:
         if not self.masters:
             log.warning("no masters configured ([node] masters): this node takes and "
                         "forwards no tasks")
-            return
+            await trio.sleep_forever()
         async with trio.open_nursery() as nursery:
             for master in self.masters:
                 nursery.start_soon(self._keep, master)

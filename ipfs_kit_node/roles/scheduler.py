@@ -23,6 +23,9 @@ from ..protocols.tasks.frames import TaskInfo
 MAX_ASSIGNMENTS = 10
 # What one worker may claim to run at once (a lying peer must not take every task).
 MAX_CAPACITY = 1024
+# Workers known only from gossip (no session yet) are views anyone can create: at most this
+# many; past it a heartbeat from an unknown peer is ignored until prune_workers makes room.
+MAX_GOSSIP_WORKERS = 1024
 
 
 class State(StrEnum):
@@ -88,10 +91,12 @@ class WorkerView:
 
 class Scheduler:
     def __init__(self, *, lease: float = 30.0, retries: int = 2,
-                 heartbeat_timeout: float = 5.0) -> None:
+                 heartbeat_timeout: float = 5.0, allowed: frozenset[str] = frozenset()
+                 ) -> None:
         self.lease = lease
         self.retries = retries
         self.heartbeat_timeout = heartbeat_timeout
+        self.allowed = allowed  # tasks.workers: the only peers that may be workers (if set)
         self.tasks: dict[str, Record] = {}
         self.workers: dict[str, WorkerView] = {}
         self._open: set[str] = set()  # IDs of tasks not yet final
@@ -178,11 +183,20 @@ class Scheduler:
         lists = [w.handlers for w in self.workers.values() if w.handlers]
         return frozenset().union(*lists) if lists else None
 
-    def heartbeat(self, status: Status, now: float) -> None:
+    def may_work(self, peer: str) -> bool:
+        """Whether ``tasks.workers`` (when set) lists the peer."""
+        return not self.allowed or peer in self.allowed
+
+    def heartbeat(self, status: Status, now: float) -> bool:
+        """A worker's heartbeat (its session's or gossip's); False when ignored: a peer not in
+        ``tasks.workers``, or an unknown one past the bound of gossip-only workers."""
+        if not self.may_work(status.peer):
+            return False
         view = self.workers.get(status.peer)
         if view is None:
-            if status.role != "worker":
-                return
+            if status.role != "worker" or sum(
+                    not w.connected for w in self.workers.values()) >= MAX_GOSSIP_WORKERS:
+                return False
             view = self.workers[status.peer] = WorkerView(status.peer, status.capacity,
                                                           connected=False)
         view.last_seen = now
@@ -191,6 +205,7 @@ class Scheduler:
             record = self.tasks.get(task_id)
             if record is not None and record.worker == status.peer:
                 record.lease_until = now + self.lease
+        return True
 
     def leave(self, peer: str, now: float) -> tuple[list[str], list[Record]]:
         """The worker's stream closed: (task IDs queued again, tasks failed for good)."""

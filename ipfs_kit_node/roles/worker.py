@@ -24,6 +24,7 @@ from ..protocols.tasks.frames import Ack, Assign, Cancel, Frame, Hello, Results,
 from ..swarm import connect
 from .base import MeshMember
 from .handlers import HandlerError, TaskContext, load_handlers, run_task
+from .mesh import forever
 
 ORIGIN_DIAL_TIMEOUT = 5.0
 MAX_ERROR = 2000  # characters of a handler's error sent back (the wire allows 8192)
@@ -82,7 +83,7 @@ class WorkerRole(MeshMember):
         if missing:
             self.log.warning("allowed handlers that are not installed", handlers=sorted(missing))
         self.log.info("worker handlers", handlers=sorted(self.handlers), concurrency=self.limit)
-        nursery.start_soon(self._sender)
+        nursery.start_soon(forever, self.log, "result sender", self._sender)
 
     async def on_frame(self, master: ID, frame: Frame) -> None:
         if isinstance(frame, Assign):

@@ -1,8 +1,10 @@
-"""The trio side of the task stream: frames out (one writer at a time), frames in."""
+"""The trio side of the task stream: frames out (one writer at a time, each write timed out),
+frames in, and ``SendQueue``, which lets the master post to a peer without waiting for it."""
 
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
 
 import trio
@@ -10,10 +12,17 @@ from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
+from ...errors import PeerBrokenError
 from .frames import Frame, FrameReader, encode_frame
 
 PROTOCOL = TProtocol("/ipfs-kit/tasks/1.0.0")
 READ_SIZE = 64 * 1024
+# A peer that has not taken a write in this long has stopped reading: its session is closed.
+WRITE_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 5.0
+# What may wait for one peer: a few full frames (FRAME_BUDGET is 1 MiB).
+MAX_QUEUED_BYTES = 16 * 1024 * 1024
+WRITE_CHUNK = 1024 * 1024
 
 
 class TaskChannel:
@@ -23,11 +32,30 @@ class TaskChannel:
         self._lock = trio.Lock()
         self.closed = False
 
-    async def send(self, *frames: Frame) -> None:
-        """Raises when the stream is gone; the caller's session then ends."""
-        data = b"".join(encode_frame(f) for f in frames)
-        async with self._lock:
-            await self.stream.write(data)
+    async def send(self, *frames: Frame, timeout: float = WRITE_TIMEOUT) -> None:
+        """Raises PeerBrokenError when the stream is gone; the caller's session then ends."""
+        await self.write(b"".join(encode_frame(f) for f in frames), timeout)
+
+    async def write(self, data: bytes, timeout: float = WRITE_TIMEOUT) -> None:
+        """Write encoded frames within ``timeout`` (waiting for another writer included).
+
+        Raises:
+            PeerBrokenError: the peer took too long (it stopped reading) or the stream broke.
+                The channel is closed first: a half-written frame leaves it unusable.
+        """
+        if self.closed:
+            raise PeerBrokenError(f"the task session with {self.peer} is closed")
+        try:
+            with trio.fail_after(timeout):
+                async with self._lock:
+                    await self.stream.write(data)
+        except trio.TooSlowError as exc:
+            await self.close()
+            raise PeerBrokenError(f"peer {self.peer} did not take {len(data)} bytes in "
+                                  f"{timeout:g} s (it stopped reading); session closed") from exc
+        except Exception as exc:
+            await self.close()
+            raise PeerBrokenError(f"the task session with {self.peer} broke: {exc}") from exc
 
     async def frames(self) -> AsyncIterator[Frame]:
         """Checked frames until the peer closes; EnvelopeError on a malformed one."""
@@ -44,5 +72,54 @@ class TaskChannel:
 
     async def close(self) -> None:
         self.closed = True
-        with contextlib.suppress(Exception):
+        with trio.move_on_after(CLOSE_TIMEOUT), contextlib.suppress(Exception):
             await self.stream.reset()
+
+
+class SendQueue:
+    """Frames for one peer, written by that peer's own task (``run``).
+
+    ``post`` never waits: it queues the encoded frames, or refuses them when more than
+    ``max_bytes`` are already waiting (the peer is not reading). So a loop that serves many
+    peers (the master's dispatcher) is never held up by one of them.
+    """
+
+    def __init__(self, channel: TaskChannel, *, max_bytes: int = MAX_QUEUED_BYTES,
+                 timeout: float = WRITE_TIMEOUT) -> None:
+        self.channel = channel
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.queued = 0  # bytes waiting, the write in progress included
+        self._parts: deque[bytes] = deque()
+        self._wake = trio.Event()
+
+    def post(self, *frames: Frame) -> bool:
+        """Queue the frames; False (nothing queued) if the channel is closed or the queue
+        would exceed its bound."""
+        if self.channel.closed:
+            return False
+        data = b"".join(encode_frame(f) for f in frames)
+        if self.queued + len(data) > self.max_bytes:
+            return False
+        self._parts.append(data)
+        self.queued += len(data)
+        self._wake.set()
+        return True
+
+    async def run(self) -> None:
+        """Write what is posted, in order, until cancelled.
+
+        Raises:
+            PeerBrokenError: a write timed out or failed (the channel is closed then).
+        """
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            while self._parts:
+                chunk = [self._parts.popleft()]
+                size = len(chunk[0])
+                while self._parts and size + len(self._parts[0]) <= WRITE_CHUNK:
+                    size += len(self._parts[0])
+                    chunk.append(self._parts.popleft())
+                await self.channel.write(b"".join(chunk), self.timeout)
+                self.queued -= size

@@ -116,15 +116,17 @@ OPS: dict[str, type[Frame]] = {
 OP_OF = {cls: op for op, cls in OPS.items()}
 
 
-def batches(items: list[T] | tuple[T, ...]) -> list[tuple[T, ...]]:
-    """Split tasks or results into frames of at most MAX_BATCH items and about FRAME_BUDGET
-    bytes (each item is at most a few tens of KiB: see the codec's limits)."""
+def batches(items: list[T] | tuple[T, ...], *, budget: int = FRAME_BUDGET,
+            max_items: int = MAX_BATCH) -> list[tuple[T, ...]]:
+    """Split tasks or results into frames (or pubsub messages) of at most ``max_items`` items
+    and about ``budget`` bytes (each item is at most a few tens of KiB: see the codec's
+    limits)."""
     out: list[tuple[T, ...]] = []
     current: list[T] = []
     size = 0
     for item in items:
         item_size = _size_bound(item)
-        if current and (len(current) >= MAX_BATCH or size + item_size > FRAME_BUDGET):
+        if current and (len(current) >= max_items or size + item_size > budget):
             out.append(tuple(current))
             current, size = [], 0
         current.append(item)
