@@ -117,7 +117,8 @@ async def test_want_flood_does_not_freeze_the_node(daemon: MakeDaemon) -> None:
               f"each took {', '.join(f'{a:.3f}' for a in afters)} s; worst `id` while "
               f"sending {probe.worst:.3f} s ({len(probe.latencies)} probes); sending took "
               f"{time.monotonic() - sent:.2f} s; daemon's longest loop stall "
-              f"{stall_before} -> {d.api('status').get('LongestStallMs')} ms; "
+              f"{stall_before} -> {d.api('status').get('LongestStallMs')} ms "
+              f"({d.api('status').get('StalledTask')}); "
               f"steps over 100 ms logged meanwhile: {len(held)} {held[:3]}")
         assert not probe.errors, probe.errors[:3]
         assert max(afters) < LIVENESS_S and probe.worst < LIVENESS_S

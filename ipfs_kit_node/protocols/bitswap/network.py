@@ -95,7 +95,7 @@ class Bitswap(ConnectionNotifee):
         self._nursery: trio.Nursery | None = None
         self._started = False
         self._senders = trio.CapacityLimiter(SEND_CONCURRENCY)  # messages being built
-        self._decoders = trio.CapacityLimiter(1)  # large messages being decoded in a thread
+        self._decoders = trio.CapacityLimiter(2)  # large messages being decoded in threads
         self._storing = trio.Semaphore(STORE_CONCURRENCY)
         self.unsolicited = 0
         self.blocks_received = self.bytes_received = 0
