@@ -311,7 +311,8 @@ class MasterLink:
         return False
 
     async def _session(self, master: ID) -> None:
-        stream = await self.c.host.new_stream(master, [PROTOCOL])
+        with trio.fail_after(DIAL_TIMEOUT):  # TooSlowError: _keep retries after its delay
+            stream = await self.c.host.new_stream(master, [PROTOCOL])
         channel = TaskChannel(stream)
         try:
             await channel.send(self.hello())
