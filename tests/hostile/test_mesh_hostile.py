@@ -17,14 +17,14 @@ from typing import Any
 import multiaddr
 import pytest
 import trio
-from helpers import Daemon, Mesh, journal_finals, submit, wait_until
+from helpers import BIN, Daemon, Mesh, journal_finals, submit, wait_until
 from hostile_kit import IdProbe, timed_id
 from libp2p.custom_types import TProtocol
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from ipfs_kit_node.api.client import ApiClient
 from ipfs_kit_node.errors import ApiError
-from ipfs_kit_node.protocols.tasks import Status
+from ipfs_kit_node.protocols.tasks import Status, Task, encode
 from ipfs_kit_node.protocols.tasks.frames import Hello, StatusFrame, encode_frame
 
 pytestmark = pytest.mark.slow
@@ -224,9 +224,9 @@ def fill(folder: Path) -> Path:
 
 def test_a_full_disk_refuses_submissions_and_the_node_recovers(
         tasks_on_small_disk: Path, short_tmp: Path) -> None:
-    mesh = Mesh(short_tmp, workers=1, leechers=0, env={"IPFS_KIT_TASKS_CONCURRENCY": "8"})
+    mesh = Mesh(short_tmp, workers=1, leechers=1, env={"IPFS_KIT_TASKS_CONCURRENCY": "8"})
     try:
-        master = mesh.master
+        master, leecher = mesh.master, mesh.leechers[0]
         (before,) = submit(master, [{"handler": "noop"}])
         assert master.api("task/wait", {"arg": before, "timeout": "30"})["State"] == "done"
         running = submit(master, [{"handler": "noop", "params": {"ms": 4000}}] * 8)
@@ -248,6 +248,16 @@ def test_a_full_disk_refuses_submissions_and_the_node_recovers(
                 if refused == 3:
                     break
         assert refused == 3
+        # A listed submitter's task on the topic: refused with a log line, the master lives.
+        topic = "/ipfs-kit/default/tasks"
+        assert wait_until(lambda: leecher.peer_id in master.cli("pubsub", "peers", topic).stdout,
+                          15)
+        published = subprocess.run(
+            [str(BIN), "pubsub", "pub", topic, "--repo", str(leecher.repo)],
+            input=encode(Task("from-topic", "noop", params=dict(pad))), capture_output=True,
+            timeout=30)
+        assert published.returncode == 0, published.stderr
+        assert wait_until(lambda: "tasks from the topic refused" in master.log(), 15)
         # The tasks running meanwhile finish; their outcomes wait for the journal.
         for task_id in running:
             assert master.api("task/wait", {"arg": task_id, "timeout": "30"})["State"] == "done"
