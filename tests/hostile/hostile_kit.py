@@ -54,15 +54,19 @@ def start(root: Path, role: str = "worker", name: str = "node",
     """Start a daemon, add a known random file (pinned, so `repo gc` keeps it), serve it once,
     then take the RSS baseline."""
     d = Daemon(root, role=role, name=name).start(*extra, env=env, timeout=60)
-    data = os.urandom(KNOWN_SIZE)
-    path = root / f"known-{name}.bin"
-    path.write_bytes(data)
-    added = d.cli("add", "-Q", str(path), timeout=60)
-    assert added.returncode == 0, added.stderr
-    known = KnownFile(added.stdout.strip(), data)
-    assert cat(d, known.cid) == data
-    assert d.proc is not None
-    return Target(d, known, memory_kib(d.proc.pid))
+    try:
+        data = os.urandom(KNOWN_SIZE)
+        path = root / f"known-{name}.bin"
+        path.write_bytes(data)
+        added = d.cli("add", "-Q", str(path), timeout=60)
+        assert added.returncode == 0, added.stderr
+        known = KnownFile(added.stdout.strip(), data)
+        assert cat(d, known.cid) == data
+        assert d.proc is not None
+        return Target(d, known, memory_kib(d.proc.pid))
+    except BaseException:
+        d.kill()  # nobody else holds it yet
+        raise
 
 
 def api_get(d: Daemon, path: str, timeout: float = LIVENESS_S) -> bytes:
