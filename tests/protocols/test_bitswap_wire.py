@@ -280,3 +280,39 @@ async def test_a_peer_that_stops_reading_is_cut_off_and_holds_nobody_up(
             bytes(c): d for c, d in zip(cids, blocks, strict=True)}
         nursery.cancel_scope.cancel()
     await store.close()
+
+
+async def test_streams_per_peer_are_capped_and_trickled_messages_time_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(network, "FRAME_TIMEOUT", 1.0)
+    store = await TieredStore.open(tmp_path / "repo", StoreConfig(parquet_export=False))
+    async with two_hosts() as (ours, peer), trio.open_nursery() as nursery:
+        bitswap = Bitswap(ours, lambda: store)
+        await nursery.start(bitswap.run)
+        me = peer.host.get_id()
+        streams = []
+        for _ in range(network.MAX_INBOUND_STREAMS + 4):
+            with contextlib.suppress(Exception):  # those over the cap are reset at once
+                stream = await peer.host.new_stream(ours.get_id(),
+                                                    [TProtocol("/ipfs/bitswap/1.2.0")])
+                await stream.write(varint(1000) + b"\x0a")  # a 1000-byte message begun
+                streams.append(stream)
+        await trio.sleep(0.3)
+        assert bitswap._inbound[me] == network.MAX_INBOUND_STREAMS
+        # Trickling keeps none alive past the deadline of the message it began.
+        for _ in range(10):
+            for stream in streams:
+                with contextlib.suppress(Exception):
+                    await stream.write(b"\x00")
+            await trio.sleep(0.3)
+        assert me not in bitswap._inbound
+        # An honest stream still gets through afterwards.
+        absent = missing(1)[0]
+        await peer.send(ours, Message(wants=(
+            WantEntry(absent, want_type=WantType.HAVE, send_dont_have=True),)))
+        with trio.fail_after(10):
+            await peer.got.wait()
+        assert [p for m in peer.received for p in m.presences] == [
+            (absent, Presence.DONT_HAVE)]
+        nursery.cancel_scope.cancel()
+    await store.close()

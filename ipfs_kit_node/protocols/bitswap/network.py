@@ -59,7 +59,8 @@ WRITE_TIMEOUT = 20.0  # a peer that takes longer to accept one message is not re
 OPEN_TIMEOUT = 10.0  # new_stream: negotiating Bitswap on a connection we have
 DIAL_TIMEOUT = 10.0  # connecting to a provider the DHT found
 CLOSE_TIMEOUT = 5.0  # closing or resetting a stream
-FRAME_TIMEOUT = 30.0  # a message begun must be complete within this long
+FRAME_TIMEOUT = 60.0  # a message begun must be complete within this long (>= 70 KB/s)
+MAX_INBOUND_STREAMS = 16  # concurrent Bitswap streams one peer may open to us (Kubo uses 1)
 PREFETCH_IDLE = 30.0  # prefetched wants expire when their reader was idle this long
 SLICE = 128  # wants (or presences) handled between two checkpoints
 THREAD_DECODE_BYTES = 64 * 1024  # larger messages are decoded in a thread
@@ -92,6 +93,7 @@ class Bitswap(ConnectionNotifee):
         self.find_providers: ProviderLookup | None = None  # the DHT plugs in here
         self._peers: dict[ID, _Peer] = {}
         self._waiters: dict[bytes, trio.Event] = {}
+        self._inbound: dict[ID, int] = {}  # streams each peer has open to us
         self._nursery: trio.Nursery | None = None
         self._started = False
         self._senders = trio.CapacityLimiter(SEND_CONCURRENCY)  # messages being built
@@ -262,13 +264,19 @@ class Bitswap(ConnectionNotifee):
 
     async def _handle_stream(self, stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id
+        if self._inbound.get(peer, 0) >= MAX_INBOUND_STREAMS:
+            log.info("too many bitswap streams from one peer; stream reset", peer=str(peer))
+            await _reset_quietly(stream)
+            return
+        self._inbound[peer] = self._inbound.get(peer, 0) + 1
         decoder = FrameDecoder()
+        # Idle between messages is fine (Kubo keeps its stream open), but a message begun must
+        # be complete within FRAME_TIMEOUT, or a peer could park 4 MiB buffers on its streams
+        # by trickling bytes.
+        deadline = math.inf
         try:
             while True:
-                # Idle between messages is fine (Kubo keeps its stream open); a message begun
-                # must finish in time, or a peer could park 4 MiB buffers on many streams.
-                with trio.move_on_after(FRAME_TIMEOUT if decoder.buffered else math.inf) \
-                        as slow:
+                with trio.move_on_at(deadline) as slow:
                     try:
                         data = await stream.read(READ_SIZE)
                     except Exception:  # EOF or reset: the peer is done with this stream
@@ -279,11 +287,19 @@ class Bitswap(ConnectionNotifee):
                     return
                 if not data:
                     return
-                for body in decoder.feed(data):
+                bodies = decoder.feed(data)
+                if not decoder.buffered:
+                    deadline = math.inf
+                elif bodies or deadline == math.inf:  # a new message has begun
+                    deadline = trio.current_time() + FRAME_TIMEOUT
+                for body in bodies:
                     await self._on_message(peer, await self._decode(body))
         except ProtocolViolation as exc:
             await self._punish(peer, str(exc))
         finally:
+            left = self._inbound.pop(peer, 1) - 1
+            if left:
+                self._inbound[peer] = left
             await _close_quietly(stream)
 
     async def _decode(self, body: bytes) -> Message:
