@@ -32,6 +32,7 @@ from ..protocols.guard import set_guarded_handler
 from ..protocols.tasks import EnvelopeError, Result, ResultBatch, Status, Task, TaskBatch, encode
 from ..protocols.tasks.channel import PROTOCOL, SendQueue, TaskChannel
 from ..protocols.tasks.frames import (
+    MAX_BATCH,
     Accepted,
     Ack,
     Assign,
@@ -116,7 +117,7 @@ class MasterRole:
         self.state_dir = Path(c.repo.path) / "tasks"
         self.submitters = set(cfg.submitters)
         self.sessions: dict[str, _Session] = {}
-        # Final, but the journal refused them (a full disk): retried each tick, by task ID.
+        # Final, but the journal refused them (a full disk): retried by the ticker.
         self._unjournaled: dict[str, Record] = {}
         self._journal_retry_at = 0.0
         self._journal_failing = False  # logged once per episode, not per attempt
@@ -370,6 +371,13 @@ class MasterRole:
                 self._journal_failing = False
                 self.log.info("task outcomes journaled after an earlier failure",
                               count=len(waiting))
+                by_worker: dict[str, list[str]] = {}  # the acks we held back
+                for record in waiting:
+                    if record.worker is not None:
+                        by_worker.setdefault(record.worker, []).append(record.task.task_id)
+                for worker, ids in by_worker.items():
+                    for start in range(0, len(ids), MAX_BATCH):
+                        self._post(worker, Ack(tuple(ids[start:start + MAX_BATCH])))
         failed, requeued = self.scheduler.expire(time.time())
         if requeued:
             self.log.info("tasks requeued (worker silent or lease lapsed)", count=len(requeued))
