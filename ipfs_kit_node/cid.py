@@ -19,10 +19,11 @@ def to_cid(value: CidLike) -> CID:
         if len(value) > MAX_CID_LENGTH:
             raise InvalidCidError(f"{_preview(value)} is not a CID (over {MAX_CID_LENGTH} "
                                   "characters)")
+        text = value
         try:
-            value = CID.decode(value)
+            value = CID.decode(text)
         except Exception as exc:
-            raise InvalidCidError(f"{_preview(value)} is not a CID ({exc})") from None
+            raise InvalidCidError(f"{_preview(text)} is not a CID ({exc})") from None
     if value.version == 1 and value.base.name != "base32":
         value = value.set(base="base32")
     return value

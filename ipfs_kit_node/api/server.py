@@ -146,6 +146,8 @@ class Router:
             return Response.error(str(exc), exc.status)
         except IpfsKitError as exc:
             return Response.error(str(exc), status_of(exc))
+        except h11.RemoteProtocolError as exc:  # a streamed body the client broke off
+            return Response.error(f"malformed request body: {exc}", 400)
         except Exception as exc:  # the edge: a bug or an input we did not foresee
             log.error("API handler failed", route=request.path, error=_describe(exc),
                       exc_info=not isinstance(exc, RecursionError))
@@ -205,6 +207,7 @@ class ApiServer:
         assert isinstance(event, h11.Request)
         target = urlsplit(event.target.decode("latin-1"))
         method = event.method.decode()
+        head = method == "HEAD"  # answered with headers only (h11 refuses a body)
         query = parse_qs(target.query, keep_blank_values=True)
         if self.router.is_streaming(method, target.path):
             chunks = _body_chunks(conn, stream)
@@ -215,7 +218,7 @@ class ApiServer:
                     pass
             finally:
                 await chunks.aclose()
-            await _until_client_leaves(conn, stream, _send(conn, stream, response))
+            await _until_client_leaves(conn, stream, _send(conn, stream, response, head))
             return conn.our_state is h11.DONE and conn.their_state is h11.DONE
         body = bytearray()
         while True:
@@ -233,7 +236,7 @@ class ApiServer:
         request = Request(method=method, path=target.path, query=query, body=bytes(body))
 
         async def answer() -> None:
-            await _send(conn, stream, await self.router.dispatch(request))
+            await _send(conn, stream, await self.router.dispatch(request), head)
 
         await _until_client_leaves(conn, stream, answer())
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
@@ -296,7 +299,8 @@ async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> Any:
         conn.receive_data(data)  # b"" marks end of stream
 
 
-async def _send(conn: h11.Connection, stream: trio.SocketStream, response: Response) -> None:
+async def _send(conn: h11.Connection, stream: trio.SocketStream, response: Response,
+                head: bool = False) -> None:
     """Send a response; a body that fails part-way aborts the connection.
 
     An error after the first bytes cannot change the status any more: the connection is closed
@@ -310,7 +314,11 @@ async def _send(conn: h11.Connection, stream: trio.SocketStream, response: Respo
     else:
         headers.append(("transfer-encoding", "chunked"))
     await _write(stream, conn.send(h11.Response(status_code=response.status, headers=headers)))
-    if isinstance(body, bytes):
+    if head:
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    elif isinstance(body, bytes):
         if body:
             await _write(stream, conn.send(h11.Data(data=body)))
     else:

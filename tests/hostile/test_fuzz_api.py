@@ -434,19 +434,10 @@ def _fuzz_then_check(target: Target, report: FuzzReport, part: str,
     report.figures["pubsub topics left"] = d.api("pubsub/ls", timeout=10)["Strings"][:10]
     report.figures["after"] = target.healthy()
     dropped = [f for f in report.findings if f["kind"] in DROPPED or "without Kubo" in f["kind"]]
-    if dropped and all(_after_head(f) for f in dropped):
-        pytest.xfail(f"{len(dropped)} connections broken by a HEAD request before them: the "
-                     "server sends a body after HEAD (h11 LocalProtocolError 'Too much data "
-                     "for declared Content-Length') and drops the keep-alive connection")
     assert not dropped, f"{len(dropped)} bad answers, first: {_short(dropped[0])}"
 
 
 DROPPED = {"connection dropped without an answer", "connection broken by the request before"}
-
-
-def _after_head(finding: dict[str, Any]) -> bool:
-    previous = finding.get("previous") or {}
-    return bool(previous.get("method") == "HEAD" or finding.get("method") == "HEAD")
 
 
 @pytest.mark.slow
