@@ -766,7 +766,11 @@ class TieredStore:
                 nursery.start_soon(self._every, self.config.snapshot_period, self.snapshot)
                 task_status.started()
         finally:
-            await self.close()
+            try:
+                await self.close()
+            except (StoreError, OSError) as exc:  # e.g. a full disk: the journal still holds it
+                log.error("store closed uncleanly; the next start replays its journal",
+                          error=str(exc))
 
     @staticmethod
     async def _every(period: float, job: Callable[[], Any]) -> None:
@@ -774,9 +778,10 @@ class TieredStore:
             await trio.sleep(period)
             try:
                 await job()
-            except (StoreError, OSError) as exc:
+            except Exception as exc:  # the edge of a periodic job: logged, tried next period
                 log.error("periodic store job failed", job=getattr(job, "__name__", "?"),
-                          error=str(exc))
+                          error=f"{type(exc).__name__}: {exc}"[:500],
+                          exc_info=not isinstance(exc, (StoreError, OSError)))
 
 
 __all__ = ["GcResult", "StoreConfig", "StoreStats", "TieredStore", "VerifyResult"]
