@@ -611,21 +611,57 @@ def _add(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
+# Kubo's ls Type numbers (UnixFS Data types): folder, file, symlink.
+_DIR, _FILE, _SYMLINK = 1, 2, 4
+_GET_MAX_DEPTH = 4096  # as the daemon's DAG walks (exporter.MAX_DEPTH)
+
+
 @_client_command("cat")
 def _cat(args: argparse.Namespace, client: Any) -> int:
-    with client.stream("cat", {"arg": args.cid}) as response:
-        for chunk in response.iter_bytes():
-            sys.stdout.buffer.write(chunk)
-    sys.stdout.buffer.flush()
+    try:
+        with client.stream("cat", {"arg": args.cid}) as response:
+            for chunk in response.iter_bytes():
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        _stdout_gone()
     return 0
 
 
 @_client_command("ls")
 def _ls(args: argparse.Namespace, client: Any) -> int:
-    for link in client.call("ls", {"arg": args.cid})["Objects"][0]["Links"]:
-        suffix = "/" if link["Type"] == 1 else ""
-        print(f"{link['Hash']} {link['Size']} {link['Name']}{suffix}")
+    """Printed as the daemon streams it: a huge folder shows at once, in flat memory."""
+    try:
+        for link in _ls_links(client, args.cid):
+            name = link["Name"] + ("/" if link["Type"] == _DIR else "")
+            if link["Type"] == _SYMLINK:  # its target as stored, even if not UTF-8
+                name += f" -> {link.get('Target', '')}"
+            line = f"{link['Hash']} {link['Size']} {name}\n"
+            sys.stdout.buffer.write(line.encode("utf-8", "surrogateescape"))
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        _stdout_gone()
     return 0
+
+
+def _stdout_gone() -> None:
+    """`cat CID | head` closed our stdout early: stop quietly (no error at exit's flush)."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _ls_links(client: Any, cid: str) -> Iterator[dict[str, Any]]:
+    """A folder's entries from ``ls`` with ``stream=true`` (one JSON object a line)."""
+    with client.stream("ls", {"arg": cid, "stream": "true"}) as response:
+        for line in response.iter_lines():
+            if line.strip():
+                try:
+                    links = json.loads(line)["Objects"][0]["Links"]
+                except (ValueError, KeyError, IndexError, TypeError):
+                    raise IpfsKitError(f"the daemon's listing of {cid} is malformed: "
+                                       f"{line[:100]!r}") from None
+                yield from links
 
 
 @_client_command("get")
@@ -637,20 +673,99 @@ def _get(args: argparse.Namespace, client: Any) -> int:
 
 
 def _fetch_into(client: Any, cid: str, target: Path) -> None:
+    """Write a file, a symlink or a whole folder at ``target``, walking folders with a stack.
+
+    Nothing is ever written outside ``target``: entry names must be plain names (not empty,
+    ``.``, ``..``, nor holding ``/`` or NUL), a name may appear once per folder (else a
+    symlink written first could redirect what follows), symlinks are written as links with
+    their target as stored and never followed, and an existing path is reused only if it is a
+    real folder. OS refusals (a name too long, a path too deep) are one-line errors.
+    """
     stat = client.call("unixfs/stat", {"arg": cid})
-    if stat["Type"] == "directory":
-        target.mkdir(parents=True, exist_ok=True)
-        for link in client.call("ls", {"arg": cid})["Objects"][0]["Links"]:
-            name = link["Name"]
-            if not name or name in (".", "..") or "/" in name or "\0" in name:
-                raise IpfsKitError(f"refusing unsafe entry name {name!r} in {cid}")
-            _fetch_into(client, link["Hash"], target / name)
-        return
-    tmp = target.with_name(target.name + ".part")
-    with client.stream("cat", {"arg": cid}) as response, open(tmp, "wb") as out:
-        for chunk in response.iter_bytes():
-            out.write(chunk)
-    tmp.replace(target)
+    kinds = {"directory": _DIR, "symlink": _SYMLINK, "file": _FILE, "raw": _FILE}
+    pending = [(cid, target, kinds.get(stat["Type"], -1), stat.get("Target", ""), 0)]
+    while pending:
+        cid, path, kind, link_target, depth = pending.pop()
+        try:
+            if kind == _DIR:
+                if depth > _GET_MAX_DEPTH:
+                    raise IpfsKitError(f"folder {cid} is over {_GET_MAX_DEPTH} levels deep "
+                                       f"under {target}; refusing to go deeper")
+                _make_dir(path)
+                children = _folder_entries(client, cid, path, depth)
+                pending.extend(reversed(children))
+            elif kind == _SYMLINK:
+                _write_symlink(path, link_target)
+            elif kind == _FILE:
+                _write_file(client, cid, path)
+            else:
+                raise IpfsKitError(f"{cid} at {_show(path)} is a UnixFS entry of a kind `get` "
+                                   "cannot write")
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, IpfsKitError):
+                raise
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise IpfsKitError(f"cannot write {_show(path)} ({cid}): {reason}") from None
+
+
+def _folder_entries(client: Any, cid: str, path: Path, depth: int
+                    ) -> list[tuple[str, Path, int, str, int]]:
+    seen: set[str] = set()
+    children = []
+    for link in _ls_links(client, cid):
+        name = link["Name"]
+        if not name or name in (".", "..") or "/" in name or "\0" in name:
+            raise IpfsKitError(f"refusing unsafe entry name {name!r} in folder {cid}; "
+                               "nothing of it was written")
+        if name in seen:
+            raise IpfsKitError(f"entry name {name!r} appears twice in folder {cid} "
+                               "(a file and a folder?); nothing of it was written")
+        seen.add(name)
+        children.append((link["Hash"], path / name, link["Type"], link.get("Target", ""),
+                         depth + 1))
+    return children
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True)
+    except FileExistsError:
+        if path.is_symlink() or not path.is_dir():
+            raise IpfsKitError(f"cannot write folder {_show(path)}: something else is "
+                               "there (a file or a symlink)") from None
+
+
+def _write_symlink(path: Path, link_target: str) -> None:
+    import os
+
+    if path.is_symlink() and os.readlink(path) == link_target:
+        return  # written by an earlier get
+    os.symlink(link_target, path)
+
+
+def _write_file(client: Any, cid: str, path: Path) -> None:
+    """Into a fresh temporary file beside ``path``, renamed over it once complete (a rename
+    replaces a symlink there; it never writes through one)."""
+    import contextlib
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ikn-get-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, client.stream("cat", {"arg": cid}) as response:
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _show(path: Path, limit: int = 160) -> str:
+    """A path for an error message: a 5,000-level one is shortened in the middle."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:60]}...{text[-(limit - 63):]}"
 
 
 def _param(text: str) -> tuple[str, Any]:

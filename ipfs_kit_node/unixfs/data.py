@@ -45,7 +45,7 @@ class UnixFSData:
         return len(self.data) + sum(self.blocksizes)
 
 
-def decode(data: bytes, cid: str = "?") -> UnixFSData:
+def decode(data: bytes, cid: object = "?") -> UnixFSData:
     try:
         kind: int | None = None
         payload = b""

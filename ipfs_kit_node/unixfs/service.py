@@ -1,44 +1,100 @@
-"""UnixFS over the control API: cat (streamed), ls and stat, read through a Blocks getter."""
+"""UnixFS over the control API: cat (streamed), ls (streamed) and stat, read through a Blocks
+getter."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from ..api.server import Request, Response, Router
-from .exporter import BlockGetter, cat, ls, resolve
+from .exporter import BlockGetter, Node, Pacer, cat, ls, resolve
+
+#: Bytes of listing gathered into one chunk of the response body.
+_CHUNK = 64 * 1024
+
+
+async def ls_links(blocks: BlockGetter, cid: Any, pacer: Pacer) -> AsyncIterator[dict[str, Any]]:
+    """A folder's entries as Kubo's ls gives them, each child resolved (for Type and Size)."""
+    async for entry in ls(blocks, cid, pacer):
+        child = await resolve(blocks, entry.cid, pacer)
+        yield {"Name": entry.name, "Hash": entry.cid_text, "Size": child.size,
+               "Type": child.type_code, "Target": _target(child)}
+
+
+def _target(node: Node) -> str:
+    """A symlink's target as stored: bytes that are not UTF-8 survive JSON as surrogates."""
+    return node.target.decode("utf-8", "surrogateescape") if node.kind == "symlink" else ""
+
+
+async def _first_and_rest(items: AsyncIterator[Any]) -> tuple[list[Any], AsyncIterator[Any]]:
+    """Pull the first item now, so errors before any output get a proper status."""
+    try:
+        return [await anext(items)], items
+    except StopAsyncIteration:
+        return [], items
 
 
 def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
     async def cat_(request: Request) -> Response:
-        stream = cat(blocks, request.cid())
-        try:
-            first = await anext(stream)  # errors before the first byte get a proper status
-        except StopAsyncIteration:
+        first, stream = await _first_and_rest(cat(blocks, request.cid()))
+        if not first:
             return Response(body=b"", content_type="application/octet-stream")
 
         async def body() -> AsyncIterator[bytes]:
-            yield first
+            yield first[0]
             async for chunk in stream:
                 yield chunk
 
         return Response(body=body(), content_type="application/octet-stream")
 
     async def ls_(request: Request) -> Response:
+        """Streamed, a chunk at a time as the entries are resolved, so a huge folder neither
+        holds the loop nor waits whole in memory; ``stream=true`` gives one JSON object per
+        entry and line (as Kubo's), else the one JSON document Kubo gives."""
         cid = request.cid()
-        links = []
-        async for entry in ls(blocks, cid):
-            child = await resolve(blocks, entry.cid)
-            links.append({"Name": entry.name, "Hash": str(entry.cid), "Size": child.size,
-                          "Type": 1 if "directory" in child.kind else 2})
-        return Response.json({"Objects": [{"Hash": str(cid), "Links": links}]})
+        head = json.dumps(str(cid))
+        first, links = await _first_and_rest(ls_links(blocks, cid, Pacer()))
+        streamed = request.flag("stream")
+
+        async def body() -> AsyncIterator[bytes]:
+            buf = bytearray() if streamed else bytearray(f'{{"Objects":[{{"Hash":{head},'
+                                                          '"Links":['.encode())
+            count = 0
+            async for link in _chain(first, links):
+                if streamed:
+                    buf += f'{{"Objects":[{{"Hash":{head},"Links":[{json.dumps(link)}]}}]}}\n' \
+                        .encode()
+                else:
+                    buf += (b"," if count else b"") + json.dumps(link).encode()
+                count += 1
+                if len(buf) >= _CHUNK:
+                    yield bytes(buf)
+                    buf.clear()
+            if streamed and not count:
+                buf += f'{{"Objects":[{{"Hash":{head},"Links":[]}}]}}\n'.encode()
+            elif not streamed:
+                buf += b"]}]}\n"
+            yield bytes(buf)
+
+        return Response(body=body(), content_type="application/json")
 
     async def stat(request: Request) -> Response:
         cid = request.cid()
         node = await resolve(blocks, cid)
         kind = "directory" if "directory" in node.kind else node.kind
-        return Response.json({"Hash": str(cid), "Type": kind, "Size": node.size})
+        answer: dict[str, Any] = {"Hash": str(cid), "Type": kind, "Size": node.size}
+        if kind == "symlink":
+            answer["Target"] = _target(node)
+        return Response.json(answer)
 
     router.add("POST", "/api/v0/cat", cat_)
     router.add("POST", "/api/v0/ls", ls_)
     router.add("POST", "/api/v0/unixfs/stat", stat)
 
+
+async def _chain(first: list[Any], rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    for item in first:
+        yield item
+    async for item in rest:
+        yield item

@@ -52,7 +52,8 @@ async def test_exporter_errors_name_the_cid(tmp_path: Path) -> None:
     with pytest.raises(NotAFileError, match="is a directory"):
         _ = [c async for c in cat(store, folder)]
     broken, broken_body = dagpb_block([(folder, 10)],
-                                      data=fs.UnixFSData(fs.FILE, filesize=0).encode())
+                                      data=fs.UnixFSData(fs.FILE, filesize=10,
+                                                                  blocksizes=(10,)).encode())
     await store.put(broken, broken_body)
     with pytest.raises(CodecError, match="inside a file"):
         _ = [c async for c in cat(store, broken)]
