@@ -5,7 +5,16 @@
     async for chunk in cat(store, cid): ...
 """
 
-from .exporter import BlockGetter, DirEntry, NotAFileError, cat, ls, resolve
+from .exporter import (
+    BlockGetter,
+    DagTooDeepError,
+    DirEntry,
+    NotAFileError,
+    UnixFSSizeError,
+    cat,
+    ls,
+    resolve,
+)
 from .importer import (
     KUBO_DEFAULT,
     PROFILES,
@@ -26,12 +35,14 @@ __all__ = [
     "Added",
     "Block",
     "BlockGetter",
+    "DagTooDeepError",
     "DirEntry",
     "DirectoryBuilder",
     "Entry",
     "FileBuilder",
     "ImportParams",
     "NotAFileError",
+    "UnixFSSizeError",
     "cat",
     "import_bytes",
     "import_path",

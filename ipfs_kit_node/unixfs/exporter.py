@@ -38,6 +38,9 @@ MAX_HAMT_DEPTH = 64
 #: Bytes of ancestor blocks a walk may hold at once (each stacked level keeps its block to
 #: read the next link from): bounds memory whatever the shape (a real file holds a few KiB).
 MAX_HELD_BYTES = 64 * 1024 * 1024
+#: Blocks fetch_dag may have found but not read yet: a real DAG walked depth-first leaves
+#: depth x fanout (~2,000) or one big folder's entries (a 4 MiB block holds ~100,000).
+MAX_PENDING = 1 << 18
 #: Longest stretch of work between two yields to the event loop.
 SLICE = 0.01
 #: Links split (skipped over) between two looks at the clock when a block is opened.
@@ -362,19 +365,21 @@ async def _shard_entries(blocks: BlockGetter, root: Node, pacer: Pacer
 
 async def fetch_dag(blocks: BlockGetter, cid: CidLike) -> int:
     """Read every block of a DAG through ``blocks`` (through Bitswap, that stores them all,
-    ready to pin); returns how many. Children are prefetched node by node; a DAG deeper than
-    MAX_DEPTH is refused (DagTooDeepError naming the block where it stopped)."""
+    ready to pin); returns how many. The first children of each node are prefetched; a DAG
+    deeper than MAX_DEPTH, or one that leaves over MAX_PENDING blocks to read at once, is
+    refused (DagTooDeepError naming the block where it stopped)."""
     pacer = Pacer()
     seen: set[bytes] = set()
     root = to_cid(cid)
-    stack: list[tuple[CID, int]] = [(root, 0)]
+    stack: list[tuple[bytes, int]] = [(bytes(root), 0)]  # binary CIDs: ~100 B an entry
+    prefetch = getattr(blocks, "prefetch", None)
     while stack:
         await pacer()
-        current, depth = stack.pop()
-        key = bytes(current)
+        key, depth = stack.pop()
         if key in seen:
             continue
         seen.add(key)
+        current = fast_cid(key)
         data = await blocks.get(current)
         if current.codec.code != DAG_PB:
             continue
@@ -385,15 +390,17 @@ async def fetch_dag(blocks: BlockGetter, cid: CidLike) -> int:
         if count and depth >= MAX_DEPTH:
             raise DagTooDeepError(f"the DAG under {root} is over {MAX_DEPTH} levels deep at "
                                   f"{current} (a hostile or broken DAG)")
-        children: list[CID] = []
+        if len(stack) + count > MAX_PENDING:
+            raise DagTooDeepError(f"the DAG under {root} leaves over {MAX_PENDING} blocks to "
+                                  f"read at once at {current} (a hostile or broken DAG)")
+        children: list[bytes] = []
         pos = 0
         while pos < layout.links_end:
             link, pos = read_link(data, pos, current)
             if link.cid not in seen:
-                children.append(fast_cid(link.cid))
+                children.append(link.cid)
             await pacer()
-        prefetch = getattr(blocks, "prefetch", None)
         if prefetch is not None and children:
-            prefetch(children)
+            prefetch([fast_cid(child) for child in children[:_WINDOW]])
         stack.extend((child, depth + 1) for child in reversed(children))
     return len(seen)

@@ -221,3 +221,18 @@ def test_dagpb_block_helper_still_reads(tmp_path: Path) -> None:
     cid, body = dagpb_block([(leaf, 1)])
     layout, _, count = split(body, cid)
     assert layout is not None and count == 1 and layout.data == b"\x08\x02"
+
+
+async def test_fetch_dag_bounds_what_it_holds(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from ipfs_kit_node.unixfs import exporter
+
+    entries = [raw_block(os.urandom(8)) for _ in range(20)]
+    top, body = pb_node([(c, f"e{i}", 8) for i, (c, _) in enumerate(entries)],
+                        fs.UnixFSData(fs.DIRECTORY))
+    store = await open_store(tmp_path, [*entries, (top, body)])
+    assert await fetch_dag(store, top) == 21
+    monkeypatch.setattr(exporter, "MAX_PENDING", 10)
+    with pytest.raises(DagTooDeepError, match="over 10 blocks to read at once"):
+        await fetch_dag(store, top)
+    await store.close()
