@@ -4,14 +4,17 @@ getter."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from ..api.server import Request, Response, Router
 from .exporter import BlockGetter, Node, Pacer, cat, ls, resolve
 
-#: Bytes of listing gathered into one chunk of the response body.
+#: Bytes of listing gathered into one chunk of the response body; with ``stream=true`` what
+#: is ready goes out at least this often (entries resolved from peers may come slowly).
 _CHUNK = 64 * 1024
+_FLUSH_AFTER = 0.2
 
 
 async def ls_links(blocks: BlockGetter, cid: Any, pacer: Pacer) -> AsyncIterator[dict[str, Any]]:
@@ -61,6 +64,7 @@ def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
             buf = bytearray() if streamed else bytearray(f'{{"Objects":[{{"Hash":{head},'
                                                           '"Links":['.encode())
             count = 0
+            flush_at = time.monotonic() + _FLUSH_AFTER
             async for link in _chain(first, links):
                 if streamed:
                     buf += f'{{"Objects":[{{"Hash":{head},"Links":[{json.dumps(link)}]}}]}}\n' \
@@ -68,9 +72,10 @@ def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
                 else:
                     buf += (b"," if count else b"") + json.dumps(link).encode()
                 count += 1
-                if len(buf) >= _CHUNK:
+                if len(buf) >= _CHUNK or (streamed and time.monotonic() >= flush_at):
                     yield bytes(buf)
                     buf.clear()
+                    flush_at = time.monotonic() + _FLUSH_AFTER
             if streamed and not count:
                 buf += f'{{"Objects":[{{"Hash":{head},"Links":[]}}]}}\n'.encode()
             elif not streamed:
