@@ -912,5 +912,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IpfsKitError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 1))
+    except OSError as exc:  # a file we were told to read or write: one line, not a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"Error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

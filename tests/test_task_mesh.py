@@ -229,7 +229,7 @@ def test_sigterm_with_tasks_in_flight_is_fast(mesh: Mesh) -> None:
     time.sleep(1.0)
     for d in [*mesh.workers, mesh.master]:
         code, took = d.stop(signal.SIGTERM)
-        assert code == 0 and took < 5.0
+        assert code == 0 and took < 10.0  # generous; bench/startup.py measures SIGTERM
 
 
 def test_a_burst_of_10000_tasks_loses_none(mesh: Mesh) -> None:

@@ -23,10 +23,10 @@ from typing import Protocol
 import trio
 from multiformats import CID
 
-from ..cid import CidLike, to_cid
+from ..cid import CidLike, cid_from_bytes, cid_text, to_cid
 from ..errors import CodecError, IpfsKitError
 from . import data as fs
-from .pbscan import DAG_PB, RAW, Link, cid_text, fast_cid, read_link, split
+from .pbscan import DAG_PB, RAW, Link, read_link, split
 
 #: Levels below the root a file DAG (or fetch_dag) may go. Kubo has no limit; its balanced
 #: layout is ~5 levels deep for a terabyte and trickle DAGs stay under ~40, so 4,096 refuses no
@@ -235,7 +235,8 @@ class _Frame:
     def next_child(self, blocks: BlockGetter) -> tuple[CID, int] | None:
         """The next child and the size its parent declares for it; None after the last."""
         if len(self.queue) < _WINDOW // 2:
-            batch = [fast_cid(link.cid) for link in islice(self.cursor, _WINDOW - len(self.queue))]
+            more = islice(self.cursor, _WINDOW - len(self.queue))
+            batch = [cid_from_bytes(link.cid) for link in more]
             prefetch = getattr(blocks, "prefetch", None)
             if prefetch is not None and batch:
                 prefetch(batch)
@@ -304,7 +305,7 @@ class DirEntry:
 
     @cached_property
     def cid(self) -> CID:
-        return fast_cid(self.raw_cid)
+        return cid_from_bytes(self.raw_cid)
 
     @cached_property
     def cid_text(self) -> str:
@@ -379,7 +380,7 @@ async def fetch_dag(blocks: BlockGetter, cid: CidLike) -> int:
         if key in seen:
             continue
         seen.add(key)
-        current = fast_cid(key)
+        current = cid_from_bytes(key)
         data = await blocks.get(current)
         if current.codec.code != DAG_PB:
             continue
@@ -401,6 +402,6 @@ async def fetch_dag(blocks: BlockGetter, cid: CidLike) -> int:
                 children.append(link.cid)
             await pacer()
         if prefetch is not None and children:
-            prefetch([fast_cid(child) for child in children[:_WINDOW]])
+            prefetch([cid_from_bytes(child) for child in children[:_WINDOW]])
         stack.extend((child, depth + 1) for child in reversed(children))
     return len(seen)

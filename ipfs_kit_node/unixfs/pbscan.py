@@ -3,26 +3,20 @@
 ``codecs.dagpb.decode`` builds every link's CID object up front (~100 µs each with
 multiformats): a 5,000-entry folder cost half a second before its first entry, and the same
 again to print the CIDs. Here a node is split once (links counted and skipped, Data found),
-links are read one at a time from their offset as binary CIDs, and a CID is printed from its
-bytes directly. The structure is checked as strictly as ``dagpb.decode`` checks it; errors name
-the block
-(``cid`` is anything that prints as the block's CID: formatted only for an error).
+links are read one at a time from their offset as binary CIDs (``cid.cid_from_bytes`` and
+``cid.cid_text`` turn them into CID objects or text when needed). The structure is checked as
+strictly as ``dagpb.decode`` checks it; errors name the block (``cid`` is anything that prints
+as the block's CID: formatted only for an error).
 """
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
-from typing import Any
 
-from multiformats import CID, multibase, multicodec, multihash
-
-from ..cid import to_cid
 from ..codecs.protobuf import read_varint
 from ..errors import CodecError
 
 DAG_PB, RAW = 0x70, 0x55
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,46 +123,3 @@ def check_cid(raw: bytes) -> int:
     return codec
 
 
-def cid_text(raw: bytes) -> str:
-    """A binary CID as Kubo prints it: v0 in base58btc, v1 in base32 (what ``to_cid`` gives)."""
-    if len(raw) == 34 and raw[0] == 0x12 and raw[1] == 0x20:
-        n = int.from_bytes(raw, "big")
-        out = []
-        while n:
-            n, digit = divmod(n, 58)
-            out.append(_B58[digit])
-        return "".join(reversed(out))  # a v0 CID starts with 0x12: no leading zero bytes
-    return "b" + base64.b32encode(raw).decode("ascii").lower().rstrip("=")
-
-
-# multiformats checks every argument with typing_validation: CID.decode costs ~150 µs, more than
-# reading the block it names. A CID whose structure ``check_cid`` accepted is built directly from
-# its parts (~3 µs) through the constructor CID.decode itself ends in; if the library stops
-# offering it (or a code is unknown), CID.decode is used, with its errors.
-_NEW_INSTANCE: Any = getattr(CID, "_new_instance", None)
-_BASE32, _BASE58 = multibase.get("base32"), multibase.get("base58btc")
-_PARTS: dict[tuple[int, int], tuple[Any, Any]] = {}
-
-
-def fast_cid(raw: bytes) -> CID:
-    """A CID object from a binary CID, as ``to_cid`` gives it (v1 in base32)."""
-    if _NEW_INSTANCE is None:
-        return to_cid(raw)
-    try:
-        codec = check_cid(raw)
-        if raw[0] == 0x12:
-            version, base, digest, hashfun = 0, _BASE58, raw, 0x12
-        else:
-            version, base = 1, _BASE32
-            _, pos = read_varint(raw, 0)
-            _, pos = read_varint(raw, pos)
-            digest = raw[pos:]
-            hashfun, _ = read_varint(raw, pos)
-        parts = _PARTS.get((codec, hashfun))
-        if parts is None:
-            parts = _PARTS[codec, hashfun] = (multicodec.get(code=codec),
-                                              multihash.get(code=hashfun))
-    except (CodecError, KeyError):
-        return to_cid(raw)  # raises InvalidCidError, naming what is wrong
-    cid: CID = _NEW_INSTANCE(CID, base, version, parts[0], parts[1], digest)
-    return cid

@@ -20,7 +20,6 @@ from ipfs_kit_node.protocols.bitswap.codec import (
     ProtocolViolation,
     WantEntry,
     WantType,
-    cid_from_bytes,
     cid_prefix,
     decode,
     encode,
@@ -124,7 +123,7 @@ def test_want_cap_applies_before_decoding() -> None:
     assert message.full  # found after the skipped entries
     first = b"\x12\x20" + hashlib.sha256((0).to_bytes(4, "big")).digest()
     assert message.wants[0].cid == to_cid(first)
-    assert took < 5.0  # was ~15-35 s (every entry became a CID); measured: tens of ms
+    assert took < 10.0  # was ~15-35 s (every entry became a CID); measured: tens of ms
 
 
 def test_block_and_presence_caps() -> None:
@@ -140,25 +139,6 @@ def test_block_and_presence_caps() -> None:
     message = decode(blocks, max_blocks=50)
     assert len(message.blocks) == 50 and message.ignored == 2950
     assert message.blocks[7] == (raw((7).to_bytes(4, "big")), (7).to_bytes(4, "big"))
-
-
-@pytest.mark.parametrize("cid", [
-    raw(b"x"), v0(b"x"), CID("base32", 1, "dag-cbor", multihash.digest(b"x", "sha2-512")),
-    CID("base32", 1, "raw", multihash.digest(b"x", "identity")),
-    CID("base32", 1, "dag-pb", multihash.digest(b"x", "blake2b-256"))])
-def test_fast_cid_matches_the_public_decoder(cid: CID) -> None:
-    fast, slow = cid_from_bytes(bytes(cid)), to_cid(bytes(cid))
-    assert fast == slow and str(fast) == str(slow) and fast.base == slow.base
-
-
-@pytest.mark.parametrize("bad", [b"", b"\x01", b"\x02\x55\x12\x20" + b"a" * 32,
-                                 b"\x01\x55\x12\x21" + b"a" * 32, b"\x01\x55\x12\x20abc",
-                                 b"\x01\xff\xff\x03\x12\x20" + b"a" * 32])
-def test_fast_cid_refuses_what_the_public_decoder_refuses(bad: bytes) -> None:
-    with pytest.raises(Exception):  # noqa: B017 - the same failures as CID.decode
-        to_cid(bad)
-    with pytest.raises((ValueError, KeyError)):
-        cid_from_bytes(bad)
 
 
 def test_oversized_and_runaway_lengths() -> None:
