@@ -432,3 +432,66 @@ class JsIpfs:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+def kill_after_acks(command: list[str], log: Path, min_acks: int, watchdog: float = 60.0
+                        ) -> list[tuple[str, str]]:
+    """Start a writer child that prints one ``VERB CID`` line per acknowledged call, let it
+    ack ``min_acks`` calls plus 0-300 ms, SIGKILL it, and return every ack it printed.
+
+    A hung writer is killed by the watchdog and fails the test instead of hanging it.
+    """
+    import random
+
+    with log.open("ab") as err:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err)
+    timer = threading.Timer(watchdog, proc.kill)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        out = b""
+        while out.count(b"\n") < min_acks:
+            line = proc.stdout.readline()
+            if not line:
+                proc.wait()
+                acked = out.count(b"\n")
+                raise AssertionError(f"writer ended early (rc {proc.returncode}) after "
+                                     f"{acked} acks; its log {log}:\n{log.read_text()}")
+            out += line
+        time.sleep(random.uniform(0, 0.3))
+        proc.kill()
+        rest, _ = proc.communicate(timeout=watchdog)
+        out += rest
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -9, f"writer was not killed by SIGKILL (rc {proc.returncode})"
+    acks = []
+    for text in out.decode().splitlines(keepends=True):
+        assert text.endswith("\n"), f"torn ack line {text!r}"  # prints are one write each
+        verb, cid = text.split()
+        acks.append((verb, cid))
+    return acks
+
+
+@contextlib.contextmanager
+def small_tmpfs(mountpoint: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (e.g. "2m") on ``mountpoint``: a real full disk for a test.
+    Skips the test without root or where mount is refused; always unmounted afterwards."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                           str(mountpoint)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield mountpoint
+    finally:
+        # A file still held open (a store that could not close) needs a lazy detach.
+        if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mountpoint)], check=True)

@@ -142,6 +142,10 @@ class IdProbe:
         self._stop.set()
         self._thread.join(70)
 
+    @property
+    def worst(self) -> float:
+        return max(self.latencies, default=0.0)
+
     def figures(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
         return {"id_probes": len(lat), "id_probe_failures": self.failures[:10],

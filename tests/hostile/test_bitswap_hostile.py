@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import multiaddr
 import trio
 from helpers import Daemon, cat, make_host, wait_until
+from hostile_kit import IdProbe
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
@@ -55,40 +55,6 @@ def flood_frame(count: int = 100_000) -> bytes:
     return varint(len(body)) + body
 
 
-class IdProbe:
-    """`id` every ``interval`` s from a thread (the test's trio loop stays free)."""
-
-    def __init__(self, d: Daemon, interval: float = 0.2) -> None:
-        self.d = d
-        self.interval = interval
-        self.latencies: list[float] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self.d.api("id", timeout=60)
-                self.latencies.append(time.monotonic() - started)
-            except Exception as exc:
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> IdProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(70)
-
-    @property
-    def worst(self) -> float:
-        return max(self.latencies, default=0.0)
-
-
 async def open_bitswap(host: Any, d: Daemon) -> tuple[ID, INetStream]:
     info = info_from_p2p_addr(multiaddr.Multiaddr(d.addr))
     await host.connect(info)
@@ -103,7 +69,7 @@ async def test_want_flood_does_not_freeze_the_node(daemon: MakeDaemon) -> None:
     log_from = len(d.log())
     async with host.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
         _, stream = await open_bitswap(host, d)
-        with IdProbe(d) as probe:
+        with IdProbe(d, interval=0.2) as probe:
             sent = time.monotonic()
             afters = []
             for _ in range(3):  # any peer can repeat it
@@ -120,7 +86,7 @@ async def test_want_flood_does_not_freeze_the_node(daemon: MakeDaemon) -> None:
               f"{stall_before} -> {d.api('status').get('LongestStallMs')} ms "
               f"({d.api('status').get('StalledTask')}); "
               f"steps over 100 ms logged meanwhile: {len(held)} {held[:3]}")
-        assert not probe.errors, probe.errors[:3]
+        assert not probe.failures, probe.failures[:3]
         assert max(afters) < LIVENESS_S and probe.worst < LIVENESS_S
         await stream.close()
     assert d.proc is not None and d.proc.poll() is None
@@ -212,7 +178,7 @@ async def test_slow_readers_do_not_block_other_peers(daemon: MakeDaemon,
     # The slow peers really were stuck: they were not sent all they asked for.
     sent = sum(ledger["BlocksSent"] for ledger in ledgers.values())  # the honest peer's too
     assert sent < (slow_peers + 1) * len(blocks), ledgers
-    assert not probe.errors and probe.worst < LIVENESS_S
+    assert not probe.failures and probe.worst < LIVENESS_S
     assert server.proc is not None and server.proc.poll() is None
 
 

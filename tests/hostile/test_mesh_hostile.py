@@ -17,7 +17,7 @@ from typing import Any
 import multiaddr
 import pytest
 import trio
-from helpers import BIN, Daemon, Mesh, journal_finals, submit, wait_until
+from helpers import BIN, Daemon, Mesh, journal_finals, small_tmpfs, submit, wait_until
 from hostile_kit import IdProbe, timed_id
 from libp2p.custom_types import TProtocol
 from libp2p.peer.peerinfo import info_from_p2p_addr
@@ -192,19 +192,8 @@ def test_gossip_from_a_worker_not_in_tasks_workers_is_ignored(short_tmp: Path) -
 def tasks_on_small_disk(short_tmp: Path) -> Iterator[Path]:
     """The master's ``tasks/`` folder (journal, snapshots) on a 1 MiB tmpfs, as
     tests/storage/test_disk_full.py does for the store. Needs root."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = short_tmp / "master" / "tasks"
-    mnt.mkdir(parents=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs",
-                           str(mnt)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
-    try:
+    with small_tmpfs(short_tmp / "master" / "tasks", "1m") as mnt:
         yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 def fill(folder: Path) -> Path:

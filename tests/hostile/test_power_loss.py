@@ -16,16 +16,13 @@ record must be durable before the file is deleted).
 from __future__ import annotations
 
 import hashlib
-import random
 import shutil
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 import trio
+from helpers import kill_after_acks
 from multiformats import CID
 from powerloss_shim import rebuild
 from powerloss_writer import EVICT, PLAIN, DirRemote
@@ -42,40 +39,8 @@ WATCHDOG = 60.0  # seconds; a hung writer fails the test instead of hanging it
 def run_writer_and_kill(repo: Path, shadow: Path, mode: str, remote: Path, log: Path
                         ) -> list[tuple[str, str]]:
     """Start the writer, let it ack MIN_ACKS calls plus 0-300 ms, SIGKILL it; all its acks."""
-    with log.open("ab") as err:
-        proc = subprocess.Popen(
-            [sys.executable, str(WRITER), str(repo), str(shadow), mode, str(remote)],
-            stdout=subprocess.PIPE, stderr=err,
-        )
-    watchdog = threading.Timer(WATCHDOG, proc.kill)
-    watchdog.start()
-    try:
-        assert proc.stdout is not None
-        out = b""
-        while out.count(b"\n") < MIN_ACKS[mode]:
-            line = proc.stdout.readline()
-            if not line:
-                proc.wait()
-                acked = out.count(b"\n")
-                raise AssertionError(f"writer ended early (rc {proc.returncode}) after "
-                                     f"{acked} acks; its log:\n{log.read_text()}")
-            out += line
-        time.sleep(random.uniform(0, 0.3))
-        proc.kill()
-        rest, _ = proc.communicate(timeout=WATCHDOG)
-        out += rest
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -9, f"writer was not killed by SIGKILL (rc {proc.returncode})"
-    acks = []
-    for text in out.decode().splitlines(keepends=True):
-        assert text.endswith("\n"), f"torn ack line {text!r}"
-        verb, cid = text.split()
-        acks.append((verb, cid))
-    return acks
+    command = [sys.executable, str(WRITER), str(repo), str(shadow), mode, str(remote)]
+    return kill_after_acks(command, log, MIN_ACKS[mode], WATCHDOG)
 
 
 async def check(repo: Path, mode: str, remote: DirRemote, puts: list[str], pins: list[str]

@@ -10,14 +10,11 @@ restarts both from a clean shutdown (snapshot) and from a crash (rebuild from di
 from __future__ import annotations
 
 import hashlib
-import random
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import trio
+from helpers import kill_after_acks
 from multiformats import CID
 
 from ipfs_kit_node.storage import StoreConfig, TieredStore
@@ -40,41 +37,8 @@ def no_files_in(folder: Path) -> bool:
 
 def run_writer_and_kill(repo: Path, log: Path) -> list[tuple[str, str]]:
     """Start the writer, let it ack MIN_ACKS calls plus 0-300 ms, SIGKILL it; all its acks."""
-    with log.open("ab") as err:
-        proc = subprocess.Popen(
-            [sys.executable, str(WRITER), str(repo)], stdout=subprocess.PIPE, stderr=err
-        )
-    watchdog = threading.Timer(WATCHDOG, proc.kill)
-    watchdog.start()
-    try:
-        assert proc.stdout is not None
-        out = b""
-        while out.count(b"\n") < MIN_ACKS:
-            line = proc.stdout.readline()
-            if not line:
-                proc.wait()
-                acked = out.count(b"\n")
-                raise AssertionError(
-                    f"writer ended early (rc {proc.returncode}) after {acked} "
-                    f"acks; its log {log}:\n{log.read_text()}"
-                )
-            out += line
-        time.sleep(random.uniform(0, 0.3))
-        proc.kill()
-        rest, _ = proc.communicate(timeout=WATCHDOG)
-        out += rest
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -9, f"writer was not killed by SIGKILL (rc {proc.returncode})"
-    acks = []
-    for line in out.decode().splitlines(keepends=True):
-        assert line.endswith("\n"), f"torn ack line {line!r}"  # prints are one write each
-        verb, cid = line.split()
-        assert verb in ("PUT", "PIN"), line
-        acks.append((verb, cid))
+    acks = kill_after_acks([sys.executable, str(WRITER), str(repo)], log, MIN_ACKS, WATCHDOG)
+    assert all(verb in ("PUT", "PIN") for verb, _ in acks), acks
     return acks
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
 import pytest
 from dag import raw_block
+from helpers import small_tmpfs
 from multiformats import CID
 
 from ipfs_kit_node.storage import StoreConfig, StoreFullError, TieredStore
@@ -30,23 +30,8 @@ SMALL = 64  # distinct random blocks that take one page each
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs mounted on a fresh folder; always unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "2m") as mnt:
         yield mnt
-    finally:
-        # A store that could not close still holds its journal open: detach lazily then.
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 def files_on_disk(root: Path) -> set[bytes]:
