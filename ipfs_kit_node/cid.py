@@ -60,10 +60,10 @@ def cid_from_bytes(raw: bytes) -> CID:
     if len(raw) == 34 and raw[0] == 0x12 and raw[1] == 0x20:
         return _NEW_INSTANCE(CID, _BASE58, 0, _DAG_PB, _SHA2_256, raw)  # type: ignore[no-any-return]
     try:
-        version, pos = _varint(raw, 0) or (0, 0)
-        code, pos = _varint(raw, pos) or (0, 0)
-        hash_code, at = _varint(raw, pos) or (0, 0)
-        length, at = _varint(raw, at) or (-1, 0)
+        version, pos = _minimal_varint(raw, 0)
+        code, pos = _minimal_varint(raw, pos)
+        hash_code, at = _minimal_varint(raw, pos)
+        length, at = _minimal_varint(raw, at)
         if version != 1 or len(raw) - at != length:
             return to_cid(raw)  # raises InvalidCidError, naming what is wrong
         parts = _PARTS.get((code, hash_code))
@@ -73,6 +73,16 @@ def cid_from_bytes(raw: bytes) -> CID:
     except (ValueError, KeyError):
         return to_cid(raw)
     return _NEW_INSTANCE(CID, _BASE32, 1, parts[0], parts[1], raw[pos:])  # type: ignore[no-any-return]
+
+
+def _minimal_varint(raw: bytes, pos: int) -> tuple[int, int]:
+    """A varint as multiformats (and Kubo) read one: present, at most 9 bytes, minimal."""
+    decoded = _varint(raw, pos, 9)
+    if decoded is None:
+        raise ValueError("truncated varint")
+    if decoded[1] - pos > 1 and raw[decoded[1] - 1] == 0:
+        raise ValueError("varint not minimally encoded")
+    return decoded
 
 
 def cid_text(raw: bytes) -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
-from multiformats import CID, multihash
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from multiformats import CID, multihash, varint
 
 from ipfs_kit_node.cid import MAX_CID_LENGTH, cid_from_bytes, cid_text, to_cid
 from ipfs_kit_node.errors import InvalidCidError
@@ -36,3 +40,35 @@ def test_a_huge_cid_string_is_refused_at_once_and_not_echoed() -> None:
     with pytest.raises(InvalidCidError) as caught:
         to_cid("Q" * 100_000)
     assert str(MAX_CID_LENGTH) in str(caught.value) and len(str(caught.value)) < 300
+
+
+def _varint(n: int, minimal: bool) -> bytes:
+    out = bytearray(varint.encode(n))
+    if not minimal:  # the same value with a redundant zero continuation byte
+        out[-1] |= 0x80
+        out.append(0)
+    return bytes(out)
+
+
+_field = st.tuples(st.sampled_from([0, 1, 2, 0x12, 0x55, 0x70, 0x71, 0xB220]), st.booleans())
+
+
+@settings(max_examples=3000, deadline=None)
+@given(version=st.tuples(st.sampled_from([0, 1, 2]), st.booleans()), codec=_field,
+       hashfun=_field, length=st.tuples(st.sampled_from([0, 20, 32, 64, 5]), st.booleans()),
+       body=st.binary(max_size=70), cut=st.one_of(st.none(), st.integers(0, 80)))
+def test_fast_cid_agrees_with_the_public_decoder_on_any_input(
+        version: tuple[int, bool], codec: tuple[int, bool], hashfun: tuple[int, bool],
+        length: tuple[int, bool], body: bytes, cut: int | None) -> None:
+    """Truncated, non-minimal, unknown, wrong-length: accepted or refused exactly alike."""
+    raw = b"".join(_varint(n, not odd) for n, odd in (version, codec, hashfun, length)) + body
+    raw = raw if cut is None else raw[:cut]
+
+    def outcome(decode: Callable[[bytes], CID]) -> tuple[object, ...]:
+        try:
+            cid = decode(raw)
+        except InvalidCidError:
+            return ("refused",)
+        return bytes(cid), str(cid)
+
+    assert outcome(cid_from_bytes) == outcome(to_cid)
