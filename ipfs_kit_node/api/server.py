@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -200,8 +201,8 @@ class ApiServer:
                     conn, stream, Response.error(f"internal error: {_describe(exc)}", 500))
 
     async def _serve_one(self, conn: h11.Connection, stream: trio.SocketStream) -> bool:
-        with trio.move_on_after(IDLE_TIMEOUT) as idle:
-            event = await _next_event(conn, stream)
+        with trio.move_on_after(IDLE_TIMEOUT) as idle:  # waiting for a request, headers included
+            event = await _next_event(conn, stream, timeout=math.inf)
         if idle.cancelled_caught or isinstance(event, h11.ConnectionClosed):
             return False
         assert isinstance(event, h11.Request)
@@ -269,12 +270,27 @@ async def _until_client_leaves(conn: h11.Connection, stream: trio.SocketStream,
             conn.receive_data(data)
         await trio.sleep_forever()  # enough pipelined: stop reading, let TCP push back
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch, nursery.cancel_scope)
-        await work
-        nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, nursery.cancel_scope)
+            await work
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # trio groups even a lone error: the edge wants it bare
+        raise _sole_error(group) from None
     if gone:
         raise _ClientGone()
+
+
+def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error in ``group`` that is not a cancellation (or the group, if none is)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            inner = _sole_error(exc)
+            if inner is not exc:
+                return inner
+        elif not isinstance(exc, trio.Cancelled):
+            return exc
+    return group
 
 
 async def _body_chunks(conn: h11.Connection, stream: trio.SocketStream
@@ -289,12 +305,13 @@ async def _body_chunks(conn: h11.Connection, stream: trio.SocketStream
             raise h11.RemoteProtocolError("connection closed in the middle of the body")
 
 
-async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> Any:
+async def _next_event(conn: h11.Connection, stream: trio.SocketStream,
+                      timeout: float = READ_TIMEOUT) -> Any:
     while True:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        with trio.fail_after(READ_TIMEOUT):
+        with trio.fail_after(timeout):
             data = await stream.receive_some(READ_SIZE)
         conn.receive_data(data)  # b"" marks end of stream
 

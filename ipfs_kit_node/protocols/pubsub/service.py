@@ -66,16 +66,26 @@ class _Pubsub(Pubsub):
 PROTOCOLS = [TProtocol(p) for p in ("/meshsub/1.2.0", "/meshsub/1.1.0", "/meshsub/1.0.0")]
 HEARTBEAT = 1
 MAX_MESSAGE_BYTES = 1024 * 1024
-# Messages waiting for one local subscriber; past this that subscriber misses messages (and a
-# warning says so) rather than slowing the others.
+# Messages (and their bytes: a message may be 1 MiB) waiting for one local subscriber; past
+# either, that subscriber misses messages (and a warning says so) rather than slowing the
+# others or filling memory.
 SUBSCRIBER_BUFFER = 4096
+SUBSCRIBER_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class _Backlog:
+    """Bytes handed to one subscriber and not yet taken by it."""
+
+    bytes: int = 0
 
 
 @dataclass
 class _Topic:
     """Our local subscribers of one topic, fed by one pump from py-libp2p's subscription."""
 
-    subscribers: set[trio.MemorySendChannel[PubsubMessage]] = field(default_factory=set)
+    subscribers: dict[trio.MemorySendChannel[PubsubMessage], _Backlog] = field(
+        default_factory=dict)
     pump: trio.CancelScope = field(default_factory=trio.CancelScope)
     dropped: int = 0
 
@@ -134,13 +144,14 @@ class PubsubService:
                 entry = self._topics[topic] = _Topic()
                 assert self._nursery is not None
                 self._nursery.start_soon(self._pump, topic, entry, subscription)
-            entry.subscribers.add(send)
+            backlog = entry.subscribers[send] = _Backlog()
         try:
             async with receive:
                 async for message in receive:
+                    backlog.bytes -= len(message.data)
                     yield message
         finally:
-            entry.subscribers.discard(send)
+            entry.subscribers.pop(send, None)
             send.close()
             if not entry.subscribers and self._topics.get(topic) is entry:
                 del self._topics[topic]
@@ -158,16 +169,19 @@ class PubsubService:
                         continue
                     item = PubsubMessage(topic, bytes(message.data), sender,
                                          bytes(message.seqno))
-                    for send in list(entry.subscribers):
+                    for send, backlog in list(entry.subscribers.items()):
                         try:
+                            if backlog.bytes + len(item.data) > SUBSCRIBER_BYTES:
+                                raise trio.WouldBlock
                             send.send_nowait(item)
+                            backlog.bytes += len(item.data)
                         except trio.WouldBlock:
                             entry.dropped += 1
                             if entry.dropped in (1, 10) or entry.dropped % 1000 == 0:
                                 log.warning("pubsub subscriber too slow; messages dropped",
                                             topic=topic, dropped=entry.dropped)
                         except (trio.BrokenResourceError, trio.ClosedResourceError):
-                            entry.subscribers.discard(send)
+                            entry.subscribers.pop(send, None)
         except Exception as exc:  # the subscription broke: end every local subscriber's feed
             log.warning("pubsub subscription ended", topic=topic, error=str(exc))
         finally:
