@@ -5,6 +5,7 @@ fuzzing (garbage, truncated protobufs, runaway lengths, oversized frames, unsoli
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 from collections.abc import AsyncIterator, Callable
@@ -20,8 +21,9 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from multiformats import CID, multihash
 
+from ipfs_kit_node.cid import to_cid
 from ipfs_kit_node.codecs.varint import encode as varint
-from ipfs_kit_node.errors import BlockUnavailableError, ClosedNodeError
+from ipfs_kit_node.errors import BlockNotFoundError, BlockUnavailableError, ClosedNodeError
 from ipfs_kit_node.protocols.bitswap import Bitswap, network
 from ipfs_kit_node.protocols.bitswap.codec import (
     FrameDecoder,
@@ -314,5 +316,102 @@ async def test_streams_per_peer_are_capped_and_trickled_messages_time_out(
             await peer.got.wait()
         assert [p for m in peer.received for p in m.presences] == [
             (absent, Presence.DONT_HAVE)]
+        nursery.cancel_scope.cancel()
+    await store.close()
+
+
+def _raw_block(data: bytes) -> CID:
+    return CID("base32", 1, "raw", multihash.digest(data, "sha2-256"))
+
+
+async def test_disk_errors_and_evicted_blocks_never_end_bitswap(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EIO on a block's read or write, an unexpected error while building a message, and a
+    block evicted to the remote tier: each peer gets an answer or nothing, Bitswap (run in
+    this nursery: an escaping error would fail the test) keeps serving everyone."""
+    good, bad, odd, evicted, late = (os.urandom(5000) for _ in range(5))
+    cid = {name: _raw_block(data) for name, data in
+           (("good", good), ("bad", bad), ("odd", odd), ("evicted", evicted), ("late", late))}
+    store = await TieredStore.open(tmp_path / "repo", StoreConfig(parquet_export=False))
+    for name, data in (("good", good), ("bad", bad), ("odd", odd), ("evicted", evicted)):
+        await store.put(cid[name], data)
+    await store.close()  # reopened: the memory tier is empty, reads go to the disk tier
+    store = await TieredStore.open(tmp_path / "repo", StoreConfig(parquet_export=False))
+    disk = store._disk
+    real_read, key_bad, key_odd = disk.read, bytes(cid["bad"].digest), bytes(cid["odd"].digest)
+
+    def failing_read(key: bytes) -> bytes | None:
+        if key == key_bad:
+            raise OSError(errno.EIO, "Input/output error")
+        if key == key_odd:
+            raise RuntimeError("a bug nobody expected")
+        return real_read(key)
+
+    def failing_write(key: bytes, data: bytes | memoryview) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(disk, "read", failing_read)
+    monkeypatch.setattr(disk, "write", failing_write)
+    # The evicted block: known, but held by the remote tier, whose fetch would hang.
+    monkeypatch.setattr(store, "is_remote", lambda c: to_cid(c) == cid["evicted"])
+    real_get, gets = store.get, []
+
+    async def recording_get(c: Any) -> bytes:
+        gets.append(to_cid(c))
+        return await real_get(c)
+
+    monkeypatch.setattr(store, "get", recording_get)
+
+    def blocks_of(peer: RawPeer) -> dict[CID, bytes]:
+        return {c: d for m in peer.received for c, d in m.blocks}
+
+    def presences_of(peer: RawPeer) -> dict[CID, Presence]:
+        return {c: p for m in peer.received for c, p in m.presences}
+
+    async with two_hosts() as (ours, peer), trio.open_nursery() as nursery:
+        bitswap = Bitswap(ours, lambda: store)
+        await nursery.start(bitswap.run)
+        # Reading: EIO on one block is a DONT_HAVE (asked for), the others are served.
+        await peer.send(ours, Message(wants=(
+            WantEntry(cid["bad"], send_dont_have=True), WantEntry(cid["good"]),
+            WantEntry(cid["evicted"], send_dont_have=True))))
+        with trio.fail_after(10):
+            while cid["good"] not in blocks_of(peer) or len(presences_of(peer)) < 2:
+                await trio.sleep(0.05)
+        assert presences_of(peer) == {cid["bad"]: Presence.DONT_HAVE,
+                                      cid["evicted"]: Presence.DONT_HAVE}
+        assert blocks_of(peer) == {cid["good"]: good}
+        assert cid["evicted"] not in gets  # never fetched through the remote tier
+        # An unexpected error while building: that peer's queue is dropped, the sender ends.
+        await peer.send(ours, Message(wants=(WantEntry(cid["odd"]),)))
+        with trio.fail_after(10):
+            while bitswap._peers[peer.host.get_id()].running:
+                await trio.sleep(0.05)
+        assert not bitswap.ledger.has_work(peer.host.get_id())
+        # Writing: a fetched block the disk refuses (EIO) fails that fetch, nothing else.
+        fetched: list[BaseException] = []
+
+        async def fetch_late() -> None:
+            try:
+                await bitswap.fetch(cid["late"], timeout=20)
+            except Exception as exc:
+                fetched.append(exc)
+
+        nursery.start_soon(fetch_late)
+        with trio.fail_after(10):
+            while not any(w.cid == cid["late"] for m in peer.received for w in m.wants):
+                await trio.sleep(0.05)
+        await peer.send(ours, Message(blocks=((cid["late"], late),)))
+        with trio.fail_after(10):
+            while not fetched:
+                await trio.sleep(0.05)
+        assert isinstance(fetched[0], BlockNotFoundError)
+        # Still serving: a second block read from the disk tier, after all of the above.
+        monkeypatch.setattr(disk, "read", real_read)
+        await peer.send(ours, Message(wants=(WantEntry(cid["odd"]),)))
+        with trio.fail_after(10):
+            while cid["odd"] not in blocks_of(peer):
+                await trio.sleep(0.05)
+        assert blocks_of(peer)[cid["odd"]] == odd
         nursery.cancel_scope.cancel()
     await store.close()

@@ -39,7 +39,15 @@ from ...service import TaskStatus
 from ...storage.store import TieredStore
 from ..guard import set_guarded_handler
 from ..notifee import ConnectionNotifee
-from .codec import FrameDecoder, Message, ProtocolViolation, WantEntry, decode, encode
+from .codec import (
+    FrameDecoder,
+    Message,
+    Presence,
+    ProtocolViolation,
+    WantEntry,
+    decode,
+    encode,
+)
 from .ledger import Ledger, TaskKind, presence_of
 from .wantlist import Dropped, Out, WantManager
 
@@ -355,7 +363,7 @@ class Bitswap(ConnectionNotifee):
             if self._nursery is None:  # stopping
                 self._storing.release()
                 return
-            self._nursery.start_soon(self._store_block, cid, data)
+            self._nursery.start_soon(self._store_block, peer, cid, data)
         for n, (cid, presence) in enumerate(message.presences):
             out += self.wants.on_presence(peer, cid, presence, time.monotonic())
             if n % SLICE == SLICE - 1:
@@ -363,13 +371,17 @@ class Bitswap(ConnectionNotifee):
         self._send(out)
         self._wake(peer)
 
-    async def _store_block(self, cid: CID, data: bytes) -> None:
+    async def _store_block(self, peer: ID, cid: CID, data: bytes) -> None:
+        """Runs in Bitswap's own nursery, outside any stream handler's guard: whatever the
+        store raises (a full disk, EIO, EROFS, EMFILE) is logged here, never passed up, or it
+        would end Bitswap and the node. The waiting fetch wakes and finds no block."""
         try:
             # The codec computed cid from these bytes: no second hash. block_added runs from
             # the store's listener.
             await self._store().put(cid, data, hashed=True)
-        except StoreError as exc:
-            log.error("could not store a fetched block", cid=str(cid), error=str(exc))
+        except Exception as exc:
+            log.error("could not store a fetched block", peer=str(peer), cid=str(cid),
+                      error=str(exc), error_type=type(exc).__name__)
         finally:
             self._storing.release()
             event = self._waiters.pop(bytes(cid.digest), None)
@@ -402,7 +414,10 @@ class Bitswap(ConnectionNotifee):
 
     async def _sender(self, peer: ID, state: _Peer) -> None:
         """Drains one peer's queue. Messages are built under the global limit (reading
-        blocks), written outside it: a peer that does not read holds only this task."""
+        blocks), written outside it: a peer that does not read holds only this task.
+
+        The edge of this peer's sending: it runs in Bitswap's nursery, so an unexpected error
+        ends this sender (its queue dropped; the next wake starts another), never Bitswap."""
         try:
             while self._peers.get(peer) is state:
                 await state.wake.wait()
@@ -412,13 +427,22 @@ class Bitswap(ConnectionNotifee):
                         message = await self._build(peer, state)
                     if message is not None and not await self._write(peer, state, message):
                         return
+        except Exception as exc:
+            log.error("bitswap sender failed; its queue dropped", peer=str(peer),
+                      error=str(exc), error_type=type(exc).__name__)
+            self.ledger.reset(peer)  # it asks again if it still wants them
         finally:
             state.running = False
             await _close_quietly(state.stream)
             state.stream = None
 
     async def _build(self, peer: ID, state: _Peer) -> Message | None:
+        """One message for the peer, read from the local tiers only (memory, disk): a block
+        evicted to the remote tier, collected, or unreadable (an I/O error) is answered as one
+        we lack (DONT_HAVE if the peer asked for that), never fetched while holding a slot."""
         wants, state.wants = tuple(state.wants.values()), {}
+        peer_ledger = self.ledger.peers.get(peer)
+        asked = dict(peer_ledger.wants) if peer_ledger is not None else {}  # before serving
         tasks, pending = self.ledger.next_batch(peer, MAX_BATCH_BYTES)
         blocks = []
         presences = []
@@ -426,9 +450,18 @@ class Bitswap(ConnectionNotifee):
         for task in tasks:
             if task.kind is TaskKind.BLOCK:
                 try:
-                    blocks.append((task.cid, await store.get(task.cid)))
+                    if not store.is_remote(task.cid):
+                        blocks.append((task.cid, await store.get(task.cid)))
+                        continue
                 except BlockNotFoundError:
-                    continue  # collected meanwhile
+                    pass  # collected meanwhile
+                except (StoreError, OSError) as exc:
+                    log.error("could not read a block to serve; answered as missing",
+                              peer=str(peer), cid=str(task.cid), error=str(exc),
+                              error_type=type(exc).__name__)
+                want = asked.get(bytes(task.cid))
+                if want is not None and want.send_dont_have:
+                    presences.append((task.cid, Presence.DONT_HAVE))
             else:
                 presences.append((task.cid, presence_of(task)))
         message = Message(wants=wants, blocks=tuple(blocks), presences=tuple(presences),
