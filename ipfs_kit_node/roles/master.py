@@ -10,6 +10,8 @@ No loop here ever waits for one peer: frames to a peer go through that session's
 fills its queue or times a write out; its session is closed and its tasks are requeued.
 A journal that cannot be written (a full disk) refuses new tasks with ``DiskFullError``;
 outcomes that could not be journaled wait and are journaled (then delivered) once it can.
+Until then nobody sees them: waiters, queries and listings show such a task as still running,
+and its worker is not acknowledged (it keeps the result and resends it).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from .mesh import (
     own_origins,
 )
 from .routes import register_task_routes
-from .scheduler import Record, Scheduler
+from .scheduler import Record, Scheduler, State
 from .state import cluster_state, export_in_child
 
 log = get_logger(__name__)
@@ -119,6 +121,9 @@ class MasterRole:
         self.sessions: dict[str, _Session] = {}
         # Final, but the journal refused them (a full disk): retried by the ticker.
         self._unjournaled: dict[str, Record] = {}
+        # Final in memory but not fsynced yet (being journaled, or in _unjournaled): not
+        # acknowledged to workers nor shown to anyone as final.
+        self._undurable: set[str] = set()
         self._journal_retry_at = 0.0
         self._journal_failing = False  # logged once per episode, not per attempt
         self.waiters: dict[str, trio.Event] = {}
@@ -243,30 +248,43 @@ class MasterRole:
         record = self.scheduler.tasks.get(task_id)
         if record is None:
             raise UnknownTaskError(f"no task {task_id} on this master")
-        return record.info()
+        return self._shown(record)
 
     def list_tasks(self, state: str | None) -> list[TaskInfo]:
-        return [r.info() for r in self.scheduler.tasks.values()
-                if state is None or r.state.value == state]
+        infos = map(self._shown, self.scheduler.tasks.values())
+        return [i for i in infos if state is None or i.state == state]
 
     def stats(self) -> dict[str, int]:
-        return dict(Counter(r.state.value for r in self.scheduler.tasks.values()))
+        return dict(Counter(self._shown(r).state for r in self.scheduler.tasks.values()))
 
     async def wait(self, task_id: str, timeout: float) -> TaskInfo:
         record = self.scheduler.tasks.get(task_id)
         if record is None:
             raise UnknownTaskError(f"no task {task_id} on this master")
-        if not record.final:
+        if not self._delivered(record):
             event = self.waiters.setdefault(task_id, trio.Event())
             with trio.move_on_after(timeout):
                 await event.wait()
-        return record.info()
+        return self._shown(record)
 
     async def cancel(self, task_id: str) -> TaskInfo:
         if task_id not in self.scheduler.tasks:
             raise UnknownTaskError(f"no task {task_id} on this master")
         await self._cancel(task_id)
-        return self.scheduler.tasks[task_id].info()
+        return self._shown(self.scheduler.tasks[task_id])
+
+    def _delivered(self, record: Record) -> bool:
+        """Final and fsynced: only then may anyone see the outcome."""
+        return record.final and record.task.task_id not in self._undurable
+
+    def _shown(self, record: Record) -> TaskInfo:
+        """The task as others may see it: an outcome not yet journaled is not shown (a crash
+        now would run the task again), so the task still reads as running (or queued)."""
+        if not record.final or self._delivered(record):
+            return record.info()
+        state = State.ASSIGNED if record.worker is not None else State.QUEUED
+        return TaskInfo(record.task.task_id, state.value, record.task.handler, record.worker,
+                        None, None, record.attempts)
 
     async def _cancel(self, task_id: str) -> None:
         record, worker = self.scheduler.cancel(task_id, time.time())
@@ -291,11 +309,14 @@ class MasterRole:
     # -- outcomes ----------------------------------------------------------------------------
 
     async def _finished(self, records: list[Record]) -> bool:
-        """Journal final outcomes, then deliver each exactly once. When the journal refuses
-        them (a full disk) they wait in ``_unjournaled`` for the ticker (False then); local
-        waiters are woken anyway: the task's state is final here either way."""
+        """Journal final outcomes, then deliver each exactly once (waiters, topic, origin,
+        pins). When the journal refuses them (a full disk) they wait in ``_unjournaled`` for
+        the ticker (False then), unseen: see ``_shown``. Cancelled half-way (the session that
+        brought them closed), they wait there too: the ticker journals and delivers them."""
         if not records:
             return True
+        ids = [r.task.task_id for r in records]
+        self._undurable.update(ids)
         try:
             await self._durable([final_record(r) for r in records])
         except (DiskFullError, JournalError) as exc:
@@ -304,10 +325,12 @@ class MasterRole:
                 self.log.warning("task outcomes not journaled yet; retried every "
                                  f"{JOURNAL_RETRY:g} s", count=len(records), error=str(exc))
                 self._journal_retry_at = time.monotonic() + JOURNAL_RETRY
-            for record in records:
-                self._unjournaled[record.task.task_id] = record
-                self._wake_waiter(record.task.task_id)
+            self._unjournaled.update(zip(ids, records, strict=True))
             return False
+        except BaseException:  # cancelled: journaled or not, the ticker finishes the job
+            self._unjournaled.update(zip(ids, records, strict=True))
+            raise
+        self._undurable.difference_update(ids)
         by_origin: dict[str, list[Result]] = {}
         for record in records:
             result = record.outcome()
@@ -489,7 +512,7 @@ class MasterRole:
         elif isinstance(frame, Submit):
             await self._on_submit(peer, frame)
         elif isinstance(frame, Query):
-            states = tuple(self.scheduler.tasks[i].info() for i in frame.ids
+            states = tuple(self._shown(self.scheduler.tasks[i]) for i in frame.ids
                            if i in self.scheduler.tasks)
             self._post(peer, States(frame.req, states))
         elif isinstance(frame, Cancel):
@@ -517,7 +540,12 @@ class MasterRole:
                 self.log.info("task failed; retried", task_id=result.task_id,
                               worker=peer, error=result.error)
         if await self._finished(finals):  # acknowledged once journaled; else resent later
-            self._post(peer, Ack(tuple(r.task_id for r in results)))
+            # A resent result whose outcome is still not journaled (waiting for disk space,
+            # or being written for its first copy) is not acknowledged yet either: the ticker
+            # (or that first copy's handler) acknowledges it once it is durable.
+            ids = tuple(r.task_id for r in results if r.task_id not in self._undurable)
+            if ids:
+                self._post(peer, Ack(ids))
         self._wake.set()
 
     async def _on_submit(self, peer: str, frame: Submit) -> None:
@@ -534,7 +562,8 @@ class MasterRole:
             ids, refused = [], [(t.task_id, str(exc)) for t in frame.tasks]
         self._post(peer, Accepted(frame.req, tuple(ids), tuple(refused)))
         # A resubmitted task that already finished: send its outcome again.
-        done = [r for r in map(self.scheduler.tasks.get, ids) if r is not None and r.final]
+        done = [r for r in map(self.scheduler.tasks.get, ids)
+                if r is not None and self._delivered(r)]
         for batch in batches([r.outcome() for r in done]):
             self._post(peer, Results(batch))
 

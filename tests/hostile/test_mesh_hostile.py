@@ -247,10 +247,11 @@ def test_a_full_disk_refuses_submissions_and_the_node_recovers(
             timeout=30)
         assert published.returncode == 0, published.stderr
         assert wait_until(lambda: "tasks from the topic refused" in master.log(), 15)
-        # The tasks running meanwhile finish; their outcomes wait for the journal.
-        for task_id in running:
-            assert master.api("task/wait", {"arg": task_id, "timeout": "30"})["State"] == "done"
-        assert wait_until(lambda: "task outcomes not journaled yet" in master.log(), 10)
+        # The tasks running meanwhile finish; their outcomes wait for the journal, unseen: a
+        # crash now would run them again, so no one is told they are done.
+        assert wait_until(lambda: "task outcomes not journaled yet" in master.log(), 30)
+        shown = {master.api("task/wait", {"arg": i, "timeout": "1"})["State"] for i in running}
+        assert shown == {"assigned"}, shown
         assert timed_id(master) < 10.0
         assert master.proc is not None and master.proc.poll() is None
         assert mesh.workers[0].proc is not None and mesh.workers[0].proc.poll() is None
@@ -258,6 +259,8 @@ def test_a_full_disk_refuses_submissions_and_the_node_recovers(
         filler.unlink()  # space returns: so does the master, with no restart
         assert wait_until(lambda: set(running) <= set(journal_finals(master.repo)), 10)
         assert "task outcomes journaled after an earlier failure" in master.log()
+        for task_id in running:
+            assert master.api("task/wait", {"arg": task_id, "timeout": "30"})["State"] == "done"
         assert set(journal_finals(master.repo).values()) == {1}
         (after,) = submit(master, big)
         assert master.api("task/wait", {"arg": after, "timeout": "30"})["State"] == "done"

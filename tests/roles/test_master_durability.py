@@ -1,0 +1,141 @@
+"""The master shows and acknowledges an outcome only once it is fsynced: with the journal
+refusing writes (a full disk), a worker that resends its result is not acknowledged (it would
+forget the result, and a master crash would run the task again), and waiters, queries and
+listings still see the task as running. The real MasterRole's outcome path and committer, with
+a real journal whose appends fail with ENOSPC; no daemon (the disk-full daemon test is in
+tests/hostile/test_mesh_hostile.py)."""
+
+from __future__ import annotations
+
+import errno
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import trio
+
+from ipfs_kit_node.logs import get_logger
+from ipfs_kit_node.protocols.tasks import Result, Task
+from ipfs_kit_node.protocols.tasks.frames import Ack
+from ipfs_kit_node.roles.journal import TaskJournal
+from ipfs_kit_node.roles.master import MasterRole
+from ipfs_kit_node.roles.scheduler import Scheduler
+
+WORKER = "worker-peer"
+
+
+class _Queue:
+    def __init__(self) -> None:
+        self.frames: list[Any] = []
+
+    def post(self, *frames: Any) -> bool:
+        self.frames += frames
+        return True
+
+
+def bare_master(tmp_path: Path) -> MasterRole:
+    """A MasterRole with the state its outcome path uses, and no host (its __init__ needs
+    one): the committer, scheduler, journal and session map are the real ones."""
+    m = object.__new__(MasterRole)
+    m.c = SimpleNamespace(config=SimpleNamespace(tasks=SimpleNamespace(pin_results=False)))  # type: ignore[assignment]
+    m.scheduler = Scheduler()
+    m.journal = TaskJournal(tmp_path / "journal", sync=True)
+    m.journal.open()
+    m.sessions = {WORKER: SimpleNamespace(queue=_Queue(), channel=SimpleNamespace(closed=False))}  # type: ignore[dict-item]
+    m._unjournaled, m._undurable = {}, set()
+    m._journal_retry_at, m._journal_failing = 0.0, False
+    m.waiters = {}
+    m._wake, m._commits, m._commit_wake = trio.Event(), [], trio.Event()
+    m._announce, m._publish, m._topic_wake = [], [], trio.Event()
+    m._pins, m._pin_queue = trio.open_memory_channel(10)
+    m.log = get_logger(__name__)
+    return m
+
+
+def acked(m: MasterRole) -> list[str]:
+    frames = m.sessions[WORKER].queue.frames  # type: ignore[attr-defined]
+    return [i for f in frames if isinstance(f, Ack) for i in f.ids]
+
+
+async def test_outcomes_not_journaled_are_neither_acked_nor_shown(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = bare_master(tmp_path)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m._committer)
+        await m.submit([Task("t1", "noop"), Task("t2", "noop")])
+        m.scheduler.join(WORKER, 4, (), time.time())
+        assert len(m.scheduler.assign(time.time())[WORKER]) == 2
+        results = tuple(Result(i, WORKER, None, None, 0) for i in ("t1", "t2"))
+
+        real_append = m.journal.append
+
+        def full(docs: list[dict[str, Any]]) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(m.journal, "append", full)
+        await m._on_results(WORKER, results)
+        assert acked(m) == []  # not durable: the worker keeps the results
+        assert set(m._unjournaled) == {"t1", "t2"}
+        # The worker reconnects and resends: the outcomes are final in memory but still not
+        # journaled, so they are still not acknowledged.
+        await m._on_results(WORKER, results)
+        assert acked(m) == []
+        # Nobody sees the outcome yet: a crash now would run the tasks again.
+        with trio.fail_after(10):
+            shown = await m.wait("t1", 0.2)
+        assert shown.state == "assigned" and shown.output is None
+        assert (await m.info("t2")).state == "assigned"
+        assert m.stats() == {"assigned": 2}
+        assert m.list_tasks("done") == []
+        assert m._publish == []  # nor on the results topic
+
+        waiter: dict[str, Any] = {}
+
+        async def wait_t2() -> None:
+            waiter["info"] = await m.wait("t2", 30)
+
+        nursery.start_soon(wait_t2)
+        await trio.sleep(0.1)
+        assert "info" not in waiter
+        monkeypatch.setattr(m.journal, "append", real_append)  # space is back
+        m._journal_retry_at = 0.0  # the ticker's next attempt is due
+        await m._tick()
+        assert sorted(acked(m)) == ["t1", "t2"]
+        with trio.fail_after(10):
+            while "info" not in waiter:
+                await trio.sleep(0.01)
+        assert waiter["info"].state == "done"
+        assert (await m.info("t1")).state == "done"
+        assert {r.task_id for r in m._publish} == {"t1", "t2"}
+        # A late resend now is acknowledged at once (and delivered nowhere twice).
+        await m._on_results(WORKER, results)
+        assert sorted(acked(m)) == ["t1", "t1", "t2", "t2"]
+        assert len(m._publish) == 2
+        nursery.cancel_scope.cancel()
+    m.journal.close()
+    kept = TaskJournal(tmp_path / "journal").open()
+    assert {r.task.task_id: r.state.value for r in kept} == {"t1": "done", "t2": "done"}
+
+
+async def test_outcomes_cancelled_mid_journal_are_finished_by_the_ticker(
+        tmp_path: Path) -> None:
+    """The session that brought a result closes while its outcome is being journaled: the
+    outcome is still journaled, delivered and acknowledged (by the ticker)."""
+    m = bare_master(tmp_path)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m._committer)
+        await m.submit([Task("t1", "noop")])
+        m.scheduler.join(WORKER, 4, (), time.time())
+        m.scheduler.assign(time.time())
+        with trio.CancelScope() as scope:
+            scope.cancel()  # cancelled while it waits for the commit
+            await m._on_results(WORKER, (Result("t1", WORKER, None, None, 0),))
+        assert acked(m) == [] and "t1" in m._unjournaled
+        assert (await m.info("t1")).state == "assigned"
+        await m._tick()
+        assert acked(m) == ["t1"]
+        assert (await m.info("t1")).state == "done"
+        nursery.cancel_scope.cancel()
+    m.journal.close()
