@@ -3,10 +3,11 @@
 The index is a dict keyed by multihash. Every put and delete is appended to
 ``datastore/index.journal`` (msgpack records). The whole index is written to
 ``datastore/index.msgpack`` periodically and on shutdown (temp file, fsync, rename, folder
-fsync), after which the journal starts afresh; on start the snapshot is read and the journal
-replayed (a torn last record is ignored). When either is missing or damaged, or the last
-shutdown was not clean, the store rebuilds the index against the disk tier, the source of
-truth for which blocks exist.
+fsync), after which the journal keeps only the records appended since the snapshot's index
+was captured; on start the snapshot is read and the journal replayed (a torn last record is
+ignored; records already in the snapshot replay harmlessly, each sets a state outright).
+When either is missing or damaged, or the last shutdown was not clean, the store rebuilds the
+index against the disk tier, the source of truth for which blocks exist.
 
 After each snapshot a short-lived child process (``python -m
 ipfs_kit_node.storage.parquet_export``) turns it into ``datastore/index.parquet`` for other
@@ -73,7 +74,7 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         created = not path.exists()
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         if created:
             try:  # a synced record in a file whose name a crash loses is lost too
                 fsync_dir(path.parent)
@@ -105,10 +106,30 @@ class Journal:
         """Make every record appended so far durable (blocking: a worker thread's job)."""
         os.fsync(self._fd)
 
-    def reset(self) -> None:
-        """Empty the journal durably (its records are in a durable snapshot now)."""
+    def end(self) -> int:
+        """The offset past the last record: records appended later lie beyond it."""
+        return os.lseek(self._fd, 0, os.SEEK_END)
+
+    def drop_before(self, offset: int) -> None:
+        """Cut the records before ``offset`` (a durable snapshot holds them now), keeping those
+        appended since. Not durable until ``sync()`` (a crash before replays the cut records
+        too, harmlessly). Call it on the thread that appends, so that no record can land
+        between reading the kept tail and writing it back; it is short (no fsync).
+
+        A record fsynced before the action it describes must never be in the tail (it is
+        rewritten unsynced here): the caller keeps such appends out of the snapshot's window.
+        """
+        end = os.lseek(self._fd, 0, os.SEEK_END)
+        tail = bytearray()
+        while offset + len(tail) < end:
+            chunk = os.pread(self._fd, end - offset - len(tail), offset + len(tail))
+            if not chunk:
+                break
+            tail += chunk
         os.ftruncate(self._fd, 0)
-        os.fsync(self._fd)
+        data = memoryview(tail)
+        while data:
+            data = data[os.write(self._fd, data):]
 
     def close(self) -> None:
         os.close(self._fd)

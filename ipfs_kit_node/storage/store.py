@@ -135,6 +135,10 @@ class TieredStore:
         self._inflight: dict[bytes, trio.Event] = {}
         self._gc_lock = trio.Lock()
         self._pin_lock = trio.Lock()
+        # Held by snapshot() from capturing the index until the journal is cut, and around
+        # each change whose synced record a crash relies on (a move to the remote tier): that
+        # record then lands either in the capture or after it, never in a cut-off window.
+        self._snapshot_lock = trio.Lock()
         self._threads = trio.CapacityLimiter(8)
         self._disk_stats = TierStats()
         self._remote_stats = TierStats()
@@ -285,18 +289,26 @@ class TieredStore:
                       "from disk", path=str(self._journal_path), error=str(exc))
 
     async def snapshot(self, export_timeout: float | None = None) -> None:
-        """Write the index snapshot, start the journal afresh, refresh the Parquet export.
+        """Write the index snapshot, cut the journal records it holds, refresh the Parquet
+        export.
 
-        The snapshot is durable (file and folder fsynced) before the journal is emptied.
+        The snapshot is durable (file and folder fsynced) before the journal is cut. Records
+        appended while it is written (puts, deletes) stay in the journal: the capture lacks
+        them, and a clean start trusts snapshot plus journal without a rescan.
         """
-        rows = [(k, m, self._tier_of(k, m)) for k, m in self._index.items()]
-        try:
-            await trio.to_thread.run_sync(write_snapshot, self._snapshot_path, rows,
-                                          self.config.half_life)
-            if self._journal is not None:
-                self._journal.reset()
-        except OSError as exc:
-            raise self._os_error(exc, "cannot write the index snapshot") from exc
+        async with self._snapshot_lock:
+            # No await between the capture and the journal offset: they agree exactly.
+            journal = self._journal
+            covered = journal.end() if journal is not None else 0
+            rows = [(k, m, self._tier_of(k, m)) for k, m in self._index.items()]
+            try:
+                await trio.to_thread.run_sync(write_snapshot, self._snapshot_path, rows,
+                                              self.config.half_life)
+                if journal is not None and journal is self._journal:
+                    journal.drop_before(covered)  # on this thread: no append interleaves
+                    await trio.to_thread.run_sync(journal.sync)
+            except OSError as exc:
+                raise self._os_error(exc, "cannot write the index snapshot") from exc
         if self.config.parquet_export:
             await self._export_parquet(export_timeout or PARQUET_EXPORT_TIMEOUT)
 
@@ -695,29 +707,32 @@ class TieredStore:
                 continue
             if not await self.remote.is_safely_held(to_cid(meta.cid)):
                 continue
-            # Other tasks ran during the await: decide again, then hold the block so a put,
-            # delete or read of it waits until its file is gone and the index says so.
-            if (self._index.get(key) is not meta or meta.remote or not meta.pins
-                    or key in self._inflight):
-                continue
-            self._inflight[key] = event = trio.Event()
-            try:
-                try:
-                    # Durable before the file goes, or a crash forgets the block lives
-                    # remotely. Self-contained (cid, size) for a damaged snapshot.
-                    self._write_journal("remote", key, True, meta.cid, meta.size,
-                                        required=True)
-                    await self._sync_journal()
-                except StoreError as exc:
-                    result.errors.append(f"{meta.cid}: {exc}")
+            # Not while a snapshot is written: one that captured the block on disk would cut
+            # its record from the journal, and a crash would forget the block.
+            async with self._snapshot_lock:
+                # Other tasks ran during the awaits: decide again, then hold the block so a
+                # put, delete or read of it waits until its file is gone and the index says so.
+                if (self._index.get(key) is not meta or meta.remote or not meta.pins
+                        or key in self._inflight or self._used <= target):
                     continue
-                meta.remote = True
-                self._used -= meta.size
-                self._memory.discard(key)
-                await trio.to_thread.run_sync(self._disk.delete, key)
-            finally:
-                del self._inflight[key]
-                event.set()
+                self._inflight[key] = event = trio.Event()
+                try:
+                    try:
+                        # Durable before the file goes, or a crash forgets the block lives
+                        # remotely. Self-contained (cid, size) for a damaged snapshot.
+                        self._write_journal("remote", key, True, meta.cid, meta.size,
+                                            required=True)
+                        await self._sync_journal()
+                    except StoreError as exc:
+                        result.errors.append(f"{meta.cid}: {exc}")
+                        continue
+                    meta.remote = True
+                    self._used -= meta.size
+                    self._memory.discard(key)
+                    await trio.to_thread.run_sync(self._disk.delete, key)
+                finally:
+                    del self._inflight[key]
+                    event.set()
             result.evicted_to_remote += 1
 
     # -- verify, stats -----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -287,3 +287,141 @@ async def test_block_unpinned_while_eviction_asks_the_remote_stays(tmp_path: Pat
 
 async def _append(results: list[Any], coro: object) -> None:
     results.append(await coro)  # type: ignore[misc]
+
+
+# -- journal records written while a snapshot is being written --------------------------------
+
+
+class HeldSnapshot:
+    """Holds ``write_snapshot`` (in its worker thread) until ``release`` is set."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.writing, self.release = threading.Event(), threading.Event()
+        real = write_snapshot
+
+        def held(*args: Any) -> None:
+            self.writing.set()
+            assert self.release.wait(20), "the test never released the snapshot"
+            real(*args)
+
+        monkeypatch.setattr("ipfs_kit_node.storage.store.write_snapshot", held)
+
+    async def started(self) -> None:
+        assert await trio.to_thread.run_sync(self.writing.wait, 20)
+
+
+async def until_done_or_parked(done: Callable[[], bool]) -> None:
+    """Until ``done()``, or every task waits on something other than a worker thread beyond
+    the one holding the snapshot (a task parked on a lock). A thread's token is returned
+    only as its task is rescheduled, so a task between two threads never looks parked."""
+    limiter = trio.to_thread.current_default_thread_limiter()
+    while not done():
+        await trio.testing.wait_all_tasks_blocked()
+        if done() or limiter.borrowed_tokens <= 1:
+            return
+        await trio.sleep(0.01)
+
+
+def crash(store: TieredStore) -> None:
+    """Abandon a store as a kill would: no snapshot, no CLEAN marker (only the fd closed)."""
+    assert store._journal is not None
+    store._journal.close()
+    store._journal = None
+
+
+async def test_eviction_during_a_snapshot_survives_a_crash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot captures pinned block K on disk; while it is written, GC moves K to the
+    remote tier (journal record synced, file deleted). Emptying the journal afterwards must
+    not drop that record, or an unclean start finds neither K's file nor a remote mark and
+    forgets a pinned block."""
+    remote = Remote()
+    store, blocks = await pinned_store(tmp_path, remote)
+    held = HeldSnapshot(monkeypatch)
+    results: list[Any] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.snapshot)
+        await held.started()
+        nursery.start_soon(lambda: _append(results, store.gc()))
+        try:
+            await until_done_or_parked(lambda: bool(results))
+        finally:
+            held.release.set()
+    assert results[0].evicted_to_remote == 3, results
+    evicted = [cid for cid, _ in blocks if store.is_remote(cid)]
+    assert len(evicted) == 3
+    crash(store)
+
+    store = await TieredStore.open(tmp_path, CONFIG, remote=remote)
+    lost = [str(cid) for cid, _ in blocks if not (store.is_local(cid) or store.is_remote(cid))]
+    assert not lost, f"pinned blocks forgotten after a crash: {lost}"
+    assert all(store.is_remote(cid) for cid in evicted)
+    for cid, data in blocks:
+        assert store.is_pinned(cid)
+        assert await store.get(cid) == data
+    await store.close()
+
+
+async def test_put_acknowledged_during_the_closing_snapshot_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A put already writing its file when close() begins finishes (and is acknowledged)
+    while the final snapshot is written. Its journal record must outlive that snapshot: the
+    next start trusts snapshot and journal (a clean stop), with no rescan to find the file."""
+    store = await TieredStore.open(tmp_path, CONFIG)
+    old = raw_block(size=100)
+    await store.put(*old)
+    disk = store._disk
+    real_write = disk.write
+    writing, go = threading.Event(), threading.Event()
+
+    def held_write(key: bytes, data: bytes | memoryview) -> None:
+        writing.set()
+        assert go.wait(20)
+        real_write(key, data)
+
+    disk.write = held_write  # type: ignore[method-assign]
+    held = HeldSnapshot(monkeypatch)
+    cid, data = raw_block(size=200)
+    stored: list[bool] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: _append(stored, store.put(cid, data)))
+        await trio.to_thread.run_sync(writing.wait, 20)
+        nursery.start_soon(store.close)
+        try:
+            await held.started()  # the snapshot captured the index without the new block
+            go.set()
+            await until_done_or_parked(lambda: bool(stored))
+        finally:
+            go.set()
+            held.release.set()
+    assert stored == [True]
+    assert (tmp_path / "datastore" / "CLEAN").exists()
+
+    store = await TieredStore.open(tmp_path, CONFIG)
+    assert store.is_local(cid), "an acknowledged put was lost across a clean restart"
+    assert await store.get(cid) == data
+    assert await store.get(old[0]) == old[1]
+    await store.close()
+
+
+async def test_snapshot_fsyncs_the_journal_off_the_event_loop(
+        tmp_path: Path, fs_calls: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on_loop: list[str] = []
+    fsync = os.fsync
+
+    def watched(fd: int) -> None:
+        if threading.current_thread() is threading.main_thread():
+            on_loop.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", watched)
+    store = await TieredStore.open(tmp_path, CONFIG)
+    await store.put(*raw_block(size=100))
+    on_loop.clear()
+    fs_calls.clear()
+    await store.snapshot()
+    journal = str(tmp_path / "datastore" / "index.journal")
+    assert ("fsync", journal) in fs_calls
+    assert journal not in on_loop, "the journal was fsynced on the event loop thread"
+    await store.close()
