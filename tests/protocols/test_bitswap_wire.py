@@ -22,6 +22,7 @@ from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from multiformats import CID, multihash
 
 from ipfs_kit_node.cid import to_cid
+from ipfs_kit_node.codecs.protobuf import bytes_field
 from ipfs_kit_node.codecs.varint import encode as varint
 from ipfs_kit_node.errors import BlockNotFoundError, BlockUnavailableError, ClosedNodeError
 from ipfs_kit_node.protocols.bitswap import Bitswap, network
@@ -413,5 +414,45 @@ async def test_disk_errors_and_evicted_blocks_never_end_bitswap(
             while cid["odd"] not in blocks_of(peer):
                 await trio.sleep(0.05)
         assert blocks_of(peer)[cid["odd"]] == odd
+        nursery.cancel_scope.cancel()
+    await store.close()
+
+
+async def test_bytes_buffered_per_peer_are_capped_across_its_streams(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Scaled down (1 MiB for 8 MiB): each stream begins a 700 KB message and sends 600 KB of
+    # it; the second one takes the peer over its budget and is reset, the first one is not.
+    monkeypatch.setattr(network, "MAX_PEER_BUFFERED", 1 << 20)
+    body = bytes_field(6, b"\0" * 700_000)  # a valid message (one unknown field) once whole
+    framed = varint(len(body)) + body
+    store = await TieredStore.open(tmp_path / "repo", StoreConfig(parquet_export=False))
+    async with two_hosts() as (ours, peer), trio.open_nursery() as nursery:
+        bitswap = Bitswap(ours, lambda: store)
+        await nursery.start(bitswap.run)
+        me = peer.host.get_id()
+        streams = []
+        for _ in range(3):
+            stream = await peer.host.new_stream(ours.get_id(), [TProtocol("/ipfs/bitswap/1.2.0")])
+            with contextlib.suppress(Exception):  # those over the budget are reset
+                await stream.write(framed[:600_000])
+            streams.append(stream)
+            await trio.sleep(0.5)
+        print(f"\nbuffered for the peer: {bitswap._buffered.get(me, 0)} bytes on "
+              f"{bitswap._inbound.get(me, 0)} streams (limit {network.MAX_PEER_BUFFERED})")
+        assert 0 < bitswap._buffered[me] <= network.MAX_PEER_BUFFERED
+        assert bitswap._inbound[me] == 1  # the first; the other two went over and were reset
+        # The first stream's message completes and is handled: nothing is left held.
+        await streams[0].write(framed[600_000:])
+        with trio.fail_after(10):
+            while me in bitswap._buffered:
+                await trio.sleep(0.05)
+        # And an honest message still gets through.
+        absent = missing(1)[0]
+        await peer.send(ours, Message(wants=(
+            WantEntry(absent, want_type=WantType.HAVE, send_dont_have=True),)))
+        with trio.fail_after(10):
+            await peer.got.wait()
+        assert [p for m in peer.received for p in m.presences] == [
+            (absent, Presence.DONT_HAVE)]
         nursery.cancel_scope.cancel()
     await store.close()

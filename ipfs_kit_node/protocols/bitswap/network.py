@@ -11,7 +11,9 @@ store) at once, but no slot is held while writing, and every write, stream open 
 timeout: a peer that stops reading costs its own sender task and one message, and when a write
 does not finish within ``WRITE_TIMEOUT`` its stream is reset and its queue dropped. Incoming
 messages are capped while decoded (see ``codec``), decoded off the event loop when large, and
-handled in slices with a checkpoint between them. Until ``run`` has started (the store may
+handled in slices with a checkpoint between them; a peer has at most ``MAX_INBOUND_STREAMS``
+streams and ``MAX_PEER_BUFFERED`` bytes buffered across them. Store errors (a full or failing
+disk) are logged where they happen, in this service's own tasks: they never end it. Until ``run`` has started (the store may
 still be opening) wants are only recorded, as a peer lacking the blocks would; they are
 answered once the store is there. The handler is guarded (``protocols.guard``).
 """
@@ -69,6 +71,10 @@ DIAL_TIMEOUT = 10.0  # connecting to a provider the DHT found
 CLOSE_TIMEOUT = 5.0  # closing or resetting a stream
 FRAME_TIMEOUT = 60.0  # a message begun must be complete within this long (>= 70 KB/s)
 MAX_INBOUND_STREAMS = 16  # concurrent Bitswap streams one peer may open to us (Kubo uses 1)
+# Inbound bytes one peer may have buffered across its streams (partial messages, and whole ones
+# not yet handled): without it, 16 streams x a 4 MiB message begun = 64 MiB per peer for up to
+# FRAME_TIMEOUT. One stream never holds more than ~4.3 MiB (a message and one read).
+MAX_PEER_BUFFERED = 8 * 1024 * 1024
 PREFETCH_IDLE = 30.0  # prefetched wants expire when their reader was idle this long
 SLICE = 128  # wants (or presences) handled between two checkpoints
 THREAD_DECODE_BYTES = 64 * 1024  # larger messages are decoded in a thread
@@ -102,6 +108,7 @@ class Bitswap(ConnectionNotifee):
         self._peers: dict[ID, _Peer] = {}
         self._waiters: dict[bytes, trio.Event] = {}
         self._inbound: dict[ID, int] = {}  # streams each peer has open to us
+        self._buffered: dict[ID, int] = {}  # inbound bytes each peer has us holding
         self._nursery: trio.Nursery | None = None
         self._started = False
         self._senders = trio.CapacityLimiter(SEND_CONCURRENCY)  # messages being built
@@ -280,8 +287,10 @@ class Bitswap(ConnectionNotifee):
         decoder = FrameDecoder()
         # Idle between messages is fine (Kubo keeps its stream open), but a message begun must
         # be complete within FRAME_TIMEOUT, or a peer could park 4 MiB buffers on its streams
-        # by trickling bytes.
+        # by trickling bytes; and all its streams together hold at most MAX_PEER_BUFFERED.
         deadline = math.inf
+        held = 0  # this stream's share of self._buffered[peer]
+        reset = False
         try:
             while True:
                 with trio.move_on_at(deadline) as slow:
@@ -296,19 +305,41 @@ class Bitswap(ConnectionNotifee):
                 if not data:
                     return
                 bodies = decoder.feed(data)
+                held = self._hold(peer, held, decoder.buffered + sum(map(len, bodies)))
+                if self._buffered.get(peer, 0) > MAX_PEER_BUFFERED:
+                    # The stream whose bytes went over (the others keep their messages).
+                    log.info("bitswap peer holds too many bytes across its streams; stream "
+                             "reset", peer=str(peer), buffered=self._buffered.get(peer, 0),
+                             limit=MAX_PEER_BUFFERED, streams=self._inbound.get(peer, 0))
+                    reset = True
+                    await _reset_quietly(stream)
+                    return
                 if not decoder.buffered:
                     deadline = math.inf
                 elif bodies or deadline == math.inf:  # a new message has begun
                     deadline = trio.current_time() + FRAME_TIMEOUT
                 for body in bodies:
-                    await self._on_message(peer, await self._decode(body))
+                    message = await self._decode(body)
+                    held = self._hold(peer, held, held - len(body))
+                    await self._on_message(peer, message)
         except ProtocolViolation as exc:
             await self._punish(peer, str(exc))
         finally:
+            self._hold(peer, held, 0)
             left = self._inbound.pop(peer, 1) - 1
             if left:
                 self._inbound[peer] = left
-            await _close_quietly(stream)
+            if not reset:
+                await _close_quietly(stream)
+
+    def _hold(self, peer: ID, old: int, new: int) -> int:
+        """One stream's buffered bytes went from ``old`` to ``new``: the peer's total follows."""
+        total = self._buffered.get(peer, 0) - old + new
+        if total > 0:
+            self._buffered[peer] = total
+        else:
+            self._buffered.pop(peer, None)
+        return new
 
     async def _decode(self, body: bytes) -> Message:
         """Small messages inline; a large one in a thread, so the loop keeps running (the
