@@ -58,6 +58,25 @@ def test_a_wide_body_is_cheap_to_check() -> None:
     print(f"depth of a {len(body)}-byte body: {took * 1000:.1f} ms")  # measured, not asserted
 
 
+def test_depth_stops_past_the_limit_and_matches_a_parse() -> None:
+    """Exact for JSON (checked against a walk of the parsed document, escapes and brackets
+    in strings and keys included); with a limit it stops once past it."""
+    docs = [{"a": [1, {"b\\": ["]\\\"[", {}]}], "[": "{"}, [[], [[]], "\\"], "\"[[\"",
+            [[[[[]]]], [[[]]], [], {"k": [[[[[[]]]]]]}]]
+    for doc in docs:
+        text = json.dumps(doc)
+
+        def walk(v: Any) -> int:
+            if isinstance(v, dict):
+                v = list(v.values())
+            return 1 + max(map(walk, v), default=0) if isinstance(v, list) else 0
+
+        assert depth(text) == walk(doc), text
+    deep = b"[" * 10_000 + b"[]," * 100_000
+    assert 64 < depth(deep, 64) <= 10_001
+    assert depth(b"[" + b"[]," * 100_000 + b"[]]", 64) == 2
+
+
 # -- the loop guard -------------------------------------------------------------------------------
 
 
