@@ -401,6 +401,14 @@ class MasterRole:
                 for worker, ids in by_worker.items():
                     for start in range(0, len(ids), MAX_BATCH):
                         self._post(worker, Ack(tuple(ids[start:start + MAX_BATCH])))
+        for peer in self.scheduler.hoarding(time.time()):
+            session = self.sessions.get(peer)
+            self.log.warning("task session closed: the worker holds tasks it does not run",
+                             peer=peer)
+            if session is not None:
+                session.close()  # its handler requeues what it held
+            else:
+                await self._lost(peer)
         failed, requeued = self.scheduler.expire(time.time())
         if requeued:
             self.log.info("tasks requeued (worker silent or lease lapsed)", count=len(requeued))

@@ -201,11 +201,33 @@ class Scheduler:
                                                           connected=False)
         view.last_seen = now
         view.cpu, view.memory, view.disk_free = status.cpu, status.memory, status.disk_free
-        for task_id in view.running:  # alive: its leases are renewed
+        # Alive: leases are renewed, for as many tasks as it says it runs. A worker starts
+        # what it is given at once, so a peer that takes tasks and runs none (it claims
+        # capacity and reads the bytes) lets their leases lapse: see ``hoarding``.
+        budget = max(0, status.running)
+        for task_id in view.running:
+            if budget <= 0:
+                break
             record = self.tasks.get(task_id)
             if record is not None and record.worker == status.peer:
                 record.lease_until = now + self.lease
+                budget -= 1
         return True
+
+    def hoarding(self, now: float) -> list[str]:
+        """Connected workers that still heartbeat but hold a task whose lease has lapsed: they
+        take work they do not run. Their sessions should end (their tasks are requeued)."""
+        out = []
+        for view in self.workers.values():
+            if not view.connected or now - view.last_seen > self.heartbeat_timeout:
+                continue  # the silent are expire()'s
+            for task_id in view.running:
+                record = self.tasks.get(task_id)
+                if record is not None and record.state is State.ASSIGNED \
+                        and record.worker == view.peer and now > record.lease_until:
+                    out.append(view.peer)
+                    break
+        return out
 
     def leave(self, peer: str, now: float) -> tuple[list[str], list[Record]]:
         """The worker's stream closed: (task IDs queued again, tasks failed for good)."""

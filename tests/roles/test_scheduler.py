@@ -259,3 +259,22 @@ def test_submissions_are_bounded_in_size() -> None:
                          "me", (), 0.0)
     with pytest.raises(TaskError, match="out of range"):
         parse_submission({"handler": "noop", "priority": 2**60}, "me", (), 0.0)
+
+
+def test_a_worker_that_runs_none_of_its_tasks_is_hoarding() -> None:
+    """Heartbeats renew as many leases as the worker says it runs: one that takes tasks and
+    reports running none lets them lapse, and is named for its session to be closed."""
+    s = Scheduler(lease=10.0, heartbeat_timeout=5.0)
+    s.join("real", 2, (), 0.0)
+    s.join("hoarder", 4, (), 0.0)
+    for task in tasks(6):
+        s.submit(task, "local", 0.0)
+    given = s.assign(0.0)
+    assert len(given["real"]) == 2 and len(given["hoarder"]) == 4
+    for now in (4.0, 8.0, 12.0):
+        s.heartbeat(Status("real", "worker", 2, 2), now)
+        s.heartbeat(Status("hoarder", "worker", 4, 0), now)
+        assert s.hoarding(now) == ([] if now < 10.0 else ["hoarder"])
+    failed, requeued = s.expire(12.0)
+    assert not failed and sorted(requeued) == sorted(t.task_id for t in given["hoarder"])
+    assert all(s.tasks[t.task_id].state is State.ASSIGNED for t in given["real"])

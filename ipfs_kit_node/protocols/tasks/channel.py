@@ -23,6 +23,9 @@ CLOSE_TIMEOUT = 5.0
 # What may wait for one peer: a few full frames (FRAME_BUDGET is 1 MiB).
 MAX_QUEUED_BYTES = 16 * 1024 * 1024
 WRITE_CHUNK = 1024 * 1024
+# A peer that reads, but so slowly that what we queued for it has not drained in this long,
+# is hoarding work it cannot take in: its session is closed too.
+DRAIN_TIMEOUT = 30.0
 
 
 class TaskChannel:
@@ -85,13 +88,19 @@ class SendQueue:
     """
 
     def __init__(self, channel: TaskChannel, *, max_bytes: int = MAX_QUEUED_BYTES,
-                 timeout: float = WRITE_TIMEOUT) -> None:
+                 timeout: float = WRITE_TIMEOUT, drain_timeout: float = DRAIN_TIMEOUT) -> None:
         self.channel = channel
         self.max_bytes = max_bytes
         self.timeout = timeout
+        self.drain_timeout = drain_timeout
         self.queued = 0  # bytes waiting, the write in progress included
+        self.backlog_since: float | None = None  # when the queue last stopped being empty
         self._parts: deque[bytes] = deque()
         self._wake = trio.Event()
+
+    def _stalled(self) -> bool:
+        since = self.backlog_since
+        return since is not None and trio.current_time() - since > self.drain_timeout
 
     def post(self, *frames: Frame) -> bool:
         """Queue the frames; False (nothing queued) if the channel is closed or the queue
@@ -99,8 +108,10 @@ class SendQueue:
         if self.channel.closed:
             return False
         data = b"".join(encode_frame(f) for f in frames)
-        if self.queued + len(data) > self.max_bytes:
+        if self.queued + len(data) > self.max_bytes or self._stalled():
             return False
+        if self.queued == 0:
+            self.backlog_since = trio.current_time()
         self._parts.append(data)
         self.queued += len(data)
         self._wake.set()
@@ -121,5 +132,12 @@ class SendQueue:
                 while self._parts and size + len(self._parts[0]) <= WRITE_CHUNK:
                     size += len(self._parts[0])
                     chunk.append(self._parts.popleft())
+                if self._stalled():
+                    await self.channel.close()
+                    raise PeerBrokenError(
+                        f"peer {self.channel.peer} left {self.queued} bytes unread for over "
+                        f"{self.drain_timeout:g} s (it reads too slowly); session closed")
                 await self.channel.write(b"".join(chunk), self.timeout)
                 self.queued -= size
+                if self.queued == 0:
+                    self.backlog_since = None
