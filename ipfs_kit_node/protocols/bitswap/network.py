@@ -13,9 +13,10 @@ does not finish within ``WRITE_TIMEOUT`` its stream is reset and its queue dropp
 messages are capped while decoded (see ``codec``), decoded off the event loop when large, and
 handled in slices with a checkpoint between them; a peer has at most ``MAX_INBOUND_STREAMS``
 streams and ``MAX_PEER_BUFFERED`` bytes buffered across them. Store errors (a full or failing
-disk) are logged where they happen, in this service's own tasks: they never end it. Until ``run`` has started (the store may
-still be opening) wants are only recorded, as a peer lacking the blocks would; they are
-answered once the store is there. The handler is guarded (``protocols.guard``).
+disk) are logged where they happen, in this service's own tasks: they never end it. Until
+``run`` has started (the store may still be opening) wants are only recorded, as a peer lacking
+the blocks would; they are answered once the store is there. The handler is guarded
+(``protocols.guard``).
 """
 
 from __future__ import annotations
