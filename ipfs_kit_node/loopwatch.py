@@ -36,11 +36,11 @@ class LoopWatch(Instrument):
         if self._started is None:
             return
         took = time.perf_counter() - self._started
-        if took < STALL:
-            return
-        self.stalls += 1
         if took > self.longest:
             self.longest = took
             self.longest_task = task.name
+        if took < STALL:
+            return
+        self.stalls += 1
         if took >= WARN_AFTER:
             log.warning("event loop held", task=task.name, ms=round(took * 1000, 1))
