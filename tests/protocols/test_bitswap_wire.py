@@ -310,15 +310,18 @@ async def test_streams_per_peer_are_capped_and_trickled_messages_time_out(
             await trio.sleep(0.3)
         assert me not in bitswap._inbound
         # An honest stream still gets through afterwards.
-        absent = missing(1)[0]
-        await peer.send(ours, Message(wants=(
-            WantEntry(absent, want_type=WantType.HAVE, send_dont_have=True),)))
-        with trio.fail_after(10):
-            await peer.got.wait()
-        assert [p for m in peer.received for p in m.presences] == [
-            (absent, Presence.DONT_HAVE)]
+        await _still_answers(peer, ours, missing(1)[0])
         nursery.cancel_scope.cancel()
     await store.close()
+
+
+async def _still_answers(peer: RawPeer, ours: Any, absent: CID) -> None:
+    """An honest want-have for a block we lack gets its DONT_HAVE."""
+    await peer.send(ours, Message(wants=(
+        WantEntry(absent, want_type=WantType.HAVE, send_dont_have=True),)))
+    with trio.fail_after(10):
+        await peer.got.wait()
+    assert [p for m in peer.received for p in m.presences] == [(absent, Presence.DONT_HAVE)]
 
 
 def _raw_block(data: bytes) -> CID:
@@ -447,12 +450,6 @@ async def test_bytes_buffered_per_peer_are_capped_across_its_streams(
             while me in bitswap._buffered:
                 await trio.sleep(0.05)
         # And an honest message still gets through.
-        absent = missing(1)[0]
-        await peer.send(ours, Message(wants=(
-            WantEntry(absent, want_type=WantType.HAVE, send_dont_have=True),)))
-        with trio.fail_after(10):
-            await peer.got.wait()
-        assert [p for m in peer.received for p in m.presences] == [
-            (absent, Presence.DONT_HAVE)]
+        await _still_answers(peer, ours, missing(1)[0])
         nursery.cancel_scope.cancel()
     await store.close()
