@@ -5,6 +5,9 @@ Messages say what happened and what to do about it; the CLI prints them as they 
 
 from __future__ import annotations
 
+import errno
+from typing import TypeGuard
+
 
 class IpfsKitError(Exception):
     """Base class of every error ipfs-kit-node raises on purpose."""
@@ -153,3 +156,9 @@ class ListenError(IpfsKitError):
         self.address = address
         super().__init__(f"cannot listen on {address}: {reason}; free it or change {key} "
                          "(or --listen)")
+
+
+def is_disk_full(exc: BaseException) -> TypeGuard[OSError]:
+    """Whether an error is the disk (or the user's quota) being full: the one test every
+    layer uses before saying so in its own words."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -22,7 +22,7 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.keys import KeyPair
 from libp2p.identity_utils import load_identity
 
-from .errors import RepoError, RepoLockedError
+from .errors import RepoError, RepoLockedError, is_disk_full
 from .journal import atomic_write, mkdir_durably
 from .logs import get_logger
 
@@ -86,7 +86,7 @@ class Repo:
 
     def _error(self, exc: OSError, what: str) -> RepoError:
         """One line saying what failed and what to do; a full disk is named as such."""
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if is_disk_full(exc):
             return RepoError(
                 f"{what}: the disk holding {self.path} is full ({exc.strerror}); "
                 "free some space on it, then start again"

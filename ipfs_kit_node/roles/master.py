@@ -16,7 +16,6 @@ and its worker is not acknowledged (it keeps the result and resends it).
 
 from __future__ import annotations
 
-import errno
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import trio
 from libp2p.abc import INetStream
 
 from ..components import Components
-from ..errors import DiskFullError, IpfsKitError, PeerBrokenError
+from ..errors import DiskFullError, IpfsKitError, PeerBrokenError, is_disk_full
 from ..logs import get_logger
 from ..protocols.guard import set_guarded_handler
 from ..protocols.tasks import EnvelopeError, Result, ResultBatch, Status, Task, TaskBatch, encode
@@ -181,7 +180,7 @@ class MasterRole:
         error = commit.error
         if error is None:
             return
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        if is_disk_full(error):
             raise DiskFullError(f"disk full: the task journal {self.journal.path} cannot be "
                                 f"written ({error.strerror}); new tasks are refused until "
                                 "space is freed") from error

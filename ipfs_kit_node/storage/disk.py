@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import StoreFullError
+from ..errors import StoreFullError, is_disk_full
 from ..journal import fsync_dir, mkdir_durably
 from .blocks import hash_matches
 
@@ -79,7 +78,7 @@ class DiskTier:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if is_disk_full(exc):
                 raise StoreFullError(
                     f"the disk under {self.root} is full ({exc.strerror}); free space or lower "
                     "storage.max_size so GC keeps the store smaller"

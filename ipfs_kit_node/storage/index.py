@@ -35,7 +35,6 @@ File metadata key ``ipfs_kit_node.half_life`` holds the heat half-life in second
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from typing import Any
 
 import msgpack
 
-from ..errors import StoreFullError
+from ..errors import StoreFullError, is_disk_full
 from ..journal import atomic_write, fsync_dir, replace_durably
 
 
@@ -93,7 +92,7 @@ class Journal:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, start)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if is_disk_full(exc):
                 raise StoreFullError(
                     f"the disk is full: cannot append to {self.path}; free space on that "
                     "disk (or lower storage.max_size so GC keeps the store smaller)"

@@ -10,7 +10,6 @@ All methods run on the trio event loop; blocking file work runs on worker thread
 from __future__ import annotations
 
 import contextlib
-import errno
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from ..errors import (
     PinnedBlockError,
     StoreError,
     StoreFullError,
+    is_disk_full,
 )
 from ..journal import fsync_dir
 from ..logs import get_logger
@@ -282,7 +282,7 @@ class TieredStore:
 
     def _os_error(self, exc: OSError, what: str) -> StoreError:
         """A typed error for a failed file operation; a full disk says what to do."""
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if is_disk_full(exc):
             return StoreFullError(
                 f"the disk under {self.root} is full: {what} ({exc.strerror}); free space on "
                 "that disk, or lower storage.max_size so GC keeps the store smaller"
