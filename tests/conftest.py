@@ -4,6 +4,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from helpers import (
@@ -14,6 +15,9 @@ from helpers import (
     ensure_jsipfs_installed,
     helia_peer,
 )
+
+if TYPE_CHECKING:
+    from kubo.harness import KuboPeer
 
 
 @pytest.fixture
@@ -62,3 +66,31 @@ def jsipfs(jsipfs_installed: None, short_tmp: Path) -> Iterator[JsIpfs]:
         yield node
     finally:
         node.stop()
+
+
+@pytest.fixture(scope="session")
+def kubo_installed() -> None:
+    """The Go Kubo core's venv (tests/kubo/.venv), made once; skip only if it cannot be."""
+    from kubo.harness import installable
+
+    reason = installable()
+    if reason is not None:
+        pytest.skip(f"Go Kubo core unavailable: {reason}")
+
+
+@pytest.fixture
+def kubo(kubo_installed: None, short_tmp: Path) -> Iterator[Callable[..., KuboPeer]]:
+    """Factory: kubo(name="kubo", quic=False, security=("noise", "tls"), public=False)
+    -> a started KuboPeer on loopback; all stopped at the end."""
+    from kubo.harness import KuboPeer
+
+    made: list[KuboPeer] = []
+
+    def make(name: str = "kubo", **options: Any) -> KuboPeer:
+        peer = KuboPeer(short_tmp / name, **options)
+        made.append(peer)
+        return peer.start()
+
+    yield make
+    for peer in made:
+        peer.stop()
