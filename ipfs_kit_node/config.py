@@ -194,7 +194,8 @@ def _setting(default: Any, parse: Parser, doc: str) -> Any:
 class NodeSection:
     cluster: str = _setting("default", parse_str, "cluster name shared by masters and workers")
     listen: tuple[str, ...] = _setting(
-        ("/ip4/0.0.0.0/tcp/4001",), parse_multiaddrs, "multiaddrs to listen on"
+        ("/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"), parse_multiaddrs,
+        "multiaddrs to listen on (TCP and QUIC-v1, as Kubo)"
     )
     bootstrap: tuple[str, ...] = _setting((), parse_multiaddrs, "peers dialled at start")
     masters: tuple[str, ...] = _setting(

@@ -1,8 +1,9 @@
 """The py-libp2p host, built with the settings its defaults get wrong for us.
 
-Noise only (the library also accepts plaintext and secio inbound unless told otherwise),
-Yamux before mplex, one connection per peer (so connect skips the 250 ms happy-eyeballs wait),
-our agent version in identify, and the role's connection-manager watermarks.
+TCP and QUIC-v1 as Kubo (both dialable whatever we listen on), Noise then TLS 1.3 on TCP (the
+library also accepts plaintext and secio inbound unless told otherwise), Yamux before mplex,
+one connection per peer (so connect skips the 250 ms happy-eyeballs wait), our agent version in
+identify, and the role's connection-manager watermarks.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ from libp2p.identity.identify import identify as _identify
 from libp2p.network.config import ConnectionConfig
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.security.tls.transport import PROTOCOL_ID as TLS_PROTOCOL_ID
+from libp2p.security.tls.transport import TLSTransport
+from libp2p.transport.quic import connection as _quic_connection
+from libp2p.transport.quic.config import QUICTransportConfig
+from libp2p.transport.quic.exceptions import QUICStreamClosedError
+from libp2p.transport.quic.stream import QUICStream, StreamState, _QUICStreamEOF
+from libp2p.transport.quic.transport import QUICTransport
+from libp2p.transport.tcp.tcp import TCP
 
 from . import __version__
 from .config import ConnMgrSection
@@ -44,9 +53,61 @@ os.environ.setdefault("PY_YAMUX_DISABLE_HYSTERESIS", "1")
 _identify.AGENT_VERSION = AGENT_VERSION
 
 
+# QUIC flow-control windows: py-libp2p's 64 KiB per stream held one Bitswap stream to a
+# window per round trip; these match go-libp2p's (quic-go: 10 MiB stream, 15 MiB connection).
+QUIC_STREAM_WINDOW = 10 * 1024 * 1024
+QUIC_CONNECTION_WINDOW = 15 * 1024 * 1024
+
+
+class _QuicStream(QUICStream):
+    """A QUIC stream whose read side survives the peer's STOP_SENDING.
+
+    go-libp2p closes the read side of a stream (STOP_SENDING) once it has read a request,
+    often before its answer arrives. py-libp2p 0.8.1 then marked one of our outbound streams
+    closed both ways, and the answer already on its way was dropped (Kubo's identify answer
+    was lost ~2 times in 3 on connections Kubo dialled). Here only our write side ends, what
+    the peer sent before its FIN is always read, and then EOF, never a reset.
+    """
+
+    async def handle_stop_sending(self, error_code: int) -> None:
+        self._write_closed = True
+        self._backpressure_event.set()
+        async with self._state_lock:
+            if self._state != StreamState.RESET:
+                self._state = StreamState.CLOSED if self._read_closed \
+                    else StreamState.WRITE_CLOSED
+        try:  # QUIC answers STOP_SENDING with RESET_STREAM (of our sending side only)
+            self._connection._quic.reset_stream(int(self.stream_id), error_code)
+            await self._connection._transmit()
+        except Exception:  # the connection is going away: nothing left to tell
+            pass
+
+    async def read(self, n: int | None = None) -> bytes:
+        # The library checks its buffer, then waits for a lock, then reads "closed" as the
+        # end: data and FIN that arrive in between were lost (EOF with 1,278 bytes buffered).
+        if self._read_closed and self._state != StreamState.RESET:
+            if not self._receive_buffer:
+                raise _QUICStreamEOF()
+            return self._extract_data_from_buffer(-1 if n is None else n)
+        try:
+            return await super().read(n)
+        except (_QUICStreamEOF, QUICStreamClosedError):
+            if self._state == StreamState.RESET or not self._read_closed:
+                raise
+            if not self._receive_buffer:
+                raise _QUICStreamEOF() from None
+            return self._extract_data_from_buffer(-1 if n is None else n)
+
+
+# py-libp2p's QUIC connection builds its streams from this module name.
+_quic_connection.QUICStream = _QuicStream  # type: ignore[attr-defined]
+
+
 def connection_config(connmgr: ConnMgrSection) -> ConnectionConfig:
     """Role watermarks over the library defaults; always one connection per peer."""
-    cfg = ConnectionConfig(max_connections_per_peer=1)
+    cfg = QUICTransportConfig(max_connections_per_peer=1,
+                              stream_window=QUIC_STREAM_WINDOW,
+                              connection_window=QUIC_CONNECTION_WINDOW)
     if connmgr.low_water is not None:
         cfg.low_watermark = connmgr.low_water
         cfg.min_connections = min(cfg.min_connections, connmgr.low_water)
@@ -61,13 +122,19 @@ def connection_config(connmgr: ConnMgrSection) -> ConnectionConfig:
 def build_host(
     key_pair: KeyPair, listen: Sequence[str], connmgr: ConnMgrSection
 ) -> IHost:
+    """Noise first, TLS second (Kubo offers both; plaintext and secio are refused); TCP and
+    QUIC-v1 transports, so either kind of address can be dialled whatever we listen on."""
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+    config = connection_config(connmgr)
+    assert isinstance(config, QUICTransportConfig)
     return new_host(
         key_pair=key_pair,
-        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
+        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise,
+                 TProtocol(TLS_PROTOCOL_ID): TLSTransport(key_pair)},
         muxer_opt=create_yamux_muxer_option(),
         listen_addrs=[multiaddr.Multiaddr(a) for a in listen],
-        connection_config=connection_config(connmgr),
+        transports=[TCP(), QUICTransport(key_pair.private_key, config=config)],
+        connection_config=config,
         enable_mDNS=False,
     )
 
@@ -79,21 +146,24 @@ def peer_addresses(host: IHost) -> list[str]:
 
 
 def check_listen_addresses(listen: Sequence[multiaddr.Multiaddr]) -> None:
-    """ListenError naming the first TCP address another program holds.
+    """ListenError naming the first TCP or UDP (QUIC) address another program holds.
 
     py-libp2p logs a failed listen and carries on with no address at all ("node ready" with
     nothing to dial); we would rather not start.
     """
     for addr in listen:
         protocols = [p.name for p in addr.protocols()]
-        if len(protocols) < 2 or protocols[0] not in ("ip4", "ip6") or protocols[1] != "tcp":
+        if len(protocols) < 2 or protocols[0] not in ("ip4", "ip6") \
+                or protocols[1] not in ("tcp", "udp"):
             continue
-        port = int(addr.value_for_protocol("tcp"))
+        port = int(addr.value_for_protocol(protocols[1]))
         if port == 0:
             continue
         family = socket.AF_INET if protocols[0] == "ip4" else socket.AF_INET6
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        kind = socket.SOCK_STREAM if protocols[1] == "tcp" else socket.SOCK_DGRAM
+        with socket.socket(family, kind) as probe:
+            if kind == socket.SOCK_STREAM:  # TIME_WAIT leftovers do not hold a TCP port
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((addr.value_for_protocol(protocols[0]), port))
             except OSError as exc:

@@ -149,9 +149,9 @@ class MdnsDiscovery:
         for addr in self.host.get_addrs():
             addr = addr.decapsulate_code(multiaddr.protocols.P_P2P)
             host_ip = addr.value_for_protocol("ip4") if "/ip4/" in str(addr) else None
-            if host_ip == "0.0.0.0":
-                port = addr.value_for_protocol("tcp")
-                out += [multiaddr.Multiaddr(f"/ip4/{ip}/tcp/{port}") for ip in _local_ipv4()]
+            if host_ip == "0.0.0.0":  # keep the rest (/tcp/P or /udp/P/quic-v1) as it is
+                rest = str(addr).removeprefix("/ip4/0.0.0.0")
+                out += [multiaddr.Multiaddr(f"/ip4/{ip}{rest}") for ip in _local_ipv4()]
             else:
                 out.append(addr)
         return out
@@ -159,7 +159,8 @@ class MdnsDiscovery:
     def _service_info(self) -> ServiceInfo:
         own = self.host.get_id()
         addrs = self._addresses()
-        port = int(addrs[0].value_for_protocol("tcp")) if addrs else 4001
+        tcp = [a for a in addrs if "/tcp/" in str(a)]
+        port = int(tcp[0].value_for_protocol("tcp")) if tcp else 4001
         ips = [socket.inet_aton(str(a.value_for_protocol("ip4"))) for a in addrs
                if "/ip4/" in str(a)]
         text = b"".join(
