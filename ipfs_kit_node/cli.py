@@ -53,6 +53,17 @@ def _daemon_options(parser: argparse.ArgumentParser, top: bool) -> None:
                         help="bootstrap peer (repeatable; replaces [node] bootstrap)")
 
 
+def _flag(parser: argparse.ArgumentParser, name: str, help: str, short: str = "") -> None:
+    """A Kubo boolean option: ``--x`` or ``--x=true`` sets it, ``--x=false`` clears it; it
+    never takes the next word as its value (``--raw-leaves FILE`` adds FILE)."""
+    dest = name.lstrip("-").replace("-", "_")
+    names = [short] if short else []
+    parser.add_argument(*names, name, f"{name}=true", dest=dest, action="store_const",
+                        const=True, default=None, help=help + f"; {name}=false to turn off")
+    parser.add_argument(f"{name}=false", dest=dest, action="store_const", const=False,
+                        help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ipfs-kit-node",
@@ -79,18 +90,44 @@ def build_parser() -> argparse.ArgumentParser:
     peers = command("peers", "list connected peers", swarm_sub)
     peers.add_argument("--identify", action="store_true", help="include identify details")
     peers.add_argument("--enc", choices=("text", "json"), default="text")
-    add = command("add", "import a file or folder (UnixFS) into the node")
-    add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    add = command("add", "import files or folders (UnixFS) into the node, as `ipfs add`")
+    add.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                     help="files or folders (none: read stdin)")
     add.add_argument("-r", "--recursive", action="store_true", help="add folders recursively")
+    add.add_argument("-H", "--hidden", action="store_true",
+                     help="include files whose names start with a dot")
+    add.add_argument("-w", "--wrap-with-directory", action="store_true",
+                     help="wrap the added files in a folder")
+    add.add_argument("--stdin-name", default="", help="name for the file read from stdin")
     add.add_argument("--profile", choices=sorted(PROFILE_NAMES),
                      help="unixfs-v0-2015 (Kubo default) or unixfs-v1-2025 (Helia default)")
     add.add_argument("--cid-version", type=int, choices=(0, 1))
-    add.add_argument("--raw-leaves", nargs="?", const="true", choices=("true", "false"))
-    add.add_argument("--chunker", help="size-N: fixed chunks of N bytes")
-    add.add_argument("--max-links", type=int, help="children per node (174 in Kubo)")
+    add.add_argument("--hash", help="sha2-256 (default), blake2b-256, blake3, ... "
+                                    "(not sha2-256 implies CIDv1)")
+    _flag(add, "--raw-leaves", "raw blocks for leaves (default: with CIDv1)")
+    add.add_argument("-s", "--chunker", help="size-N: fixed chunks of N bytes")
+    add.add_argument("-t", "--trickle", action="store_true", help="trickle DAG layout")
+    add.add_argument("--max-links", "--max-file-links", type=int, dest="max_links",
+                     help="children per file node (174 in Kubo)")
+    add.add_argument("--inline", action="store_true",
+                     help="inline blocks of at most --inline-limit bytes in their CIDs")
+    add.add_argument("--inline-limit", type=int, default=32)
+    add.add_argument("--preserve-mode", action="store_true",
+                     help="store POSIX permissions (UnixFS 1.5; turns raw leaves off)")
+    add.add_argument("--preserve-mtime", action="store_true",
+                     help="store modification times (UnixFS 1.5; turns raw leaves off)")
+    add.add_argument("--mode", type=lambda text: int(text, 8), help="mode to store (octal)")
+    add.add_argument("--mtime", type=int, help="mtime to store (seconds since the epoch)")
+    add.add_argument("--mtime-nsecs", type=int, help="its fraction, in nanoseconds")
+    add.add_argument("--cid-base", help="multibase of the CIDs printed (v0 ones upgraded)")
+    _flag(add, "--upgrade-cidv0-in-output", "with --cid-base, print CIDv0 as v1")
     add.add_argument("-n", "--only-hash", action="store_true",
                      help="compute CIDs only; store nothing (needs no daemon)")
+    add.add_argument("-q", "--quiet", action="store_true", help="print only the CIDs")
     add.add_argument("-Q", "--quieter", action="store_true", help="print only the root CID")
+    add.add_argument("--silent", action="store_true", help="print nothing")
+    _flag(add, "--progress", "progress bar on stderr (default: on a terminal, big inputs)",
+          "-p")
     add.add_argument("--pin", default="true", choices=("true", "false"))
     command("cat", "write a file's bytes to stdout").add_argument("cid")
     get = command("get", "write a file or folder to a path")
@@ -489,37 +526,50 @@ def _pin(args: argparse.Namespace, client: Any) -> int:
 
 
 def _import_params(args: argparse.Namespace) -> Any:
-    from .unixfs.importer import KUBO_DEFAULT, PROFILES, ImportParams
+    from .unixfs.importer import ImportParams
 
-    base = PROFILES[args.profile] if args.profile else KUBO_DEFAULT
-    version = base.cid_version if args.cid_version is None else args.cid_version
-    if args.raw_leaves is not None:
-        raw = args.raw_leaves == "true"
-    else:  # as Kubo: --cid-version=1 alone implies raw leaves
-        raw = True if args.cid_version == 1 and not args.profile else base.raw_leaves
-    chunk = base.chunk_size
-    if args.chunker:
-        kind, _, size = args.chunker.partition("-")
-        if kind != "size" or not size.isdigit():
-            raise ConfigError("--chunker", "chunker", f"expected size-N, got {args.chunker!r}")
-        chunk = int(size)
     try:
-        return ImportParams(cid_version=version, raw_leaves=raw, chunk_size=chunk,
-                            max_links=args.max_links or base.max_links)
+        return ImportParams.kubo(
+            profile=args.profile, cid_version=args.cid_version, raw_leaves=args.raw_leaves,
+            chunker=args.chunker, hash=args.hash, trickle=args.trickle or None,
+            max_links=args.max_links, inline=args.inline, inline_limit=args.inline_limit,
+            hidden=args.hidden, wrap_with_directory=args.wrap_with_directory,
+            preserve_mode=args.preserve_mode, preserve_mtime=args.preserve_mtime,
+            mode=args.mode, mtime=args.mtime, mtime_nsecs=args.mtime_nsecs)
     except ValueError as exc:
         raise ConfigError("add options", "add", str(exc)) from None
 
 
 def _add_items(args: argparse.Namespace) -> Iterator[Any]:
-    from .unixfs.importer import import_path
+    from .unixfs.importer import import_named_stream, import_paths
 
     params = _import_params(args)
+    if not args.paths:  # as Kubo: no path reads stdin
+        yield from import_named_stream(sys.stdin.buffer, args.stdin_name, params)
+        return
     for path in args.paths:
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             raise IpfsKitError(f"{path}: no such file or folder")
-        if path.is_dir() and not args.recursive:
+        if path.is_dir() and not path.is_symlink() and not args.recursive:
             raise IpfsKitError(f"{path} is a folder; add it with -r")
-        yield from import_path(path, params)
+    yield from import_paths(args.paths, params)
+
+
+def _cid_out(raw: bytes, args: argparse.Namespace) -> str:
+    """A CID as ``add`` prints it: v0 in base58btc, v1 in base32; with ``--cid-base`` v0 is
+    upgraded to v1 (as Kubo, unless ``--upgrade-cidv0-in-output=false``) and v1 in that base."""
+    from .cid import cid_from_bytes, cid_text
+
+    if not args.cid_base:
+        return cid_text(raw)
+    v0 = len(raw) == 34 and raw[0] == 0x12
+    if v0 and args.upgrade_cidv0_in_output is False:
+        return cid_text(raw)
+    cid = cid_from_bytes(b"\x01\x70" + raw if v0 else raw)
+    try:
+        return str(cid.encode(args.cid_base))
+    except (KeyError, ValueError) as exc:
+        raise IpfsKitError(f"--cid-base {args.cid_base!r}: {exc}") from None
 
 
 def _report(item: Any, args: argparse.Namespace, roots: list[str], progress: _Progress) -> None:
@@ -528,19 +578,28 @@ def _report(item: Any, args: argparse.Namespace, roots: list[str], progress: _Pr
     if isinstance(item, Block):
         progress.advance(len(item.data))
     elif isinstance(item, Added):
+        cid = _cid_out(item.entry.cid_bytes, args)
         if "/" not in item.name:
-            roots.append(str(item.entry.cid))
-        if not args.quieter:
-            progress.clear()
-            print(f"added {item.entry.cid} {item.name}", flush=True)
+            roots.append(cid)
+        if args.quieter or args.silent:
+            return
+        progress.clear()
+        if args.quiet:
+            print(cid, flush=True)
+        else:  # stdin without --stdin-name is named by its CID, as Kubo does
+            name = item.name if item.name or item.is_dir else cid
+            print(f"added {cid} {name}", flush=True)
 
 
 class _Progress:
     """A one-line progress bar on stderr, only on a TTY and for large inputs."""
 
-    def __init__(self, paths: list[Path]) -> None:
-        self.total = sum(_tree_size(p) for p in paths)
-        self.enabled = sys.stderr.isatty() and self.total >= 8 * 2**20
+    def __init__(self, paths: list[Path], wanted: bool | None = None) -> None:
+        self.total = sum(_tree_size(p) for p in paths) if wanted is not False else 0
+        if wanted is None:
+            self.enabled = sys.stderr.isatty() and self.total >= 8 * 2**20
+        else:
+            self.enabled = wanted and self.total > 0
         self.done = 0
         self._shown = 0.0
         self._started = time.monotonic()
@@ -564,6 +623,8 @@ class _Progress:
 
 
 def _tree_size(path: Path) -> int:
+    if path.is_symlink():
+        return 0
     if path.is_file():
         return path.stat().st_size
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
@@ -571,11 +632,11 @@ def _tree_size(path: Path) -> int:
 
 def _add_only_hash(args: argparse.Namespace) -> int:
     roots: list[str] = []
-    progress = _Progress(args.paths)
+    progress = _Progress(args.paths, args.progress)
     for item in _add_items(args):
         _report(item, args, roots, progress)
     progress.clear()
-    if args.quieter:
+    if args.quieter and not args.silent and roots:
         print(roots[-1])
     return 0
 
@@ -586,7 +647,7 @@ def _add(args: argparse.Namespace, client: Any) -> int:
     from .unixfs.importer import Block
 
     roots: list[str] = []
-    progress = _Progress(args.paths)
+    progress = _Progress(args.paths, args.progress)
 
     def upload() -> Iterator[bytes]:
         batch = bytearray()
@@ -600,13 +661,14 @@ def _add(args: argparse.Namespace, client: Any) -> int:
         if batch:
             yield bytes(batch)
 
-    query = {"pin-last": "true"} if args.pin == "true" and len(args.paths) == 1 else {}
+    one_root = args.wrap_with_directory or len(args.paths) <= 1
+    query = {"pin-last": "true"} if args.pin == "true" and one_root else {}
     client.call("block/put-many", query, body=upload())
-    if args.pin == "true" and len(args.paths) > 1:
+    if args.pin == "true" and not one_root:
         for root in roots:
             client.call("pin/add", {"arg": root})
     progress.clear()
-    if args.quieter:
+    if args.quieter and not args.silent and roots:
         print(roots[-1])
     return 0
 
@@ -684,9 +746,13 @@ def _fetch_into(client: Any, cid: str, target: Path) -> None:
     stat = client.call("unixfs/stat", {"arg": cid})
     kinds = {"directory": _DIR, "symlink": _SYMLINK, "file": _FILE, "raw": _FILE}
     pending = [(cid, target, kinds.get(stat["Type"], -1), stat.get("Target", ""), 0)]
+    stamped: list[tuple[Path, int | None, tuple[int, int] | None]] = []
     while pending:
         cid, path, kind, link_target, depth = pending.pop()
         try:
+            meta = _entry_meta(client, cid)
+            if meta is not None:  # folders last: writing their entries changes their mtime
+                stamped.append((path, *meta))
             if kind == _DIR:
                 if depth > _GET_MAX_DEPTH:
                     raise IpfsKitError(f"folder {cid} is over {_GET_MAX_DEPTH} levels deep "
@@ -706,6 +772,49 @@ def _fetch_into(client: Any, cid: str, target: Path) -> None:
                 raise
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise IpfsKitError(f"cannot write {_show(path)} ({cid}): {reason}") from None
+    for path, mode, mtime in reversed(stamped):
+        _apply_meta(path, mode, mtime)
+
+
+def _entry_meta(client: Any, cid: str) -> tuple[int | None, tuple[int, int] | None] | None:
+    """The UnixFS 1.5 mode and mtime stored on an entry's root node, if any (one block read;
+    a raw block holds none)."""
+    from .cid import to_cid
+    from .errors import CodecError
+    from .unixfs.data import decode
+    from .unixfs.pbscan import DAG_PB, split
+
+    parsed = to_cid(cid)
+    if parsed.codec.code != DAG_PB:
+        return None
+    with client.stream("block/get", {"arg": cid}) as response:
+        block = b"".join(response.iter_bytes())
+    try:
+        layout, _, _ = split(block, cid)
+        if layout is None or layout.data is None:
+            return None
+        unixfs = decode(layout.data, cid)
+    except CodecError:
+        return None  # the walk itself reports a malformed node
+    if unixfs.mode is None and unixfs.mtime is None:
+        return None
+    return unixfs.mode, unixfs.mtime
+
+
+def _apply_meta(path: Path, mode: int | None, mtime: tuple[int, int] | None) -> None:
+    """Restore what ``add --preserve-mode/--preserve-mtime`` stored (a symlink: its own mtime,
+    never its target's; its mode is not settable on Linux)."""
+    import os
+
+    link = path.is_symlink()
+    try:
+        if mode is not None and not link:
+            os.chmod(path, mode & 0o7777)
+        if mtime is not None:
+            ns = mtime[0] * 10**9 + mtime[1]
+            os.utime(path, ns=(ns, ns), follow_symlinks=not link)
+    except OSError as exc:
+        raise IpfsKitError(f"cannot set mode/mtime of {_show(path)}: {exc.strerror}") from None
 
 
 def _folder_entries(client: Any, cid: str, path: Path, depth: int

@@ -25,7 +25,9 @@ from .importer import (
     FileBuilder,
     ImportParams,
     import_bytes,
+    import_named_stream,
     import_path,
+    import_paths,
     import_stream,
 )
 
@@ -45,7 +47,9 @@ __all__ = [
     "UnixFSSizeError",
     "cat",
     "import_bytes",
+    "import_named_stream",
     "import_path",
+    "import_paths",
     "import_stream",
     "ls",
     "resolve",

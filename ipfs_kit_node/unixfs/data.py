@@ -23,6 +23,7 @@ class UnixFSData:
     hash_type: int | None = None
     fanout: int | None = None
     mode: int | None = None
+    mtime: tuple[int, int] | None = None  # (seconds, nanoseconds): UnixFS 1.5
 
     def encode(self) -> bytes:
         out = bytearray(int_field(1, self.type))
@@ -35,6 +36,8 @@ class UnixFSData:
         for number, value in ((5, self.hash_type), (6, self.fanout), (7, self.mode)):
             if value is not None:
                 out += int_field(number, value)
+        if self.mtime is not None:
+            out += bytes_field(8, encode_mtime(*self.mtime))
         return bytes(out)
 
     @property
@@ -45,6 +48,33 @@ class UnixFSData:
         return len(self.data) + sum(self.blocksizes)
 
 
+def encode_mtime(seconds: int, nanos: int = 0) -> bytes:
+    """UnixTime {int64 Seconds = 1; fixed32 FractionalNanoseconds = 2}, nanos only when set."""
+    out = int_field(1, seconds)
+    if nanos:
+        out += b"\x15" + nanos.to_bytes(4, "little")
+    return out
+
+
+def decode_mtime(data: bytes) -> tuple[int, int]:
+    """The inverse of encode_mtime (fixed32 is the one non-varint field UnixFS has)."""
+    seconds, nanos, pos = 0, 0, 0
+    while pos < len(data):
+        key, pos = read_varint(data, pos)
+        if key == 0x08:
+            seconds, pos = read_varint(data, pos)
+            if seconds >= 1 << 63:
+                seconds -= 1 << 64
+        elif key == 0x15 and pos + 4 <= len(data):
+            nanos = int.from_bytes(data[pos:pos + 4], "little")
+            pos += 4
+        else:
+            raise CodecError(f"malformed mtime (field key {key})")
+    if nanos >= 10**9:
+        raise CodecError(f"mtime nanoseconds {nanos} out of range")
+    return seconds, nanos
+
+
 def decode(data: bytes, cid: object = "?") -> UnixFSData:
     try:
         kind: int | None = None
@@ -52,6 +82,7 @@ def decode(data: bytes, cid: object = "?") -> UnixFSData:
         filesize: int | None = None
         blocksizes: list[int] = []
         hash_type = fanout = mode = None
+        mtime: tuple[int, int] | None = None
         for number, value in fields(data):
             if number == 1 and isinstance(value, int):
                 kind = value
@@ -73,12 +104,13 @@ def decode(data: bytes, cid: object = "?") -> UnixFSData:
                 fanout = value
             elif number == 7 and isinstance(value, int):
                 mode = value
-            elif number == 8:
-                pass  # mtime: not used when reading
+            elif number == 8 and isinstance(value, bytes):
+                mtime = decode_mtime(value)
             else:
                 raise CodecError(f"unexpected field {number}")
         if kind is None or kind not in TYPE_NAMES:
             raise CodecError(f"missing or unknown UnixFS type {kind!r}")
-        return UnixFSData(kind, payload, filesize, tuple(blocksizes), hash_type, fanout, mode)
+        return UnixFSData(kind, payload, filesize, tuple(blocksizes), hash_type, fanout, mode,
+                          mtime)
     except CodecError as exc:
         raise CodecError(f"malformed UnixFS data in block {cid}: {exc}") from None

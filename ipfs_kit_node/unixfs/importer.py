@@ -1,17 +1,25 @@
-"""UnixFS import: fixed-size chunks, balanced layout, CIDs identical to Kubo's and Helia's.
+"""UnixFS import: the DAGs ``ipfs add`` makes, CIDs identical to Kubo's and Helia's.
 
 Pure and synchronous: bytes in, blocks out, nothing held but one pending link list per tree
 level, so a file of any size streams through in bounded memory. The rules that decide CIDs
-(matching ipfs-unixfs-importer and go-unixfs):
+(matching ipfs-unixfs-importer and boxo, Kubo's importer):
 
 - each chunk is a leaf: a raw block (raw leaves) or a dag-pb node holding UnixFS
-  ``{Type: File, Data: chunk, filesize}``;
-- a file of one chunk is that leaf itself;
-- leaves are grouped ``max_links`` at a time, left to right, into parent nodes
-  ``{Type: File, filesize, blocksizes}`` whose links have Name "" and Tsize = the child's whole
-  encoded subtree; groups are reduced level by level until one root remains, and a lone last
-  group is still wrapped in a parent, never promoted;
-- directories are ``{Type: Directory}`` nodes with links sorted by name bytes.
+  ``{Type: File, Data: chunk, filesize}`` (``Type: Raw`` in the trickle layout, as boxo);
+- balanced layout: a file of one chunk is that leaf itself; leaves are grouped ``max_links``
+  at a time, left to right, into parent nodes ``{Type: File, filesize, blocksizes}`` whose
+  links have Name "" and Tsize = the child's whole encoded subtree; groups are reduced level by
+  level until one root remains, and a lone last group is still wrapped in a parent;
+- trickle layout (``trickle=True``): see ``_trickle``;
+- directories are ``{Type: Directory}`` nodes with links sorted by name bytes, or HAMT shards
+  once the flat node would pass ``shard_threshold`` (see hamt.py for the layout and the rule);
+- symlinks are ``{Type: Symlink, Data: target}`` nodes; UnixFS 1.5 mode and mtime go on the
+  root node of each entry when asked for (never on a raw block, as boxo).
+
+``ImportParams.kubo`` turns ``ipfs add`` options into parameters with Kubo's implications
+(a non-sha2-256 hash means CIDv1, CIDv1 means raw leaves unless told otherwise, metadata turns
+raw leaves off); ``import_path``/``import_stream``/``import_bytes`` are the one entry point the
+CLI and the RPC ``add`` share.
 """
 
 from __future__ import annotations
@@ -19,46 +27,162 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterator
+import stat
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from multiformats import CID, multihash
+from multiformats import CID
 
 from ..cid import to_cid
 from ..codecs.dagpb import PBLink
 from ..codecs.dagpb import encode as encode_pb
 from ..codecs.varint import encode as varint
-from .data import DIRECTORY, FILE, UnixFSData
+from .data import DIRECTORY, FILE, SYMLINK, UnixFSData
+from .data import RAW as UNIXFS_RAW
+
+#: Hash functions ``--hash`` accepts: name -> multihash code.
+HASHES = {
+    "sha2-256": 0x12,
+    "sha2-512": 0x13,
+    "sha3-256": 0x16,
+    "sha3-512": 0x14,
+    "blake2b-256": 0xB220,
+    "blake2b-512": 0xB240,
+    "blake3": 0x1E,
+}
+#: Kubo's largest inline (identity) CID payload (verifcid.DefaultMaxIdentityDigestSize).
+MAX_INLINE_LIMIT = 128
+SHARD_STRATEGIES = ("links-bytes", "block-bytes")
+
+
+def _digest(name: str, data: bytes) -> bytes:
+    if name == "sha2-256":
+        return hashlib.sha256(data).digest()
+    if name == "blake3":
+        import blake3
+
+        return blake3.blake3(data).digest()
+    if name.startswith("blake2b-"):
+        return hashlib.blake2b(data, digest_size=int(name[8:]) // 8).digest()
+    return hashlib.new(name.replace("sha2-", "sha").replace("sha3-", "sha3_"), data).digest()
 
 
 @dataclass(frozen=True)
 class ImportParams:
+    """How ``add`` builds DAGs; field names follow Kubo's options (``--cid-version`` is
+    ``cid_version``...). Build from CLI/RPC options with ``ImportParams.kubo``."""
+
     cid_version: int = 0
     raw_leaves: bool = False
-    chunk_size: int = 256 * 1024
-    max_links: int = 174
+    chunk_size: int = 256 * 1024  # --chunker size-N
+    max_links: int = 174  # children per file node
     hash: str = "sha2-256"
+    trickle: bool = False
+    inline: bool = False  # identity CIDs for blocks of at most inline_limit bytes
+    inline_limit: int = 32
+    hidden: bool = False  # include dot-files found in folders
+    wrap_with_directory: bool = False
+    preserve_mode: bool = False
+    preserve_mtime: bool = False
+    mode: int | None = None  # --mode: stored on every entry
+    mtime: tuple[int, int] | None = None  # --mtime/--mtime-nsecs
+    shard_threshold: int = 256 * 1024  # a folder over this becomes a HAMT (0: never)
+    shard_strategy: str = "links-bytes"  # how the folder's size is estimated
+    shard_fanout: int = 256
 
     def __post_init__(self) -> None:
         if self.cid_version not in (0, 1):
             raise ValueError("cid_version must be 0 or 1")
-        if self.cid_version == 0 and self.raw_leaves:
-            raise ValueError("raw leaves need CIDv1 (CIDv0 can only name dag-pb blocks)")
+        if self.hash not in HASHES:
+            raise ValueError(f"unrecognized hash function {self.hash!r} (one of "
+                             f"{', '.join(HASHES)})")
+        if self.cid_version == 0 and self.hash != "sha2-256":
+            raise ValueError("CIDv0 only supports sha2-256")
         if not 1 <= self.chunk_size <= 2 * 1024 * 1024 - 256:
             raise ValueError("chunk size must be between 1 byte and 2 MiB - 256 B")
         if self.max_links < 2:
             raise ValueError("max links must be at least 2")
+        if not 0 <= self.inline_limit <= MAX_INLINE_LIMIT:
+            raise ValueError(f"inline limit must be between 0 and {MAX_INLINE_LIMIT} bytes")
+        if self.shard_strategy not in SHARD_STRATEGIES:
+            raise ValueError(f"shard strategy must be one of {', '.join(SHARD_STRATEGIES)}")
+        if self.shard_fanout not in (8, 16, 32, 64, 128, 256, 512, 1024):
+            raise ValueError("HAMT fanout must be a power of 2 between 8 and 1024")
+        if self.mode is not None and not 0 <= self.mode <= 0o7777:
+            raise ValueError(f"mode {self.mode:o} is not a permission mode (0 to 7777 octal)")
+        if self.mtime is not None and not 0 <= self.mtime[1] < 10**9:
+            raise ValueError("mtime nanoseconds must be between 0 and 999999999")
+
+    @property
+    def has_metadata(self) -> bool:
+        return (self.preserve_mode or self.preserve_mtime or self.mode is not None
+                or self.mtime is not None)
+
+    @classmethod
+    def kubo(cls, *, profile: str | None = None, cid_version: int | None = None,
+             raw_leaves: bool | None = None, chunker: str | None = None,
+             hash: str | None = None, trickle: bool | None = None,
+             max_links: int | None = None, inline: bool = False, inline_limit: int = 32,
+             hidden: bool = False, wrap_with_directory: bool = False,
+             preserve_mode: bool = False, preserve_mtime: bool = False,
+             mode: int | None = None, mtime: int | None = None, mtime_nsecs: int | None = None,
+             ) -> ImportParams:
+        """Parameters for ``ipfs add`` options, None meaning "not given", with Kubo's rules:
+        a hash other than sha2-256 implies CIDv1 (refused with an explicit CIDv0); CIDv1
+        implies raw leaves unless raw_leaves is given; mode/mtime turn raw leaves off (refused
+        when raw_leaves=True is explicit). ValueError says what is wrong."""
+        if profile is not None and profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r} (one of {', '.join(PROFILES)})")
+        base = PROFILES[profile] if profile else KUBO_DEFAULT
+        version = cid_version
+        hash_name = (hash or base.hash).lower()
+        if hash_name != "sha2-256":
+            if version == 0:
+                raise ValueError("CIDv0 only supports sha2-256")
+            version = 1
+        raw = raw_leaves
+        if raw is None and not profile and version == 1:
+            raw = True  # Kubo: CIDv1 means raw leaves unless told otherwise
+        if mtime_nsecs and mtime is None:
+            raise ValueError("--mtime-nsecs needs --mtime")
+        metadata = preserve_mode or preserve_mtime or mode is not None or mtime is not None
+        if metadata:
+            if raw:
+                raise ValueError("--raw-leaves can't be used with UnixFS metadata like mode "
+                                 "or modification time")
+            raw = False
+        return cls(
+            cid_version=base.cid_version if version is None else version,
+            raw_leaves=base.raw_leaves if raw is None else raw,
+            chunk_size=parse_chunker(chunker) if chunker else base.chunk_size,
+            max_links=max_links or base.max_links, hash=hash_name,
+            trickle=base.trickle if trickle is None else trickle, inline=inline,
+            inline_limit=inline_limit, hidden=hidden, wrap_with_directory=wrap_with_directory,
+            preserve_mode=preserve_mode, preserve_mtime=preserve_mtime, mode=mode,
+            mtime=None if mtime is None else (mtime, mtime_nsecs or 0),
+            shard_threshold=base.shard_threshold, shard_strategy=base.shard_strategy)
+
+
+def parse_chunker(spec: str) -> int:
+    """A Kubo ``--chunker`` value: ``size-N`` (fixed chunks). ``rabin`` and ``buzhash`` are
+    refused with a clear error (content-defined chunking is not implemented yet)."""
+    kind, _, size = spec.partition("-")
+    if kind == "size" and size.isdigit():
+        return int(size)
+    if kind in ("rabin", "buzhash"):
+        raise ValueError(f"--chunker {kind} is not supported yet (only size-N)")
+    raise ValueError(f"unrecognized chunker {spec!r} (expected size-N)")
 
 
 PROFILES = {
     # Kubo's `ipfs add` default.
     "unixfs-v0-2015": ImportParams(cid_version=0, raw_leaves=False, chunk_size=256 * 1024,
-                                   max_links=174),
+                                   max_links=174, shard_strategy="links-bytes"),
     # IPIP-0499; Helia's default.
     "unixfs-v1-2025": ImportParams(cid_version=1, raw_leaves=True, chunk_size=1024 * 1024,
-                                   max_links=1024),
+                                   max_links=1024, shard_strategy="block-bytes"),
 }
 KUBO_DEFAULT = PROFILES["unixfs-v0-2015"]
 
@@ -78,7 +202,7 @@ class Block:
 
 @dataclass(frozen=True)
 class Entry:
-    """A finished file or directory: its root, DAG size (Tsize) and content size."""
+    """A finished file, folder or symlink: its root, DAG size (Tsize) and content size."""
 
     cid_bytes: bytes
     tsize: int
@@ -92,50 +216,97 @@ class Entry:
 DAG_PB, RAW = 0x70, 0x55
 
 
-def _cid_bytes(data: bytes, codec: int, params: ImportParams) -> bytes:
+def cid_bytes_for(data: bytes, codec: int, params: ImportParams) -> bytes:
+    """The binary CID ``params`` give a block: identity when inlined, v0 only for dag-pb."""
+    if params.inline and len(data) <= params.inline_limit:
+        return b"\x01" + varint(codec) + b"\x00" + varint(len(data)) + data
     if params.hash == "sha2-256":
         mh = b"\x12\x20" + hashlib.sha256(data).digest()
+        if params.cid_version == 0 and codec == DAG_PB:
+            return mh
     else:
-        mh = bytes(multihash.digest(data, params.hash))
-    if params.cid_version == 0 and codec == DAG_PB:
-        return mh
+        digest = _digest(params.hash, data)
+        mh = varint(HASHES[params.hash]) + varint(len(digest)) + digest
     return b"\x01" + varint(codec) + mh
 
 
-def _file_leaf(chunk: bytes) -> bytes:
-    """dag-pb {Data: UnixFS {Type: File, Data: chunk, filesize}} with one copy of the chunk
+_cid_bytes = cid_bytes_for
+
+
+def _file_leaf(chunk: bytes, kind: int = FILE) -> bytes:
+    """dag-pb {Data: UnixFS {Type, Data: chunk, filesize}} with one copy of the chunk
     (the general encoders would copy it three times)."""
     n = varint(len(chunk))
+    head = b"\x08" + bytes((kind,))
     if chunk:
         unixfs_len = 3 + len(n) + len(chunk) + 1 + len(n)
-        return b"".join((b"\x0a", varint(unixfs_len), b"\x08\x02\x12", n, chunk, b"\x18", n))
-    return b"\x0a\x04\x08\x02\x18\x00"
+        return b"".join((b"\x0a", varint(unixfs_len), head, b"\x12", n, chunk, b"\x18", n))
+    return b"\x0a\x04" + head + b"\x18\x00"
 
 
 def _node(links: list[PBLink], unixfs: UnixFSData, params: ImportParams) -> Block:
     data = encode_pb(links, unixfs.encode())
-    return Block(_cid_bytes(data, DAG_PB, params), data)
+    return Block(cid_bytes_for(data, DAG_PB, params), data)
+
+
+@dataclass(frozen=True)
+class Meta:
+    """UnixFS 1.5 metadata for one entry's root node (None: not stored)."""
+
+    mode: int | None = None
+    mtime: tuple[int, int] | None = None
+
+    def __bool__(self) -> bool:
+        return self.mode is not None or self.mtime is not None
+
+
+NO_META = Meta()
+
+
+def meta_for(st: os.stat_result | None, params: ImportParams) -> Meta:
+    """What ``params`` store for a file with status ``st`` (--mode/--mtime win)."""
+    mode = params.mode
+    if mode is None and params.preserve_mode and st is not None:
+        mode = stat.S_IMODE(st.st_mode) or None
+    mtime = params.mtime
+    if mtime is None and params.preserve_mtime and st is not None:
+        mtime = divmod(st.st_mtime_ns, 10**9)
+    return Meta(mode, mtime)
 
 
 class FileBuilder:
-    """Feed chunks, collect the blocks it gives back, then ``finish()`` for the root."""
+    """Balanced layout: feed chunks, collect the blocks it gives back, then ``finish()``.
 
-    def __init__(self, params: ImportParams = KUBO_DEFAULT) -> None:
+    The first leaf is held back until a second chunk comes: if it stays the only one it is
+    the file's root, and carries the file's metadata (a different block)."""
+
+    def __init__(self, params: ImportParams = KUBO_DEFAULT, meta: Meta = NO_META) -> None:
         self.params = params
+        self.meta = meta
         self._levels: list[list[Entry]] = [[]]
         self._reduced: list[int] = [0]  # how many nodes of each level went into a parent
         self._chunks = 0
+        self._first: tuple[bytes, Block] | None = None
+
+    def _leaf(self, chunk: bytes) -> tuple[Block, Entry]:
+        if self.params.raw_leaves:
+            block = Block(cid_bytes_for(chunk, RAW, self.params), chunk)
+            return block, Entry(block.cid_bytes, len(chunk), len(chunk))
+        data = _file_leaf(chunk)
+        block = Block(cid_bytes_for(data, DAG_PB, self.params), data)
+        return block, Entry(block.cid_bytes, len(data), len(chunk))
 
     def add_chunk(self, chunk: bytes) -> list[Block]:
         self._chunks += 1
-        if self.params.raw_leaves:
-            block = Block(_cid_bytes(chunk, RAW, self.params), chunk)
-            leaf = Entry(block.cid_bytes, len(chunk), len(chunk))
+        block, leaf = self._leaf(chunk)
+        out: list[Block] = []
+        if self._chunks == 1:
+            self._first = (chunk, block)
         else:
-            data = _file_leaf(chunk)
-            block = Block(_cid_bytes(data, DAG_PB, self.params), data)
-            leaf = Entry(block.cid_bytes, len(data), len(chunk))
-        out = [block]
+            if self._first is not None:
+                out.append(self._first[1])
+                self._first = None
+            out.append(block)
         self._push(0, leaf, out)
         return out
 
@@ -144,7 +315,10 @@ class FileBuilder:
         if len(self._levels[level]) == self.params.max_links:
             self._reduce(level, out)
 
-    def _reduce(self, level: int, out: list[Block]) -> None:
+    def _reduce(self, level: int, out: list[Block], meta: Meta = NO_META) -> None:
+        if self._first is not None:
+            out.append(self._first[1])
+            self._first = None
         children = self._levels[level]
         self._levels[level] = []
         self._reduced[level] += len(children)
@@ -153,7 +327,8 @@ class FileBuilder:
         block = _node(
             [PBLink(c.cid_bytes, "", c.tsize) for c in children],
             UnixFSData(FILE, filesize=sum(c.filesize for c in children),
-                       blocksizes=tuple(c.filesize for c in children)),
+                       blocksizes=tuple(c.filesize for c in children),
+                       mode=meta.mode, mtime=meta.mtime),
             self.params,
         )
         out.append(block)
@@ -167,16 +342,81 @@ class FileBuilder:
     def finish(self) -> tuple[list[Block], Entry]:
         out: list[Block] = []
         if self._chunks == 0:  # an empty file is one empty leaf
-            out += self.add_chunk(b"")
+            self.add_chunk(b"")
+        if self._chunks == 1 and self._first is not None:
+            chunk, block = self._first
+            self._first = None
+            if self.meta and not self.params.raw_leaves:
+                data = encode_pb([], UnixFSData(FILE, chunk, len(chunk), mode=self.meta.mode,
+                                                mtime=self.meta.mtime).encode())
+                block = Block(cid_bytes_for(data, DAG_PB, self.params), data)
+            size = len(chunk)
+            return [block], Entry(block.cid_bytes, len(block.data), size)
         level = 0
         while True:
             pending = self._levels[level]
             higher = level + 1 < len(self._levels) and any(self._levels[level + 1:])
             if len(pending) == 1 and self._reduced[level] == 0 and not higher:
                 return out, pending[0]
-            if pending:
-                self._reduce(level, out)
+            if pending:  # the node made here is the root if nothing is above it
+                root = not higher and not any(self._reduced[level + 1:])
+                self._reduce(level, out, self.meta if root else NO_META)
             level += 1
+
+
+#: Subtrees of each depth a trickle node takes before going one deeper (boxo's depthRepeat).
+TRICKLE_REPEAT = 4
+
+
+class _Leaves:
+    """Chunks turned into leaves on demand, with the one-chunk lookahead trickle needs."""
+
+    def __init__(self, chunks: Iterator[bytes], params: ImportParams) -> None:
+        self._chunks = chunks
+        self._params = params
+        self._next = next(chunks, None)
+
+    @property
+    def done(self) -> bool:
+        return self._next is None
+
+    def take(self) -> tuple[Block, Entry]:
+        chunk = self._next
+        assert chunk is not None
+        self._next = next(self._chunks, None)
+        if self._params.raw_leaves:
+            block = Block(cid_bytes_for(chunk, RAW, self._params), chunk)
+            return block, Entry(block.cid_bytes, len(chunk), len(chunk))
+        data = _file_leaf(chunk, UNIXFS_RAW)  # boxo's trickle leaves are UnixFS Raw nodes
+        block = Block(cid_bytes_for(data, DAG_PB, self._params), data)
+        return block, Entry(block.cid_bytes, len(data), len(chunk))
+
+
+def _trickle(leaves: _Leaves, params: ImportParams, max_depth: int, meta: Meta = NO_META
+             ) -> Generator[Block, None, Entry]:
+    """boxo's trickle layout: a node takes up to max_links leaves, then TRICKLE_REPEAT
+    subtrees of depth 1, 2, ... (below ``max_depth``; unbounded at the root) while data lasts.
+    Never reduced to a single leaf; an empty file is a File node with no links. Blocks are
+    yielded as made (memory: one link list per level), the node's Entry returned."""
+    children: list[Entry] = []
+    while len(children) < params.max_links and not leaves.done:
+        block, leaf = leaves.take()
+        yield block
+        children.append(leaf)
+    depth = 1
+    while (max_depth < 0 or depth < max_depth) and not leaves.done:
+        for _ in range(TRICKLE_REPEAT):
+            if leaves.done:
+                break
+            children.append((yield from _trickle(leaves, params, depth)))
+        depth += 1
+    block = _node([PBLink(c.cid_bytes, "", c.tsize) for c in children],
+                  UnixFSData(FILE, filesize=sum(c.filesize for c in children),
+                             blocksizes=tuple(c.filesize for c in children),
+                             mode=meta.mode, mtime=meta.mtime), params)
+    yield block
+    return Entry(block.cid_bytes, len(block.data) + sum(c.tsize for c in children),
+                 sum(c.filesize for c in children))
 
 
 def chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
@@ -195,10 +435,16 @@ def chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
             return
 
 
-def import_stream(stream: BinaryIO, params: ImportParams = KUBO_DEFAULT
-                  ) -> Iterator[Block | Entry]:
-    """Blocks of one file as they are made, then its Entry last."""
-    builder = FileBuilder(params)
+def import_stream(stream: BinaryIO, params: ImportParams = KUBO_DEFAULT,
+                  meta: Meta | None = None) -> Iterator[Block | Entry]:
+    """Blocks of one file as they are made, then its Entry last (``meta``: the file's
+    metadata; by default --mode/--mtime of ``params``)."""
+    meta = meta_for(None, params) if meta is None else meta
+    if params.trickle:
+        leaves = _Leaves(chunks(stream, params.chunk_size), params)
+        yield (yield from _trickle(leaves, params, -1, meta))
+        return
+    builder = FileBuilder(params, meta)
     for chunk in chunks(stream, params.chunk_size):
         yield from builder.add_chunk(chunk)
     blocks, entry = builder.finish()
@@ -213,28 +459,52 @@ def import_bytes(data: bytes, params: ImportParams = KUBO_DEFAULT) -> tuple[list
     return [b for b in items if isinstance(b, Block)], entry
 
 
+def symlink_node(target: bytes, params: ImportParams, meta: Meta = NO_META
+                 ) -> tuple[Block, Entry]:
+    """A UnixFS symlink: the target as stored (bytes: a name need not be UTF-8)."""
+    block = _node([], UnixFSData(SYMLINK, target, mtime=meta.mtime), params)
+    return block, Entry(block.cid_bytes, len(block.data), 0)
+
+
 @dataclass
 class DirectoryBuilder:
+    """A folder's entries; ``finish`` gives a flat node, or a HAMT when over the threshold."""
+
     params: ImportParams = KUBO_DEFAULT
     entries: dict[str, Entry] = field(default_factory=dict)
+    meta: Meta = NO_META
 
     def add(self, name: str, entry: Entry) -> None:
         if not name or "/" in name:
             raise ValueError(f"invalid directory entry name {name!r}")
         self.entries[name] = entry
 
+    def finish_all(self) -> tuple[list[Block], Entry]:
+        """Every block of the folder (sub-shards first, its root last) and its Entry."""
+        from .hamt import build_shard, needs_shard
+
+        filesize = sum(e.filesize for e in self.entries.values())
+        unixfs = UnixFSData(DIRECTORY, mode=self.meta.mode, mtime=self.meta.mtime)
+        if not needs_shard(self.entries, unixfs, self.params):
+            names = sorted(self.entries, key=lambda n: n.encode("utf-8"))
+            links = [PBLink(self.entries[n].cid_bytes, n, self.entries[n].tsize) for n in names]
+            block = _node(links, unixfs, self.params)
+            tsize = len(block.data) + sum(link.tsize or 0 for link in links)
+            return [block], Entry(block.cid_bytes, tsize, filesize)
+        blocks, root = build_shard(self.entries, self.params, self.meta)
+        return blocks, Entry(root.cid_bytes, root.tsize, filesize)
+
     def finish(self) -> tuple[Block, Entry]:
-        names = sorted(self.entries, key=lambda n: n.encode("utf-8"))
-        links = [PBLink(self.entries[n].cid_bytes, n, self.entries[n].tsize) for n in names]
-        block = _node(links, UnixFSData(DIRECTORY), self.params)
-        tsize = len(block.data) + sum(link.tsize or 0 for link in links)
-        return block, Entry(block.cid_bytes, tsize,
-                            sum(e.filesize for e in self.entries.values()))
+        """A flat folder's one block (kept for callers that build small folders)."""
+        blocks, entry = self.finish_all()
+        if len(blocks) != 1:
+            raise ValueError("this folder is HAMT-sharded (several blocks): use finish_all")
+        return blocks[0], entry
 
 
 @dataclass(frozen=True)
 class Added:
-    """One ``added CID NAME`` line: a file or directory finished importing."""
+    """One ``added CID NAME`` line: a file, symlink or folder finished importing."""
 
     name: str
     entry: Entry
@@ -243,28 +513,86 @@ class Added:
 
 def import_path(path: Path, params: ImportParams = KUBO_DEFAULT, name: str | None = None,
                 ) -> Iterator[Block | Added]:
-    """A file or a directory tree: blocks as made, an Added for each file and folder.
+    """A file, symlink or folder tree: blocks as made, an Added for each entry.
 
-    Order as ``ipfs add -r``: a folder's entries in name order, the folder after them.
-    Symlinks are skipped (not followed).
+    Order as ``ipfs add -r``: a folder's entries in name order, the folder after them; with
+    ``wrap_with_directory`` a folder named "" holding the entry comes last. Symlinks are
+    stored as symlinks (never followed); dot-files inside folders only with ``hidden``.
     """
-    name = name if name is not None else path.name
-    if path.is_dir():
-        builder = DirectoryBuilder(params)
-        for child in sorted(os.scandir(path), key=lambda e: e.name.encode("utf-8")):
-            if child.is_symlink():
+    yield from import_paths([path], params, [name if name is not None else path.name])
+
+
+def import_paths(paths: list[Path], params: ImportParams = KUBO_DEFAULT,
+                 names: list[str] | None = None) -> Iterator[Block | Added]:
+    """Several top-level paths, as ``ipfs add A B``; ``wrap_with_directory`` puts them all in
+    one folder (Kubo's -w), whose Added (name "") comes last."""
+    names = names if names is not None else [p.name for p in paths]
+    wrapper = DirectoryBuilder(params)
+    for path, name in zip(paths, names, strict=True):
+        last: Added | None = None
+        for item in _import_tree(path, params, name, top=True):
+            if isinstance(item, Added):
+                last = item
+            yield item
+        if last is not None and params.wrap_with_directory:
+            wrapper.add(name, last.entry)
+    if params.wrap_with_directory:
+        blocks, entry = wrapper.finish_all()
+        yield from blocks
+        yield Added("", entry, True)
+
+
+def import_named_stream(stream: BinaryIO, name: str, params: ImportParams = KUBO_DEFAULT
+                        ) -> Iterator[Block | Added]:
+    """A stream (stdin) as one file called ``name`` ("" for none: Kubo then prints the CID
+    as its name), wrapped in a folder with ``wrap_with_directory``."""
+    entry: Entry | None = None
+    for made in import_stream(stream, params):
+        if isinstance(made, Entry):
+            entry = made
+        else:
+            yield made
+    assert entry is not None
+    yield Added(name, entry, False)
+    if params.wrap_with_directory:
+        wrapper = DirectoryBuilder(params)
+        wrapper.add(name or to_cid(entry.cid_bytes).encode(), entry)
+        blocks, wrapped = wrapper.finish_all()
+        yield from blocks
+        yield Added("", wrapped, True)
+
+
+def _import_tree(path: Path, params: ImportParams, name: str, top: bool
+                 ) -> Iterator[Block | Added]:
+    st = path.lstat()
+    meta = meta_for(st, params)
+    if stat.S_ISLNK(st.st_mode):
+        block, entry = symlink_node(os.fsencode(os.readlink(path)), params,
+                                    Meta(None, meta.mtime))
+        yield block
+        yield Added(name, entry, False)
+        return
+    if stat.S_ISDIR(st.st_mode):
+        builder = DirectoryBuilder(params, meta=meta)
+        with os.scandir(path) as it:
+            children = sorted(it, key=lambda e: os.fsencode(e.name))
+        for child in children:
+            if child.name.startswith(".") and not params.hidden:
                 continue
             last: Added | None = None
-            for item in import_path(Path(child.path), params, f"{name}/{child.name}"):
+            for item in _import_tree(Path(child.path), params, f"{name}/{child.name}", False):
                 if isinstance(item, Added):
                     last = item
                 yield item
             assert last is not None
             builder.add(child.name, last.entry)
-        block, entry = builder.finish()
-        yield block
+        blocks, entry = builder.finish_all()
+        yield from blocks
         yield Added(name, entry, True)
         return
+    if not stat.S_ISREG(st.st_mode) and not top:
+        return  # sockets, fifos, devices: Kubo skips them too
     with open(path, "rb") as f:
-        for made in import_stream(f, params):
+        for made in import_stream(f, params, meta):
             yield Added(name, made, False) if isinstance(made, Entry) else made
+
