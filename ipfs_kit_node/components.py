@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from libp2p.abc import IHost
 
-from .api.server import Router
 from .config import NodeConfig
 from .metrics import NodeMetrics
 from .pinning.service import PinningService
 from .protocols.bitswap import Bitswap
+from .protocols.dht import Dht
 from .protocols.peers import PeerBook
 from .protocols.pubsub import PubsubService
 from .repo import Repo
@@ -23,9 +23,9 @@ class Components:
     repo: Repo
     host: IHost
     peers: PeerBook
-    router: Router
     metrics: NodeMetrics
     blocks: StoreService  # .store is the TieredStore once the node has started
     fetch: Bitswap  # get/prefetch: blocks from the store, or verified from peers
     pubsub: PubsubService
     pins: PinningService  # queue of pins on Kubo / Cluster (may have no target configured)
+    dht: Dht  # routing (its mode may be "none")

@@ -15,7 +15,7 @@ import trio
 from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
 
-from .api.routes import register_core_routes
+from .api.routes import register_routes
 from .api.server import ApiServer, Router
 from .components import Components
 from .config import NodeConfig
@@ -26,21 +26,17 @@ from .loopwatch import LoopWatch
 from .metrics import NodeMetrics
 from .pinning.service import PinningService
 from .protocols.bitswap import Bitswap
-from .protocols.bitswap.routes import register_bitswap_routes
 from .protocols.connmgr import ConnManager
 from .protocols.dht import Dht, ProvideRoots
-from .protocols.dht.routes import register_dht_routes
 from .protocols.mdns import MdnsDiscovery
 from .protocols.peers import PeerBook
 from .protocols.pubsub import PubsubService
-from .protocols.pubsub.routes import register_pubsub_routes
 from .repo import Repo
 from .roles import load_role
 from .service import Service, TaskStatus
 from .storage.service import StoreService
 from .swarm import Bootstrapper, connect
 from .systemd import SystemdNotifier
-from .unixfs.service import register_unixfs_routes
 
 log = get_logger(__name__)
 
@@ -86,35 +82,31 @@ class Node:
         self.peer_id = self.host.get_id()
         self.peers = PeerBook(self.host)
         self.router = Router()
-        self.blocks = StoreService(repo.path, config.storage, self.router)
+        self.blocks = StoreService(repo.path, config.storage)
         self.loopwatch = LoopWatch()
         self.metrics = NodeMetrics(
             config.role, str(self.peer_id), lambda: len(self.host.get_connected_peers()),
             self.loopwatch,
         )
         self.bitswap = Bitswap(self.host, lambda: self.blocks.store, self.metrics.registry)
-        register_bitswap_routes(self.router, self.bitswap)
         self.dht = Dht(self.host, config.routing.mode, self.peers,
                        reprovide_interval=config.routing.reprovide_interval)
         if config.routing.mode != "none":
             # Blocks no connected peer has are looked up on the DHT.
             self.bitswap.find_providers = self.dht.find_providers
-        register_dht_routes(self.router, self.dht)
         self.pubsub = PubsubService(self.host)
-        register_pubsub_routes(self.router, self.pubsub)
-        register_unixfs_routes(self.router, self.bitswap)
         self.pinning = PinningService(
-            config, repo.path, self.router, lambda: self.blocks.store, self.bitswap,
+            config, repo.path, lambda: self.blocks.store, self.bitswap,
             origins=lambda: peer_addresses(self.host),
             dial=lambda addr: connect(self.host, self.peers, addr, how="routing"))
         self.blocks.remote = self.pinning.remote  # pinned blocks held remotely may be evicted
         self.components = Components(
             config=config, repo=repo, host=self.host, peers=self.peers,
-            router=self.router, metrics=self.metrics, blocks=self.blocks,
-            fetch=self.bitswap, pubsub=self.pubsub, pins=self.pinning,
+            metrics=self.metrics, blocks=self.blocks,
+            fetch=self.bitswap, pubsub=self.pubsub, pins=self.pinning, dht=self.dht,
         )
-        register_core_routes(self.router, self.components)
         self.role = load_role(config.role)(self.components)
+        register_routes(self.router, self.components, self.role)
         self.services: list[Service] = [
             HostService(self.host, config.node.listen),
             self.pubsub,  # before anything dials: it ignores connections made before it

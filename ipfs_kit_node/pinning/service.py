@@ -1,5 +1,6 @@
 """Pinning as a node service: the configured Kubo and Cluster, the durable queue, the store's
-remote tier, and the `pin … --remote`, `pin remote ls` and `pin status` routes."""
+remote tier. Its HTTP routes (`pin … --remote`, `pin remote ls`, `pin status`) live in
+api/routes/pins.py."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..api.server import Request, Response, Router
 from ..config import NodeConfig
-from ..errors import ApiError, IpfsKitError, PinningError
+from ..errors import IpfsKitError, PinningError
 from ..logs import get_logger
 from ..protocols.bitswap import Bitswap
 from ..service import TaskStatus
@@ -29,7 +29,7 @@ log = get_logger(__name__)
 class PinningService:
     name = "pinning"
 
-    def __init__(self, config: NodeConfig, repo: Path, router: Router,
+    def __init__(self, config: NodeConfig, repo: Path,
                  store: Callable[[], TieredStore], fetcher: Bitswap,
                  origins: Callable[[], list[str]],
                  dial: Callable[[str], Any]) -> None:
@@ -62,7 +62,6 @@ class PinningService:
             self.remote = PinnedElsewhere(dict(self.targets), store, fetcher, dial)
             self.queue.listeners.append(self._follow)
             self.queue.before_unpin = self._bring_home
-        self._register(router)
 
     @property
     def configured(self) -> list[str]:
@@ -107,71 +106,12 @@ class PinningService:
     async def pin(self, cid: str, target: str, name: str = "") -> Intent:
         return await self.queue.enqueue("pin", cid, target, name)
 
-    # -- routes ------------------------------------------------------------------------------
-
-    def _target(self, request: Request) -> str:
-        target = request.require("remote")
-        if target not in ("kubo", "cluster"):
-            raise ApiError(f"--remote must be kubo or cluster, got {target!r}", 400)
-        return target
-
-    def _register(self, router: Router) -> None:
-        async def add(request: Request) -> Response:
-            cid = str(request.cid())
-            intent = await self.queue.enqueue("pin", cid, self._target(request),
-                                              request.arg("name") or "")
-            return Response.json(intent.as_json())
-
-        async def rm(request: Request) -> Response:
-            cid = str(request.cid())
-            intent = await self.queue.enqueue("unpin", cid, self._target(request))
-            return Response.json(intent.as_json())
-
-        async def queue_ls(request: Request) -> Response:
-            intents = list(self.queue.intents.values()) if request.flag("all") \
-                else self.queue.pending()
-            return Response.json({"Intents": [i.as_json() for i in
-                                              sorted(intents, key=lambda i: i.at)]})
-
-        async def status(request: Request) -> Response:
-            cid = str(request.cid())
-            remote: dict[str, Any] = {}
-            for name, target in sorted(self.targets.items()):
-                try:
-                    remote[name] = {"Pinned": await target.is_pinned(cid)}
-                except IpfsKitError as exc:
-                    remote[name] = {"Error": str(exc)}
-            return Response.json({"Cid": cid, "Intents": [
-                i.as_json() for i in self.queue.status(cid)], "Remote": remote})
-
-        async def pins(request: Request) -> Response:
-            """What the remote holds, streamed as JSON lines."""
-            target = self._target(request)
-            if target not in self.targets:
-                raise PinningError(f"no {target} is configured; set [pinning] {target}_api")
-            lines = self._kubo_pins() if target == "kubo" else self._cluster_pins()
-            first = await anext(lines, None)  # errors before the first line get a status
-
-            async def body() -> AsyncIterator[bytes]:
-                if first is not None:
-                    yield first
-                async for line in lines:
-                    yield line
-
-            return Response(body=body(), content_type="application/x-ndjson")
-
-        router.add("POST", "/api/v0/pin/remote/add", add)
-        router.add("POST", "/api/v0/pin/remote/rm", rm)
-        router.add("POST", "/api/v0/pin/remote/ls", queue_ls)
-        router.add("POST", "/api/v0/pin/remote/status", status)
-        router.add("POST", "/api/v0/pin/remote/pins", pins)
-
-    async def _kubo_pins(self) -> AsyncIterator[bytes]:
+    async def kubo_pins(self) -> AsyncIterator[bytes]:
         client: Any = self.targets["kubo"].client
         async for cid, kind in client.pin_ls():
             yield json.dumps({"Cid": cid, "Type": kind}).encode() + b"\n"
 
-    async def _cluster_pins(self) -> AsyncIterator[bytes]:
+    async def cluster_pins(self) -> AsyncIterator[bytes]:
         client: Any = self.targets["cluster"].client
         async for info in client.pins():
             statuses = sorted({p.status for p in info.peer_map.values()})

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ConfigError
+from ..service import Service
 
 if TYPE_CHECKING:
     from ..components import Components
-    from ..service import Service
+    from .mesh import TaskBackend
+
+
+class Role(Service, Protocol):
+    """A Service with the task backend the API's task routes call (a master answers, the
+    other roles forward to a master)."""
+
+    tasks: TaskBackend
 
 ROLES = {
     "master": "ipfs_kit_node.roles.master:MasterRole",
@@ -23,11 +31,11 @@ ROLES = {
 }
 
 
-def load_role(name: str) -> Callable[[Components], Service]:
+def load_role(name: str) -> Callable[[Components], Role]:
     try:
         module, _, attr = ROLES[name].partition(":")
     except KeyError:
         raise ConfigError("--role", "role", f"unknown role {name!r} (known: {', '.join(ROLES)})"
                           ) from None
-    factory: Callable[[Components], Service] = getattr(importlib.import_module(module), attr)
+    factory: Callable[[Components], Role] = getattr(importlib.import_module(module), attr)
     return factory

@@ -16,8 +16,7 @@ from ..logs import get_logger
 from ..protocols.tasks import Result, ResultBatch, Task, TaskBatch
 from ..protocols.tasks.frames import Frame, Hello
 from ..service import TaskStatus
-from .mesh import Heartbeats, MasterLink, Topics, decode_quietly, forever, own_origins
-from .routes import register_task_routes
+from .mesh import Heartbeats, MasterLink, TaskBackend, Topics, decode_quietly, forever
 from .submitter import RemoteTasks
 
 
@@ -34,7 +33,7 @@ class MeshMember:
         self.heartbeats = Heartbeats(c, self.topics, self.capacity, self.running_count)
         self.remote = RemoteTasks(self.link, self.heartbeats.board,
                                   c.config.tasks.heartbeat_timeout)
-        register_task_routes(c.router, self.remote, self.me, lambda: own_origins(c))
+        self.tasks: TaskBackend = self.remote  # the task routes forward to a master
 
     def capacity(self) -> int:
         return 0

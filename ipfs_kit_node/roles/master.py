@@ -52,14 +52,13 @@ from ..unixfs.exporter import fetch_dag
 from .journal import TaskJournal, final_record, submit_record
 from .mesh import (
     Heartbeats,
+    TaskBackend,
     TaskError,
     Topics,
     UnknownTaskError,
     decode_quietly,
     forever,
-    own_origins,
 )
-from .routes import register_task_routes
 from .scheduler import Record, Scheduler, State
 from .state import cluster_state, export_in_child
 
@@ -138,7 +137,7 @@ class MasterRole:
         self._pin_queue: trio.MemoryReceiveChannel[str]
         self._pins, self._pin_queue = trio.open_memory_channel(10_000)
         self.log = log.bind(role="master")
-        register_task_routes(c.router, self, self.me, lambda: own_origins(c))
+        self.tasks: TaskBackend = self  # the task routes answer from this scheduler
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -248,7 +248,7 @@ def test_submissions_are_bounded_in_size() -> None:
     import pytest
 
     from ipfs_kit_node.roles.mesh import TaskError
-    from ipfs_kit_node.roles.routes import parse_submission
+    from ipfs_kit_node.roles.submission import parse_submission
 
     ok_task = parse_submission({"handler": "noop", "params": {"x": "y" * 8000}}, "me", (), 0.0)
     assert ok_task.handler == "noop"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ...api.server import Request, Response, Router
-from .network import Bitswap
+from ...protocols.bitswap import Bitswap
+from ..server import Request, Response, Router
 
 
 def register_bitswap_routes(router: Router, bitswap: Bitswap) -> None:

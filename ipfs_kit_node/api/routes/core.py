@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from ..components import Components
-from ..host import AGENT_VERSION, peer_addresses
-from ..protocols.peers import PeerRecord
-from ..swarm import connect
-from .server import Request, Response, Router
+from ...components import Components
+from ...host import AGENT_VERSION, peer_addresses
+from ...protocols.peers import PeerRecord
+from ...swarm import connect
+from ..server import Request, Response, Router
 
 
 def register_core_routes(router: Router, c: Components) -> None:

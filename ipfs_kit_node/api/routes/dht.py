@@ -5,9 +5,9 @@ from __future__ import annotations
 import trio
 from libp2p.peer.id import ID
 
-from ...api.server import Request, Response, Router
 from ...errors import ApiError
-from .service import Dht
+from ...protocols.dht import Dht
+from ..server import Request, Response, Router
 
 LOOKUP_TIMEOUT = 30.0
 MAX_PEER_ID_LENGTH = 128  # an Ed25519 peer ID is 52 characters, an RSA one 46

@@ -7,9 +7,9 @@ import base64
 import json
 from collections.abc import AsyncIterator
 
-from ...api.server import Request, Response, Router
 from ...errors import ApiError
-from .service import MAX_MESSAGE_BYTES, PubsubService
+from ...protocols.pubsub.service import MAX_MESSAGE_BYTES, PubsubService
+from ..server import Request, Response, Router
 
 
 def _b64(data: bytes) -> str:

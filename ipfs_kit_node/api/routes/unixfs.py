@@ -8,8 +8,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..api.server import Request, Response, Router
-from .exporter import BlockGetter, Node, Pacer, cat, ls, resolve
+from ...unixfs.exporter import BlockGetter, Node, Pacer, cat, ls, resolve
+from ..server import Request, Response, Router
 
 #: Bytes of listing gathered into one chunk of the response body; with ``stream=true`` what
 #: is ready goes out at least this often (entries resolved from peers may come slowly).

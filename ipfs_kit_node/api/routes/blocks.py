@@ -1,0 +1,119 @@
+"""repo, block and (local) pin routes over the node's block store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from multiformats import CID, multihash
+
+from ...errors import ApiError, BlockNotFoundError
+from ...storage.blocks import to_cid
+from ...storage.frames import FrameDecoder
+from ...storage.service import StoreService
+from ...storage.store import TieredStore
+from ..server import Request, Response, Router
+
+
+def register_block_routes(router: Router, blocks: StoreService, repo: Path) -> None:
+    BlockRoutes(blocks, repo).register(router)
+
+
+class BlockRoutes:
+    def __init__(self, blocks: StoreService, repo: Path) -> None:
+        self._blocks = blocks
+        self._repo = repo
+
+    @property
+    def store(self) -> TieredStore:
+        return self._blocks.store
+
+    def register(self, router: Router) -> None:
+        routes = {
+            "repo/stat": self._repo_stat, "repo/gc": self._repo_gc,
+            "repo/verify": self._repo_verify, "block/put": self._block_put,
+            "block/get": self._block_get, "block/stat": self._block_stat,
+            "block/rm": self._block_rm, "pin/add": self._pin_add, "pin/rm": self._pin_rm,
+            "pin/ls": self._pin_ls,
+        }
+        for path, handler in routes.items():
+            router.add("POST", f"/api/v0/{path}", handler)
+        router.add("POST", "/api/v0/block/put-many", self._block_put_many, streaming=True)
+
+    async def _repo_stat(self, request: Request) -> Response:
+        stats = self.store.stats()
+        return Response.json({
+            "RepoSize": stats.disk.bytes, "StorageMax": stats.max_size,
+            "NumObjects": stats.disk.blocks, "RepoPath": str(self._repo),
+            "Tiers": stats.as_dict(),
+        })
+
+    async def _repo_gc(self, request: Request) -> Response:
+        result = await self.store.gc(full=request.flag("full"))
+        return Response.json({"Removed": result.removed, "Freed": result.freed,
+                              "EvictedToRemote": result.evicted_to_remote,
+                              "Remaining": result.remaining})
+
+    async def _repo_verify(self, request: Request) -> Response:
+        result = await self.store.verify()
+        return Response.json({"Checked": result.checked, "Corrupt": result.corrupt,
+                              "Missing": result.missing, "Ok": result.ok})
+
+    async def _block_put(self, request: Request) -> Response:
+        codec = request.arg("cid-codec", "raw") or "raw"
+        hashfun = request.arg("mhtype", "sha2-256") or "sha2-256"
+        try:
+            cid = CID("base32", 1, codec, multihash.digest(request.body, hashfun))
+        except Exception as exc:
+            raise ApiError(f"cannot make a CID with codec {codec} and hash {hashfun}: {exc}",
+                           400) from None
+        await self.store.put(cid, request.body)
+        if request.flag("pin"):
+            await self.store.pin(cid, recursive=False)
+        return Response.json({"Key": str(cid), "Size": len(request.body)})
+
+    async def _block_put_many(self, request: Request) -> Response:
+        """Frames of (CID, bytes), each verified and stored as it arrives; ``pin-last``
+        pins the last block recursively (an importer sends the root last)."""
+        assert request.chunks is not None
+        decoder = FrameDecoder()
+        stored = new = 0
+        last: CID | None = None
+        async for chunk in request.chunks:
+            for cid_bytes, data in decoder.feed(chunk):
+                last = to_cid(cid_bytes)
+                new += await self.store.put(last, data)
+                stored += 1
+        decoder.close()
+        if request.flag("pin-last") and last is not None:
+            await self.store.pin(last, recursive=True)
+        return Response.json({"Blocks": stored, "New": new,
+                              "Last": str(last) if last else None})
+
+    async def _block_get(self, request: Request) -> Response:
+        data = await self.store.get(request.cid())
+        return Response(body=data, content_type="application/octet-stream")
+
+    async def _block_stat(self, request: Request) -> Response:
+        cid = request.cid()
+        return Response.json({"Key": str(cid), "Size": await self.store.size(cid)})
+
+    async def _block_rm(self, request: Request) -> Response:
+        cid = request.cid()
+        if not await self.store.delete(cid):
+            raise BlockNotFoundError(str(cid))
+        return Response.json({"Hash": str(cid)})
+
+    async def _pin_add(self, request: Request) -> Response:
+        cid = request.cid()
+        await self.store.pin(cid, recursive=request.arg("recursive", "true") != "false")
+        return Response.json({"Pins": [str(cid)]})
+
+    async def _pin_rm(self, request: Request) -> Response:
+        cid = request.cid()
+        await self.store.unpin(cid)
+        return Response.json({"Pins": [str(cid)]})
+
+    async def _pin_ls(self, request: Request) -> Response:
+        return Response.json({"Keys": {cid: {"Type": mode}
+                                       for cid, mode in sorted(self.store.pins().items())}})
+
