@@ -123,8 +123,8 @@ async def test_provider_found_through_bootstrap_server() -> None:
         # The record is keyed by the multihash, as Kubo and Helia key it. ADD_PROVIDER is
         # fire-and-forget: provide() returns once sent, so wait for the server to store it.
         assert provider_key(cid) == bytes(cid.digest)
-        assert boot.dht.kad is not None
-        store = boot.dht.kad.provider_store
+        assert boot.dht.lan is not None
+        store = boot.dht.lan.provider_store
         await until(lambda: [p.peer_id for p in store.get_providers(bytes(cid.digest))]
                     == [provider.id])
 
@@ -151,8 +151,8 @@ async def test_cidv0_and_cidv1_share_providers() -> None:
         v1 = CID("base32", 1, "dag-pb", v0.digest)
 
         await provider.dht.provide(v1)
-        assert boot.dht.kad is not None
-        store = boot.dht.kad.provider_store
+        assert boot.dht.lan is not None
+        store = boot.dht.lan.provider_store
         await until(lambda: bool(store.get_providers(bytes(v0.digest))))
         with trio.fail_after(2):
             found = await collect(finder.dht, v0)
@@ -172,12 +172,12 @@ async def test_providers_are_deduplicated() -> None:
         cid = random_cid()
         await provider.dht.provide(cid)
         await until(lambda: all(
-            s.dht.kad is not None and s.dht.kad.provider_store.get_providers(bytes(cid.digest))
+            s.dht.lan is not None and s.dht.lan.provider_store.get_providers(bytes(cid.digest))
             for s in (s1, s2)))
 
         # py-libp2p itself returns the provider once per server that knew it...
-        assert raw_finder.dht.kad is not None
-        raw = await raw_finder.dht.kad.provider_store.find_providers(bytes(cid.digest))
+        assert raw_finder.dht.lan is not None
+        raw = await raw_finder.dht.lan.provider_store.find_providers(bytes(cid.digest))
         assert [p.peer_id for p in raw] == [provider.id, provider.id]
         # ...the service yields it once.
         with trio.fail_after(2):
@@ -198,8 +198,8 @@ async def test_roots_are_reprovided() -> None:
         early, late = random_cid(), random_cid()
         provider.dht.add_provided(early)
         await provider.connect(boot)
-        assert boot.dht.kad is not None
-        store = boot.dht.kad.provider_store
+        assert boot.dht.lan is not None
+        store = boot.dht.lan.provider_store
 
         def known(cid: CID) -> bool:
             return any(p.peer_id == provider.id for p in store.get_providers(bytes(cid.digest)))
@@ -259,7 +259,7 @@ async def test_connected_servers_join_the_routing_table() -> None:
 
 async def test_mode_none_is_inert() -> None:
     async with network("dhtserver", "none") as (boot, inert):
-        assert inert.dht.kad is None
+        assert inert.dht.lan is None
         assert KAD_PROTOCOL not in inert.host.get_mux().get_protocols()
         await inert.connect(boot)
         await until(lambda: boot.id in inert.host.get_connected_peers())
@@ -269,8 +269,8 @@ async def test_mode_none_is_inert() -> None:
         assert await collect(inert.dht, cid) == []
         assert await inert.dht.find_peer(boot.id) is None
         assert inert.dht.routing_table_peers() == []
-        assert boot.dht.kad is not None
-        assert not boot.dht.kad.provider_store.get_providers(bytes(cid.digest))
+        assert boot.dht.lan is not None
+        assert not boot.dht.lan.provider_store.get_providers(bytes(cid.digest))
         assert await inert.stop_dht() < 0.5
 
 

@@ -1,21 +1,31 @@
-"""The trio shell around py-libp2p's KadDHT: what the library leaves to its caller.
+"""The trio shell around py-libp2p's KadDHT: a dual DHT as Kubo runs it, and what the library
+leaves to its caller.
 
-py-libp2p 0.8.1 speaks ``/ipfs/kad/1.0.0`` compatibly with Kubo and Helia, but it only puts
-peers in the routing table when they query us or turn up in a lookup, so a node that has just
-dialled its bootstrap peer has an empty table. It returns the same provider once per peer that
-answered, and it takes keys as strings it guesses the meaning of. This shell adds connected
-kad-speaking peers to the table, uses the CID's multihash as the provider key (as Kubo and
-Helia do), de-duplicates providers and leaves their addresses in the peerstore so Bitswap can
-dial them, and re-announces the roots we provide.
+Kubo runs two Kademlia DHTs: the LAN one (``/ipfs/lan/kad/1.0.0``) for peers reached at
+private or loopback addresses, and the WAN one (``/ipfs/kad/1.0.0``) for peers with public
+addresses; on a LAN or loopback it keeps its provider records in the LAN one. We run both: each
+py-libp2p KadDHT sees the host through a view that renames its protocol and shows it only the
+peers of its class that serve it (py-libp2p would otherwise query every connected peer, DHT or
+not). Provide goes to both, lookups ask both and merge.
+
+py-libp2p only puts peers in the routing table when they query us or turn up in a lookup, so a
+node that has just dialled its bootstrap peer has an empty table. It returns the same provider
+once per peer that answered, and it takes keys as strings it guesses the meaning of. This shell
+adds connected DHT servers to the tables, uses the CID's multihash as the provider key (as Kubo
+and Helia do), de-duplicates providers and leaves their addresses in the peerstore so Bitswap
+can dial them, and re-announces the roots we provide.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import ipaddress
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import multiaddr
 import trio
 from libp2p.abc import IHost, INetConn, INetStream, INetwork
+from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.common import PROTOCOL_ID
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
@@ -34,7 +44,8 @@ from ..peers import PeerBook
 log = get_logger(__name__)
 
 MODES = {"dhtserver": DHTMode.SERVER, "dhtclient": DHTMode.CLIENT}
-KAD_PROTOCOL = str(PROTOCOL_ID)
+KAD_PROTOCOL = str(PROTOCOL_ID)  # the WAN DHT
+LAN_KAD_PROTOCOL = "/ipfs/lan/kad/1.0.0"
 # Kubo's default Reprovider.Interval; provider records expire after 48 h on servers.
 REPROVIDE_INTERVAL = 12 * 3600.0
 # Identify runs right after connect; these waits cover a slow or busy peer (~8 s in all).
@@ -46,21 +57,99 @@ PROVIDER_ADDR_LOOKUP_TIMEOUT = 5.0
 JOIN_QUEUE = 1024
 
 
+def is_public(addr: multiaddr.Multiaddr) -> bool | None:
+    """Whether an IP address in ``addr`` is globally routable; None if it has no IP address
+    (DNS names count as public, as in go-libp2p's manet.IsPublicAddr)."""
+    for proto in ("ip4", "ip6"):
+        try:
+            text = addr.value_for_protocol(proto)
+        except Exception:
+            continue
+        if text:
+            return ipaddress.ip_address(text).is_global
+    text = str(addr)
+    return True if text.startswith(("/dns", "/dnsaddr")) else None
+
+
+class _PeerstoreView:
+    """The peerstore one DHT of the pair sees: its protocol under the WAN name py-libp2p
+    checks, and only the peers it may query."""
+
+    def __init__(self, view: _HostView) -> None:
+        self._view = view
+        self._store = view.host.get_peerstore()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def get_protocols(self, peer_id: ID) -> list[str]:
+        return [self._view.public_name(p) for p in self._store.get_protocols(peer_id)]
+
+    def peer_ids(self) -> list[ID]:
+        return [p for p in self._store.peer_ids() if self._view.admits(p)]
+
+
+class _HostView:
+    """The host as one DHT of the pair sees it (py-libp2p hard-codes ``/ipfs/kad/1.0.0``):
+    streams and handlers under this DHT's protocol, and connected peers limited to those of
+    its address class that serve it."""
+
+    def __init__(self, host: IHost, protocol: str, admits: Callable[[ID], bool]) -> None:
+        self.host = host
+        self.protocol = protocol
+        self.admits = admits
+        self._peerstore = _PeerstoreView(self)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.host, name)
+
+    def private_name(self, protocol: str) -> str:
+        return self.protocol if str(protocol) == KAD_PROTOCOL else str(protocol)
+
+    def public_name(self, protocol: str) -> str:
+        return KAD_PROTOCOL if str(protocol) == self.protocol else \
+            ("" if str(protocol) == KAD_PROTOCOL else str(protocol))
+
+    async def new_stream(self, peer_id: ID, protocol_ids: Sequence[Any]) -> INetStream:
+        return await self.host.new_stream(
+            peer_id, [TProtocol(self.private_name(p)) for p in protocol_ids])
+
+    def set_stream_handler(self, protocol_id: Any, handler: Any) -> None:
+        self.host.set_stream_handler(TProtocol(self.private_name(protocol_id)), handler)
+
+    def remove_stream_handler(self, protocol_id: Any) -> None:
+        self.host.remove_stream_handler(TProtocol(self.private_name(protocol_id)))
+
+    def get_connected_peers(self) -> list[ID]:
+        return [p for p in self.host.get_connected_peers() if self.admits(p)]
+
+    def get_peerstore(self) -> _PeerstoreView:
+        return self._peerstore
+
+
 class _KadDHT(KadDHT):
-    """KadDHT that checks identify before adding a peer that queried us.
+    """KadDHT that checks identify (and the address class) before adding a peer that
+    queried us.
 
     py-libp2p adds every peer that opens a kad stream, so DHT clients land in a server's
     table and are handed to others as closer peers, who then dial them in vain. go-libp2p
     checks that the peer serves the protocol; so does this.
     """
 
+    def __init__(self, view: _HostView, mode: DHTMode, name: str) -> None:
+        super().__init__(view, mode)  # type: ignore[arg-type]  # a host in all it uses
+        self.view = view
+        self.name = name
+
     async def add_peer(self, peer_id: ID, *, skip_server_mode_check: bool = False) -> bool:
         del skip_server_mode_check  # the check is never skipped
+        if not self.view.admits(peer_id):
+            return False
         return await super().add_peer(peer_id)
 
     async def handle_stream(self, stream: INetStream) -> None:
         """py-libp2p's handler behind our edge guard: a peer's bad message costs its stream."""
-        await guarded(str(PROTOCOL_ID), super().handle_stream)(stream)
+        await guarded(self.view.protocol, super().handle_stream)(stream)
 
 
 def provider_key(cid: CID) -> bytes:
@@ -70,7 +159,8 @@ def provider_key(cid: CID) -> bytes:
 
 
 class Dht(ConnectionNotifee):
-    """Content and peer routing over Kademlia. A node Service; in mode "none" it is inert."""
+    """Content and peer routing over the LAN and WAN Kademlia DHTs. A node Service; in mode
+    "none" it is inert. ``mode`` (dhtserver or dhtclient) applies to both DHTs."""
 
     name = "dht"
 
@@ -81,32 +171,71 @@ class Dht(ConnectionNotifee):
         self.host = host
         self.mode = mode
         self.reprovide_interval = reprovide_interval
-        # Built now, not in run(): a server registers its kad handler here, so identify
-        # announces /ipfs/kad/1.0.0 to every peer from the first connection on.
-        self.kad: KadDHT | None = _KadDHT(host, MODES[mode]) if mode in MODES else None
+        # Built now, not in run(): a server registers its handlers here, so identify announces
+        # both DHT protocols to every peer from the first connection on.
+        self.lan: KadDHT | None = None
+        self.wan: KadDHT | None = None
+        if mode in MODES:
+            self.lan = _KadDHT(_HostView(host, LAN_KAD_PROTOCOL, self._lan_admits),
+                               MODES[mode], "lan")
+            self.wan = _KadDHT(_HostView(host, KAD_PROTOCOL, self._wan_admits),
+                               MODES[mode], "wan")
         self._peers = peers
         self._provided: dict[bytes, CID] = {}
         self._nursery: trio.Nursery | None = None
         self._table_ready = trio.Event()
         self._join_send, self._join_receive = trio.open_memory_channel[ID](JOIN_QUEUE)
 
+    @property
+    def kads(self) -> list[KadDHT]:
+        return [k for k in (self.lan, self.wan) if k is not None]
+
+    # -- address classes -----------------------------------------------------------------------
+
+    def _serves(self, peer_id: ID, protocol: str) -> bool:
+        try:
+            return protocol in self.host.get_peerstore().get_protocols(peer_id)
+        except Exception:  # not in the peerstore (yet)
+            return False
+
+    def _lan_admits(self, peer_id: ID) -> bool:
+        """A LAN DHT server we reach at a private or loopback address (Kubo's rule)."""
+        if not self._serves(peer_id, LAN_KAD_PROTOCOL):
+            return False
+        conns = self.host.get_network().get_connections(peer_id)
+        addrs = [a for c in conns for a in c.get_transport_addresses()] if conns \
+            else _known_addrs(self.host, peer_id)
+        return any(is_public(a) is False for a in addrs)
+
+    def _wan_admits(self, peer_id: ID) -> bool:
+        """A WAN DHT server with a public address (Kubo's rule), or one that speaks only the
+        WAN DHT whatever its address: Helia and js-ipfs peers on a LAN serve just
+        ``/ipfs/kad/1.0.0``, and Kubo's rule would leave them unreachable."""
+        if not self._serves(peer_id, KAD_PROTOCOL):
+            return False
+        if not self._serves(peer_id, LAN_KAD_PROTOCOL):
+            return True
+        return any(is_public(a) for a in _known_addrs(self.host, peer_id))
+
     # -- service -------------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        if self.kad is None:
+        if self.lan is None or self.wan is None:
             task_status.started()
             await trio.sleep_forever()
+            return
         network = self.host.get_network()
         network.register_notifee(self)
         try:
-            async with background_trio_service(self.kad), trio.open_nursery() as nursery:
+            async with background_trio_service(self.lan), background_trio_service(self.wan), \
+                    trio.open_nursery() as nursery:
                 self._nursery = nursery
                 for peer_id in self.host.get_connected_peers():  # connected before we started
                     self._join_send.send_nowait(peer_id)
                 nursery.start_soon(self._admit_joiners, nursery)
                 nursery.start_soon(keep_running, "dht reprovide", self._reprovide_loop)
-                log.info("dht started", mode=self.mode)
+                log.info("dht started", mode=self.mode, dhts="lan+wan")
                 task_status.started()
         finally:
             self._nursery = None
@@ -119,15 +248,14 @@ class Dht(ConnectionNotifee):
             nursery.start_soon(self._admit, peer_id)
 
     async def _admit(self, peer_id: ID) -> None:
-        """Add a connected peer to the routing table once identify says it is a DHT server
-        (the spec keeps clients out of routing tables)."""
+        """Add a connected peer to the routing table of each DHT it serves once identify has
+        answered (the spec keeps clients out of routing tables)."""
         try:
             await self._admit_checked(peer_id)
         except Exception as exc:  # the edge of this task: one peer, never the node
             log.warning("dht admission failed", peer=str(peer_id), error=repr(exc)[:300])
 
     async def _admit_checked(self, peer_id: ID) -> None:
-        assert self.kad is not None
         peerstore = self.host.get_peerstore()
         for delay in IDENTIFY_POLL:
             if not self.host.get_network().get_connections(peer_id):
@@ -139,48 +267,69 @@ class Dht(ConnectionNotifee):
             if not protocols:  # identify has not answered yet
                 await trio.sleep(delay)
                 continue
-            if KAD_PROTOCOL not in protocols:
-                # A client that queried us before identify answered got in unchecked.
-                self.kad.routing_table.remove_peer(peer_id)
-            elif await self.kad.add_peer(peer_id):
-                log.debug("dht peer added", peer=str(peer_id))
-                self._table_ready.set()
+            for kad in self.kads:
+                assert isinstance(kad, _KadDHT)
+                if not kad.view.admits(peer_id):
+                    # A client that queried us before identify answered got in unchecked.
+                    kad.routing_table.remove_peer(peer_id)
+                elif await kad.add_peer(peer_id):
+                    log.debug("dht peer added", peer=str(peer_id), dht=kad.name)
+                    self._table_ready.set()
             return
         log.debug("no identify answer; peer left out of the routing table", peer=str(peer_id))
 
     def routing_table_peers(self) -> list[ID]:
-        return [] if self.kad is None else self.kad.routing_table.get_peer_ids()
+        """Peers in either routing table, each once."""
+        return list(dict.fromkeys(p for k in self.kads for p in k.routing_table.get_peer_ids()))
 
     # -- content routing -----------------------------------------------------------------------
 
     async def provide(self, cid: CID) -> None:
-        """Announce to the closest DHT servers that we have ``cid``; failures are logged."""
-        if self.kad is None:
-            return
+        """Announce to the closest servers of both DHTs that we have ``cid``; failures are
+        logged."""
         key = provider_key(cid)
-        accepted = await self.kad.provider_store.provide(key)
-        # py-libp2p would also re-announce every key ever provided, 10 min after and then
-        # every 22 h, removed roots included; the reprovide loop here is the one schedule.
-        self.kad.provider_store.providing_keys.discard(key)
-        if not accepted:
+        accepted: list[bool] = []
+
+        async def one(kad: KadDHT) -> None:
+            accepted.append(await kad.provider_store.provide(key))
+            # py-libp2p would also re-announce every key ever provided, 10 min after and then
+            # every 22 h, removed roots included; the reprovide loop here is the one schedule.
+            kad.provider_store.providing_keys.discard(key)
+
+        async with trio.open_nursery() as nursery:
+            for kad in self.kads:
+                nursery.start_soon(one, kad)
+        if self.kads and not any(accepted):
             log.info("provide reached no DHT server", cid=str(cid))
 
     async def find_providers(self, cid: CID, limit: int = 20) -> AsyncIterator[PeerInfo]:
         """Peers that announced ``cid``, each once, never us, each with an address to dial.
 
-        py-libp2p finishes the whole lookup before it returns, so results arrive together.
+        The LAN DHT is asked first (an empty table answers at once), then the WAN one; each
+        provider is passed on as soon as its DHT answers. No nursery here: a caller may stop
+        iterating at any time. py-libp2p finishes a whole lookup before it returns, so one
+        DHT's results arrive together.
         """
-        if self.kad is None:
-            return
-        found = await self.kad.provider_store.find_providers(provider_key(cid), limit)
+        key = provider_key(cid)
         seen = {self.host.get_id()}
-        for info in found:
-            if info.peer_id in seen:
+        given = 0
+        for kad in self.kads:
+            try:
+                found = await kad.provider_store.find_providers(key, limit)
+            except Exception as exc:  # one DHT failing leaves the other's answers
+                log.info("provider lookup failed", cid=str(cid),
+                         dht=getattr(kad, "name", "?"), error=repr(exc)[:300])
                 continue
-            seen.add(info.peer_id)
-            dialable = await self._with_addresses(info)
-            if dialable is not None:
-                yield dialable
+            for info in found:
+                if info.peer_id in seen:
+                    continue
+                seen.add(info.peer_id)
+                dialable = await self._with_addresses(info)
+                if dialable is not None:
+                    yield dialable
+                    given += 1
+                    if given >= limit:
+                        return
 
     async def _with_addresses(self, info: PeerInfo) -> PeerInfo | None:
         if info.addrs:  # the peerstore's TTL is per peer: never refresh it with nothing
@@ -200,10 +349,27 @@ class Dht(ConnectionNotifee):
     # -- peer routing --------------------------------------------------------------------------
 
     async def find_peer(self, peer_id: ID) -> PeerInfo | None:
-        """The peer's addresses: from the routing table or peerstore, else a network lookup."""
-        if self.kad is None:
+        """The peer's addresses: from a routing table or the peerstore, else a lookup on both
+        DHTs at once (the first answer with addresses wins)."""
+        if not self.kads:
             return None
-        return await self.kad.find_peer(peer_id)
+        result: list[PeerInfo] = []
+
+        async def one(kad: KadDHT, scope: trio.CancelScope) -> None:
+            try:
+                info = await kad.find_peer(peer_id)
+            except Exception as exc:
+                log.info("peer lookup failed", peer=str(peer_id),
+                         dht=getattr(kad, "name", "?"), error=repr(exc)[:300])
+                return
+            if info is not None and info.addrs:
+                result.append(info)
+                scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            for kad in self.kads:
+                nursery.start_soon(one, kad, nursery.cancel_scope)
+        return result[0] if result else None
 
     # -- reproviding ---------------------------------------------------------------------------
 
