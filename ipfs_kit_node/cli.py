@@ -17,7 +17,7 @@ from typing import Any
 
 from . import __version__
 from .config import ROLES, Layer, NodeConfig, load_config, parse_table
-from .errors import ConfigError, IpfsKitError
+from .errors import ApiError, ConfigError, IpfsKitError
 
 PROFILE_NAMES = ("unixfs-v0-2015", "unixfs-v1-2025")
 ClientFn = Callable[[argparse.Namespace, Any], int]
@@ -420,17 +420,34 @@ def _bitswap(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
+# `dht findprovs` / `dht findpeer` found nothing (1 is any other failure, 2 a usage error).
+DHT_NOT_FOUND = 3
+
+
 @_client_command("dht")
 def _dht(args: argparse.Namespace, client: Any) -> int:
     if args.dht_command == "findprovs":
-        providers = client.call("dht/findprovs", {"arg": args.cid})["Providers"]
-        for provider in providers:
-            print(provider["ID"])
-        return 0 if providers else 1
+        found = 0
+        with client.stream("dht/findprovs", {"arg": args.cid}) as response:
+            for line in filter(None, response.iter_lines()):
+                for provider in json.loads(line).get("Responses") or []:
+                    print(provider["ID"], flush=True)  # each one as the DHT finds it
+                    found += 1
+        if not found:
+            print("no providers found", file=sys.stderr)
+            return DHT_NOT_FOUND
+        return 0
     if args.dht_command == "provide":
         print(f"provided {client.call('dht/provide', {'arg': args.cid})['Provided']}")
         return 0
-    for addr in client.call("dht/findpeer", {"arg": args.peer})["Addrs"]:
+    try:
+        addrs = client.call("dht/findpeer", {"arg": args.peer})["Addrs"]
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        print(f"peer not found: {args.peer}", file=sys.stderr)
+        return DHT_NOT_FOUND
+    for addr in addrs:
         print(addr)
     return 0
 

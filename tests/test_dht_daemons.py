@@ -40,6 +40,10 @@ def test_dht_commands(daemon: MakeDaemon) -> None:
                       timeout=15)
     missing = "bafkreie5nqv6kd3qnfjupgvz34woh3oksc3iau6abmyajn7qvtf6d2ho34"
     out = worker.cli("dht", "findprovs", missing)
-    assert out.returncode == 1 and out.stdout == ""
+    assert out.returncode == 3 and out.stdout == "", out  # documented: 3 = none found
+    assert "no providers found" in out.stderr
+    unknown = "12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK"
+    lost = worker.cli("dht", "findpeer", unknown)
+    assert lost.returncode == 3 and "peer not found" in lost.stderr, lost
     provided = worker.cli("dht", "provide", missing)
     assert provided.returncode == 0 and missing in provided.stdout

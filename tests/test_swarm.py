@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -38,6 +39,8 @@ def test_twenty_daemons_each_find_a_provider(short_tmp: Path) -> None:
 
 
 def _finds(node: Daemon, cid: str, holder: Daemon) -> bool:
-    with ApiClient(node.repo / "api.sock", node.repo) as client:
-        providers = client.call("dht/findprovs", {"arg": cid})["Providers"]
+    with ApiClient(node.repo / "api.sock", node.repo) as client, \
+            client.stream("dht/findprovs", {"arg": cid}) as response:  # ndjson
+        providers = [r for line in response.iter_lines() if line
+                     for r in json.loads(line)["Responses"]]
     return any(p["ID"] == holder.peer_id for p in providers)

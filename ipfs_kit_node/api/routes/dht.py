@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+
 import trio
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
 
 from ...errors import ApiError
 from ...protocols.dht import Dht
@@ -13,15 +17,39 @@ LOOKUP_TIMEOUT = 30.0
 MAX_PEER_ID_LENGTH = 128  # an Ed25519 peer ID is 52 characters, an RSA one 46
 
 
+PROVIDER_EVENT = 4  # Kubo's routing.QueryEventType for "a provider was found"
+
+
+def provider_line(info: PeerInfo) -> bytes:
+    """One line of Kubo's `routing/findprovs` stream: a provider and its addresses."""
+    return json.dumps({"Extra": "", "ID": "", "Type": PROVIDER_EVENT, "Responses": [
+        {"ID": str(info.peer_id), "Addrs": [str(a) for a in info.addrs]}]}).encode() + b"\n"
+
+
 def register_dht_routes(router: Router, dht: Dht) -> None:
     async def findprovs(request: Request) -> Response:
+        """Streams one JSON object per line as each provider is found (Kubo's shape); an
+        empty body means none within the lookup timeout."""
         cid = request.cid()
         limit = request.int("num-providers", 20, minimum=1, maximum=1000)
-        found = []
-        with trio.move_on_after(LOOKUP_TIMEOUT):
-            async for info in dht.find_providers(cid, limit=limit):
-                found.append({"ID": str(info.peer_id), "Addrs": [str(a) for a in info.addrs]})
-        return Response.json({"Providers": found})
+
+        async def lines() -> AsyncIterator[bytes]:
+            deadline = trio.current_time() + LOOKUP_TIMEOUT
+            found = dht.find_providers(cid, limit=limit)
+            try:
+                while True:
+                    info = None
+                    # The deadline wraps each step, never a yield (a generator may be
+                    # abandoned by a client that hangs up).
+                    with trio.move_on_at(deadline):
+                        info = await anext(found, None)
+                    if info is None:
+                        return
+                    yield provider_line(info)
+            finally:
+                await found.aclose()  # type: ignore[attr-defined]
+
+        return Response(body=lines(), content_type="application/x-ndjson")
 
     async def provide(request: Request) -> Response:
         cid = request.cid()
@@ -44,5 +72,6 @@ def register_dht_routes(router: Router, dht: Dht) -> None:
         raise ApiError(f"peer {peer_id} not found in the DHT", 404)
 
     router.add("POST", "/api/v0/dht/findprovs", findprovs)
+    router.add("POST", "/api/v0/routing/findprovs", findprovs)
     router.add("POST", "/api/v0/dht/provide", provide)
     router.add("POST", "/api/v0/dht/findpeer", findpeer)
