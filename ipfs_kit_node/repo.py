@@ -17,14 +17,14 @@ import fcntl
 import os
 import stat
 from pathlib import Path
-
-from libp2p.crypto.ed25519 import create_new_key_pair
-from libp2p.crypto.keys import KeyPair
-from libp2p.identity_utils import load_identity
+from typing import TYPE_CHECKING
 
 from .errors import RepoError, RepoLockedError, is_disk_full
 from .journal import atomic_write, mkdir_durably
 from .logs import get_logger
+
+if TYPE_CHECKING:
+    from libp2p.crypto.keys import KeyPair
 
 DEFAULT_DIRNAME = ".ipfs-kit-node"
 DATA_DIRS = ("blocks", "datastore")
@@ -130,6 +130,10 @@ class Repo:
 
     def load_or_create_identity(self) -> KeyPair:
         """The node's Ed25519 key: created once, the same peer ID on every start."""
+        # py-libp2p loads here, not at import: client commands import this module too.
+        from libp2p.crypto.ed25519 import create_new_key_pair
+        from libp2p.identity_utils import load_identity
+
         path = self.identity_file
         if not path.exists():
             key_pair = create_new_key_pair()

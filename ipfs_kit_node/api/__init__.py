@@ -1,5 +1,4 @@
-"""The control API: server (in the daemon) and client (in the CLI)."""
+"""The HTTP layer on top of the services: the server and routes (in the daemon) and the client.
 
-from .server import ApiServer, Request, Response, Router
-
-__all__ = ["ApiServer", "Request", "Response", "Router"]
+Nothing is imported here: a client command must not pay for the server's imports.
+"""

@@ -1,0 +1,36 @@
+"""Client commands stay light: they never import what only the daemon needs.
+
+A client command (`id`, `pin ls`, `task submit`...) once took about a second because it
+imported all of py-libp2p through repo.py. This runs the real CLI in a fresh interpreter
+against a repo with no daemon and lists what it imported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DAEMON_ONLY = ("libp2p", "pyarrow", "zeroconf", "prometheus_client", "psutil", "multiformats")
+
+PROBE = """
+import json, sys
+from ipfs_kit_node.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("command", [["id"], ["pin", "ls"], ["task", "list"], ["status"]])
+def test_client_command_imports_nothing_daemon_only(tmp_path: Path, command: list[str]) -> None:
+    out = subprocess.run([sys.executable, "-c", PROBE, *command, "--repo", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert "no ipfs-kit-node daemon is running" in out.stderr
+    loaded = set(json.loads(out.stderr.strip().splitlines()[-1]))
+    assert not loaded & set(DAEMON_ONLY), sorted(loaded & set(DAEMON_ONLY))
