@@ -154,11 +154,24 @@ class ListenError(IpfsKitError):
 
     def __init__(self, address: str, reason: str, key: str = "[node] listen") -> None:
         self.address = address
-        super().__init__(f"cannot listen on {address}: {reason}; free it or change {key} "
-                         "(or --listen)")
+        flag = " (or --listen)" if key == "[node] listen" else ""
+        super().__init__(f"cannot listen on {address}: {reason}; free it or change {key}{flag}")
 
 
 def is_disk_full(exc: BaseException) -> TypeGuard[OSError]:
     """Whether an error is the disk (or the user's quota) being full: the one test every
     layer uses before saying so in its own words."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+class PathNotFoundError(IpfsKitError, LookupError):
+    """A content path names nothing: no such entry in a folder, or a segment past a file."""
+
+    http_status = 404
+
+
+class CarImportError(IpfsKitError, ValueError):
+    """A CAR archive could not be imported (malformed, truncated, or a block that does not
+    match its CID): names the block; blocks stored before it stay, nothing is pinned."""
+
+    http_status = 400
