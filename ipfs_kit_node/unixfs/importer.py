@@ -149,7 +149,7 @@ class ImportParams:
             raise ValueError("--mtime-nsecs needs --mtime")
         metadata = preserve_mode or preserve_mtime or mode is not None or mtime is not None
         if metadata:
-            if raw:
+            if raw_leaves:
                 raise ValueError("--raw-leaves can't be used with UnixFS metadata like mode "
                                  "or modification time")
             raw = False

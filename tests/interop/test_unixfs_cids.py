@@ -91,3 +91,127 @@ def test_directory_of_mixed_files(tmp_path: Path, random_source: bytes, profile:
     assert "tree" in expected
     if profile == "unixfs-v0-2015":  # Kubo's well-known empty directory
         assert got["tree/empty-dir"] == "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"
+
+
+# -- folders: HAMT sharding at each profile's threshold, symlinks, hidden, wrap, metadata -------
+
+
+def _fill(folder: Path, names: range, width: int) -> None:
+    folder.mkdir(exist_ok=True)
+    for i in names:
+        (folder / f"{i:0{width}d}").write_bytes(b"x")
+
+
+def _root(path: Path, params: ImportParams) -> Added:
+    return [i for i in import_path(path, params) if isinstance(i, Added)][-1]
+
+
+def _sharded(path: Path, params: ImportParams) -> bool:
+    from ipfs_kit_node.unixfs.data import HAMT_SHARD, decode
+    from ipfs_kit_node.unixfs.importer import Block
+    from ipfs_kit_node.unixfs.pbscan import split
+
+    root = _root(path, params).entry.cid_bytes
+    block = next(i for i in import_path(path, params)
+                 if isinstance(i, Block) and i.cid_bytes == root)
+    layout = split(block.data, "root")[0]
+    assert layout is not None and layout.data is not None
+    return decode(layout.data).type == HAMT_SHARD
+
+
+# (params, JS options, name length, first entry count that shards). 6-byte names: the counts
+# the issue measured; links-bytes: N * (name + CID bytes) > 256 KiB.
+V1_KUBO = ImportParams.kubo(cid_version=1)
+THRESHOLDS = [
+    (V0, {"profile": "unixfs-v0-2015"}, 6, 6554),
+    (V0, {"profile": "unixfs-v0-2015"}, 20, 262144 // (20 + 34) + 1),
+    (V1_KUBO, {"profile": "unixfs-v0-2015", "cidVersion": 1, "rawLeaves": True}, 6, 6242),
+    (V1, {"profile": "unixfs-v1-2025"}, 6, 5243),
+]
+
+
+@pytest.mark.parametrize(("params", "js_options", "width", "shards_at"), THRESHOLDS,
+                         ids=["v0-6", "v0-20", "v1-kubo-6", "v1-2025-6"])
+def test_hamt_threshold(tmp_path: Path, params: ImportParams, js_options: dict[str, Any],
+                        width: int, shards_at: int) -> None:
+    folder = tmp_path / "d"
+    _fill(folder, range(shards_at - 1), width)
+    for count in (shards_at - 1, shards_at, shards_at + 1):
+        _fill(folder, range(count - 1, count), width)
+        assert _sharded(folder, params) == (count >= shards_at), count
+        expected = js_import(folder, js_options)[-1]["cid"]
+        assert str(_root(folder, params).entry.cid) == expected, count
+
+
+def test_nested_shards_and_symlinks(tmp_path: Path) -> None:
+    """A sharded folder holding a sharded folder, a flat one and symlinks (kept, not
+    followed, dangling ones included)."""
+    root = tmp_path / "top"
+    _fill(root, range(7000), 6)
+    _fill(root / "inner", range(7000), 8)
+    (root / "small").mkdir()
+    (root / "small" / "f").write_bytes(b"small")
+    (root / "link").symlink_to("small/f")
+    (root / "small" / "dangling").symlink_to("../nowhere")
+    for profile in PROFILES:
+        expected = {e["path"]: e["cid"] for e in js_import(root, {"profile": profile})}
+        got = {a.name: str(a.entry.cid) for a in import_path(root, PROFILES[profile])
+               if isinstance(a, Added)}
+        # The JS importer reports files, symlinks and the root (its CID covers the rest).
+        assert {"top", "top/link", "top/small/dangling"} <= expected.keys()
+        assert {path: got[path] for path in expected} == expected, profile
+        assert _sharded(root / "inner", PROFILES[profile])
+
+
+@pytest.mark.slow  # ~2 minutes, most of it making 100,000 files and the JS import
+def test_hundred_thousand_entries(tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    _fill(folder, range(100_000), 6)
+    expected = js_import(folder, {"profile": "unixfs-v0-2015"})[-1]["cid"]
+    assert str(_root(folder, V0).entry.cid) == expected
+
+
+def test_hidden_wrap_and_metadata(tmp_path: Path) -> None:
+    root = tmp_path / "meta"
+    (root / "sub").mkdir(parents=True)
+    for name, mode, secs in (("a", 0o600, 1_600_000_000), ("b.sh", 0o751, 1_700_000_001),
+                             ("sub/c", 0o640, 5)):
+        # Two chunks each: with one, ipfs-unixfs-importer stores the leaf's whole encoded
+        # block as the file's data (boxo puts the metadata on the leaf, as we do).
+        (root / name).write_bytes((name.encode() * 300 * KIB)[:300 * KIB])
+        (root / name).chmod(mode)
+        os.utime(root / name, ns=(0, secs * 10**9 + 123_456_789))
+    (root / ".hidden").write_bytes(b"dot")
+    (root / "sub").chmod(0o700)
+    os.utime(root / "sub", ns=(0, 42 * 10**9))
+    (root / "ln").symlink_to("a")
+    os.utime(root / "ln", ns=(0, 77 * 10**9), follow_symlinks=False)
+    os.utime(root, ns=(0, 99 * 10**9))
+    root.chmod(0o711)  # not 0755: ipfs-unixfs leaves a default mode out, boxo does not
+
+    def js(**options: Any) -> str:
+        return str(js_import(root, {"profile": "unixfs-v0-2015", "skipHidden": True,
+                                    **options})[-1]["cid"])
+
+    assert str(_root(root, V0).entry.cid) == js()
+    with_hidden = ImportParams.kubo(hidden=True)
+    assert str(_root(root, with_hidden).entry.cid) == js(skipHidden=False)
+    both = ImportParams.kubo(preserve_mode=True, preserve_mtime=True)
+    assert str(_root(root, both).entry.cid) == js(preserveMode=True, preserveMtime=True)
+    mtime = ImportParams.kubo(cid_version=1, preserve_mtime=True)
+    assert str(_root(root, mtime).entry.cid) == js(preserveMtime=True, cidVersion=1,
+                                                   rawLeaves=False)
+    wrapped = ImportParams.kubo(wrap_with_directory=True)
+    assert str(_root(root / "a", wrapped).entry.cid) == js_import(
+        root / "a", {"profile": "unixfs-v0-2015", "wrapWithDirectory": True})[-1]["cid"]
+
+
+@pytest.mark.parametrize(("version", "raw"), [(0, False), (1, True)])
+@pytest.mark.parametrize("chunks", [1, 2, 174, 175, 174 + 4 * 174 + 1, 174 * 12 + 5])
+def test_trickle_layout(tmp_path: Path, random_source: bytes, chunks: int, version: int,
+                        raw: bool) -> None:
+    """Kubo's trickle: leaves are UnixFS Raw nodes, a one-chunk file is still a parent."""
+    params = ImportParams(cid_version=version, raw_leaves=raw, chunk_size=KIB, trickle=True)
+    check(tmp_path, random_source[:chunks * KIB - 3], params,
+          {"cidVersion": version, "rawLeaves": raw, "chunkSize": KIB, "trickle": True,
+           "leafType": "raw", "reduceSingleLeafToSelf": False})

@@ -41,7 +41,11 @@ delete opts.preserveMtime
 function meta (st, symlink) {
   const out = {}
   if (preserveMode && !symlink) out.mode = Number(st.mode & 0o7777n)
-  if (preserveMtime) out.mtime = { secs: st.mtimeNs / 1000000000n, nsecs: Number(st.mtimeNs % 1000000000n) }
+  if (preserveMtime) {
+    // As boxo: the nanoseconds only when not 0 (ipfs-unixfs would write a 0 field)
+    const nsecs = Number(st.mtimeNs % 1000000000n)
+    out.mtime = { secs: st.mtimeNs / 1000000000n, ...(nsecs > 0 ? { nsecs } : {}) }
+  }
   return out
 }
 
