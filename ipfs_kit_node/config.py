@@ -313,9 +313,55 @@ class PinningSection:
         True, parse_bool, "let GC evict local copies of blocks pinned remotely")
 
 
+def _check_rpc_address(text: str) -> None:
+    parts = [p.name for p in multiaddr.Multiaddr(text).protocols()]
+    if len(parts) != 2 or parts[0] not in ("ip4", "ip6", "dns", "dns4", "dns6") \
+            or parts[1] != "tcp":
+        raise ValueError("expected /ip4/HOST/tcp/PORT, /ip6/HOST/tcp/PORT or /dns4/HOST/tcp/PORT")
+
+
+def parse_tcp_multiaddrs(value: Any) -> tuple[str, ...]:
+    return _text_list(value, "TCP multiaddr", _check_rpc_address)
+
+
+def parse_strings(value: Any) -> tuple[str, ...]:
+    return _text_list(value, "string", str)
+
+
+def parse_authorizations(value: Any) -> dict[str, dict[str, Any]]:
+    """Kubo's API.Authorizations: ``[api.authorizations.NAME]`` tables of ``secret``
+    (env:VAR, file:PATH or credential:NAME holding bearer:TOKEN or basic:USER:PASS) and
+    ``allowed_paths`` (path prefixes, default ["/api/v0"])."""
+    if not isinstance(value, Mapping):
+        raise _Invalid("expected tables [api.authorizations.NAME] with secret and allowed_paths")
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in value.items():
+        if not isinstance(entry, Mapping) or set(entry) - {"secret", "allowed_paths"}:
+            raise _Invalid(f"{name}: expected secret and allowed_paths only")
+        if "secret" not in entry:
+            raise _Invalid(f"{name}: secret is required")
+        try:
+            secret = parse_secret_ref(entry["secret"])
+        except _Invalid as exc:
+            raise _Invalid(f"{name}.secret: {exc}") from None
+        paths = list(parse_strings(entry.get("allowed_paths", ["/api/v0"])))
+        if not all(p.startswith("/") for p in paths):
+            raise _Invalid(f"{name}.allowed_paths: each must start with /")
+        out[str(name)] = {"secret": secret, "allowed_paths": paths}
+    return out
+
+
 @dataclass(frozen=True)
 class ApiSection:
     socket: str = _setting("api.sock", parse_str, "control API unix socket, relative to the repo")
+    listen: tuple[str, ...] = _setting(
+        ("/ip4/127.0.0.1/tcp/5001",), parse_tcp_multiaddrs,
+        "Kubo RPC on TCP (multiaddrs; [] turns it off; a non-loopback one needs authorizations)")
+    allowed_origins: tuple[str, ...] = _setting(
+        (), parse_strings, "browser origins the RPC accepts besides its own (\"*\": any)")
+    authorizations: Mapping[str, Mapping[str, Any]] | None = _setting(
+        None, optional(parse_authorizations),
+        "[api.authorizations.NAME] secret = env:VAR|file:PATH, allowed_paths = [\"/api/v0\"]")
 
 
 @dataclass(frozen=True)
@@ -496,9 +542,24 @@ def _check_consistency(config: NodeConfig) -> None:
         )
     if not config.node.listen:
         raise ConfigError("effective config", "[node] listen", "at least one address is needed")
+    if not config.api.authorizations:
+        for address in config.api.listen:
+            if not _is_loopback_multiaddr(address):
+                raise ConfigError("effective config", "[api] authorizations",
+                                  f"the RPC listens on {address}, which is not loopback: set "
+                                  "[api.authorizations.NAME] secrets (or listen on 127.0.0.1)")
     pn = config.pinning
     if pn.replication_min is not None and pn.replication_max is not None \
             and pn.replication_min > pn.replication_max:
         raise ConfigError("effective config", "[pinning] replication_min",
                           f"replication_min ({pn.replication_min}) must not exceed "
                           f"replication_max ({pn.replication_max})")
+
+
+def _is_loopback_multiaddr(text: str) -> bool:
+    import ipaddress
+
+    kind, host = multiaddr.Multiaddr(text).items()[0]
+    if kind.name.startswith("dns"):
+        return str(host) == "localhost"
+    return ipaddress.ip_address(str(host)).is_loopback

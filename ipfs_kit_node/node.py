@@ -15,7 +15,9 @@ import trio
 from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
 
+from .api.metrics import HttpMetrics
 from .api.routes import register_routes
+from .api.rpc_policy import rpc_policy
 from .api.server import ApiServer, Router
 from .components import Components
 from .config import NodeConfig
@@ -107,6 +109,11 @@ class Node:
         )
         self.role = load_role(config.role)(self.components)
         register_routes(self.router, self.components, self.role)
+        # The control socket (our CLI) and Kubo's RPC on TCP serve the same routes.
+        self.api = ApiServer(repo.api_socket(config.api.socket), self.router,
+                             listen=config.api.listen, policy=rpc_policy(config.api),
+                             api_file=repo.path / "api",
+                             metrics=HttpMetrics.of(self.metrics.registry))
         self.services: list[Service] = [
             HostService(self.host, config.node.listen),
             self.pubsub,  # before anything dials: it ignores connections made before it
@@ -120,7 +127,7 @@ class Node:
             ProvideRoots(self.dht, lambda: self.blocks.store),
             ConnManager(self.host, self.bitswap, self.peers, config.connmgr,
                         config.node.masters),
-            ApiServer(repo.api_socket(config.api.socket), self.router),
+            self.api,
             self.role,
         ]
         self.notifier = SystemdNotifier()

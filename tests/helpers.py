@@ -79,8 +79,11 @@ class Daemon:
         """Start the process without waiting (see wait_ready): many can boot at once."""
         self.notify = NotifySocket(self.root / f"notify-{self.repo.name}-{time.monotonic_ns()}")
         # mDNS multicasts on every interface: tests keep it off except in their own namespaces.
+        # Many daemons run at once: none may take Kubo's RPC port (5001); port 0 picks a free
+        # one, written to REPO/api (see rpc_url).
         full_env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path),
-                    "IPFS_KIT_ROUTING_MDNS": "false", **(env or {})}
+                    "IPFS_KIT_ROUTING_MDNS": "false",
+                    "IPFS_KIT_API_LISTEN": "/ip4/127.0.0.1/tcp/0", **(env or {})}
         self.launched_at = time.monotonic()
         with open(self.stderr_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -111,6 +114,13 @@ class Daemon:
 
     def cli(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, "--repo", str(self.repo), timeout=timeout)
+
+    @property
+    def rpc_url(self) -> str:
+        """The Kubo RPC's base URL (``http://127.0.0.1:PORT``), from the REPO/api file the
+        daemon writes as Kubo does."""
+        host, port = (self.repo / "api").read_text().split("/")[2::2]
+        return f"http://{host}:{port}"
 
     @property
     def peer_id(self) -> str:

@@ -65,7 +65,7 @@ async def test_routes_keepalive_and_errors(short_tmp: Path) -> None:
         assert json.loads(first.split(b"\r\n\r\n", 1)[1]) == {"arg": ["a", "b"], "body": 3}
         assert second.startswith(b"400")
         assert json.loads(second.split(b"\r\n\r\n", 1)[1]) == {
-            "Message": "you did it wrong", "Code": 0, "Type": "error"}
+            "Message": "you did it wrong", "Code": 1, "Type": "error"}
 
         out = await raw_exchange(path, b"POST /api/v0/nope HTTP/1.1\r\nhost: x\r\n"
                                        b"connection: close\r\n\r\n")

@@ -1,8 +1,11 @@
-"""The control API: HTTP/1.1 (h11, sans-IO) on a unix socket inside the repo.
+"""HTTP/1.1 servers (h11, sans-IO) for the node: the control API on a unix socket inside the
+repo, and the Kubo RPC on TCP multiaddrs, both serving one ``Router``.
 
-Routes are registered on a ``Router`` by whichever service owns them, so a later feature adds
-an endpoint with one ``router.add(...)`` call. Kubo's conventions: ``POST /api/v0/<command>``,
-``arg`` query parameters, JSON bodies, errors as ``{"Message", "Code", "Type": "error"}``.
+``HttpServer`` owns the listeners (unix socket and TCP), the connection loop and the edge
+guard; what a listener lets through (Kubo's Origin/CSRF rule, POST only, auth) is a separate
+``Policy`` object, so the gateway can reuse the listener code with rules of its own.
+Kubo's conventions: ``POST /api/v0/<command>``, ``arg`` query parameters, JSON bodies, errors
+as ``{"Message", "Code", "Type": "error"}``.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -22,9 +27,11 @@ import trio
 from multiformats import CID
 
 from ..cid import to_cid
-from ..errors import ApiError, BlockNotFoundError, IpfsKitError
+from ..errors import ApiError, BlockNotFoundError, IpfsKitError, ListenError
 from ..logs import get_logger
 from ..service import TaskStatus
+from .listen import TcpAddress, bind_tcp
+from .metrics import HttpMetrics
 
 log = get_logger(__name__)
 
@@ -50,6 +57,14 @@ class Request:
     query: dict[str, list[str]]
     body: bytes = b""
     chunks: AsyncIterator[bytes] | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # names lower-cased
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first value of a request header (``name`` in lower case)."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
 
     def arg(self, name: str = "arg", default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -97,7 +112,16 @@ class Response:
 
     @classmethod
     def error(cls, message: str, status: int = 500) -> Response:
-        return cls.json({"Message": message, "Code": 0, "Type": "error"}, status=status)
+        """Kubo's error body; ``Code`` as go-ipfs-cmds sets it (1 the client's mistake,
+        3 not found, 0 anything else)."""
+        code = 1 if status == 400 else 3 if status == 404 else 0
+        return cls.json({"Message": message, "Code": code, "Type": "error"}, status=status)
+
+    @classmethod
+    def text(cls, text: str, status: int) -> Response:
+        """A plain-text answer, as Go's ``http.Error`` writes (Kubo's 403/404/405)."""
+        return cls(status=status, body=text.encode() + b"\n",
+                   content_type="text/plain; charset=utf-8")
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -133,6 +157,13 @@ class Router:
     def is_streaming(self, method: str, path: str) -> bool:
         return (method, path) in self._streaming
 
+    def has(self, path: str) -> bool:
+        return path in self._routes
+
+    def route_label(self, method: str, path: str) -> str:
+        """The metrics label of a request: its route, or "other" (bounded cardinality)."""
+        return path if path in self._routes else "other"
+
     async def dispatch(self, request: Request) -> Response:
         methods = self._routes.get(request.path)
         if methods is None:
@@ -155,40 +186,187 @@ class Router:
             return Response.error(f"{request.path}: internal error: {_describe(exc)}", 500)
 
 
-class ApiServer:
-    """Serves a Router on a unix socket (mode 0600) for the node's lifetime."""
+class Policy(Protocol):
+    """What one listener lets through, checked before a request reaches the router."""
 
-    name = "api"
+    #: "trailer": a streamed body that fails sends Kubo's ``X-Stream-Error`` trailer and ends
+    #: the chunked body; "abort": the connection is cut without the last chunk.
+    stream_errors: str
 
-    def __init__(self, socket_path: Path, router: Router) -> None:
-        self.socket_path = socket_path
+    def admit(self, request: Request) -> Response | None:
+        """None to let the request through, else the answer that refuses it."""
+
+    def not_found(self, request: Request) -> Response:
+        """The answer for a path no route serves."""
+
+
+class SocketPolicy:
+    """The unix socket: reachable only by the repo's owner (mode 0600), so no browser rules;
+    errors as JSON, a failed stream aborted (our CLI sees a broken transfer)."""
+
+    stream_errors = "abort"
+
+    def admit(self, request: Request) -> Response | None:
+        return None
+
+    def not_found(self, request: Request) -> Response:
+        return Response.error(f"{request.path}: no such command", status=404)
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """One ``[api] authorizations`` entry: the ``Authorization`` header it accepts and the path
+    prefixes it opens (Kubo's API.Authorizations)."""
+
+    name: str
+    header: str
+    allowed_paths: tuple[str, ...] = ("/api/v0",)
+
+
+#: Paths any caller may reach even when authorizations are set (Kubo lets `version` through).
+OPEN_PATHS = ("/api/v0/version",)
+DENIED = ("Kubo RPC Access Denied: Please provide a valid authorization token as defined in "
+          "the API.Authorizations configuration.")
+
+
+class RpcPolicy:
+    """Kubo's RPC rules on TCP: a browser request (``Origin`` or ``Referer`` header) only from
+    an allowed origin (go-ipfs-cmds' CSRF rule), ``/api/v0`` by POST only, and with
+    authorizations configured the ``Authorization`` header must match one of them."""
+
+    stream_errors = "trailer"
+
+    def __init__(self, allowed_origins: Sequence[str] = (),
+                 authorizations: Sequence[Authorization] = ()) -> None:
+        self.allowed_origins = set(allowed_origins)
+        self.authorizations = {a.header: a for a in authorizations}
+
+    def allow_origin(self, origin: str) -> None:
+        """Add an origin (the server adds its own bound addresses, as Kubo does)."""
+        self.allowed_origins.add(origin)
+
+    def _origin_ok(self, origin: str) -> bool:
+        return "*" in self.allowed_origins or origin in self.allowed_origins
+
+    def admit(self, request: Request) -> Response | None:
+        origin = request.header("origin")
+        referer = request.header("referer")
+        if referer is not None:
+            parts = urlsplit(referer)
+            referer = f"{parts.scheme}://{parts.netloc}"
+        if (origin is not None and not self._origin_ok(origin)) or \
+                (referer is not None and not self._origin_ok(referer)):
+            log.warning("RPC refused a browser request (possible CSRF)", path=request.path,
+                        origin=(origin or referer or "")[:200])
+            return Response.text("403 - Forbidden", 403)
+        if request.method == "OPTIONS":  # a CORS preflight from an allowed origin
+            return Response(status=200, content_type="text/plain", headers=self._cors(origin))
+        if self.authorizations and request.path not in OPEN_PATHS:
+            auth = self.authorizations.get(request.header("authorization") or "")
+            if auth is None or not any(request.path.startswith(p) for p in auth.allowed_paths):
+                return Response.text(DENIED, 403)
+        if request.path.startswith("/api/v0/") and request.method != "POST":
+            return Response.text("405 - Method Not Allowed", 405)
+        return None
+
+    def _cors(self, origin: str | None) -> list[tuple[str, str]]:
+        if origin is None:
+            return []
+        return [("access-control-allow-origin", origin),
+                ("access-control-allow-methods", "POST"),
+                ("access-control-allow-headers", "Authorization, Content-Type, X-Stream-Output, "
+                 "X-Chunked-Output, X-Content-Length"),
+                ("access-control-expose-headers", "X-Stream-Output, X-Chunked-Output, "
+                 "X-Content-Length")]
+
+    def not_found(self, request: Request) -> Response:
+        return Response.text("404 page not found", 404)
+
+
+class HttpServer:
+    """Serves one Router on a unix socket (mode 0600) and/or TCP multiaddrs for the node's
+    lifetime, each listener with its own Policy.
+
+    Every listener is bound before ``started()``, so a taken port fails the node's start
+    (ListenError: exit 2, naming the address and ``config_key``). ``addresses`` holds the
+    bound TCP multiaddrs (port 0 resolved); ``api_file``, when given, gets the first of them
+    as Kubo writes ``$IPFS_PATH/api``, and is removed on exit.
+    """
+
+    def __init__(self, name: str, router: Router, *, socket_path: Path | None = None,
+                 listen: Sequence[str] = (), policy: Policy | None = None,
+                 socket_policy: Policy | None = None, api_file: Path | None = None,
+                 metrics: HttpMetrics | None = None, config_key: str = "[api] listen") -> None:
+        self.name = name
         self.router = router
+        self.socket_path = socket_path
+        self.listen = [TcpAddress.parse(a) for a in listen]
+        self.policy: Policy = policy or RpcPolicy()
+        self.socket_policy: Policy = socket_policy or SocketPolicy()
+        self.api_file = api_file
+        self.metrics = metrics
+        self.config_key = config_key
+        self.addresses: list[str] = []
+        self.urls: list[str] = []
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
+        listeners: list[tuple[trio.abc.Listener[Any], Policy]] = []
+        try:
+            if self.socket_path is not None:
+                listeners.append((await self._bind_unix(self.socket_path), self.socket_policy))
+            for address in self.listen:
+                try:
+                    tcp = await bind_tcp(address)
+                except OSError as exc:
+                    raise ListenError(str(address), exc.strerror or str(exc),
+                                      key=self.config_key) from None
+                bound = address.bound(tcp.socket.getsockname()[1])
+                self.addresses.append(str(bound))
+                self.urls.append(bound.url)
+                add = getattr(self.policy, "allow_origin", None)
+                if add is not None:  # Kubo allows its own origin (the webui it serves)
+                    for origin in bound.origins():
+                        add(origin)
+                listeners.append((tcp, self.policy))
+            if self.api_file is not None:
+                self.api_file.unlink(missing_ok=True)
+                if self.addresses:
+                    self.api_file.write_text(self.addresses[0])
+            async with trio.open_nursery() as nursery:
+                for listener, policy in listeners:
+                    await nursery.start(trio.serve_listeners,
+                                        partial(self._serve_connection, policy=policy),
+                                        [listener])
+                log.info(f"{self.name} listening", socket=str(self.socket_path or ""),
+                         addresses=self.addresses)
+                task_status.started()
+        finally:
+            for listener, _ in listeners:
+                with contextlib.suppress(Exception), trio.CancelScope(shield=True):
+                    await listener.aclose()
+            if self.api_file is not None and self.addresses:
+                self.api_file.unlink(missing_ok=True)
+            if self.socket_path is not None:
+                self.socket_path.unlink(missing_ok=True)
+
+    async def _bind_unix(self, path: Path) -> trio.SocketListener:
         # We hold the repo lock, so a socket file left here belongs to a dead daemon.
-        self.socket_path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:
-            await sock.bind(str(self.socket_path))
+            await sock.bind(str(path))
         finally:
             os.umask(old_umask)
         sock.listen(128)
-        listener = trio.SocketListener(sock)
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(trio.serve_listeners, self._serve_connection, [listener])
-                log.info("control API listening", socket=str(self.socket_path))
-                task_status.started()
-        finally:
-            self.socket_path.unlink(missing_ok=True)
+        return trio.SocketListener(sock)
 
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+    async def _serve_connection(self, stream: trio.abc.Stream, *, policy: Policy) -> None:
         async with stream:
             conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
             try:
-                while await self._serve_one(conn, stream):
+                while await self._serve_one(conn, stream, policy):
                     conn.start_next_cycle()
             except h11.RemoteProtocolError as exc:
                 await _send_if_possible(conn, stream, Response.error(f"bad request: {exc}", 400))
@@ -196,58 +374,123 @@ class ApiServer:
                     _ClientGone):
                 pass
             except Exception as exc:  # the edge: nothing a connection does stops the server
-                log.error("API connection failed", error=_describe(exc), exc_info=True)
+                log.error("API connection failed", server=self.name, error=_describe(exc),
+                          exc_info=True)
                 await _send_if_possible(
                     conn, stream, Response.error(f"internal error: {_describe(exc)}", 500))
 
-    async def _serve_one(self, conn: h11.Connection, stream: trio.SocketStream) -> bool:
+    async def _serve_one(self, conn: h11.Connection, stream: trio.abc.Stream,
+                         policy: Policy) -> bool:
         with trio.move_on_after(IDLE_TIMEOUT) as idle:  # waiting for a request, headers included
             event = await _next_event(conn, stream, timeout=math.inf)
         if idle.cancelled_caught or isinstance(event, h11.ConnectionClosed):
             return False
         assert isinstance(event, h11.Request)
+        started = time.monotonic()
         target = urlsplit(event.target.decode("latin-1"))
         method = event.method.decode()
         head = method == "HEAD"  # answered with headers only (h11 refuses a body)
         query = parse_qs(target.query, keep_blank_values=True)
-        if self.router.is_streaming(method, target.path):
-            chunks = _body_chunks(conn, stream)
-            try:
-                response = await self.router.dispatch(
-                    Request(method=method, path=target.path, query=query, chunks=chunks))
+        headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
+                        for k, v in event.headers)
+        sent = _Sent(route=self.router.route_label(method, target.path))
+        shell = Request(method=method, path=target.path, query=query, headers=headers)
+        refusal = policy.admit(shell)
+        if refusal is None and not self.router.has(target.path):
+            refusal = policy.not_found(shell)
+        try:
+            if refusal is not None:
+                body_ok = await _discard_body(conn, stream)
+                await _send(conn, stream, refusal, head, sent=sent)
+                return body_ok and conn.our_state is h11.DONE and conn.their_state is h11.DONE
+            if self.router.is_streaming(method, target.path):
+                return await self._serve_streaming(conn, stream, shell, policy, head, sent)
+            body = bytearray()
+            while True:
+                part = await _next_event(conn, stream)
+                if isinstance(part, h11.Data):
+                    body += part.data
+                    if len(body) > MAX_BODY_BYTES:
+                        await _send(conn, stream, Response.error(
+                            f"request body over {MAX_BODY_BYTES} bytes", 413), sent=sent)
+                        return False
+                elif isinstance(part, h11.EndOfMessage):
+                    break
+                else:
+                    return False
+            request = Request(method=method, path=target.path, query=query, body=bytes(body),
+                              headers=headers)
+
+            async def answer() -> None:
+                await _send(conn, stream, await self.router.dispatch(request), head,
+                            trailer=policy.stream_errors == "trailer", sent=sent)
+
+            await _until_client_leaves(conn, stream, answer())
+            return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+        finally:
+            if self.metrics is not None:
+                self.metrics.observe(self.name, sent.route, sent.status, sent.bytes,
+                                     time.monotonic() - started)
+
+    async def _serve_streaming(self, conn: h11.Connection, stream: trio.abc.Stream,
+                               shell: Request, policy: Policy, head: bool, sent: _Sent) -> bool:
+        """A route that reads its body as it goes; its answer may stream out while the body
+        still comes in (``add`` reports each file as it is stored)."""
+        chunks = _body_chunks(conn, stream)
+        try:
+            response = await self.router.dispatch(
+                Request(method=shell.method, path=shell.path, query=shell.query,
+                        chunks=chunks, headers=shell.headers))
+            await _send(conn, stream, response, head,
+                        trailer=policy.stream_errors == "trailer", sent=sent)
+            if conn.their_state is h11.SEND_BODY:
                 async for _ in chunks:  # whatever the handler left unread
                     pass
-            finally:
-                await chunks.aclose()
-            await _until_client_leaves(conn, stream, _send(conn, stream, response, head))
-            return conn.our_state is h11.DONE and conn.their_state is h11.DONE
-        body = bytearray()
-        while True:
-            part = await _next_event(conn, stream)
-            if isinstance(part, h11.Data):
-                body += part.data
-                if len(body) > MAX_BODY_BYTES:
-                    await _send(conn, stream, Response.error(
-                        f"request body over {MAX_BODY_BYTES} bytes", 413))
-                    return False
-            elif isinstance(part, h11.EndOfMessage):
-                break
-            else:
-                return False
-        request = Request(method=method, path=target.path, query=query, body=bytes(body))
-
-        async def answer() -> None:
-            await _send(conn, stream, await self.router.dispatch(request), head)
-
-        await _until_client_leaves(conn, stream, answer())
+        finally:
+            await chunks.aclose()
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+
+class ApiServer(HttpServer):
+    """The node's control API: the unix socket our CLI uses, plus Kubo's RPC on TCP."""
+
+    def __init__(self, socket_path: Path | None, router: Router, *,
+                 listen: Sequence[str] = (), policy: Policy | None = None,
+                 api_file: Path | None = None, metrics: HttpMetrics | None = None) -> None:
+        super().__init__("api", router, socket_path=socket_path, listen=listen, policy=policy,
+                         api_file=api_file, metrics=metrics)
+
+
+@dataclass
+class _Sent:
+    """What went out for one request (for the metrics)."""
+
+    route: str
+    status: int = 0
+    bytes: int = 0
+
+
+async def _discard_body(conn: h11.Connection, stream: trio.abc.Stream,
+                        limit: int = MAX_BODY_BYTES) -> bool:
+    """Read and drop a refused request's body (up to ``limit``); False if the connection
+    cannot be reused."""
+    seen = 0
+    while conn.their_state is h11.SEND_BODY:
+        part = await _next_event(conn, stream)
+        if isinstance(part, h11.Data):
+            seen += len(part.data)
+            if seen > limit:
+                return False
+        elif not isinstance(part, h11.EndOfMessage):
+            return False
+    return True
 
 
 class _ClientGone(Exception):
     """The client closed its connection while we were still answering."""
 
 
-async def _until_client_leaves(conn: h11.Connection, stream: trio.SocketStream,
+async def _until_client_leaves(conn: h11.Connection, stream: trio.abc.Stream,
                                work: Awaitable[None]) -> None:
     """Run ``work`` (a handler and its answer); cancel it if the client hangs up meanwhile.
 
@@ -293,7 +536,7 @@ def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return group
 
 
-async def _body_chunks(conn: h11.Connection, stream: trio.SocketStream
+async def _body_chunks(conn: h11.Connection, stream: trio.abc.Stream
                        ) -> AsyncGenerator[bytes, None]:
     while True:
         event = await _next_event(conn, stream)
@@ -305,7 +548,7 @@ async def _body_chunks(conn: h11.Connection, stream: trio.SocketStream
             raise h11.RemoteProtocolError("connection closed in the middle of the body")
 
 
-async def _next_event(conn: h11.Connection, stream: trio.SocketStream,
+async def _next_event(conn: h11.Connection, stream: trio.abc.Stream,
                       timeout: float = READ_TIMEOUT) -> Any:
     while True:
         event = conn.next_event()
@@ -316,21 +559,28 @@ async def _next_event(conn: h11.Connection, stream: trio.SocketStream,
         conn.receive_data(data)  # b"" marks end of stream
 
 
-async def _send(conn: h11.Connection, stream: trio.SocketStream, response: Response,
-                head: bool = False) -> None:
-    """Send a response; a body that fails part-way aborts the connection.
+async def _send(conn: h11.Connection, stream: trio.abc.Stream, response: Response,
+                head: bool = False, *, trailer: bool = False, sent: _Sent | None = None) -> None:
+    """Send a response; a body that fails part-way ends the transfer as the policy says.
 
-    An error after the first bytes cannot change the status any more: the connection is closed
-    without the final chunk, so every client sees a broken transfer instead of a short body
-    that looks complete (the error is logged here).
+    An error after the first bytes cannot change the status any more. With ``trailer`` (Kubo's
+    RPC) the chunked body ends with an ``X-Stream-Error`` trailer carrying the error, as Kubo
+    does; otherwise the connection is closed without the final chunk, so every client sees a
+    broken transfer instead of a short body that looks complete. Either way it is logged here.
     """
     headers = [("content-type", response.content_type), *response.headers]
     body = response.body
+    streamed = not isinstance(body, bytes)
     if isinstance(body, bytes):
         headers.append(("content-length", str(len(body))))
     else:
         headers.append(("transfer-encoding", "chunked"))
+        if trailer:
+            headers.append(("trailer", "X-Stream-Error"))
+    if sent is not None:
+        sent.status = response.status
     await _write(stream, conn.send(h11.Response(status_code=response.status, headers=headers)))
+    stream_error = ""
     if head:
         aclose = getattr(body, "aclose", None)
         if aclose is not None:
@@ -338,6 +588,8 @@ async def _send(conn: h11.Connection, stream: trio.SocketStream, response: Respo
     elif isinstance(body, bytes):
         if body:
             await _write(stream, conn.send(h11.Data(data=body)))
+            if sent is not None:
+                sent.bytes += len(body)
     else:
         try:
             while True:
@@ -345,21 +597,38 @@ async def _send(conn: h11.Connection, stream: trio.SocketStream, response: Respo
                     chunk = await anext(body)
                 except StopAsyncIteration:
                     break
+                except (trio.BrokenResourceError, trio.ClosedResourceError, _ClientGone):
+                    raise
+                except h11.RemoteProtocolError as exc:  # the client broke off its own body
+                    raise _ClientGone() from exc
                 except Exception as exc:
-                    log.warning("response failed mid-stream; connection aborted",
-                                error=_describe(exc))
-                    raise _ClientGone() from exc  # ends this connection, nothing else
+                    log.warning("response failed mid-stream", error=_describe(exc),
+                                how="trailer" if trailer else "connection aborted")
+                    if not trailer:
+                        raise _ClientGone() from exc  # ends this connection, nothing else
+                    stream_error = _stream_error_text(exc)
+                    break
                 if chunk:
                     await _write(stream, conn.send(h11.Data(data=chunk)))
+                    if sent is not None:
+                        sent.bytes += len(chunk)
         finally:
             aclose = getattr(body, "aclose", None)
             if aclose is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
                     await aclose()
-    await _write(stream, conn.send(h11.EndOfMessage()))
+    trailers = [("X-Stream-Error", stream_error)] if stream_error and streamed else []
+    await _write(stream, conn.send(h11.EndOfMessage(headers=trailers)))
 
 
-async def _write(stream: trio.SocketStream, data: bytes) -> None:
+def _stream_error_text(exc: Exception) -> str:
+    """An error as one header value: the message of our own errors, printable ASCII only."""
+    text = str(exc) if isinstance(exc, IpfsKitError) else _describe(exc)
+    text = " ".join(text.split())
+    return text.encode("ascii", "replace").decode()[:1000] or type(exc).__name__
+
+
+async def _write(stream: trio.abc.Stream, data: bytes) -> None:
     with trio.fail_after(WRITE_TIMEOUT):
         await stream.send_all(data)
 
@@ -372,7 +641,7 @@ def _describe(exc: BaseException) -> str:
 
 
 async def _send_if_possible(
-    conn: h11.Connection, stream: trio.SocketStream, response: Response
+    conn: h11.Connection, stream: trio.abc.Stream, response: Response
 ) -> None:
     if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
         with contextlib.suppress(
