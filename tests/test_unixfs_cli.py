@@ -136,3 +136,37 @@ def test_one_gib_streams_in_bounded_memory(daemon: MakeDaemon, short_tmp: Path) 
     assert daemon_growth <= 64
     assert (client_add - client_base) / 1024 <= 64
     assert (client_cat - client_base) / 1024 <= 64
+
+
+def test_get_reproduces_symlinks_metadata_and_shards(daemon: MakeDaemon, short_tmp: Path
+                                                     ) -> None:
+    """add --preserve-mode --preserve-mtime of a tree with symlinks and a HAMT-sharded folder;
+    get writes it back: bytes, links (not followed), modes and mtimes."""
+    d = daemon().start()
+    src = short_tmp / "src"
+    (src / "many").mkdir(parents=True)
+    for i in range(1000):  # 1000 x (250 + 34) bytes of links: over 256 KiB, a HAMT
+        (src / "many" / f"{i:0250d}").write_bytes(b"%d" % i)
+    (src / "run.sh").write_bytes(b"#!/bin/sh\n")
+    (src / "run.sh").chmod(0o751)
+    os.utime(src / "run.sh", ns=(0, 1_700_000_000_123_456_789))
+    (src / "link").symlink_to("run.sh")
+    (src / "dangling").symlink_to("../elsewhere")
+    os.utime(src / "many", ns=(0, 5 * 10**9))
+    added = d.cli("add", "-r", "-Q", "--preserve-mode", "--preserve-mtime", str(src),
+                  timeout=120)
+    assert added.returncode == 0, added.stderr
+    root = added.stdout.strip()
+    listing = d.cli("ls", root).stdout.splitlines()
+    assert any(line.endswith("link -> run.sh") for line in listing)
+    out = short_tmp / "out"
+    got = d.cli("get", root, "-o", str(out), timeout=300)
+    assert got.returncode == 0, got.stderr
+    assert os.readlink(out / "link") == "run.sh" and os.readlink(out / "dangling") == \
+        "../elsewhere"
+    st = (out / "run.sh").stat()
+    assert st.st_mode & 0o7777 == 0o751 and st.st_mtime_ns == 1_700_000_000_123_456_789
+    assert (out / "many").stat().st_mtime_ns == 5 * 10**9
+    assert sorted(p.name for p in (out / "many").iterdir()) == \
+        sorted(p.name for p in (src / "many").iterdir())
+    assert (out / "many" / f"{999:0250d}").read_bytes() == b"999"
