@@ -57,10 +57,14 @@ _identify.AGENT_VERSION = AGENT_VERSION
 # window per round trip; these match go-libp2p's (quic-go: 10 MiB stream, 15 MiB connection).
 QUIC_STREAM_WINDOW = 10 * 1024 * 1024
 QUIC_CONNECTION_WINDOW = 15 * 1024 * 1024
+# py-libp2p resets a QUIC stream nobody has written to for 30 s; Bitswap, gossipsub and the
+# task mesh keep streams open and idle between messages (as over Yamux, which has no such
+# limit). Our protocol code bounds each read it cares about itself.
+QUIC_READ_IDLE = 7 * 24 * 3600.0
 
 
 class _QuicStream(QUICStream):
-    """A QUIC stream whose read side survives the peer's STOP_SENDING.
+    """A QUIC stream whose read side survives the peer's STOP_SENDING (as over Yamux).
 
     go-libp2p closes the read side of a stream (STOP_SENDING) once it has read a request,
     often before its answer arrives. py-libp2p 0.8.1 then marked one of our outbound streams
@@ -81,6 +85,28 @@ class _QuicStream(QUICStream):
             await self._connection._transmit()
         except Exception:  # the connection is going away: nothing left to tell
             pass
+
+    def _peer_stopped_reading(self) -> bool:
+        """aioquic resets our sending side on STOP_SENDING before the library hears of it."""
+        stream = self._connection._quic._streams.get(self._stream_id)
+        return (self._state != StreamState.RESET and stream is not None
+                and stream.sender._reset_error_code is not None)
+
+    async def write(self, data: bytes) -> None:
+        # Go sends a one-off message (a Bitswap reply with blocks) with lazy multistream
+        # negotiation and closes the stream at once, STOP_SENDING included: the library then
+        # failed writing our protocol ack and reset the stream, losing the message. Like Go
+        # over Yamux, what we write to a peer that stopped reading is dropped.
+        if self._peer_stopped_reading():
+            self._write_closed = True
+            return
+        await super().write(data)
+
+    async def close_write(self) -> None:
+        if self._peer_stopped_reading():
+            self._write_closed = True
+            return
+        await super().close_write()
 
     async def read(self, n: int | None = None) -> bytes:
         # The library checks its buffer, then waits for a lock, then reads "closed" as the
@@ -105,7 +131,7 @@ _quic_connection.QUICStream = _QuicStream  # type: ignore[attr-defined]
 
 def connection_config(connmgr: ConnMgrSection) -> ConnectionConfig:
     """Role watermarks over the library defaults; always one connection per peer."""
-    cfg = QUICTransportConfig(max_connections_per_peer=1,
+    cfg = QUICTransportConfig(max_connections_per_peer=1, STREAM_READ_TIMEOUT=QUIC_READ_IDLE,
                               stream_window=QUIC_STREAM_WINDOW,
                               connection_window=QUIC_CONNECTION_WINDOW)
     if connmgr.low_water is not None:

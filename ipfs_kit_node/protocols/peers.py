@@ -63,6 +63,19 @@ def _addr_text(raw: bytes) -> str | None:
         return None
 
 
+QUIC_V1 = 0x00000001
+
+
+def _address_text(conn: INetConn, addr: multiaddr.Multiaddr) -> str:
+    """The connection's remote address; QUIC-v1 named as such (py-libp2p's QUIC listener
+    calls every remote address /quic, the draft-29 name, whatever the version spoken)."""
+    text = str(addr)
+    quic = getattr(conn.muxed_conn, "_quic", None)
+    if text.endswith("/quic") and getattr(quic, "_version", None) == QUIC_V1:
+        text += "-v1"
+    return text
+
+
 MAX_FOUND_BY = 4096  # notes on peers being dialled; a dial that fails leaves one behind
 
 
@@ -170,7 +183,7 @@ class PeerBook(ConnectionNotifee):
         if peer_id in self._peers:
             return
         direction = str(getattr(getattr(conn, "direction", None), "name", "unknown")).lower()
-        addrs = conn.get_transport_addresses()
+        addrs = [_address_text(conn, a) for a in conn.get_transport_addresses()]
         # Outbound connections nobody announced come from routing: the DHT's own lookups
         # dial the peers they learn about (and py-libp2p's auto-dialer, its peerstore).
         found_by = self._found_by.pop(peer_id,
@@ -178,7 +191,7 @@ class PeerBook(ConnectionNotifee):
         self._peers[peer_id] = PeerRecord(
             peer_id=peer_id,
             direction=direction,
-            address=str(addrs[0]) if addrs else "",
+            address=addrs[0] if addrs else "",
             found_by=found_by,
             connected_at=time.time(),
         )
