@@ -7,6 +7,12 @@ start included, and the import alone) and peak RSS. Then, for scale, the same fi
 running daemon (blocks verified, fsynced into the store). Target: >= 1x the js throughput.
 
     python bench/unixfs.py [--size-mib 256] [--runs 3] [--profile unixfs-v0-2015]
+
+``--folders``: instead, a folder of 10,000 files of 1 KiB (a HAMT under the Kubo profile) and
+one of 100,000 entries, imported --only-hash by us and by the JS importer in the same run
+(min/median/max seconds, process start included), and the 10,000-file one added to a daemon.
+
+    python bench/unixfs.py --folders [--runs 3] [--profile unixfs-v0-2015]
 """
 
 from __future__ import annotations
@@ -45,8 +51,12 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", default="unixfs-v0-2015")
+    parser.add_argument("--folders", action="store_true", help="the big-folder cases")
     args = parser.parse_args()
     ensure_helia_installed()
+    if args.folders:
+        folders(args)
+        return
     size = args.size_mib * 2**20
     with tempfile.TemporaryDirectory(prefix="ikn-bench-", dir="/tmp") as d:
         tmp = Path(d)
@@ -90,6 +100,56 @@ def main() -> None:
             wall = time.perf_counter() - started
             assert out.stdout.decode().strip() == cids["ours"]
             print(f"add into a running daemon (verified, fsynced): {size / wall / 1e6:.1f} MB/s")
+        finally:
+            daemon.kill()
+
+
+def _spread(values: list[float]) -> str:
+    return (f"min {min(values):6.2f} s, median {statistics.median(values):6.2f} s, "
+            f"max {max(values):6.2f} s")
+
+
+def folders(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="ikn-bench-", dir="/tmp") as d:
+        tmp = Path(d)
+        cases = [("10,000 files of 1 KiB", tmp / "k10", 10_000, 1024),
+                 ("100,000 entries of 8 B", tmp / "k100", 100_000, 8)]
+        for _, folder, count, size in cases:
+            folder.mkdir()
+            for i in range(count):
+                (folder / f"{i:06d}").write_bytes(os.urandom(size))
+        for label, folder, _, _ in cases:
+            ours_cmd = [str(BIN), "add", "-n", "-Q", "-r", "--profile", args.profile,
+                        str(folder)]
+            js_cmd = [str(node22()), str(HELIA_DIR / "importer.mjs"), str(folder),
+                      json.dumps({"profile": args.profile})]
+            times: dict[str, list[float]] = {"ours": [], "js": []}
+            cids = {}
+            for _ in range(args.runs):
+                wall, _, out, _ = run_measured(ours_cmd)
+                times["ours"].append(wall)
+                cids["ours"] = out.strip()
+                wall, _, out, _ = run_measured(js_cmd)
+                times["js"].append(wall)
+                cids["js"] = json.loads(out.strip().splitlines()[-1])["cid"]
+            assert cids["ours"] == cids["js"], cids
+            print(f"{label}, --only-hash, profile {args.profile}, root {cids['ours']} "
+                  "(identical)")
+            for name, values in times.items():
+                print(f"  {name:5} {_spread(values)}")
+            ratio = statistics.median(times["ours"]) / statistics.median(times["js"])
+            print(f"  ratio ours/js (median time): {ratio:.2f}x")
+        daemon = Daemon(tmp, name="repo")
+        daemon.start()
+        try:
+            spent = []
+            for _ in range(args.runs):
+                started = time.perf_counter()
+                subprocess.run([str(BIN), "add", "-Q", "-r", "--profile", args.profile,
+                                str(cases[0][1]), "--repo", str(daemon.repo)],
+                               capture_output=True, check=True)
+                spent.append(time.perf_counter() - started)
+            print(f"{cases[0][0]} added to a running daemon: {_spread(spent)}")
         finally:
             daemon.kill()
 
