@@ -4,17 +4,28 @@ Every block lives on disk (written durably before ``put`` returns); the hottest 
 the memory tier; a pinned block may leave the disk only when the remote tier says it is safely
 held elsewhere. Reads verify bytes against the CID whatever tier supplied them.
 
-All methods run on the trio event loop; blocking file work runs on worker threads.
+The index and the pins live in SQLite (blockdb.py): memory stays bounded whatever the block
+count, a restart reads one row, and a pin moves with its blocks' reference counts in one
+transaction. Puts are group-committed: one commit (and fsync) for the puts under way at once.
+GC works in slices of ``PAGE_ROWS`` blocks with a checkpoint between them, and never takes a
+block stored after it began, one being written, or one a pin in progress holds (``hold()``).
+
+All methods run on the trio event loop; blocking file and database work runs on worker
+threads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import os
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 from multiformats import CID
@@ -32,22 +43,28 @@ from ..errors import (
 from ..journal import fsync_dir
 from ..logs import get_logger
 from ..service import TaskStatus
+from .blockdb import BlockDB, BlockMeta, MissingBlocks, Pin, PinMode, storage_error
 from .blocks import CidLike, cid_of_key, key_of, to_cid, verify
 from .disk import DiskTier
 from .heat import HeatModel
-from .index import BlockMeta, Journal, read_snapshot, remove_quietly, write_snapshot
+from .index import remove_quietly
 from .memory import MemoryTier
-from .pins import PinMode, PinSet
 from .remote import NoRemoteTier, RemoteTier
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 MAX_BLOCK_SIZE = 4 * 1024 * 1024
-PARQUET_EXPORT_TIMEOUT = 20.0
+PARQUET_EXPORT_TIMEOUT = 60.0
 CLOSE_DRAIN_TIMEOUT = 2.0  # seconds close() waits for puts and deletes under way
 CLOSE_EXPORT_TIMEOUT = 1.0
+TOUCH_FLUSH = 20_000  # buffered heat updates flushed past this many (bounds their memory)
+TOUCH_PERIOD = 10.0
 DAG_PB = 0x70
 RAW = 0x55
+
+# Keys a task (and the tasks it starts) has stored or found while it holds them (see hold()).
+_held: contextvars.ContextVar[set[bytes] | None] = contextvars.ContextVar("held", default=None)
 
 
 @dataclass(frozen=True)
@@ -115,6 +132,15 @@ class VerifyResult:
         return not self.corrupt and not self.missing
 
 
+@dataclass
+class _Batch:
+    """Puts waiting for one group commit."""
+
+    rows: list[tuple[bytes, bytes, int, float]] = field(default_factory=list)
+    done: bool = False
+    error: StoreError | None = None
+
+
 class TieredStore:
     """The node's block store. Build with ``await TieredStore.open(...)``; ``await close()``."""
 
@@ -128,22 +154,21 @@ class TieredStore:
         self._datastore.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._disk = DiskTier(root / "blocks", sync=self.config.sync)
         self._heat = HeatModel(self.config.half_life, clock)
-        self._index: dict[bytes, BlockMeta] = {}
+        self._db_handle: BlockDB | None = None
         self._memory = MemoryTier(self.config.memory_size)
-        self._pins = PinSet(self._datastore / "pins.json")
-        self._journal: Journal | None = None
-        self._used = 0  # bytes on local disk
+        # Heat updates not yet written: key -> (heat, epoch, last access, new accesses).
+        self._touched: dict[bytes, tuple[float, int, float, int]] = {}
         self._inflight: dict[bytes, trio.Event] = {}
+        self._holds: Counter[bytes] = Counter()  # keys held by pins and adds under way
         self._gc_lock = trio.Lock()
         self._pin_lock = trio.Lock()
-        # Held by snapshot() from capturing the index until the journal is cut, and around
-        # each change whose synced record a crash relies on (a move to the remote tier): that
-        # record then lands either in the capture or after it, never in a cut-off window.
-        self._snapshot_lock = trio.Lock()
+        self._db_lock = trio.Lock()  # one write transaction at a time
+        self._batch = _Batch()
         self._threads = trio.CapacityLimiter(8)
         self._disk_stats = TierStats()
         self._remote_stats = TierStats()
         self._closed = False
+        self._unclean = False
         self._listeners: list[Callable[[CID, int], None]] = []
         self._pin_listeners: list[Callable[[CID, bool], None]] = []
 
@@ -157,123 +182,150 @@ class TieredStore:
         return store
 
     @property
-    def _snapshot_path(self) -> Path:
-        return self._datastore / "index.msgpack"
+    def db_path(self) -> Path:
+        return self._datastore / "index.sqlite"
 
     @property
     def parquet_path(self) -> Path:
         return self._datastore / "index.parquet"
 
     @property
-    def _journal_path(self) -> Path:
-        return self._datastore / "index.journal"
-
-    @property
     def _clean_marker(self) -> Path:
         return self._datastore / "CLEAN"
+
+    @property
+    def _db(self) -> BlockDB:
+        if self._db_handle is None:
+            raise StoreError("the store is closed")
+        return self._db_handle
+
+    @property
+    def _used(self) -> int:
+        return self._db.counters.bytes
 
     async def _load(self) -> None:
         clean = self._clean_marker.exists()
         # Durably gone before anything changes: a crash must never leave a marker that
-        # vouches for a snapshot and journal this run no longer keeps in step.
+        # vouches for a state this run no longer keeps.
         remove_quietly(self._clean_marker, durably=True)
-        index: dict[bytes, BlockMeta] = {}
-        fresh = not self._snapshot_path.exists() and not self._journal_path.exists()
-        trusted = clean or (fresh and not any(self._disk.scan()))
-        if self._snapshot_path.exists():
+        fresh = not self.db_path.exists()
+        try:
+            self._db_handle = await trio.to_thread.run_sync(self._open_db)
+        except sqlite3.DatabaseError as exc:
+            log.error("block index damaged; moved aside and rebuilt from the block files "
+                      "(pins are lost: pin again)", path=str(self.db_path), error=str(exc))
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(f"{self.db_path}{suffix}", f"{self.db_path}.damaged{suffix}")
+            self._db_handle = await trio.to_thread.run_sync(self._open_db)
+            fresh = True
+        tmp_removed = await trio.to_thread.run_sync(self._disk.clean_tmp)
+        if fresh and (any(self._disk.scan()) or (self._datastore / "pins.json").exists()):
+            await self._migrate()
+        self._unclean = not clean and not fresh
+        c = self._db.counters
+        log.info("store opened", blocks=c.blocks, bytes=c.bytes, clean=clean, pins=c.pins,
+                 tmp_removed=tmp_removed)
+
+    def _open_db(self) -> BlockDB:
+        try:
+            return BlockDB(self.db_path, sync=self.config.sync)
+        except sqlite3.OperationalError as exc:
+            raise storage_error(exc, "cannot open the block index", self.root) from exc
+
+    async def _migrate(self) -> None:
+        """A repo without an index (older versions kept it in memory and pins.json): index
+        the block files, then count the pins of ``pins.json``, walking each DAG once."""
+        def scan() -> list[tuple[bytes, bytes, int]]:
+            return [(k, bytes(cid_of_key(k)), s) for k, s in self._disk.scan()]
+
+        rows = await trio.to_thread.run_sync(scan)
+        await self._write(self._db.rebuild, rows, time.time())
+        legacy = self._datastore / "pins.json"
+        if legacy.exists():
+            import json
+
             try:
-                index = await trio.to_thread.run_sync(read_snapshot, self._snapshot_path)
-            except Exception as exc:
-                log.warning("index snapshot damaged; rebuilding from disk",
-                            path=str(self._snapshot_path), error=str(exc))
-                index, trusted = {}, False
-        for record in Journal.replay(self._journal_path):
-            self._apply(index, record)
-        if not trusted:
-            index = await self._reconcile(index)
-        self._index = index
-        self._used = sum(m.size for m in index.values() if not m.remote)
-        self._open_journal()
-        self._pins.load()
-        await self._recount_pins()
-        log.info("store opened", blocks=len(index), bytes=self._used, clean=clean,
-                 pins=len(self._pins.roots))
+                roots = json.loads(legacy.read_text(encoding="utf-8"))["pins"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.error("old pins.json unreadable; its pins are not imported",
+                          error=str(exc))
+                roots = {}
+            for text, mode in roots.items():
+                try:
+                    await self.pin(text, recursive=mode == "recursive")
+                except StoreError as exc:
+                    log.error("old pin not imported: its DAG is incomplete", cid=text,
+                              error=str(exc))
+            os.replace(legacy, legacy.with_name("pins.json.imported"))
+        log.info("block index built from the block files", blocks=len(rows))
 
-    @staticmethod
-    def _apply(index: dict[bytes, BlockMeta], record: tuple[Any, ...]) -> None:
-        with contextlib.suppress(ValueError, TypeError, IndexError):
-            if record[0] == "put" and record[1] not in index:
-                _, key, cid, size, t = record[:5]
-                index[bytes(key)] = BlockMeta(cid=str(cid), size=int(size),
-                                              first_access=float(t), last_access=float(t))
-            elif record[0] == "del":
-                index.pop(bytes(record[1]), None)
-            elif record[0] == "remote" and record[1] in index:
-                index[bytes(record[1])].remote = bool(record[2])
-            elif record[0] == "remote" and record[2] and len(record) >= 5:
-                # Self-contained, so a block moved away survives a damaged snapshot too.
-                _, key, _, cid, size = record[:5]
-                index[bytes(key)] = BlockMeta(cid=str(cid), size=int(size), first_access=0.0,
-                                              last_access=0.0, remote=True)
-
-    async def _reconcile(self, index: dict[bytes, BlockMeta]) -> dict[bytes, BlockMeta]:
-        """Make the index agree with the disk: the files are the truth."""
-        def scan() -> tuple[dict[bytes, int], int]:
-            return dict(self._disk.scan()), self._disk.clean_tmp()
-
-        on_disk, tmp_removed = await trio.to_thread.run_sync(scan)
+    async def reconcile(self) -> int:
+        """Index block files the index lacks (a crash between a file's write and its row)
+        and forget rows whose files are gone; runs in the background after an unclean stop,
+        so a start never waits for it. Returns how many files were indexed."""
+        added = 0
+        batch: list[tuple[bytes, bytes, int, float]] = []
         now = time.time()
-        out: dict[bytes, BlockMeta] = {}
-        for key, size in on_disk.items():
-            meta = index.get(key)
-            if meta is None or meta.size != size:
-                meta = BlockMeta(cid=str(cid_of_key(key)), size=size,
-                                 first_access=now, last_access=now)
-            meta.remote = False
-            out[key] = meta
-        for key, meta in index.items():
-            if key not in out and meta.remote:
-                out[key] = meta
-        log.info("index rebuilt from disk", blocks=len(out), tmp_removed=tmp_removed,
-                 dropped=sum(1 for k, m in index.items() if k not in out))
-        return out
+        scan = self._disk.scan()
+        while True:
+            page = await trio.to_thread.run_sync(_take, scan, 1000)
+            for key, size in page:
+                if key not in self._inflight and not self._db.exists(key):
+                    batch.append((key, bytes(cid_of_key(key)), size, now))
+            if batch:
+                added += await self._write(self._db.add_missing, batch)
+                batch = []
+            if not page:
+                break
+        dropped = 0
+        after = b""
+        while page := self._db.page(after, local=True):
+            after = page[-1][0]
+            keys = [k for k, _ in page]
+            gone = await trio.to_thread.run_sync(
+                lambda: [k for k in keys if not self._disk.path_for(k).exists()])
+            gone = [k for k in gone if k not in self._inflight and self._db.local_size(k)]
+            if gone:
+                await self._drop(gone)
+                dropped += len(gone)
+        if added or dropped:
+            log.info("index reconciled with the block files after an unclean stop",
+                     added=added, dropped=dropped)
+        return added
 
     async def close(self) -> None:
-        """Snapshot the index and mark a clean shutdown. Safe to call twice.
-
-        If the snapshot cannot be written (a full disk), the store still closes, without the
-        clean marker, so the next start rebuilds the index from the disk.
-        """
+        """Flush, checkpoint and mark a clean shutdown. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
         try:
             with trio.CancelScope(shield=True):
-                # Puts and deletes under way finish first (briefly): one acknowledged after
-                # the snapshot would be missing from a store marked clean.
+                # Puts and deletes under way finish first (briefly).
                 with trio.move_on_after(CLOSE_DRAIN_TIMEOUT):
                     while self._inflight:
                         await next(iter(self._inflight.values())).wait()
-                # Shutdown must stay fast: the export gets a second, then the next start
-                # refreshes it.
-                await self.snapshot(export_timeout=CLOSE_EXPORT_TIMEOUT)
+                await self._flush_touches()
                 if self._inflight:
                     log.warning("store writes still running at close; the next start "
-                                "rescans the disk", running=len(self._inflight))
+                                "indexes their files in the background",
+                                running=len(self._inflight))
                 else:
+                    async with self._db_lock:
+                        await trio.to_thread.run_sync(self._db.checkpoint)
                     await trio.to_thread.run_sync(self._mark_clean)
-        except StoreError as exc:
-            log.error("index snapshot failed at close; next start rebuilds from disk",
-                      error=str(exc))
-            raise
+        except (StoreError, sqlite3.Error) as exc:
+            log.error("store closed uncleanly", error=str(exc))
+            if isinstance(exc, StoreError):
+                raise
         finally:
-            if self._journal is not None:
-                self._journal.close()
-                self._journal = None
-        log.info("store closed", blocks=len(self._index))
+            if self._db_handle is not None:
+                async with self._db_lock:
+                    self._db_handle.close()
+                    self._db_handle = None
+        log.info("store closed")
 
     def _mark_clean(self) -> None:
-        """The CLEAN marker, durable: the next start may trust the snapshot."""
         try:
             self._clean_marker.touch()
             fsync_dir(self._datastore)
@@ -289,90 +341,72 @@ class TieredStore:
             )
         return StoreError(f"{what}: {exc}")
 
-    def _open_journal(self) -> None:
-        """Open the index journal; on a full disk the store runs without it for now."""
-        try:
-            self._journal = Journal(self._journal_path)
-        except (OSError, StoreError) as exc:
-            self._journal = None
-            log.error("index journal cannot be opened; the next start will rebuild the index "
-                      "from disk", path=str(self._journal_path), error=str(exc))
+    async def _write(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run one database write on a worker thread, one at a time; typed errors."""
+        async with self._db_lock:
+            db = self._db  # raises once closed
+            del db
+            try:
+                return await trio.to_thread.run_sync(lambda: fn(*args, **kw))
+            except sqlite3.Error as exc:
+                raise storage_error(exc, "cannot update the block index", self.root) from exc
 
     async def snapshot(self, export_timeout: float | None = None) -> None:
-        """Write the index snapshot, cut the journal records it holds, refresh the Parquet
-        export.
-
-        The snapshot is durable (file and folder fsynced) before the journal is cut. Records
-        appended while it is written (puts, deletes) stay in the journal: the capture lacks
-        them, and a clean start trusts snapshot plus journal without a rescan.
-        """
-        async with self._snapshot_lock:
-            # No await between the capture and the journal offset: they agree exactly.
-            journal = self._journal
-            covered = journal.end() if journal is not None else 0
-            rows = [(k, m, self._tier_of(k, m)) for k, m in self._index.items()]
-            try:
-                await trio.to_thread.run_sync(write_snapshot, self._snapshot_path, rows,
-                                              self.config.half_life)
-                if journal is not None and journal is self._journal:
-                    journal.drop_before(covered)  # on this thread: no append interleaves
-                    await trio.to_thread.run_sync(journal.sync)
-            except OSError as exc:
-                raise self._os_error(exc, "cannot write the index snapshot") from exc
+        """Write buffered heat to the index and refresh the Parquet export."""
+        await self._flush_touches()
         if self.config.parquet_export:
             await self._export_parquet(export_timeout or PARQUET_EXPORT_TIMEOUT)
 
     async def _export_parquet(self, timeout: float = PARQUET_EXPORT_TIMEOUT) -> None:
         """Best effort, in a child process (see index.py); a failure is only logged."""
-        if not self._snapshot_path.exists():
+        if not self.db_path.exists():
             return
-        await run_exporter("ipfs_kit_node.storage.parquet_export", str(self._snapshot_path),
+        await run_exporter("ipfs_kit_node.storage.parquet_export", str(self.db_path),
                            str(self.parquet_path), timeout=timeout, what="parquet export")
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _meta(self, key: bytes) -> BlockMeta | None:
+        meta = self._db.get(key)
+        touched = self._touched.get(key)
+        if meta is not None and touched is not None:
+            meta.heat, meta.heat_epoch, meta.last_access, n = touched
+            meta.access_count += n
+        return meta
+
     def _heat_of(self, key: bytes) -> float:
-        meta = self._index.get(key)
+        touched = self._touched.get(key)
+        if touched is not None:
+            return self._heat.value(touched[0], touched[1])
+        meta = self._db.get(key)
         return 0.0 if meta is None else self._heat.value(meta.heat, meta.heat_epoch)
 
-    def _touch(self, meta: BlockMeta) -> None:
-        meta.heat, meta.heat_epoch = self._heat.touch(meta.heat, meta.heat_epoch)
-        meta.access_count += 1
-        meta.last_access = time.time()
+    def _touch(self, key: bytes, meta: BlockMeta) -> float:
+        """One more access (buffered; written by ``_flush_touches``); returns the new heat."""
+        old = self._touched.get(key)
+        heat, epoch, n = (meta.heat, meta.heat_epoch, 0) if old is None else \
+            (old[0], old[1], old[3])
+        heat, epoch = self._heat.touch(heat, epoch)
+        self._touched[key] = (heat, epoch, time.time(), n + 1)
+        if len(self._touched) > TOUCH_FLUSH and self._nursery is not None:
+            self._nursery.start_soon(self._flush_touches)
+        elif len(self._touched) > 4 * TOUCH_FLUSH:  # no background flusher: stay bounded
+            self._touched.pop(next(iter(self._touched)))
+        return heat
+
+    _nursery: trio.Nursery | None = None
+
+    async def _flush_touches(self) -> None:
+        if not self._touched or self._db_handle is None:
+            return
+        rows = [(k, *v) for k, v in self._touched.items()]
+        self._touched = {}
+        await self._write(self._db.touch_many, rows)
 
     def _tier_of(self, key: bytes, meta: BlockMeta) -> str:
         if meta.remote:
             return "remote"
         return "memory" if key in self._memory else "disk"
-
-    def _write_journal(self, *record: Any, required: bool = False) -> None:
-        """Journal a change (not yet durable; see ``_sync_journal``). The journal mostly
-        speeds up restarts (an unclean start rebuilds from disk), so a failed append is
-        logged and skipped, unless ``required``: then it raises StoreError.
-        """
-        if self._journal is None and not self._closed:
-            self._open_journal()  # it failed at open (full disk): space may be back
-        try:
-            if self._journal is None:
-                raise StoreError(f"the index journal {self._journal_path} is not open")
-            self._journal.append(*record)
-        except (OSError, StoreError) as exc:
-            if required:
-                raise exc if isinstance(exc, StoreError) else self._os_error(
-                    exc, "cannot append to the index journal") from exc
-            log.warning("index journal append failed; the next start will rebuild from disk",
-                        op=record[0], error=str(exc))
-
-    async def _sync_journal(self) -> None:
-        """Make the journal durable; for records a crash recovery relies on (any ``sync``
-        setting), before the action they describe."""
-        journal = self._journal
-        if journal is None:
-            raise StoreError(f"the index journal {self._journal_path} is not open")
-        try:
-            await trio.to_thread.run_sync(journal.sync)
-        except OSError as exc:
-            raise self._os_error(exc, "cannot fsync the index journal") from exc
 
     def _check_open(self) -> None:
         if self._closed:
@@ -382,13 +416,26 @@ class TieredStore:
         while (event := self._inflight.get(key)) is not None:
             await event.wait()
 
-    def _forget(self, key: bytes, meta: BlockMeta) -> None:
-        """Drop a block from the index and memory (the file is the caller's business)."""
-        self._index.pop(key, None)
-        self._memory.discard(key)
-        if not meta.remote:
-            self._used -= meta.size
-        self._write_journal("del", key)
+    def _note_held(self, key: bytes) -> None:
+        held = _held.get()
+        if held is not None and key not in held:
+            held.add(key)
+            self._holds[key] += 1
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[set[bytes]]:
+        """While this is open, GC spares every block the current task (and the tasks it
+        starts) stores or finds already stored: an add or a pin fetch then pins them."""
+        held: set[bytes] = set()
+        token = _held.set(held)
+        try:
+            yield held
+        finally:
+            _held.reset(token)
+            for key in held:
+                self._holds[key] -= 1
+                if self._holds[key] <= 0:
+                    del self._holds[key]
 
     # -- blocks ------------------------------------------------------------------------------
 
@@ -406,9 +453,10 @@ class TieredStore:
             raise StoreError(f"block {cid} is {len(data)} bytes; the limit is {MAX_BLOCK_SIZE}")
         await self._wait_inflight(key)
         self._check_open()  # close() may have run while we waited
-        meta = self._index.get(key)
+        self._note_held(key)
+        meta = self._db.get(key)
         if meta is not None and not meta.remote:
-            self._touch(meta)
+            self._touch(key, meta)
             return False
         self._inflight[key] = event = trio.Event()
         try:
@@ -427,24 +475,34 @@ class TieredStore:
 
             async with self._threads:
                 await trio.to_thread.run_sync(verify_and_write)
-            now = time.time()
-            if meta is None:
-                meta = BlockMeta(cid=str(cid), size=len(data), first_access=now,
-                                 last_access=now)
-                self._index[key] = meta
-            else:
-                meta.remote = False
-                self._write_journal("remote", key, False)
-            self._used += len(data)
-            self._write_journal("put", key, meta.cid, meta.size, now)
-            self._touch(meta)
-            self._memory.put(key, data, heat=meta.heat)
+            with trio.CancelScope(shield=True):  # the file is there: its row must follow
+                await self._commit_put((key, bytes(cid), len(data), time.time()))
+            heat = self._touch(key, BlockMeta(str(cid), len(data), 0.0, 0.0))
+            self._memory.put(key, data, heat=heat)
             for listener in self._listeners:
                 listener(cid, len(data))
             return True
         finally:
             del self._inflight[key]
             event.set()
+
+    async def _commit_put(self, row: tuple[bytes, bytes, int, float]) -> None:
+        """Group commit: the first put to get the writer commits every row queued by then."""
+        batch = self._batch
+        batch.rows.append(row)
+        async with self._db_lock:
+            if not batch.done:
+                self._batch = _Batch()
+                try:
+                    await trio.to_thread.run_sync(self._db.put_many, batch.rows)
+                except sqlite3.Error as exc:
+                    batch.error = storage_error(exc, "cannot index the block", self.root)
+                finally:
+                    batch.done = True
+        if batch.error is not None:
+            with contextlib.suppress(OSError):  # not indexed: its file must not linger
+                await trio.to_thread.run_sync(self._disk.delete, row[0])
+            raise batch.error
 
     async def _settled(self, cid: CidLike) -> tuple[CID, bytes, BlockMeta | None]:
         """(cid, key, meta) once no put or delete of that block is in flight."""
@@ -453,14 +511,14 @@ class TieredStore:
         key = key_of(cid)
         await self._wait_inflight(key)
         self._check_open()  # close() may have run while we waited
-        return cid, key, self._index.get(key)
+        return cid, key, self._meta(key)
 
     async def get(self, cid: CidLike) -> bytes:
         """The block's bytes, verified. Raises BlockNotFoundError."""
         cid, key, meta = await self._settled(cid)
         if meta is None:
             raise BlockNotFoundError(str(cid))
-        self._touch(meta)
+        self._touch(key, meta)
         return await self._read(cid, key, meta)
 
     async def _read(self, cid: CID, key: bytes, meta: BlockMeta) -> bytes:
@@ -469,16 +527,19 @@ class TieredStore:
         if data is not None:
             return data
         if meta.remote:
-            return await self._get_remote(cid, key, meta)
+            return await self._get_remote(cid, key)
         self._disk_stats.lookups += 1
         async with self._threads:
             data, corrupt = await trio.to_thread.run_sync(self._disk.read_verified, key)
         if data is None:
-            if self._index.get(key) is not meta:
+            if key in self._inflight:
+                await self._wait_inflight(key)
+            now = self._db.get(key)
+            if now is None:
                 raise BlockNotFoundError(str(cid))  # deleted while we read
-            if meta.remote:  # moved to the remote tier while we read
-                return await self._get_remote(cid, key, meta)
-            self._forget(key, meta)
+            if now.remote:  # moved to the remote tier while we read
+                return await self._get_remote(cid, key)
+            await self._drop([key])
             if corrupt:
                 log.error("corrupt block quarantined; reported as missing", cid=str(cid),
                           path=str(self._disk.quarantine_dir))
@@ -489,7 +550,7 @@ class TieredStore:
         self._memory.put(key, data, heat=self._heat_of(key))
         return data
 
-    async def _get_remote(self, cid: CID, key: bytes, meta: BlockMeta) -> bytes:
+    async def _get_remote(self, cid: CID, key: bytes) -> bytes:
         self._remote_stats.lookups += 1
         data = await self.remote.fetch(cid)
         if data is None:
@@ -500,18 +561,15 @@ class TieredStore:
         return data
 
     async def has(self, cid: CidLike) -> bool:
-        meta = self._index.get(key_of(to_cid(cid)))
-        return meta is not None and not meta.remote
+        return self.is_local(cid)
 
     def is_remote(self, cid: CidLike) -> bool:
-        """Evicted to the remote tier: known, pinned, held elsewhere; no I/O."""
-        meta = self._index.get(key_of(to_cid(cid)))
-        return meta is not None and meta.remote
+        """Evicted to the remote tier: known, pinned, held elsewhere; no file I/O."""
+        return self._db.is_remote(key_of(to_cid(cid)))
 
     def local_size(self, cid: CidLike) -> int | None:
-        """Size of a block held locally (memory or disk), else None; no I/O."""
-        meta = self._index.get(key_of(to_cid(cid)))
-        return None if meta is None or meta.remote else meta.size
+        """Size of a block held locally (memory or disk), else None; no file I/O."""
+        return self._db.local_size(key_of(to_cid(cid)))
 
     def is_local(self, cid: CidLike) -> bool:
         return self.local_size(cid) is not None
@@ -525,7 +583,7 @@ class TieredStore:
         self._listeners.append(listener)
 
     async def size(self, cid: CidLike) -> int:
-        meta = self._index.get(key_of(to_cid(cid)))
+        meta = self._db.get(key_of(to_cid(cid)))
         if meta is None:
             raise BlockNotFoundError(str(cid))
         return meta.size
@@ -537,45 +595,93 @@ class TieredStore:
             return False
         if meta.pins:
             raise PinnedBlockError(f"block {cid} is pinned; unpin it first")
-        await self._remove([key])
+        await self._remove([key], only_unpinned=True)
         return True
 
-    async def _remove(self, keys: list[bytes]) -> int:
-        """Forget blocks, then unlink their files; others wait on the in-flight events."""
-        freed = 0
+    async def _drop(self, keys: list[bytes]) -> None:
+        """Forget blocks whose files are gone or bad (pinned or not)."""
+        for key in keys:
+            self._memory.discard(key)
+            self._touched.pop(key, None)
+        await self._write(self._db.delete_many, keys, only_unpinned=False)
+
+    async def _remove(self, keys: list[bytes], *, only_unpinned: bool
+                      ) -> list[tuple[bytes, int]]:
+        """Drop rows, then unlink files; puts and reads of them wait meanwhile. Returns
+        (key, size) of those removed (a block pinned since it was chosen stays)."""
         events = {}
         for key in keys:
-            meta = self._index.get(key)
-            if meta is None:
-                continue
-            freed += 0 if meta.remote else meta.size
-            self._forget(key, meta)
-            self._inflight[key] = events[key] = trio.Event()
+            if key not in self._inflight:
+                self._inflight[key] = events[key] = trio.Event()
         try:
+            gone = await self._write(self._db.delete_many, list(events),
+                                     only_unpinned=only_unpinned)
+            for key, _ in gone:
+                self._memory.discard(key)
+                self._touched.pop(key, None)
             async with self._threads:
-                await trio.to_thread.run_sync(lambda: [self._disk.delete(k) for k in events])
+                await trio.to_thread.run_sync(lambda: [self._disk.delete(k) for k, _ in gone])
         finally:
             for key, event in events.items():
                 del self._inflight[key]
                 event.set()
-        return freed
+        return gone
 
     async def __aiter__(self) -> AsyncIterator[CID]:
-        for key, meta in list(self._index.items()):
-            if key in self._index and not meta.remote:
+        after = b""
+        while page := self._db.page(after, local=True):
+            for _key, meta in page:
                 yield to_cid(meta.cid)
+            after = page[-1][0]
+            await trio.lowlevel.checkpoint()
 
     def __len__(self) -> int:
-        return len(self._index)
+        c = self._db.counters
+        return c.blocks + c.remote_blocks
 
     # -- pins --------------------------------------------------------------------------------
 
     def pins(self) -> dict[str, PinMode]:
-        return dict(self._pins.roots)
+        """Every pin root and its mode (for a long listing, page with ``iter_pins``)."""
+        out: dict[str, PinMode] = {}
+        after = ""
+        while page := self._db.pin_page(after, limit=10_000):
+            out.update((p.cid, p.mode) for p in page)
+            after = page[-1].cid
+        return out
+
+    async def iter_pins(self) -> AsyncIterator[Pin]:
+        """Pin roots in CID order, a page at a time."""
+        after = ""
+        while page := self._db.pin_page(after):
+            for pin in page:
+                yield pin
+            after = page[-1].cid
+            await trio.lowlevel.checkpoint()
+
+    async def iter_indirect(self) -> AsyncIterator[str]:
+        """Blocks pinned only through a recursive pin's DAG (not roots themselves)."""
+        after = b""
+        while page := self._db.page(after, pinned=True):
+            for key, meta in page:
+                if not self._db.is_root(key):
+                    yield meta.cid
+            after = page[-1][0]
+            await trio.lowlevel.checkpoint()
+
+    def pin_of(self, cid: CidLike) -> Pin | None:
+        return self._db.pin(str(to_cid(cid)))
+
+    def pin_type(self, cid: CidLike) -> str | None:
+        """recursive, direct, indirect (covered by a recursive pin), or None."""
+        cid = to_cid(cid)
+        pin = self._db.pin(str(cid))
+        if pin is not None:
+            return pin.mode
+        return "indirect" if self._db.pins_of(key_of(cid)) else None
 
     def is_pinned(self, cid: CidLike) -> bool:
-        meta = self._index.get(key_of(to_cid(cid)))
-        return meta is not None and meta.pins > 0
+        return self._db.pins_of(key_of(to_cid(cid))) > 0
 
     async def dag_keys(self, root: CidLike) -> list[bytes]:
         """Store keys of a whole DAG held here (locally or remotely); BlockNotFoundError if a
@@ -583,51 +689,90 @@ class TieredStore:
         self._check_open()
         return await self._dag_keys(to_cid(root), True)
 
-    async def _dag_keys(self, root: CID, recursive: bool) -> list[bytes]:
-        """Keys of the root and (recursively) every block it links to; all must be here."""
-        seen: dict[bytes, None] = {}
-        stack = [root]
+    async def dag_missing(self, root: CidLike, recursive: bool = True) -> AsyncIterator[CID]:
+        """Blocks of the DAG not held here, as far as the blocks held let us see."""
+        seen: set[bytes] = set()
+        stack = [to_cid(root)]
         while stack:
             cid = stack.pop()
             key = key_of(cid)
             if key in seen:
                 continue
-            if key not in self._index:
+            seen.add(key)
+            meta = self._db.get(key)
+            if meta is None:
+                yield cid
+                continue
+            if recursive and cid.codec.code == DAG_PB:
+                stack.extend(self.links(cid, await self._read(cid, key, meta)))
+
+    @staticmethod
+    def links(cid: CID, data: bytes) -> list[CID]:
+        """The CIDs a dag-pb block links to (none for other codecs)."""
+        if cid.codec.code != DAG_PB:
+            return []
+        try:
+            return [to_cid(link.cid) for link in dagpb.decode(data, str(cid)).links]
+        except CodecError as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def _dag_keys(self, root: CID, recursive: bool, *, tolerant: bool = False
+                        ) -> list[bytes]:
+        """Keys of the root and (recursively) every block it links to; all must be here
+        (``tolerant``: those that are)."""
+        seen: dict[bytes, None] = {}
+        stack = [root]
+        steps = 0
+        while stack:
+            cid = stack.pop()
+            key = key_of(cid)
+            if key in seen:
+                continue
+            meta = self._db.get(key)
+            if meta is None:
+                if tolerant:
+                    continue
                 raise BlockNotFoundError(
                     str(cid), f"in the DAG of {root}; fetch the whole DAG before pinning it"
                 ) if cid != root else BlockNotFoundError(str(cid))
             seen[key] = None
             if recursive and cid.codec.code == DAG_PB:
-                data = await self._read(cid, key, self._index[key])
                 try:
-                    stack.extend(to_cid(link.cid) for link in dagpb.decode(data, str(cid)).links)
-                except CodecError as exc:
-                    raise StoreError(str(exc)) from exc
+                    data = await self._read(cid, key, meta)
+                except BlockNotFoundError:
+                    if tolerant:
+                        continue
+                    raise
+                stack.extend(self.links(cid, data))
+            steps += 1
+            if steps % 256 == 0:
+                await trio.lowlevel.checkpoint()
         return list(seen)
 
-    async def pin(self, cid: CidLike, recursive: bool = True) -> None:
-        """Pin a block (direct) or a whole DAG (recursive); persisted before returning."""
+    async def _old_keys(self, cid: CID, current: Pin | None) -> list[bytes]:
+        if current is None:
+            return []
+        return await self._dag_keys(cid, current.mode == "recursive", tolerant=True)
+
+    async def pin(self, cid: CidLike, recursive: bool = True, *, name: str = "") -> None:
+        """Pin a block (direct) or a whole DAG (recursive); every block must be here.
+        Recorded (with its blocks' counts, in one transaction) before returning."""
         self._check_open()
         cid = to_cid(cid)
         mode: PinMode = "recursive" if recursive else "direct"
+        keys = await self._dag_keys(cid, recursive)
         async with self._pin_lock:
-            current = self._pins.roots.get(str(cid))
-            if current == mode or (current == "recursive" and not recursive):
+            current = self._db.pin(str(cid))
+            if current is not None and (current.mode == mode or current.mode == "recursive"):
                 return
-            keys = await self._dag_keys(cid, recursive)
-            old = [] if current is None else await self._dag_keys(cid, current == "recursive")
-            if any(key not in self._index for key in keys):  # GC ran during the walk
-                raise BlockNotFoundError(str(cid), "part of its DAG was collected while "
-                                         "pinning; add it again")
-            # Counted first so GC spares the blocks while the pin set is written.
-            self._count_pins(keys, +1)
+            old = await self._old_keys(cid, current)
             try:
-                await self._save_pins({**self._pins.roots, str(cid): mode})
-            except BaseException:
-                self._count_pins(keys, -1)
-                raise
-            self._count_pins(old, -1)
-            self._pins.roots[str(cid)] = mode
+                await self._write(self._db.add_pin, Pin(str(cid), mode, name), key_of(cid),
+                                  keys, old)
+            except MissingBlocks as exc:
+                raise BlockNotFoundError(
+                    str(cid_of_key(exc.keys[0])), f"in the DAG of {cid}: collected while "
+                    "pinning; add it again") from None
         for listener in self._pin_listeners:
             listener(cid, True)
 
@@ -635,148 +780,196 @@ class TieredStore:
         self._check_open()
         cid = to_cid(cid)
         async with self._pin_lock:
-            mode = self._pins.roots.get(str(cid))
-            if mode is None:
+            current = self._db.pin(str(cid))
+            if current is None:
                 raise StoreError(f"{cid} is not pinned")
-            await self._save_pins({k: v for k, v in self._pins.roots.items() if k != str(cid)})
-            del self._pins.roots[str(cid)]
-            with contextlib.suppress(BlockNotFoundError):
-                self._count_pins(await self._dag_keys(cid, mode == "recursive"), -1)
+            keys = await self._old_keys(cid, current)
+            await self._write(self._db.remove_pin, str(cid), keys)
         for listener in self._pin_listeners:
             listener(cid, False)
 
-    def _count_pins(self, keys: list[bytes], delta: int) -> None:
-        for key in keys:
-            meta = self._index.get(key)
-            if meta is not None:
-                meta.pins = max(0, meta.pins + delta)
-
-    async def _save_pins(self, roots: dict[str, PinMode]) -> None:
-        """Persist a new pin set (durably) before the caller adopts it."""
-        try:
-            await trio.to_thread.run_sync(self._pins.save, roots)
-        except OSError as exc:
-            raise self._os_error(exc, "cannot save the pin set") from exc
-
-    async def _recount_pins(self) -> None:
-        for meta in self._index.values():
-            meta.pins = 0
-        for cid_text, mode in list(self._pins.roots.items()):
+    async def update_pin(self, old: CidLike, new: CidLike, *, unpin: bool = True) -> None:
+        """Move a recursive pin from OLD to NEW (whose blocks must all be here) atomically:
+        never a moment with neither pinned. ``unpin=False`` keeps OLD."""
+        self._check_open()
+        old, new = to_cid(old), to_cid(new)
+        keys = await self._dag_keys(new, True)
+        async with self._pin_lock:
+            current = self._db.pin(str(old))
+            if current is None or current.mode != "recursive":
+                raise StoreError(f"{old} is not pinned recursively")
+            old_keys = await self._old_keys(old, current) if unpin else []
+            existing = self._db.pin(str(new))
+            if existing is not None and existing.mode == "recursive":
+                keys = []  # already counted; only OLD goes
+            elif existing is not None:
+                old_keys += [key_of(new)]  # its direct count gives way to the recursive one
             try:
-                for key in await self._dag_keys(to_cid(cid_text), mode == "recursive"):
-                    self._index[key].pins += 1
-            except StoreError as exc:
-                log.error("pinned DAG incomplete in the store", cid=cid_text, error=str(exc))
+                await self._write(self._db.update_pin, current,
+                                  Pin(str(new), "recursive", current.name), key_of(new),
+                                  keys, old_keys, unpin and old != new)
+            except MissingBlocks as exc:
+                raise BlockNotFoundError(
+                    str(cid_of_key(exc.keys[0])), f"in the DAG of {new}: collected while "
+                    "pinning; try again") from None
+        for listener in self._pin_listeners:
+            listener(new, True)
+            if unpin and old != new:
+                listener(old, False)
+
+    async def verify_pin(self, cid: CidLike) -> list[tuple[str, str]]:
+        """Every block of a pin present and re-hashed: (cid, problem) of each bad one."""
+        root = to_cid(cid)
+        pin = self._db.pin(str(root))
+        if pin is None:
+            raise StoreError(f"{root} is not pinned")
+        bad: list[tuple[str, str]] = []
+        seen: set[bytes] = set()
+        stack = [root]
+        while stack:
+            cid = stack.pop()
+            key = key_of(cid)
+            if key in seen:
+                continue
+            seen.add(key)
+            meta = self._db.get(key)
+            if meta is None:
+                bad.append((str(cid), "missing"))
+                continue
+            if meta.remote:
+                if pin.mode == "recursive" and cid.codec.code == DAG_PB:
+                    stack.extend(self.links(cid, await self._read(cid, key, meta)))
+                continue  # held by the remote tier: not re-hashed here
+            async with self._threads:
+                data, corrupt = await trio.to_thread.run_sync(self._disk.read_verified, key)
+            if data is None:
+                bad.append((str(cid), "corrupt (quarantined)" if corrupt else "missing"))
+                await self._drop([key])
+                continue
+            if pin.mode == "recursive":
+                try:
+                    stack.extend(self.links(cid, data))
+                except StoreError as exc:
+                    bad.append((str(cid), str(exc)))
+        return bad
 
     # -- GC ----------------------------------------------------------------------------------
 
     async def gc(self, *, full: bool = False) -> GcResult:
         """Remove unpinned blocks, coldest first, down to the watermark (or all, with full)."""
         target = 0 if full else int(self.config.max_size * self.config.gc_watermark)
-        return await self._collect(target)
+        return await self._collect(target, full=full)
 
-    async def _collect(self, target: int) -> GcResult:
+    async def _collect(self, target: int, *, full: bool = False) -> GcResult:
+        """In slices: each page of candidates is re-checked (not written to, not held, not
+        pinned: the delete itself re-checks the count) and removed, then the loop runs."""
         result = GcResult()
         async with self._gc_lock:
+            started = time.time()
             if self._used > target:
-                candidates = sorted(
-                    (self._heat.value(m.heat, m.heat_epoch), m.last_access, k)
-                    for k, m in self._index.items() if not m.pins and not m.remote
-                )
-                victims, excess = [], self._used - target
-                for _, _, key in candidates:
-                    if excess <= 0:
-                        break
-                    if key not in self._inflight:
-                        victims.append(key)
-                        excess -= self._index[key].size
-                result.removed = len(victims)
-                result.freed = await self._remove(victims)
+                await self._flush_touches()
+                pages = self._db.collect_candidates(coldest_first=not full, before=started)
+                try:
+                    while self._used > target:
+                        page = await trio.to_thread.run_sync(_take_page, pages)
+                        if page is None:
+                            break
+                        excess = self._used - target
+                        victims = []
+                        for key, size in page:
+                            if excess <= 0:
+                                break
+                            if key not in self._inflight and key not in self._holds:
+                                victims.append(key)
+                                excess -= size
+                        if victims:
+                            gone = await self._remove(victims, only_unpinned=True)
+                            result.removed += len(gone)
+                            result.freed += sum(size for _, size in gone)
+                        await trio.sleep(0)
+                finally:
+                    await trio.to_thread.run_sync(pages.close)
             if self._used > target:
                 await self._evict_pinned_to_remote(target, result)
         result.remaining = self._used
         if result.removed or result.evicted_to_remote:
             log.info("gc done", removed=result.removed, freed=result.freed,
-                     to_remote=result.evicted_to_remote, remaining=result.remaining)
+                     to_remote=result.evicted_to_remote, remaining=result.remaining,
+                     seconds=round(time.time() - started, 2))
         return result
 
     async def _evict_pinned_to_remote(self, target: int, result: GcResult) -> None:
         if isinstance(self.remote, NoRemoteTier):
             return
-        candidates = sorted(
-            (self._heat.value(m.heat, m.heat_epoch), k)
-            for k, m in self._index.items() if m.pins and not m.remote
-        )
-        for _, key in candidates:
-            if self._used <= target:
-                return
-            meta = self._index.get(key)
-            if meta is None or meta.remote or key in self._inflight:
-                continue
-            if to_cid(meta.cid).codec.code == DAG_PB:
-                # DAG nodes stay: pins are recounted at open by walking them, without the
-                # network. Raw leaves carry nearly all the bytes anyway.
-                continue
-            if not await self.remote.is_safely_held(to_cid(meta.cid)):
-                continue
-            # Not while a snapshot is written: one that captured the block on disk would cut
-            # its record from the journal, and a crash would forget the block.
-            async with self._snapshot_lock:
-                # Other tasks ran during the awaits: decide again, then hold the block so a
-                # put, delete or read of it waits until its file is gone and the index says so.
-                if (self._index.get(key) is not meta or meta.remote or not meta.pins
-                        or key in self._inflight or self._used <= target):
-                    continue
-                self._inflight[key] = event = trio.Event()
-                try:
-                    try:
-                        # Durable before the file goes, or a crash forgets the block lives
-                        # remotely. Self-contained (cid, size) for a damaged snapshot.
-                        self._write_journal("remote", key, True, meta.cid, meta.size,
-                                            required=True)
-                        await self._sync_journal()
-                    except StoreError as exc:
-                        result.errors.append(f"{meta.cid}: {exc}")
+        pages = self._db.pinned_local_coldest()
+        try:
+            while self._used > target:
+                page = await trio.to_thread.run_sync(_take_page, pages)
+                if page is None:
+                    return
+                for key, cid_text, _ in page:
+                    if self._used <= target:
+                        return
+                    cid = to_cid(cid_text)
+                    if cid.codec.code == DAG_PB or key in self._inflight:
+                        # DAG nodes stay: pins are walked without the network. Raw leaves
+                        # carry nearly all the bytes anyway.
                         continue
-                    meta.remote = True
-                    self._used -= meta.size
-                    self._memory.discard(key)
-                    await trio.to_thread.run_sync(self._disk.delete, key)
-                finally:
-                    del self._inflight[key]
-                    event.set()
-            result.evicted_to_remote += 1
+                    if not await self.remote.is_safely_held(cid):
+                        continue
+                    if key in self._inflight:
+                        continue
+                    self._inflight[key] = event = trio.Event()
+                    try:
+                        try:  # durable before the file goes (FULL sync for this commit)
+                            moved = await self._write(self._db.set_remote, key)
+                        except StoreError as exc:
+                            result.errors.append(f"{cid}: {exc}")
+                            continue
+                        if not moved:
+                            continue
+                        self._memory.discard(key)
+                        await trio.to_thread.run_sync(self._disk.delete, key)
+                    finally:
+                        del self._inflight[key]
+                        event.set()
+                    result.evicted_to_remote += 1
+        finally:
+            await trio.to_thread.run_sync(pages.close)
 
     # -- verify, stats -----------------------------------------------------------------------
 
     async def verify(self) -> VerifyResult:
         """Re-hash every local block; corrupt ones are quarantined and dropped from the index."""
         result = VerifyResult()
-        for key, meta in list(self._index.items()):
-            if meta.remote or self._index.get(key) is not meta:
-                continue
-            async with self._threads:
-                data, corrupt = await trio.to_thread.run_sync(self._disk.read_verified, key)
-            result.checked += 1
-            if data is None and self._index.get(key) is meta and not meta.remote:
-                (result.corrupt if corrupt else result.missing).append(meta.cid)
-                self._forget(key, meta)
-                log.error("verify: block bad", cid=meta.cid, corrupt=corrupt)
+        after = b""
+        while page := self._db.page(after, local=True):
+            after = page[-1][0]
+            for key, meta in page:
+                if key in self._inflight:
+                    continue
+                async with self._threads:
+                    data, corrupt = await trio.to_thread.run_sync(self._disk.read_verified,
+                                                                  key)
+                result.checked += 1
+                if data is None and key not in self._inflight and self._db.local_size(key):
+                    (result.corrupt if corrupt else result.missing).append(meta.cid)
+                    await self._drop([key])
+                    log.error("verify: block bad", cid=meta.cid, corrupt=corrupt)
         return result
 
     def stats(self) -> StoreStats:
         mem = self._memory.stats
+        c = self._db.counters
         memory = TierStats(blocks=len(self._memory), bytes=self._memory.bytes_used,
                            hits=mem.hits, lookups=mem.hits + mem.misses)
-        local = [m for m in self._index.values() if not m.remote]
-        remote = [m for m in self._index.values() if m.remote]
-        disk = TierStats(blocks=len(local), bytes=self._used, hits=self._disk_stats.hits,
+        disk = TierStats(blocks=c.blocks, bytes=c.bytes, hits=self._disk_stats.hits,
                          lookups=self._disk_stats.lookups)
-        far = TierStats(blocks=len(remote), bytes=sum(m.size for m in remote),
+        far = TierStats(blocks=c.remote_blocks, bytes=c.remote_bytes,
                         hits=self._remote_stats.hits, lookups=self._remote_stats.lookups)
         return StoreStats(memory=memory, disk=disk, remote=far, max_size=self.config.max_size,
-                          memory_budget=self.config.memory_size, pins=len(self._pins.roots),
-                          pinned_blocks=sum(1 for m in self._index.values() if m.pins))
+                          memory_budget=self.config.memory_size, pins=c.pins,
+                          pinned_blocks=c.pinned_blocks)
 
     def heat(self, cid: CidLike) -> float:
         return self._heat_of(key_of(to_cid(cid)))
@@ -784,31 +977,54 @@ class TieredStore:
     # -- service -----------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Periodic GC and snapshots for as long as the node runs; closes the store at the end."""
+        """Periodic GC, heat flushes and exports for as long as the node runs; closes the
+        store at the end."""
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 if self.config.parquet_export:
                     nursery.start_soon(self._export_parquet)
+                if self._unclean:
+                    nursery.start_soon(self._guarded, self.reconcile)
                 nursery.start_soon(self._every, self.config.gc_period, self.gc)
                 nursery.start_soon(self._every, self.config.snapshot_period, self.snapshot)
+                nursery.start_soon(self._every, TOUCH_PERIOD, self._flush_touches)
                 task_status.started()
         finally:
+            self._nursery = None
             try:
                 await self.close()
-            except (StoreError, OSError) as exc:  # e.g. a full disk: the journal still holds it
-                log.error("store closed uncleanly; the next start replays its journal",
-                          error=str(exc))
+            except (StoreError, OSError) as exc:
+                log.error("store closed uncleanly; the next start indexes stray files in the "
+                          "background", error=str(exc))
 
     @staticmethod
-    async def _every(period: float, job: Callable[[], Any]) -> None:
+    async def _guarded(job: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await job()
+        except Exception as exc:  # the edge of a background job: logged
+            log.error("store job failed", job=getattr(job, "__name__", "?"),
+                      error=f"{type(exc).__name__}: {exc}"[:500],
+                      exc_info=not isinstance(exc, (StoreError, OSError)))
+
+    @classmethod
+    async def _every(cls, period: float, job: Callable[[], Awaitable[Any]]) -> None:
         while True:
             await trio.sleep(period)
-            try:
-                await job()
-            except Exception as exc:  # the edge of a periodic job: logged, tried next period
-                log.error("periodic store job failed", job=getattr(job, "__name__", "?"),
-                          error=f"{type(exc).__name__}: {exc}"[:500],
-                          exc_info=not isinstance(exc, (StoreError, OSError)))
+            await cls._guarded(job)  # logged, tried next period
+
+
+def _take(it: Iterator[T], n: int) -> list[T]:
+    out = []
+    for item in it:
+        out.append(item)
+        if len(out) >= n:
+            break
+    return out
+
+
+def _take_page(pages: Iterator[T]) -> T | None:
+    return next(pages, None)
 
 
 __all__ = ["GcResult", "StoreConfig", "StoreStats", "TieredStore", "VerifyResult"]

@@ -12,7 +12,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgpack
 import pytest
 from dag import raw_block
 from helpers import small_tmpfs
@@ -101,7 +100,6 @@ async def test_enospc_is_store_full_and_the_store_recovers(small_disk: Path) -> 
     await store.close()  # the snapshot fits in the space the deletes freed
     assert (root / "datastore" / "CLEAN").exists()
     assert not (root / "datastore" / "index.parquet.tmp").exists()
-    assert not (root / "datastore" / "index.msgpack.tmp").exists()
 
     store = await TieredStore.open(root, CONFIG)  # clean restart, from the snapshot
     assert len(store) == len(stored)
@@ -114,120 +112,6 @@ async def test_enospc_is_store_full_and_the_store_recovers(small_disk: Path) -> 
 def free_pages(root: Path) -> int:
     st = os.statvfs(root)
     return st.f_bavail * st.f_frsize // PAGE
-
-
-@pytest.mark.parametrize("op", ["delete", "put"])
-async def test_journal_append_needs_a_page_on_a_full_disk(small_disk: Path, op: str) -> None:
-    """The index journal needs a new page just when the disk has none left.
-
-    A tmpfs file takes whole 4 KiB pages, so the test steers with puts and deletes of 64-byte
-    blocks (one page each) until the disk is full (delete: no free page; put: one, which the
-    block file takes) and the journal's last page has no room for the next record. Then ``op``
-    must either succeed or raise StoreFullError having changed nothing; either way the journal
-    must hold no torn record and the index must still agree with the disk. Deleting in
-    particular must work: it is how a full disk gets its space back.
-    """
-    root = small_disk
-    journal = root / "datastore" / "index.journal"
-    store = await TieredStore.open(root, CONFIG)
-    stored: dict[CID, bytes] = {}
-    await fill(store, root, BLOCK, stored)  # fewer than 25 pages left
-
-    def room() -> int:  # bytes left in the journal's last page
-        return -journal.stat().st_size % PAGE
-
-    async def put_small() -> int:
-        """Put a 64-byte block (one page); the journal's growth."""
-        before = journal.stat().st_size
-        cid, data = raw_block(size=SMALL)
-        assert await store.put(cid, data)
-        stored[cid] = data
-        small.append(cid)
-        return journal.stat().st_size - before
-
-    async def delete_small() -> int:
-        before = journal.stat().st_size
-        cid = small.pop(0)
-        assert await store.delete(cid)
-        del stored[cid]
-        return journal.stat().st_size - before
-
-    small: list[CID] = []
-    put_len = await put_small()  # record lengths, measured while there is room
-    del_len = await delete_small()
-    target_free, target_len = (0, del_len) if op == "delete" else (1, put_len)
-    for _ in range(3000):
-        free = free_pages(root)
-        if free == target_free and room() < target_len:
-            break
-        if free > target_free and (free >= 2 or room() >= put_len):
-            assert await put_small() == put_len
-        elif small and (free >= 1 or room() >= del_len):
-            assert await delete_small() == del_len
-        else:
-            pytest.fail(f"cannot steer: {free} free pages, {room()} bytes of journal room")
-    else:
-        pytest.fail("never reached a full disk with a full journal page")
-    await assert_consistent(store, root)
-
-    def assert_journal_whole() -> None:
-        """No torn record: replay stops at the first one, dropping every record after it."""
-        data = journal.read_bytes()
-        unpacker = msgpack.Unpacker()
-        unpacker.feed(data)
-        records = end = 0
-        for _ in unpacker:
-            records, end = records + 1, unpacker.tell()
-        assert end == len(data), (
-            f"{op} left a torn journal record (a short write was ignored): {len(data)} bytes, "
-            f"of which {records} whole records end at byte {end}; every record appended after "
-            "it would be lost on an unclean restart"
-        )
-
-    def failure(exc: OSError, cid: CID) -> str:
-        return (
-            f"{op} on a full disk raised {exc!r}, not StoreFullError; afterwards "
-            f"file on disk={bytes(cid.digest) in files_on_disk(root)}, "
-            f"journal {journal.stat().st_size} bytes"
-        )
-
-    if op == "delete":
-        cid = small.pop(0)
-        try:
-            assert await store.delete(cid)
-        except StoreFullError:
-            assert await store.has(cid), "delete refused but the block left the index"
-        except OSError as exc:
-            pytest.fail(failure(exc, cid) + f", has()={await store.has(cid)}")
-        else:
-            del stored[cid]
-            assert bytes(cid.digest) not in files_on_disk(root)
-    else:
-        cid, data = raw_block(size=SMALL)
-        try:
-            assert await store.put(cid, data)
-        except StoreFullError as exc:
-            assert_disk_full_error(exc)
-            assert not await store.has(cid), "put refused but the block is in the index"
-        except OSError as exc:
-            pytest.fail(failure(exc, cid) + f", has()={await store.has(cid)}")
-        else:
-            stored[cid] = data
-    assert_journal_whole()
-    await assert_consistent(store, root)
-    for cid, data in stored.items():
-        assert await store.get(cid) == data
-
-    for cid in [c for c, d in stored.items() if len(d) == BLOCK][:3]:  # free space, then close
-        assert await store.delete(cid)
-        del stored[cid]
-    await store.close()
-    assert (root / "datastore" / "CLEAN").exists()
-    store = await TieredStore.open(root, CONFIG)  # every record before the failure counts
-    assert len(store) == len(stored)
-    for cid, data in stored.items():
-        assert await store.get(cid) == data
-    await store.close()
 
 
 def fill_with_filler(root: Path) -> Path:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 import trio
 import trio.testing
@@ -25,7 +24,8 @@ from multiformats import CID
 from ipfs_kit_node.journal import RecordLog, atomic_write
 from ipfs_kit_node.repo import Repo
 from ipfs_kit_node.storage import StoreConfig, TieredStore
-from ipfs_kit_node.storage.index import export_parquet, write_snapshot
+from ipfs_kit_node.storage.blockdb import BlockDB
+from ipfs_kit_node.storage.index import export_parquet
 
 CONFIG = StoreConfig(max_size=100_000, memory_size=0, gc_watermark=0.5, parquet_export=False)
 
@@ -105,11 +105,8 @@ def test_every_atomic_replace_fsyncs_its_folder(tmp_path: Path,
     atomic_write(tmp_path / "plain", b"x")
     assert_renames_durable(fs_calls, tmp_path / "plain")
 
-    snapshot = tmp_path / "index.msgpack"
-    write_snapshot(snapshot, [], 3600.0)
-    assert_renames_durable(fs_calls, snapshot)
-
-    export_parquet(snapshot, tmp_path / "index.parquet")
+    BlockDB(tmp_path / "index.sqlite").close()
+    export_parquet(tmp_path / "index.sqlite", tmp_path / "index.parquet")
     assert_renames_durable(fs_calls, tmp_path / "index.parquet")
 
     log = RecordLog(tmp_path / "queue" / "log")
@@ -126,69 +123,6 @@ def test_every_atomic_replace_fsyncs_its_folder(tmp_path: Path,
     assert_renames_durable(fs_calls, repo.identity_file)
     assert_renames_durable(fs_calls, repo.config_file)
     assert ("fsync", str(tmp_path)) in fs_calls
-
-
-async def test_snapshot_durable_before_the_journal_empties(
-        tmp_path: Path, fs_calls: list[tuple[str, str]]) -> None:
-    store = await TieredStore.open(tmp_path, CONFIG)
-    await store.put(*raw_block(size=100))
-    fs_calls.clear()
-    await store.close()
-    datastore = tmp_path / "datastore"
-    snapshot = datastore / "index.msgpack"
-    assert_renames_durable(fs_calls, snapshot)
-    renamed = next(i for i, (op, arg) in enumerate(fs_calls)
-                   if op == "replace" and arg.endswith(str(snapshot)))
-    journal_synced = fs_calls.index(("fsync", str(datastore / "index.journal")))
-    assert journal_synced > renamed  # emptied (durably) only after the snapshot is in place
-    assert fs_calls[-1] == ("fsync", str(datastore)), "the CLEAN marker is not durable"
-
-    fs_calls.clear()
-    store = await TieredStore.open(tmp_path, CONFIG)
-    removed = fs_calls.index(("unlink", str(datastore / "CLEAN")))
-    assert ("fsync", str(datastore)) in fs_calls[removed:], (
-        "the CLEAN marker's removal is not durable: a crash would trust a stale snapshot"
-    )
-    await store.close()
-
-
-@pytest.mark.parametrize("sync", [True, False])
-async def test_moved_to_remote_is_fsynced_before_the_file_goes(
-        tmp_path: Path, fs_calls: list[tuple[str, str]], sync: bool) -> None:
-    """``sync = false`` skips the per-block fsyncs only: a record that precedes deleting the
-    local copy is always durable first."""
-    remote = Remote()
-    config = StoreConfig(max_size=100_000, memory_size=0, gc_watermark=0.5, sync=sync,
-                         parquet_export=False)
-    store, blocks = await pinned_store(tmp_path, remote, config=config)
-    fs_calls.clear()
-    result = await store.gc()
-    assert result.evicted_to_remote == 3
-    journal = str(tmp_path / "datastore" / "index.journal")
-    deletes = [i for i, (op, arg) in enumerate(fs_calls)
-               if op == "unlink" and arg.endswith(".data")]
-    syncs = [i for i, call in enumerate(fs_calls) if call == ("fsync", journal)]
-    assert len(deletes) == 3
-    for delete in deletes:
-        assert any(s < delete for s in syncs), "a block file left before its record was durable"
-    # The records are self-contained: a lost snapshot does not lose where the blocks are.
-    records = list(msgpack.Unpacker(open(journal, "rb")))  # noqa: SIM115
-    remote_records = [r for r in records if r[0] == "remote"]
-    assert len(remote_records) == 3 and all(len(r) == 5 for r in remote_records)
-    await store.close()
-    (tmp_path / "datastore" / "index.msgpack").write_bytes(b"damaged")
-    (tmp_path / "datastore" / "CLEAN").unlink()
-    with open(journal, "wb") as f:
-        for record in remote_records:
-            f.write(msgpack.packb(record))
-    store = await TieredStore.open(tmp_path, config, remote=remote)
-    assert store.stats().remote.blocks == 3
-    for cid, data in blocks:
-        assert await store.get(cid) == data
-    await store.close()
-
-
-# -- eviction against puts and reads of the same block ---------------------------------------
 
 
 async def test_eviction_and_put_of_one_block_never_race(tmp_path: Path) -> None:
@@ -289,139 +223,3 @@ async def _append(results: list[Any], coro: object) -> None:
     results.append(await coro)  # type: ignore[misc]
 
 
-# -- journal records written while a snapshot is being written --------------------------------
-
-
-class HeldSnapshot:
-    """Holds ``write_snapshot`` (in its worker thread) until ``release`` is set."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.writing, self.release = threading.Event(), threading.Event()
-        real = write_snapshot
-
-        def held(*args: Any) -> None:
-            self.writing.set()
-            assert self.release.wait(20), "the test never released the snapshot"
-            real(*args)
-
-        monkeypatch.setattr("ipfs_kit_node.storage.store.write_snapshot", held)
-
-    async def started(self) -> None:
-        assert await trio.to_thread.run_sync(self.writing.wait, 20)
-
-
-async def until_done_or_parked(done: Callable[[], bool]) -> None:
-    """Until ``done()``, or every task waits on something other than a worker thread beyond
-    the one holding the snapshot (a task parked on a lock). A thread's token is returned
-    only as its task is rescheduled, so a task between two threads never looks parked."""
-    limiter = trio.to_thread.current_default_thread_limiter()
-    while not done():
-        await trio.testing.wait_all_tasks_blocked()
-        if done() or limiter.borrowed_tokens <= 1:
-            return
-        await trio.sleep(0.01)
-
-
-def crash(store: TieredStore) -> None:
-    """Abandon a store as a kill would: no snapshot, no CLEAN marker (only the fd closed)."""
-    assert store._journal is not None
-    store._journal.close()
-    store._journal = None
-
-
-async def test_eviction_during_a_snapshot_survives_a_crash(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A snapshot captures pinned block K on disk; while it is written, GC moves K to the
-    remote tier (journal record synced, file deleted). Emptying the journal afterwards must
-    not drop that record, or an unclean start finds neither K's file nor a remote mark and
-    forgets a pinned block."""
-    remote = Remote()
-    store, blocks = await pinned_store(tmp_path, remote)
-    held = HeldSnapshot(monkeypatch)
-    results: list[Any] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(store.snapshot)
-        await held.started()
-        nursery.start_soon(lambda: _append(results, store.gc()))
-        try:
-            await until_done_or_parked(lambda: bool(results))
-        finally:
-            held.release.set()
-    assert results[0].evicted_to_remote == 3, results
-    evicted = [cid for cid, _ in blocks if store.is_remote(cid)]
-    assert len(evicted) == 3
-    crash(store)
-
-    store = await TieredStore.open(tmp_path, CONFIG, remote=remote)
-    lost = [str(cid) for cid, _ in blocks if not (store.is_local(cid) or store.is_remote(cid))]
-    assert not lost, f"pinned blocks forgotten after a crash: {lost}"
-    assert all(store.is_remote(cid) for cid in evicted)
-    for cid, data in blocks:
-        assert store.is_pinned(cid)
-        assert await store.get(cid) == data
-    await store.close()
-
-
-async def test_put_acknowledged_during_the_closing_snapshot_is_kept(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A put already writing its file when close() begins finishes (and is acknowledged)
-    while the final snapshot is written. Its journal record must outlive that snapshot: the
-    next start trusts snapshot and journal (a clean stop), with no rescan to find the file."""
-    store = await TieredStore.open(tmp_path, CONFIG)
-    old = raw_block(size=100)
-    await store.put(*old)
-    disk = store._disk
-    real_write = disk.write
-    writing, go = threading.Event(), threading.Event()
-
-    def held_write(key: bytes, data: bytes | memoryview) -> None:
-        writing.set()
-        assert go.wait(20)
-        real_write(key, data)
-
-    disk.write = held_write  # type: ignore[method-assign]
-    held = HeldSnapshot(monkeypatch)
-    cid, data = raw_block(size=200)
-    stored: list[bool] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(lambda: _append(stored, store.put(cid, data)))
-        await trio.to_thread.run_sync(writing.wait, 20)
-        nursery.start_soon(store.close)
-        try:
-            await held.started()  # the snapshot captured the index without the new block
-            go.set()
-            await until_done_or_parked(lambda: bool(stored))
-        finally:
-            go.set()
-            held.release.set()
-    assert stored == [True]
-    assert (tmp_path / "datastore" / "CLEAN").exists()
-
-    store = await TieredStore.open(tmp_path, CONFIG)
-    assert store.is_local(cid), "an acknowledged put was lost across a clean restart"
-    assert await store.get(cid) == data
-    assert await store.get(old[0]) == old[1]
-    await store.close()
-
-
-async def test_snapshot_fsyncs_the_journal_off_the_event_loop(
-        tmp_path: Path, fs_calls: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    on_loop: list[str] = []
-    fsync = os.fsync
-
-    def watched(fd: int) -> None:
-        if threading.current_thread() is threading.main_thread():
-            on_loop.append(os.readlink(f"/proc/self/fd/{fd}"))
-        fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", watched)
-    store = await TieredStore.open(tmp_path, CONFIG)
-    await store.put(*raw_block(size=100))
-    on_loop.clear()
-    fs_calls.clear()
-    await store.snapshot()
-    journal = str(tmp_path / "datastore" / "index.journal")
-    assert ("fsync", journal) in fs_calls
-    assert journal not in on_loop, "the journal was fsynced on the event loop thread"
-    await store.close()
