@@ -365,6 +365,13 @@ class ApiSection:
 
 
 @dataclass(frozen=True)
+class GatewaySection:
+    listen: tuple[str, ...] = _setting(
+        ("/ip4/127.0.0.1/tcp/8080",), parse_tcp_multiaddrs,
+        "HTTP gateway (read-only, /ipfs/{cid}) on TCP multiaddrs; [] turns it off")
+
+
+@dataclass(frozen=True)
 class LogSection:
     level: str = _setting("info", choice("debug", "info", "warning", "error"), "our log level")
     format: str = _setting("auto", choice("auto", "json", "console"), "auto: JSON unless a TTY")
@@ -381,6 +388,7 @@ SECTIONS: dict[str, type] = {
     "tasks": TasksSection,
     "pinning": PinningSection,
     "api": ApiSection,
+    "gateway": GatewaySection,
     "log": LogSection,
 }
 
@@ -397,6 +405,7 @@ class NodeConfig:
     tasks: TasksSection = TasksSection()
     pinning: PinningSection = PinningSection()
     api: ApiSection = ApiSection()
+    gateway: GatewaySection = GatewaySection()
     log: LogSection = LogSection()
 
     def to_dict(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import trio
 from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
 
+from .api.gateway import Gateway, GatewayServer
 from .api.metrics import HttpMetrics
 from .api.routes import register_routes
 from .api.rpc_policy import rpc_policy
@@ -114,6 +115,11 @@ class Node:
                              listen=config.api.listen, policy=rpc_policy(config.api),
                              api_file=repo.path / "api",
                              metrics=HttpMetrics.of(self.metrics.registry))
+        # The gateway: read-only, its own routes, blocks read through Bitswap.
+        self.gateway = GatewayServer(
+            Gateway(self.bitswap, lambda c: self.blocks.store.is_local(c)),
+            config.gateway.listen, url_file=repo.path / "gateway",
+            metrics=HttpMetrics.of(self.metrics.registry))
         self.services: list[Service] = [
             HostService(self.host, config.node.listen),
             self.pubsub,  # before anything dials: it ignores connections made before it
@@ -128,6 +134,7 @@ class Node:
             ConnManager(self.host, self.bitswap, self.peers, config.connmgr,
                         config.node.masters),
             self.api,
+            *([self.gateway] if config.gateway.listen else []),
             self.role,
         ]
         self.notifier = SystemdNotifier()

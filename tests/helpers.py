@@ -83,7 +83,8 @@ class Daemon:
         # one, written to REPO/api (see rpc_url).
         full_env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path),
                     "IPFS_KIT_ROUTING_MDNS": "false",
-                    "IPFS_KIT_API_LISTEN": "/ip4/127.0.0.1/tcp/0", **(env or {})}
+                    "IPFS_KIT_API_LISTEN": "/ip4/127.0.0.1/tcp/0",
+                    "IPFS_KIT_GATEWAY_LISTEN": "/ip4/127.0.0.1/tcp/0", **(env or {})}
         self.launched_at = time.monotonic()
         with open(self.stderr_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -121,6 +122,11 @@ class Daemon:
         daemon writes as Kubo does."""
         host, port = (self.repo / "api").read_text().split("/")[2::2]
         return f"http://{host}:{port}"
+
+    @property
+    def gateway_url(self) -> str:
+        """The gateway's base URL, from the REPO/gateway file the daemon writes (IPIP-280)."""
+        return (self.repo / "gateway").read_text().strip()
 
     @property
     def peer_id(self) -> str:

@@ -570,10 +570,12 @@ async def _send(conn: h11.Connection, stream: trio.abc.Stream, response: Respons
     """
     headers = [("content-type", response.content_type), *response.headers]
     body = response.body
-    streamed = not isinstance(body, bytes)
+    # A streamed body whose length is known ahead (a gateway file) keeps its Content-Length.
+    sized = any(name.lower() == "content-length" for name, _ in response.headers)
+    streamed = not isinstance(body, bytes) and not sized
     if isinstance(body, bytes):
         headers.append(("content-length", str(len(body))))
-    else:
+    elif not sized:
         headers.append(("transfer-encoding", "chunked"))
         if trailer:
             headers.append(("trailer", "X-Stream-Error"))
@@ -603,8 +605,8 @@ async def _send(conn: h11.Connection, stream: trio.abc.Stream, response: Respons
                     raise _ClientGone() from exc
                 except Exception as exc:
                     log.warning("response failed mid-stream", error=_describe(exc),
-                                how="trailer" if trailer else "connection aborted")
-                    if not trailer:
+                                how="trailer" if trailer and streamed else "connection aborted")
+                    if not (trailer and streamed):
                         raise _ClientGone() from exc  # ends this connection, nothing else
                     stream_error = _stream_error_text(exc)
                     break

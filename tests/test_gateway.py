@@ -1,0 +1,186 @@
+"""The gateway over real HTTP (httpx, as curl would): one daemon, a folder added with our CLI.
+
+Checks the path gateway's contract (Range, multi-range, 416, HEAD, 304, trailing-slash
+redirect, index.html, listings, 404, 400) and the trustless answers (?format=raw / car, read
+back with our CAR reader, every block verified)."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import Daemon
+
+from ipfs_kit_node.codecs.car import CarBlock, CarHeader, CarReader
+
+
+class Site:
+    def __init__(self, daemon: Daemon, folder: Path, root: str) -> None:
+        self.daemon = daemon
+        self.folder = folder
+        self.root = root
+        self.http = httpx.Client(base_url=daemon.gateway_url, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    tmp = Path(tempfile.mkdtemp(prefix="ikn-gw-", dir="/tmp"))
+    folder = tmp / "site"
+    (folder / "docs").mkdir(parents=True)
+    (folder / "web").mkdir()
+    (folder / "docs" / "big.bin").write_bytes(random.Random(7).randbytes(700_000))
+    (folder / "docs" / "notes.txt").write_text("hello gateway\n")
+    (folder / "docs" / "data.csv").write_text("a,b\n1,2\n")
+    (folder / "docs" / "ünï cødé.txt").write_text("unicode name\n")
+    (folder / "web" / "index.html").write_text("<!doctype html><p>home</p>")
+    (folder / "web" / "style.css").write_text("p{}")
+    daemon = Daemon(tmp, name="gw").start()
+    try:
+        out = daemon.cli("add", "-r", "-Q", "--cid-version", "1", str(folder))
+        assert out.returncode == 0, out.stderr
+        s = Site(daemon, folder, out.stdout.strip())
+        yield s
+        s.http.close()
+    finally:
+        daemon.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def car_of(body: bytes) -> tuple[CarHeader, list[CarBlock]]:
+    reader = CarReader()
+    events = reader.feed(body)
+    reader.close()
+    assert isinstance(events[0], CarHeader)
+    return events[0], [e for e in events[1:] if isinstance(e, CarBlock)]
+
+
+def test_file_headers_and_bytes(site: Site) -> None:
+    r = site.http.get(f"/ipfs/{site.root}/docs/big.bin")
+    assert r.status_code == 200
+    assert r.content == (site.folder / "docs" / "big.bin").read_bytes()
+    assert r.headers["content-length"] == "700000"
+    assert r.headers["cache-control"] == "public, max-age=29030400, immutable"
+    assert r.headers["x-ipfs-path"] == f"/ipfs/{site.root}/docs/big.bin"
+    roots = r.headers["x-ipfs-roots"].split(",")
+    assert len(roots) == 3 and roots[0] == site.root
+    assert r.headers["etag"] == f'"{roots[-1]}"'
+    assert r.headers["accept-ranges"] == "bytes"
+    assert site.http.get(f"/ipfs/{site.root}/docs/data.csv").headers["content-type"] \
+        .startswith("text/csv")
+    notes = site.http.get(f"/ipfs/{site.root}/docs/notes.txt")
+    assert notes.text == "hello gateway\n" and notes.headers["content-type"].startswith(
+        "text/plain")
+    assert site.http.get(f"/ipfs/{site.root}/docs/ünï cødé.txt").text == "unicode name\n"
+
+
+def test_ranges(site: Site) -> None:
+    data = (site.folder / "docs" / "big.bin").read_bytes()
+    url = f"/ipfs/{site.root}/docs/big.bin"
+    r = site.http.get(url, headers={"range": "bytes=0-99"})
+    assert r.status_code == 206 and r.content == data[:100]
+    assert r.headers["content-range"] == "bytes 0-99/700000"
+    r = site.http.get(url, headers={"range": "bytes=262140-262150"})  # across two leaves
+    assert r.content == data[262140:262151]
+    r = site.http.get(url, headers={"range": "bytes=-10"})
+    assert r.content == data[-10:]
+    r = site.http.get(url, headers={"range": "bytes=5-9,600000-600004"})
+    assert r.status_code == 206
+    assert r.headers["content-type"].startswith("multipart/byteranges; boundary=")
+    assert int(r.headers["content-length"]) == len(r.content)
+    assert data[5:10] in r.content and data[600000:600005] in r.content
+    assert b"content-range: bytes 600000-600004/700000" in r.content
+    r = site.http.get(url, headers={"range": "bytes=800000-"})
+    assert r.status_code == 416 and r.headers["content-range"] == "bytes */700000"
+
+
+def test_head_and_not_modified(site: Site) -> None:
+    url = f"/ipfs/{site.root}/docs/big.bin"
+    head = site.http.head(url)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == "700000"
+    again = site.http.get(url, headers={"if-none-match": head.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == head.headers["etag"]
+    assert site.http.get(url, headers={"if-none-match": '"other"'}).status_code == 200
+
+
+def test_folders(site: Site) -> None:
+    r = site.http.get(f"/ipfs/{site.root}/docs")
+    assert r.status_code == 301
+    assert r.headers["location"] == f"/ipfs/{site.root}/docs/"
+    listing = site.http.get(f"/ipfs/{site.root}/docs/")
+    assert listing.status_code == 200 and listing.headers["content-type"].startswith("text/html")
+    assert "notes.txt" in listing.text and "big.bin" in listing.text
+    home = site.http.get(f"/ipfs/{site.root}/web/")
+    assert home.text == "<!doctype html><p>home</p>"
+    assert home.headers["content-type"].startswith("text/html")
+    root = site.http.get(f"/ipfs/{site.root}", follow_redirects=True)
+    assert root.status_code == 200 and "docs" in root.text
+
+
+def test_errors(site: Site) -> None:
+    assert site.http.get(f"/ipfs/{site.root}/docs/missing.txt").status_code == 404
+    assert site.http.get(f"/ipfs/{site.root}/docs/notes.txt/below").status_code == 404
+    assert site.http.get("/ipfs/not-a-cid").status_code == 400
+    assert site.http.get("/elsewhere").status_code == 404
+    assert site.http.post(f"/ipfs/{site.root}").status_code == 405
+    assert site.http.get(f"/ipfs/{site.root}?format=tar").status_code == 406
+    assert site.http.get(f"/ipfs/{site.root}?format=car&dag-scope=nope").status_code == 400
+    # a CID nobody has: no peers to ask, so it is known to be unavailable here
+    missing = "bafkreie5cvv4h45feyyt7ertvuj3gtbdyvvtcr5upr6smsnmzwpqtzgy2u"
+    assert site.http.get(f"/ipfs/{missing}").status_code == 404
+    assert site.http.get(f"/ipfs/{missing}",
+                         headers={"cache-control": "only-if-cached"}).status_code == 412
+    # the API is not reachable through the gateway
+    assert site.http.post("/api/v0/id").status_code in (404, 405)
+    assert site.daemon.api("id")  # and the node is still fine
+
+
+def test_raw_block(site: Site) -> None:
+    r = site.http.get(f"/ipfs/{site.root}/docs/notes.txt?format=raw")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.ipld.raw"
+    cid = r.headers["x-ipfs-roots"].split(",")[-1]
+    assert r.headers["content-disposition"] == f'attachment; filename="{cid}.bin"'
+    assert r.headers["x-content-type-options"] == "nosniff"
+    by_accept = site.http.get(f"/ipfs/{cid}", headers={"accept": "application/vnd.ipld.raw"})
+    assert by_accept.content == r.content
+    assert by_accept.headers["content-location"] == f"/ipfs/{cid}?format=raw"
+
+
+def test_car_scopes(site: Site) -> None:
+    url = f"/ipfs/{site.root}/docs/big.bin"
+    r = site.http.get(url, params={"format": "car"})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/vnd.ipld.car; version=1; order=dfs; dups=n"
+    header, blocks = car_of(r.content)
+    terminal = r.headers["x-ipfs-roots"].split(",")[-1]
+    assert [str(c) for c in header.roots] == [terminal]
+    assert [str(b.cid) for b in blocks[:3]] == r.headers["x-ipfs-roots"].split(",")
+    leaves = b"".join(b.data for b in blocks if b.cid.codec.name == "raw")
+    assert leaves == (site.folder / "docs" / "big.bin").read_bytes()
+    block = site.http.get(url, params={"format": "car", "dag-scope": "block"},
+                          headers={"accept": "application/vnd.ipld.car"})
+    assert len(car_of(block.content)[1]) == 3
+    part = site.http.get(url, params={"format": "car", "entity-bytes": "0:99"})
+    assert len(car_of(part.content)[1]) == 4
+    assert part.headers["etag"] != r.headers["etag"]
+    whole = site.http.get(f"/ipfs/{site.root}", params={"format": "car"})
+    _, all_blocks = car_of(whole.content)
+    assert len({b.cid for b in all_blocks}) == len(all_blocks)
+    stat = site.daemon.api("repo/stat")
+    assert len(all_blocks) <= stat["NumObjects"]
+    refused = site.http.get(url, headers={"accept": "application/vnd.ipld.car; dups=y"})
+    assert refused.status_code == 406
+
+
+def test_metrics_count_gateway_requests(site: Site) -> None:
+    site.http.get(f"/ipfs/{site.root}/docs/notes.txt")
+    transport = httpx.HTTPTransport(uds=str(site.daemon.repo / "api.sock"))
+    with httpx.Client(transport=transport, base_url="http://localhost") as api:
+        text = api.get("/metrics").text
+    assert 'server="gateway"' in text and 'route="/ipfs"' in text
