@@ -1,0 +1,43 @@
+"""QUIC-v1 connections between our daemons are shown by `swarm peers`, counted in the
+metrics and trimmed by the connection manager like TCP ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from helpers import Daemon, wait_until
+
+from ipfs_kit_node.api.client import ApiClient
+
+MakeDaemon = Callable[..., Daemon]
+QUIC = "/ip4/127.0.0.1/udp/0/quic-v1"
+
+
+def _quic_addr(d: Daemon) -> str:
+    return next(a for a in d.api("id")["Addresses"] if "/quic-v1/" in a)
+
+
+def _metrics(d: Daemon) -> str:
+    with ApiClient(d.repo / "api.sock", d.repo) as client:
+        return client.get("/metrics").decode()
+
+
+def test_quic_connections_are_listed_counted_and_trimmed(daemon: MakeDaemon) -> None:
+    others = [daemon(name=f"p{i}").start(listen=QUIC) for i in range(5)]
+    center = daemon(name="center").start(listen=QUIC, env={
+        "IPFS_KIT_CONNMGR_LOW_WATER": "2", "IPFS_KIT_CONNMGR_HIGH_WATER": "3",
+        "IPFS_KIT_CONNMGR_GRACE_PERIOD": "0s",
+    })
+    assert all("/tcp/" not in a for a in center.api("id")["Addresses"])
+    first = others[0].cli("swarm", "connect", _quic_addr(center))
+    assert first.returncode == 0, first.stderr + center.log()[-2000:]
+    seen = {p["Peer"]: p for p in center.api("swarm/peers")["Peers"]}
+    assert "/quic-v1" in seen[others[0].peer_id]["Addr"], seen
+    assert "ipfs_kit_peers 1.0" in _metrics(center)
+    for peer in others[1:]:
+        peer.cli("swarm", "connect", _quic_addr(center))
+
+    def peers() -> set[str]:
+        return {p["Peer"] for p in center.api("swarm/peers")["Peers"]}
+
+    assert wait_until(lambda: len(peers()) <= 3, timeout=15), peers()
