@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("cid")
     get.add_argument("-o", "--output", type=Path, help="target path (default: the CID)")
     command("ls", "list a folder").add_argument("cid")
+    dag = command("dag", "CAR archives: export a DAG, import archives")
+    dag_sub = dag.add_subparsers(dest="dag_command", metavar="SUBCOMMAND", required=True)
+    command("export", "write a DAG as a CARv1 to stdout", dag_sub).add_argument("cid")
+    dag_import = command("import", "store the blocks of CAR files (v1 or v2), each verified, "
+                                   "and pin their roots", dag_sub)
+    dag_import.add_argument("files", nargs="+", type=Path)
+    dag_import.add_argument("--pin-roots", default="true", choices=("true", "false"))
     bitswap = command("bitswap", "the Bitswap engine")
     bitswap_sub = bitswap.add_subparsers(dest="bitswap_command", metavar="SUBCOMMAND",
                                          required=True)
@@ -723,6 +730,40 @@ def _ls(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
+@_client_command("dag")
+def _dag(args: argparse.Namespace, client: Any) -> int:
+    """export: the CAR to stdout as the daemon streams it; import: each file streamed up,
+    Kubo's `Pinned root CID success` lines printed."""
+    if args.dag_command == "export":
+        try:
+            with client.stream("dag/export", {"arg": args.cid}) as response:
+                for chunk in response.iter_bytes():
+                    sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            _stdout_gone()
+        return 0
+    for path in args.files:
+        try:
+            archive = open(path, "rb")  # noqa: SIM115 (closed below, read by the upload)
+        except OSError as exc:
+            raise IpfsKitError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+        def upload(archive: Any = archive) -> Iterator[bytes]:
+            while chunk := archive.read(1 << 20):
+                yield chunk
+
+        with archive, client.stream("dag/import", {"pin-roots": args.pin_roots},
+                                    body=upload()) as response:
+            for line in response.iter_lines():
+                root = json.loads(line).get("Root")
+                if root is not None:
+                    error = root.get("PinErrorMsg") or ""
+                    print(f"Pinned root\t{root['Cid']['/']}\t"
+                          f"{'success' if not error else 'failed: ' + error}")
+    return 0
+
+
 def _stdout_gone() -> None:
     """`cat CID | head` closed our stdout early: stop quietly (no error at exit's flush)."""
     import os
@@ -1012,7 +1053,7 @@ def run_client(args: argparse.Namespace) -> int:
     socket_name = load_config("worker", repo_config=repo / "config.toml",
                               config_file=args.config).api.socket
     # cat/get may wait for peers (Bitswap gives up after 60 s): give them longer than that.
-    timeout = 90.0 if args.command in ("cat", "get", "ls", "dht") else 30.0
+    timeout = 90.0 if args.command in ("cat", "get", "ls", "dht", "dag") else 30.0
     if args.command == "task":
         waits = args.task_command == "wait" or getattr(args, "wait", False) is True
         timeout = 24 * 3600.0 if waits else 120.0

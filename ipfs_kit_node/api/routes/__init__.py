@@ -12,6 +12,7 @@ from ...roles.mesh import own_origins
 from ..server import Router
 from .bitswap import register_bitswap_routes
 from .blocks import register_block_routes
+from .car import register_car_routes
 from .core import register_core_routes
 from .dht import register_dht_routes
 from .pins import register_remote_pin_routes
@@ -26,6 +27,7 @@ def register_routes(router: Router, c: Components, role: Role) -> None:
     register_core_routes(router, c)
     register_block_routes(router, c.blocks, c.repo.path)
     register_unixfs_routes(router, c.fetch)
+    register_car_routes(router, c.fetch, c.blocks)
     register_bitswap_routes(router, c.fetch)
     register_dht_routes(router, c.dht)
     register_pubsub_routes(router, c.pubsub)
