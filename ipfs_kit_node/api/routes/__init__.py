@@ -15,6 +15,7 @@ from .blocks import register_block_routes
 from .car import register_car_routes
 from .core import register_core_routes
 from .dht import register_dht_routes
+from .localpins import register_local_pin_routes
 from .pins import register_remote_pin_routes
 from .pubsub import register_pubsub_routes
 from .tasks import register_task_routes
@@ -26,6 +27,7 @@ __all__ = ["register_routes"]
 def register_routes(router: Router, c: Components, role: Role) -> None:
     register_core_routes(router, c)
     register_block_routes(router, c.blocks, c.repo.path)
+    register_local_pin_routes(router, c.blocks, c.fetch)
     register_unixfs_routes(router, c.fetch)
     register_car_routes(router, c.fetch, c.blocks)
     register_bitswap_routes(router, c.fetch)
