@@ -181,17 +181,37 @@ def build_parser() -> argparse.ArgumentParser:
         command(name, help, block_sub).add_argument("cid")
     pin = command("pin", "pins in the local store")
     pin_sub = pin.add_subparsers(dest="pin_command", metavar="SUBCOMMAND", required=True)
-    add = command("add", "pin a DAG (recursive) or one block (--recursive=false)", pin_sub)
-    add.add_argument("cid")
+    add = command("add", "pin DAGs (recursive) or blocks (--recursive=false), fetching "
+                  "what is missing from peers first", pin_sub)
+    add.add_argument("cid", nargs="+")
     add.add_argument("--recursive", default="true", choices=("true", "false"))
     remote_help = "on Kubo or IPFS Cluster instead (queued durably; see `pin remote ls`)"
     add.add_argument("--remote", choices=("kubo", "cluster"), help=remote_help)
-    add.add_argument("--name", default="", help="pin name (remote pins)")
+    add.add_argument("--name", default="", help="pin name")
+    add.add_argument("--progress", action="store_true", help="show blocks fetched so far")
+    add.add_argument("--timeout", type=int, default=60, metavar="S",
+                     help="give up on a block no peer sends within S seconds (default 60)")
     rm = command("rm", "unpin", pin_sub)
-    rm.add_argument("cid")
+    rm.add_argument("cid", nargs="+")
     rm.add_argument("--remote", choices=("kubo", "cluster"), help=remote_help)
-    command("ls", "list pins", pin_sub).add_argument(
-        "--remote", choices=("kubo", "cluster"), help="list what Kubo or Cluster holds")
+    pin_ls = command("ls", "list pins (streamed)", pin_sub)
+    pin_ls.add_argument("cid", nargs="*")
+    pin_ls.add_argument("--remote", choices=("kubo", "cluster"),
+                        help="list what Kubo or Cluster holds")
+    pin_ls.add_argument("-t", "--type", default="all", choices=("all", "recursive", "direct",
+                                                                "indirect"))
+    pin_ls.add_argument("-q", "--quiet", action="store_true", help="CIDs only")
+    pin_ls.add_argument("-n", "--names", action="store_true", help="show pin names")
+    update = command("update", "move a recursive pin from OLD to NEW, fetching only what NEW "
+                     "adds", pin_sub)
+    update.add_argument("old")
+    update.add_argument("new")
+    update.add_argument("--unpin", default="true", choices=("true", "false"),
+                        help="remove OLD's pin (default true)")
+    update.add_argument("--timeout", type=int, default=60, metavar="S")
+    pin_verify = command("verify", "check every pinned block is present and intact", pin_sub)
+    pin_verify.add_argument("--verbose", action="store_true", help="list good pins too")
+    pin_verify.add_argument("-q", "--quiet", action="store_true", help="CIDs of bad pins only")
     pin_remote = command("remote", "the queue of pins on Kubo and IPFS Cluster", pin_sub)
     pin_remote_sub = pin_remote.add_subparsers(dest="pin_remote_command", metavar="SUBCOMMAND",
                                                required=True)
@@ -529,24 +549,93 @@ def _pin(args: argparse.Namespace, client: Any) -> int:
                         print(f"{doc['Cid']} {doc.get('Type') or ','.join(doc['Status'])}")
             return 0
         route = "pin/remote/add" if args.pin_command == "add" else "pin/remote/rm"
-        query = {"arg": args.cid, "remote": args.remote}
-        if args.pin_command == "add" and args.name:
-            query["name"] = args.name
-        intent = client.call(route, query)
-        print(f"queued {intent['action']} of {intent['cid']} on {intent['target']} "
-              f"({intent['state']}; follow it with `pin status {intent['cid']}`)")
+        for cid in args.cid:
+            query = {"arg": cid, "remote": args.remote}
+            if args.pin_command == "add" and args.name:
+                query["name"] = args.name
+            intent = client.call(route, query)
+            print(f"queued {intent['action']} of {intent['cid']} on {intent['target']} "
+                  f"({intent['state']}; follow it with `pin status {intent['cid']}`)")
         return 0
     if args.pin_command == "ls":
-        for cid, info in client.call("pin/ls")["Keys"].items():
-            print(f"{cid} {info['Type']}")
-        return 0
+        return _pin_ls(args, client)
     if args.pin_command == "add":
-        for cid in client.call("pin/add", {"arg": args.cid, "recursive": args.recursive})["Pins"]:
+        query = {"arg": args.cid, "recursive": args.recursive, "progress": "true",
+                 "timeout": str(args.timeout)}
+        if args.name:
+            query["name"] = args.name
+        pins: list[str] = []
+        with client.stream("pin/add", query) as response:
+            for line in filter(None, response.iter_lines()):
+                doc = json.loads(line)
+                if doc.get("Type") == "error":
+                    _clear_progress(args.progress)
+                    raise IpfsKitError(doc["Message"])
+                if "Progress" in doc and args.progress:
+                    print(f"\rFetched/Processed {doc['Progress']} nodes", end="",
+                          file=sys.stderr, flush=True)
+                pins = doc.get("Pins", pins)
+        _clear_progress(args.progress)
+        for cid in pins:
             print(f"pinned {cid} {'recursively' if args.recursive == 'true' else 'directly'}")
         return 0
+    if args.pin_command == "update":
+        done = client.call("pin/update", {"arg": [args.old, args.new], "unpin": args.unpin,
+                                          "timeout": str(args.timeout)})
+        print(f"updated {done['Pins'][0]} to {done['Pins'][1]} ({done['Fetched']} blocks, "
+              f"{done['FetchedBytes']} bytes fetched)")
+        return 0
+    if args.pin_command == "verify":
+        bad = 0
+        query = {"verbose": "true"} if args.verbose else {}
+        with client.stream("pin/verify", query) as response:
+            for line in filter(None, response.iter_lines()):
+                doc = json.loads(line)
+                status = doc.get("PinStatus", {"Ok": False})
+                bad += not status["Ok"]
+                if args.quiet:
+                    if not status["Ok"]:
+                        print(doc["Cid"])
+                    continue
+                print(f"{doc['Cid']} {'ok' if status['Ok'] else 'broken'}")
+                for node in status.get("BadNodes", []):
+                    print(f"  {node['Cid']}: {node['Err']}")
+        return 1 if bad else 0
     for cid in client.call("pin/rm", {"arg": args.cid})["Pins"]:
         print(f"unpinned {cid}")
     return 0
+
+
+def _clear_progress(shown: bool) -> None:
+    if shown:
+        print(file=sys.stderr, flush=True)
+
+
+def _pin_ls(args: argparse.Namespace, client: Any) -> int:
+    """As Kubo prints it: ``CID TYPE`` (``-q``: CID; ``-n``: and the name), streamed."""
+    query: dict[str, Any] = {"type": args.type, "stream": "true"}
+    if args.names:
+        query["names"] = "true"
+    if args.cid:
+        query["arg"] = args.cid
+        keys = client.call("pin/ls", query)["Keys"]
+        docs = [{"Cid": cid, **info} for cid, info in keys.items()]
+        for doc in docs:
+            _print_pin(doc, args)
+        return 0
+    with client.stream("pin/ls", query) as response:
+        for line in filter(None, response.iter_lines()):
+            _print_pin(json.loads(line), args)
+    return 0
+
+
+def _print_pin(doc: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.quiet:
+        print(doc["Cid"])
+    elif args.names:
+        print(f"{doc['Cid']} {doc['Type']} {doc.get('Name', '')}".rstrip())
+    else:
+        print(f"{doc['Cid']} {doc['Type']}")
 
 
 def _import_params(args: argparse.Namespace) -> Any:

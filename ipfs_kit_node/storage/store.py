@@ -282,9 +282,7 @@ class TieredStore:
         after = b""
         while page := self._db.page(after, local=True):
             after = page[-1][0]
-            keys = [k for k, _ in page]
-            gone = await trio.to_thread.run_sync(
-                lambda: [k for k in keys if not self._disk.path_for(k).exists()])
+            gone = await trio.to_thread.run_sync(self._missing_files, [k for k, _ in page])
             gone = [k for k in gone if k not in self._inflight and self._db.local_size(k)]
             if gone:
                 await self._drop(gone)
@@ -293,6 +291,9 @@ class TieredStore:
             log.info("index reconciled with the block files after an unclean stop",
                      added=added, dropped=dropped)
         return added
+
+    def _missing_files(self, keys: list[bytes]) -> list[bytes]:
+        return [k for k in keys if not self._disk.path_for(k).exists()]
 
     async def close(self) -> None:
         """Flush, checkpoint and mark a clean shutdown. Safe to call twice."""
@@ -395,6 +396,12 @@ class TieredStore:
         return heat
 
     _nursery: trio.Nursery | None = None
+
+    @property
+    def background(self) -> trio.Nursery | None:
+        """The nursery of ``run`` (None when not running): long jobs started for a caller
+        who reads their progress as a stream (``pin add --progress``)."""
+        return self._nursery
 
     async def _flush_touches(self) -> None:
         if not self._touched or self._db_handle is None:

@@ -1,4 +1,4 @@
-"""repo, block and (local) pin routes over the node's block store."""
+"""repo and block routes over the node's block store (local pins: localpins.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from ...storage.blocks import to_cid
 from ...storage.frames import FrameDecoder
 from ...storage.service import StoreService
 from ...storage.store import TieredStore
+from ..rpc.multipart import body_data
 from ..server import Request, Response, Router
+
+#: block/put's older ``format`` names (Kubo still takes them).
+_FORMATS = {"v0": "dag-pb", "protobuf": "dag-pb", "cbor": "dag-cbor", "json": "dag-json"}
 
 
 def register_block_routes(router: Router, blocks: StoreService, repo: Path) -> None:
@@ -32,8 +36,7 @@ class BlockRoutes:
             "repo/stat": self._repo_stat, "repo/gc": self._repo_gc,
             "repo/verify": self._repo_verify, "block/put": self._block_put,
             "block/get": self._block_get, "block/stat": self._block_stat,
-            "block/rm": self._block_rm, "pin/add": self._pin_add, "pin/rm": self._pin_rm,
-            "pin/ls": self._pin_ls,
+            "block/rm": self._block_rm,
         }
         for path, handler in routes.items():
             router.add("POST", f"/api/v0/{path}", handler)
@@ -59,17 +62,24 @@ class BlockRoutes:
                               "Missing": result.missing, "Ok": result.ok})
 
     async def _block_put(self, request: Request) -> Response:
-        codec = request.arg("cid-codec", "raw") or "raw"
+        """Kubo's block/put: the block as a multipart file (Kubo's clients) or the body (our
+        CLI); ``cid-codec`` (default raw), ``mhtype``, and the older ``format`` (v0: a
+        CIDv0 dag-pb block, as Kubo still accepts)."""
+        data = body_data(request.body, request.header("content-type"))
+        fmt = request.arg("format") or ""
+        codec = request.arg("cid-codec") or _FORMATS.get(fmt, fmt) or "raw"
         hashfun = request.arg("mhtype", "sha2-256") or "sha2-256"
         try:
-            cid = CID("base32", 1, codec, multihash.digest(request.body, hashfun))
+            digest = multihash.digest(data, hashfun)
+            cid = CID("base58btc", 0, "dag-pb", digest) if fmt == "v0" \
+                else CID("base32", 1, codec, digest)
         except Exception as exc:
             raise ApiError(f"cannot make a CID with codec {codec} and hash {hashfun}: {exc}",
                            400) from None
-        await self.store.put(cid, request.body)
+        await self.store.put(cid, data)
         if request.flag("pin"):
             await self.store.pin(cid, recursive=False)
-        return Response.json({"Key": str(cid), "Size": len(request.body)})
+        return Response.json({"Key": str(cid), "Size": len(data)})
 
     async def _block_put_many(self, request: Request) -> Response:
         """Frames of (CID, bytes), each verified and stored as it arrives; ``pin-last``
@@ -78,14 +88,15 @@ class BlockRoutes:
         decoder = FrameDecoder()
         stored = new = 0
         last: CID | None = None
-        async for chunk in request.chunks:
-            for cid_bytes, data in decoder.feed(chunk):
-                last = to_cid(cid_bytes)
-                new += await self.store.put(last, data)
-                stored += 1
-        decoder.close()
-        if request.flag("pin-last") and last is not None:
-            await self.store.pin(last, recursive=True)
+        with self.store.hold():  # a GC meanwhile spares them until pinned
+            async for chunk in request.chunks:
+                for cid_bytes, data in decoder.feed(chunk):
+                    last = to_cid(cid_bytes)
+                    new += await self.store.put(last, data)
+                    stored += 1
+            decoder.close()
+            if request.flag("pin-last") and last is not None:
+                await self.store.pin(last, recursive=True)
         return Response.json({"Blocks": stored, "New": new,
                               "Last": str(last) if last else None})
 
@@ -102,18 +113,3 @@ class BlockRoutes:
         if not await self.store.delete(cid):
             raise BlockNotFoundError(str(cid))
         return Response.json({"Hash": str(cid)})
-
-    async def _pin_add(self, request: Request) -> Response:
-        cid = request.cid()
-        await self.store.pin(cid, recursive=request.arg("recursive", "true") != "false")
-        return Response.json({"Pins": [str(cid)]})
-
-    async def _pin_rm(self, request: Request) -> Response:
-        cid = request.cid()
-        await self.store.unpin(cid)
-        return Response.json({"Pins": [str(cid)]})
-
-    async def _pin_ls(self, request: Request) -> Response:
-        return Response.json({"Keys": {cid: {"Type": mode}
-                                       for cid, mode in sorted(self.store.pins().items())}})
-

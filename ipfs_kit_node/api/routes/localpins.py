@@ -1,0 +1,176 @@
+"""Local pin routes, shaped like Kubo's: ``pin/add`` (fetching what is missing, several CIDs,
+``progress`` streamed as ``{"Progress": N}`` objects then ``{"Pins": [...]}``), ``pin/rm``,
+``pin/ls`` (``type``, ``quiet``, ``names``; streamed), ``pin/update`` and ``pin/verify``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ...errors import ApiError, IpfsKitError, StoreError
+from ...storage.blocks import to_cid
+from ...storage.pinfetch import (
+    DEFAULT_TIMEOUT,
+    BlockFetcher,
+    Progress,
+    pin_fetching,
+    stream_job,
+    update_fetching,
+)
+from ...storage.service import StoreService
+from ...storage.store import TieredStore
+from ..server import Request, Response, Router
+
+PIN_TYPES = ("all", "recursive", "direct", "indirect")
+MAX_TIMEOUT = 24 * 3600
+
+
+def register_local_pin_routes(router: Router, blocks: StoreService,
+                              fetcher: BlockFetcher | None) -> None:
+    LocalPinRoutes(blocks, fetcher).register(router)
+
+
+def _line(obj: Any) -> bytes:
+    return json.dumps(obj).encode() + b"\n"
+
+
+def _error_line(exc: BaseException) -> bytes:
+    return _line({"Message": str(exc), "Code": 0, "Type": "error"})
+
+
+class LocalPinRoutes:
+    def __init__(self, blocks: StoreService, fetcher: BlockFetcher | None) -> None:
+        self._blocks = blocks
+        self._fetcher = fetcher
+
+    @property
+    def store(self) -> TieredStore:
+        return self._blocks.store
+
+    def register(self, router: Router) -> None:
+        for path, handler in {"pin/add": self._add, "pin/rm": self._rm, "pin/ls": self._ls,
+                              "pin/update": self._update, "pin/verify": self._verify}.items():
+            router.add("POST", f"/api/v0/{path}", handler)
+
+    def _timeout(self, request: Request) -> float:
+        return float(request.int("timeout", int(DEFAULT_TIMEOUT), minimum=1,
+                                 maximum=MAX_TIMEOUT))
+
+    async def _add(self, request: Request) -> Response:
+        cids = [to_cid(text) for text in request.query.get("arg", [])]
+        if not cids:
+            raise ApiError("argument 'arg' is required", status=400)
+        recursive = request.arg("recursive", "true") != "false"
+        name = request.arg("name", "") or ""
+        timeout = self._timeout(request)
+        store = self.store
+
+        async def job(progress: Any) -> None:
+            for cid in cids:
+                await pin_fetching(store, self._fetcher, cid, recursive=recursive, name=name,
+                                   timeout=timeout, progress=progress)
+
+        pins = {"Pins": [str(c) for c in cids]}
+        if not request.flag("progress"):
+            await job(None)
+            return Response.json(pins)
+
+        async def body() -> AsyncIterator[bytes]:
+            async for item in stream_job(store, job):
+                if isinstance(item, Progress):
+                    yield _line({"Progress": item.blocks})
+                elif item is None:
+                    yield _line(pins)
+                else:
+                    yield _error_line(item)
+        return Response(body=body(), content_type="application/x-ndjson")
+
+    async def _rm(self, request: Request) -> Response:
+        cids = [to_cid(text) for text in request.query.get("arg", [])]
+        if not cids:
+            raise ApiError("argument 'arg' is required", status=400)
+        for cid in cids:
+            await self.store.unpin(cid)
+        return Response.json({"Pins": [str(c) for c in cids]})
+
+    async def _update(self, request: Request) -> Response:
+        args = request.query.get("arg", [])
+        if len(args) != 2:
+            raise ApiError("pin update takes two arguments: OLD and NEW", status=400)
+        old, new = to_cid(args[0]), to_cid(args[1])
+        state = await update_fetching(self.store, self._fetcher, old, new,
+                                      unpin=request.arg("unpin", "true") != "false",
+                                      timeout=self._timeout(request))
+        return Response.json({"Pins": [str(old), str(new)], "Fetched": state.fetched,
+                              "FetchedBytes": state.fetched_bytes})
+
+    async def _ls(self, request: Request) -> Response:
+        kind = request.arg("type", "all") or "all"
+        if kind not in PIN_TYPES:
+            raise ApiError(f"invalid type {kind!r}, must be one of {', '.join(PIN_TYPES)}",
+                           status=400)
+        quiet, names, stream = (request.flag("quiet"), request.flag("names"),
+                                request.flag("stream"))
+        store = self.store
+
+        def entry(cid: str, mode: str, name: str = "") -> dict[str, Any]:
+            out: dict[str, Any] = {"Cid": cid}
+            if not quiet:
+                out["Type"] = mode
+            if names:
+                out["Name"] = name
+            return out
+
+        args = request.query.get("arg", [])
+        if args:
+            keys: dict[str, Any] = {}
+            for text in args:
+                cid = to_cid(text)
+                mode = store.pin_type(cid)
+                if mode is None or (kind != "all" and mode != kind):
+                    raise StoreError(f"path '{text}' is not pinned")
+                pin = store.pin_of(cid)
+                keys[str(cid)] = entry(str(cid), mode, pin.name if pin else "")
+            return Response.json({"Keys": {k: {x: y for x, y in v.items() if x != "Cid"}
+                                           for k, v in keys.items()}})
+
+        async def entries() -> AsyncIterator[dict[str, Any]]:
+            if kind in ("all", "recursive", "direct"):
+                async for pin in store.iter_pins():
+                    if kind in ("all", pin.mode):
+                        yield entry(pin.cid, pin.mode, pin.name)
+            if kind in ("all", "indirect"):
+                async for cid in store.iter_indirect():
+                    yield entry(cid, "indirect")
+
+        if stream:  # Kubo's --stream: one object a line, as they are found
+            async def body() -> AsyncIterator[bytes]:
+                async for item in entries():
+                    yield _line(item)
+            return Response(body=body(), content_type="application/x-ndjson")
+        keys = {}
+        async for item in entries():
+            keys[item.pop("Cid")] = item
+        return Response.json({"Keys": keys})
+
+    async def _verify(self, request: Request) -> Response:
+        verbose, quiet = request.flag("verbose"), request.flag("quiet")
+        store = self.store
+
+        async def body() -> AsyncIterator[bytes]:
+            async for pin in store.iter_pins():
+                try:
+                    bad = await store.verify_pin(pin.cid)
+                except IpfsKitError as exc:
+                    bad = [(pin.cid, str(exc))]
+                if not bad and not verbose:
+                    continue
+                if quiet:
+                    yield _line({"Cid": pin.cid})
+                    continue
+                status: dict[str, Any] = {"Ok": not bad}
+                if bad:
+                    status["BadNodes"] = [{"Cid": c, "Err": e} for c, e in bad]
+                yield _line({"Cid": pin.cid, "PinStatus": status})
+        return Response(body=body(), content_type="application/x-ndjson")
