@@ -23,7 +23,13 @@ from multiformats import CID, multihash
 
 from ipfs_kit_node.config import ConnMgrSection
 from ipfs_kit_node.host import build_host
-from ipfs_kit_node.protocols.dht import KAD_PROTOCOL, Dht, provider_key
+from ipfs_kit_node.protocols.dht import (
+    KAD_PROTOCOL,
+    LAN_KAD_PROTOCOL,
+    Dht,
+    is_public,
+    provider_key,
+)
 
 LOOPBACK = "/ip4/127.0.0.1/tcp/0"
 
@@ -248,6 +254,7 @@ async def test_connected_servers_join_the_routing_table() -> None:
         # A client does not serve kad, so it stays out, even after it queried the hub (bare
         # py-libp2p adds any peer that opens a kad stream).
         assert KAD_PROTOCOL not in client.host.get_mux().get_protocols()
+        assert LAN_KAD_PROTOCOL not in client.host.get_mux().get_protocols()
         with trio.fail_after(2):
             assert await collect(client.dht, random_cid()) == []
         await trio.sleep(0.1)
@@ -259,8 +266,9 @@ async def test_connected_servers_join_the_routing_table() -> None:
 
 async def test_mode_none_is_inert() -> None:
     async with network("dhtserver", "none") as (boot, inert):
-        assert inert.dht.lan is None
+        assert inert.dht.lan is None and inert.dht.wan is None
         assert KAD_PROTOCOL not in inert.host.get_mux().get_protocols()
+        assert LAN_KAD_PROTOCOL not in inert.host.get_mux().get_protocols()
         await inert.connect(boot)
         await until(lambda: boot.id in inert.host.get_connected_peers())
         cid = random_cid()
@@ -288,3 +296,66 @@ async def test_shutdown_is_fast() -> None:
             assert await peer.stop_dht() < 0.5
         # The notifee is gone with the service: new connections are not queued.
         assert boot.dht not in boot.host.get_network().notifees  # type: ignore[attr-defined]
+
+
+# -- dual DHT ----------------------------------------------------------------------------------
+
+def test_address_classes() -> None:
+    """Kubo's split: private, loopback and link-local go to the LAN DHT, the rest to the WAN."""
+    for private in ("/ip4/127.0.0.1/tcp/1", "/ip4/10.1.2.3/tcp/1", "/ip4/192.168.1.9/udp/1/quic-v1",
+                    "/ip6/::1/tcp/1", "/ip6/fe80::1/tcp/1", "/ip4/172.16.0.1/tcp/1"):
+        assert is_public(multiaddr.Multiaddr(private)) is False, private
+    for public in ("/ip4/8.8.8.8/tcp/4001", "/ip6/2001:4860:4860::8888/udp/4001/quic-v1",
+                   "/dns4/example.com/tcp/4001"):
+        assert is_public(multiaddr.Multiaddr(public)) is True, public
+
+
+async def test_loopback_peers_join_the_lan_dht_only() -> None:
+    """Both DHTs are served; on loopback a peer serving both is a LAN peer, as in Kubo, and the
+    WAN DHT neither holds nor queries it."""
+    async with network("dhtserver", "dhtserver") as (a, b):
+        for proto in (KAD_PROTOCOL, LAN_KAD_PROTOCOL):
+            assert proto in a.host.get_mux().get_protocols()
+        await a.connect(b)
+        assert a.dht.lan is not None and a.dht.wan is not None
+        await until(lambda: b.id in a.dht.lan.routing_table.get_peer_ids())  # type: ignore[union-attr]
+        assert b.id not in a.dht.wan.routing_table.get_peer_ids()
+        assert b.id not in a.dht.wan.host.get_connected_peers()  # the WAN's view of the host
+        assert b.id in a.dht.lan.host.get_connected_peers()
+
+
+async def test_peers_without_a_dht_are_never_queried() -> None:
+    """Before: py-libp2p asked every connected peer, DHT or not (an error line per attempt)."""
+    async with network("dhtclient", "none") as (client, plain):
+        await client.connect(plain)
+        await until(lambda: bool(client.host.get_peerstore().get_protocols(plain.id)))
+        assert client.dht.lan is not None and client.dht.wan is not None
+        for kad in (client.dht.lan, client.dht.wan):
+            assert plain.id not in kad.host.get_connected_peers()
+            assert plain.id not in kad.host.get_peerstore().peer_ids()
+        opened: list[Any] = []
+        original = client.host.new_stream
+
+        async def spy(peer_id: ID, protocols: Any) -> Any:
+            opened.append((peer_id, list(protocols)))
+            return await original(peer_id, protocols)
+
+        client.host.new_stream = spy  # type: ignore[method-assign]
+        with trio.fail_after(5):
+            assert await collect(client.dht, random_cid()) == []
+            assert await client.dht.find_peer(plain.id) is not None  # known: no query needed
+        assert not [o for o in opened if o[0] == plain.id], opened
+
+
+async def test_a_record_provided_on_either_dht_is_answered_on_both() -> None:
+    """A Helia peer on a LAN provides on the WAN DHT only; our LAN peers still find it."""
+    async with network("dhtserver", "dhtclient") as (server, finder):
+        await finder.connect(server)
+        await until(lambda: finder.in_table(server))
+        cid = random_cid()
+        assert server.dht.wan is not None
+        server.dht.wan.provider_store.add_provider(
+            provider_key(cid), PeerInfo(server.id, server.host.get_addrs()))
+        # Found through the LAN DHT (the only one holding the server on loopback).
+        found = await collect(finder.dht, cid)
+        assert [info.peer_id for info in found] == [server.id]

@@ -6,7 +6,9 @@ private or loopback addresses, and the WAN one (``/ipfs/kad/1.0.0``) for peers w
 addresses; on a LAN or loopback it keeps its provider records in the LAN one. We run both: each
 py-libp2p KadDHT sees the host through a view that renames its protocol and shows it only the
 peers of its class that serve it (py-libp2p would otherwise query every connected peer, DHT or
-not). Provide goes to both, lookups ask both and merge.
+not). Provide goes to both, lookups ask both and merge. Unlike Kubo, a server answers on both
+DHTs from one set of provider records, and the WAN DHT also admits private peers that serve
+only it (Helia and js-ipfs on a LAN), which Kubo's rule would leave unreachable.
 
 py-libp2p only puts peers in the routing table when they query us or turn up in a lookup, so a
 node that has just dialled its bootstrap peer has an empty table. It returns the same provider
@@ -180,6 +182,9 @@ class Dht(ConnectionNotifee):
                                MODES[mode], "lan")
             self.wan = _KadDHT(_HostView(host, KAD_PROTOCOL, self._wan_admits),
                                MODES[mode], "wan")
+            # One set of provider records answers on both DHTs (Kubo keeps two): a Helia
+            # peer on a LAN provides on the WAN DHT only, and our LAN peers ask on the LAN one.
+            self.wan.provider_store.providers = self.lan.provider_store.providers
         self._peers = peers
         self._provided: dict[bytes, CID] = {}
         self._nursery: trio.Nursery | None = None
