@@ -33,7 +33,7 @@ log = get_logger(__name__)
 
 BASE_DELAY = 1.0
 KEEP_FINISHED = 10_000
-CONCURRENCY = 4
+CONCURRENCY = 16  # pins in flight at once (IPFS Cluster operators run 8-20)
 
 
 class Target(Protocol):
@@ -181,7 +181,7 @@ class PinQueue:
                 task_status.started()
                 while True:
                     now = time.time()
-                    for intent in self.pending():
+                    for intent in reversed(self.pending()):  # fresh pins first
                         key = f"{intent.target} {intent.cid}"  # one at a time per CID
                         if intent.next_at <= now and intent.id not in busy and key not in busy:
                             busy.update((intent.id, key))
