@@ -58,6 +58,9 @@ class Request:
     body: bytes = b""
     chunks: AsyncIterator[bytes] | None = None
     headers: tuple[tuple[str, str], ...] = ()  # names lower-cased
+    #: Came through a listener speaking Kubo's wire forms (the TCP RPC: multibase pubsub
+    #: topics); the unix socket keeps our CLI's plain ones.
+    kubo: bool = False
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of a request header (``name`` in lower case)."""
@@ -160,6 +163,11 @@ class Router:
     def has(self, path: str) -> bool:
         return path in self._routes
 
+    def alias(self, alias: str, path: str) -> None:
+        """Serve ``path``'s handlers under another name too (Kubo's routing/* = dht/*)."""
+        for method, handler in self._routes[path].items():
+            self.add(method, alias, handler, streaming=self.is_streaming(method, path))
+
     def route_label(self, method: str, path: str) -> str:
         """The metrics label of a request: its route, or "other" (bounded cardinality)."""
         return path if path in self._routes else "other"
@@ -235,6 +243,7 @@ class RpcPolicy:
     authorizations configured the ``Authorization`` header must match one of them."""
 
     stream_errors = "trailer"
+    kubo = True
 
     def __init__(self, allowed_origins: Sequence[str] = (),
                  authorizations: Sequence[Authorization] = ()) -> None:
@@ -394,7 +403,8 @@ class HttpServer:
         headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
                         for k, v in event.headers)
         sent = _Sent(route=self.router.route_label(method, target.path))
-        shell = Request(method=method, path=target.path, query=query, headers=headers)
+        shell = Request(method=method, path=target.path, query=query, headers=headers,
+                        kubo=getattr(policy, "kubo", False))
         refusal = policy.admit(shell)
         if refusal is None and not self.router.has(target.path):
             refusal = policy.not_found(shell)
@@ -419,7 +429,7 @@ class HttpServer:
                 else:
                     return False
             request = Request(method=method, path=target.path, query=query, body=bytes(body),
-                              headers=headers)
+                              headers=headers, kubo=shell.kubo)
 
             async def answer() -> None:
                 await _send(conn, stream, await self.router.dispatch(request), head,
@@ -440,7 +450,7 @@ class HttpServer:
         try:
             response = await self.router.dispatch(
                 Request(method=shell.method, path=shell.path, query=shell.query,
-                        chunks=chunks, headers=shell.headers))
+                        chunks=chunks, headers=shell.headers, kubo=shell.kubo))
             await _send(conn, stream, response, head,
                         trailer=policy.stream_errors == "trailer", sent=sent)
             if conn.their_state is h11.SEND_BODY:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ...components import Components
 from ...roles import Role
 from ...roles.mesh import own_origins
+from ..rpc import register_rpc_routes
 from ..server import Router
 from .bitswap import register_bitswap_routes
 from .blocks import register_block_routes
@@ -35,3 +36,4 @@ def register_routes(router: Router, c: Components, role: Role) -> None:
     register_pubsub_routes(router, c.pubsub)
     register_remote_pin_routes(router, c.pins)
     register_task_routes(router, role.tasks, str(c.host.get_id()), lambda: own_origins(c))
+    register_rpc_routes(router, c)  # last: it adds Kubo's names for routes made above

@@ -1,5 +1,7 @@
 """`pubsub pub|sub|ls|peers` over the control API, shaped like Kubo's (messages as JSON lines,
-data in multibase base64url as Kubo 0.12+ sends it)."""
+data in multibase base64url as Kubo 0.12+ sends it). Over the TCP RPC topics are multibase
+too, both ways, and the message may come as a multipart file (Kubo's clients); the unix
+socket keeps our CLI's plain topics and raw body."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from ...errors import ApiError
 from ...protocols.pubsub.service import MAX_MESSAGE_BYTES, PubsubService
+from ..rpc.multipart import body_data
 from ..server import Request, Response, Router
 
 
@@ -16,18 +19,37 @@ def _b64(data: bytes) -> str:
     return "u" + base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
+def _topic(request: Request, text: str) -> str:
+    """A topic argument: multibase (``u`` + base64url, as Kubo 0.11+) over the RPC."""
+    if not request.kubo:
+        return text
+    try:
+        from multiformats import multibase
+
+        return bytes(multibase.decode(text)).decode("utf-8")
+    except Exception:
+        raise ApiError(f"topic {text[:100]!r} is not multibase-encoded (Kubo's RPC takes "
+                       "'u' + base64url of the topic)", 400) from None
+
+
+def _show(request: Request, topic: str) -> str:
+    return _b64(topic.encode()) if request.kubo else topic
+
+
 def register_pubsub_routes(router: Router, pubsub: PubsubService) -> None:
     topics: set[str] = set()
 
     async def pub(request: Request) -> Response:
-        topic = request.require("arg")
-        if len(request.body) > MAX_MESSAGE_BYTES:
+        topic = _topic(request, request.require("arg"))
+        data = body_data(request.body, request.header("content-type")) if request.kubo \
+            else request.body
+        if len(data) > MAX_MESSAGE_BYTES:
             raise ApiError(f"message over {MAX_MESSAGE_BYTES} bytes", 413)
-        await pubsub.publish(topic, request.body)
+        await pubsub.publish(topic, data)
         return Response.json({})
 
     async def sub(request: Request) -> Response:
-        topic = request.require("arg")
+        topic = _topic(request, request.require("arg"))
 
         async def lines() -> AsyncIterator[bytes]:
             topics.add(topic)
@@ -43,11 +65,11 @@ def register_pubsub_routes(router: Router, pubsub: PubsubService) -> None:
         return Response(body=lines(), content_type="application/x-ndjson")
 
     async def ls(request: Request) -> Response:
-        return Response.json({"Strings": sorted(topics)})
+        return Response.json({"Strings": sorted(_show(request, t) for t in topics)})
 
     async def peers(request: Request) -> Response:
         topic = request.arg("arg")
-        found = pubsub.topic_peers(topic) if topic else []
+        found = pubsub.topic_peers(_topic(request, topic)) if topic else []
         return Response.json({"Strings": sorted(str(p) for p in found)})
 
     router.add("POST", "/api/v0/pubsub/pub", pub)

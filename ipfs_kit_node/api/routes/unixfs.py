@@ -1,5 +1,5 @@
-"""UnixFS over the control API: cat (streamed), ls (streamed) and stat, read through a Blocks
-getter."""
+"""UnixFS over the control API: cat (streamed, offset/length), get (tar), ls (streamed) and
+stat, read through a Blocks getter; arguments are Kubo paths (CID, CID/a/b, /ipfs/CID/a/b)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ...unixfs.exporter import BlockGetter, Node, Pacer, cat, ls, resolve
+from ...dagwalk import file_bytes
+from ...unixfs.exporter import BlockGetter, Node, NotAFileError, Pacer, ls, resolve
+from ...unixfs.exporter import _not_a_file as not_a_file
+from ..rpc.paths import resolve_arg
+from ..rpc.tar import batched, gzipped, tar_entries
 from ..server import Request, Response, Router
 
 #: Bytes of listing gathered into one chunk of the response body; with ``stream=true`` what
@@ -40,22 +44,49 @@ async def _first_and_rest(items: AsyncIterator[Any]) -> tuple[list[Any], AsyncIt
 
 def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
     async def cat_(request: Request) -> Response:
-        first, stream = await _first_and_rest(cat(blocks, request.cid()))
+        """A file's bytes from ``offset`` for ``length`` (Kubo's cat), reading only the blocks
+        that hold them."""
+        resolved = await resolve_arg(blocks, request.require())
+        node = resolved.node
+        if node is None:
+            raise NotAFileError(f"{resolved.cid} is not UnixFS (dag-pb or raw); use dag/get")
+        if not resolved.is_file:
+            raise not_a_file(node)
+        offset = request.int("offset", 0, maximum=2**62)
+        length = request.int("length", -1, minimum=-1, maximum=2**62)
+        end = node.size if length < 0 else min(node.size, offset + length)
+        first, stream = await _first_and_rest(file_bytes(blocks, node, offset, end))
+        headers = [("x-stream-output", "1"), ("x-content-length", str(max(0, end - offset)))]
         if not first:
-            return Response(body=b"", content_type="application/octet-stream")
+            return Response(body=b"", content_type="text/plain", headers=headers)
 
         async def body() -> AsyncIterator[bytes]:
             yield first[0]
             async for chunk in stream:
                 yield chunk
 
-        return Response(body=body(), content_type="application/octet-stream")
+        return Response(body=body(), content_type="text/plain", headers=headers)
+
+    async def get(request: Request) -> Response:
+        """Kubo's get: a tar of the file or folder (gzipped with ``compress``)."""
+        arg = request.require()
+        resolved = await resolve_arg(blocks, arg)
+        if resolved.node is None:
+            raise NotAFileError(f"{arg} is not UnixFS (dag-pb or raw); use dag/get")
+        name = arg.rstrip("/").rsplit("/", 1)[-1] if "/" in arg.strip("/") else str(
+            resolved.cid)
+        level = request.int("compression-level", -1, minimum=-1, maximum=9)
+        body = tar_entries(blocks, resolved.node, name)
+        if request.flag("compress") or request.flag("C"):
+            body = gzipped(body, 6 if level < 0 else level)
+        return Response(body=batched(body), content_type="application/x-tar",
+                        headers=[("x-stream-output", "1")])
 
     async def ls_(request: Request) -> Response:
         """Streamed, a chunk at a time as the entries are resolved, so a huge folder neither
         holds the loop nor waits whole in memory; ``stream=true`` gives one JSON object per
         entry and line (as Kubo's), else the one JSON document Kubo gives."""
-        cid = request.cid()
+        cid = (await resolve_arg(blocks, request.require())).cid
         head = json.dumps(str(cid))
         first, links = await _first_and_rest(ls_links(blocks, cid, Pacer()))
         streamed = request.flag("stream")
@@ -94,6 +125,7 @@ def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
         return Response.json(answer)
 
     router.add("POST", "/api/v0/cat", cat_)
+    router.add("POST", "/api/v0/get", get)
     router.add("POST", "/api/v0/ls", ls_)
     router.add("POST", "/api/v0/unixfs/stat", stat)
 

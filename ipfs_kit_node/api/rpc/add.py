@@ -1,0 +1,305 @@
+"""Kubo's ``add``: a multipart body of files, folders and symlinks imported as it streams in,
+one ``{"Name","Hash","Size"}`` line per entry (``{"Name","Bytes"}`` progress lines with
+``progress``), CIDs identical to ``ipfs-kit-node add -n`` and Kubo (the importer is shared).
+
+Hashing runs in a worker thread a chunk at a time (the loop stays free); each block is stored
+as made, so memory holds one chunk and one link list per tree level whatever the size. The
+trickle layout pulls its chunks, so a trickle file is spooled to a temporary file first.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from multiformats import CID
+
+from ...cid import to_cid
+from ...errors import ApiError
+from ...storage.service import StoreService
+from ...unixfs.importer import (
+    Block,
+    DirectoryBuilder,
+    Entry,
+    FileBuilder,
+    ImportParams,
+    import_stream,
+    meta_for,
+    symlink_node,
+)
+from ..server import Request, Response, Router
+from .multipart import PartData, PartEnd, PartHeaders, boundary_of, events
+
+#: Progress lines at most this often (bytes of one file between two lines).
+PROGRESS_EVERY = 1024 * 1024
+#: A trickle file kept in memory up to this size before it spills to disk.
+SPOOL_BYTES = 8 * 1024 * 1024
+
+_TRUE = ("1", "true", "yes", "")  # a bare ?flag counts as true, as go-ipfs-cmds reads it
+
+
+def _bool(request: Request, *names: str) -> bool | None:
+    for name in names:
+        value = request.arg(name)
+        if value is not None:
+            if value.lower() in _TRUE:
+                return True
+            if value.lower() in ("0", "false", "no"):
+                return False
+            raise ApiError(f"argument {name!r} must be true or false, got {value[:40]!r}", 400)
+    return None
+
+
+def params_of(request: Request) -> ImportParams:
+    """Kubo's ``add`` options as ImportParams (a 400 names what is wrong)."""
+    version = request.arg("cid-version")
+    inline_limit = request.int("inline-limit", 32, minimum=0, maximum=128)
+    try:
+        return ImportParams.kubo(
+            cid_version=None if version in (None, "") else request.int("cid-version", 0,
+                                                                       maximum=1),
+            raw_leaves=_bool(request, "raw-leaves"),
+            chunker=request.arg("chunker") or None,
+            hash=request.arg("hash") or None,
+            trickle=_bool(request, "trickle", "t"),
+            inline=bool(_bool(request, "inline")),
+            inline_limit=inline_limit,
+            hidden=bool(_bool(request, "hidden", "H")),
+            wrap_with_directory=bool(_bool(request, "wrap-with-directory", "w")),
+            mode=_mode(request.arg("mode")),
+            mtime=request.int("mtime", 0, maximum=2**62) if request.arg("mtime") else None,
+            mtime_nsecs=request.int("mtime-nsecs", 0, maximum=10**9 - 1)
+            if request.arg("mtime-nsecs") else None,
+        )
+    except ValueError as exc:
+        raise ApiError(str(exc), 400) from None
+
+
+def _mode(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise ApiError(f"argument 'mode' must be octal, got {text[:20]!r}", 400) from None
+
+
+def _is_identity(cid_bytes: bytes) -> bool:
+    return bool(to_cid(cid_bytes).hashfun.code == 0) if cid_bytes[:1] == b"\x01" else False
+
+
+@dataclass
+class _Folder:
+    builder: DirectoryBuilder
+    explicit: bool = False
+
+
+@dataclass
+class _Session:
+    """One ``add`` request: where its entries go, what to print."""
+
+    params: ImportParams
+    store: StoreService
+    only_hash: bool
+    cid_base: str | None
+    progress: bool
+    folders: dict[str, _Folder] = field(default_factory=dict)
+    top: list[tuple[str, Entry]] = field(default_factory=list)
+
+    async def put(self, blocks: list[Block]) -> None:
+        if self.only_hash:
+            return
+        for block in blocks:
+            if not (self.params.inline and _is_identity(block.cid_bytes)):
+                await self.store.store.put(block.cid_bytes, block.data, hashed=True)
+
+    def cid_text(self, cid_bytes: bytes) -> str:
+        cid = to_cid(cid_bytes)
+        if self.cid_base and cid.version == 1:
+            return cid.encode(self.cid_base)
+        return str(cid)
+
+    def line(self, name: str, entry: Entry, wrapper: bool = False) -> bytes:
+        """One output line; an unnamed file (bytes or stdin) is named by its CID, as Kubo."""
+        cid = self.cid_text(entry.cid_bytes)
+        return json.dumps({"Name": name if name or wrapper else cid, "Hash": cid,
+                           "Size": str(entry.tsize)}).encode() + b"\n"
+
+    def place(self, path: str, entry: Entry) -> None:
+        """Record a finished entry in its folder (or at the top)."""
+        parent, _, name = path.rpartition("/")
+        if not parent:
+            self.top.append((path, entry))
+            return
+        self.folder(parent).builder.add(name, entry)
+
+    def folder(self, path: str) -> _Folder:
+        found = self.folders.get(path)
+        if found is None:
+            found = self.folders[path] = _Folder(DirectoryBuilder(
+                self.params, meta=meta_for(None, self.params)))
+            parent = path.rpartition("/")[0]
+            if parent:
+                self.folder(parent)
+        return found
+
+
+def _clean_path(name: str) -> str:
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ApiError(f"a path in the upload climbs out of it: {name[:200]!r}", 400)
+    return "/".join(parts)
+
+
+def _hidden(path: str) -> bool:
+    return any(p.startswith(".") for p in path.split("/"))
+
+
+class _Chunker:
+    """Re-cuts arriving bytes into exact ``size`` chunks (the importer's chunking)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.buf = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        self.buf += data
+        while len(self.buf) >= self.size:
+            chunk = bytes(self.buf[:self.size])
+            del self.buf[:self.size]
+            yield chunk
+
+    def rest(self) -> bytes:
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+
+def register_add_routes(router: Router, store: StoreService) -> None:
+    async def add(request: Request) -> Response:
+        params = params_of(request)
+        boundary = boundary_of(request.header("content-type"))
+        session = _Session(params, store, only_hash=bool(_bool(request, "only-hash", "n")),
+                           cid_base=request.arg("cid-base") or None,
+                           progress=bool(_bool(request, "progress", "p")))
+        if session.cid_base:
+            try:
+                CID.decode("bafkqaaa").encode(session.cid_base)
+            except Exception:
+                raise ApiError(f"unknown cid-base {session.cid_base[:40]!r}", 400) from None
+        pin = _bool(request, "pin")
+        assert request.chunks is not None
+        body = _add_lines(session, events(request.chunks, boundary),
+                          pin=pin is not False and not session.only_hash)
+        return Response(body=body, content_type="application/json",
+                        headers=[("x-chunked-output", "1")])
+
+    router.add("POST", "/api/v0/add", add, streaming=True)
+
+
+async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
+                     ) -> AsyncIterator[bytes]:
+    params = session.params
+    head: PartHeaders | None = None
+    path = ""
+    chunker: _Chunker | None = None
+    builder: FileBuilder | None = None
+    spool: Any = None
+    symlink = bytearray()
+    seen = reported = 0
+    async for event in parts:
+        if isinstance(event, PartHeaders):
+            head, path = event, _clean_path(event.filename)
+            seen = reported = 0
+            if path and _hidden(path) and not params.hidden:
+                head = None  # dot-files only with ?hidden, as `ipfs add -r`
+            elif head.kind == "directory":
+                if path:
+                    session.folder(path).explicit = True
+            elif head.kind == "symlink":
+                symlink.clear()
+            elif params.trickle:
+                # closed by _import_spooled (or by the collector if the upload breaks off)
+                spool = tempfile.SpooledTemporaryFile(SPOOL_BYTES)  # noqa: SIM115
+            else:
+                chunker = _Chunker(params.chunk_size)
+                builder = FileBuilder(params, meta_for(None, params))
+        elif isinstance(event, PartData) and head is not None:
+            seen += len(event.data)
+            if head.kind == "symlink":
+                symlink += event.data
+                if len(symlink) > 4096:
+                    raise ApiError(f"symlink {path!r}: target over 4096 bytes", 400)
+            elif spool is not None:
+                await trio.to_thread.run_sync(spool.write, event.data)
+            elif builder is not None and chunker is not None:
+                for chunk in chunker.feed(event.data):
+                    await session.put(await trio.to_thread.run_sync(builder.add_chunk, chunk))
+            if session.progress and head.kind == "file" and seen - reported >= PROGRESS_EVERY:
+                reported = seen
+                yield json.dumps({"Name": path, "Bytes": seen}).encode() + b"\n"
+        elif isinstance(event, PartEnd) and head is not None:
+            if head.kind == "directory":
+                head = None
+                continue
+            if head.kind == "symlink":
+                block, entry = symlink_node(bytes(symlink), params)
+                await session.put([block])
+            elif spool is not None:
+                entry = await _import_spooled(session, spool)
+                spool = None
+            else:
+                assert builder is not None and chunker is not None
+                rest = chunker.rest()
+                if rest:
+                    await session.put(await trio.to_thread.run_sync(builder.add_chunk, rest))
+                blocks, entry = await trio.to_thread.run_sync(builder.finish)
+                await session.put(blocks)
+                builder = chunker = None
+            if session.progress and head.kind == "file" and (reported != seen or seen == 0):
+                yield json.dumps({"Name": path, "Bytes": seen}).encode() + b"\n"
+            yield session.line(path, entry)
+            session.place(path, entry)
+            head = None
+    # Folders once all their entries are in: deepest first, so each finishes into its parent.
+    for folder_path in sorted(session.folders, key=lambda p: (-p.count("/"), p)):
+        blocks, entry = await trio.to_thread.run_sync(
+            session.folders[folder_path].builder.finish_all)
+        await session.put(blocks)
+        yield session.line(folder_path, entry)
+        session.place(folder_path, entry)
+    roots = [entry for _, entry in session.top]
+    if params.wrap_with_directory and session.top:
+        wrapper = DirectoryBuilder(params)
+        for name, entry in session.top:
+            wrapper.add(name or session.cid_text(entry.cid_bytes), entry)
+        blocks, wrapped = await trio.to_thread.run_sync(wrapper.finish_all)
+        await session.put(blocks)
+        yield session.line("", wrapped, wrapper=True)
+        roots = [wrapped]
+    if pin:
+        for entry in roots:
+            await session.store.store.pin(to_cid(entry.cid_bytes), recursive=True)
+
+
+async def _import_spooled(session: _Session, spool: Any) -> Entry:
+    """A spooled (trickle) file imported in a worker thread, each block stored as made."""
+    spool.seek(0)
+    found: list[Entry] = []
+
+    def run() -> None:
+        try:
+            for made in import_stream(spool, session.params):
+                if isinstance(made, Entry):
+                    found.append(made)
+                else:
+                    trio.from_thread.run(session.put, [made])
+        finally:
+            spool.close()
+
+    await trio.to_thread.run_sync(run)
+    return found[0]
