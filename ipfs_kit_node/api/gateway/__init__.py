@@ -23,7 +23,7 @@ from urllib.parse import quote, unquote
 import trio
 from multiformats import CID
 
-from ...cid import to_cid
+from ...cid import cid_text, to_cid
 from ...codecs import car
 from ...dagwalk import Resolved, car_blocks, file_bytes, resolve_path
 from ...errors import (
@@ -177,7 +177,7 @@ class Gateway:
             return Response(status=412, body=b"", content_type="text/plain")
         resolved = await resolve_path(self.blocks, cid, segments)
         headers = [("x-ipfs-path", request.path),
-                   ("x-ipfs-roots", ",".join(str(r) for r in resolved.roots)),
+                   ("x-ipfs-roots", ",".join(_cid_text(r) for r in resolved.roots)),
                    ("cache-control", IMMUTABLE)]
         if fmt is not None and request.arg("format") is None:
             headers.append(("content-location", _with_format(request, fmt)))
@@ -189,7 +189,8 @@ class Gateway:
         node = resolved.node
         if node is None:  # not UnixFS: the block as it is, typed by its codec
             ctype = _CODEC_TYPES.get(resolved.cid.codec.code, "application/octet-stream")
-            return self._bytes(request, resolved.block, f'"{resolved.cid}"', ctype, headers)
+            etag = f'"{_cid_text(resolved.cid)}"'
+            return self._bytes(request, resolved.block, etag, ctype, headers)
         if resolved.is_dir:
             if not trailing and not request.path.endswith("/"):
                 query = request_query(request)
@@ -197,7 +198,7 @@ class Gateway:
                                 headers=[*headers, ("location", request.path + "/" + query)])
             return await self._dir(request, resolved, headers)
         if node.kind == "symlink":
-            return self._bytes(request, node.target, f'"{resolved.cid}"',
+            return self._bytes(request, node.target, f'"{_cid_text(resolved.cid)}"',
                                "text/plain; charset=utf-8", headers)
         name = segments[-1] if segments else ""
         return await self._file(request, node, name, headers)
@@ -206,10 +207,10 @@ class Gateway:
 
     def _raw(self, request: Request, resolved: Resolved, headers: list[tuple[str, str]]
              ) -> Response:
-        etag = f'"{resolved.cid}.raw"'
+        etag = f'"{_cid_text(resolved.cid)}.raw"'
         if etag_matches(request.header("if-none-match"), etag):
             return _not_modified(etag, headers)
-        filename = request.arg("filename") or f"{resolved.cid}.bin"
+        filename = request.arg("filename") or f"{_cid_text(resolved.cid)}.bin"
         return Response(body=resolved.block, content_type=RAW, headers=[
             *headers, ("etag", etag), ("x-content-type-options", "nosniff"),
             ("content-disposition", content_disposition("attachment", filename))])
@@ -217,10 +218,10 @@ class Gateway:
     def _car(self, request: Request, resolved: Resolved, scope: str, entity_bytes: str | None,
              headers: list[tuple[str, str]]) -> Response:
         key = f"{request.path}\0{scope}\0{entity_bytes or ''}".encode()
-        etag = f'"{resolved.roots[0]}.car.{hashlib.sha256(key).hexdigest()[:16]}"'
+        etag = f'"{_cid_text(resolved.roots[0])}.car.{hashlib.sha256(key).hexdigest()[:16]}"'
         if etag_matches(request.header("if-none-match"), etag):
             return _not_modified(etag, headers)
-        filename = request.arg("filename") or f"{resolved.roots[0]}.car"
+        filename = request.arg("filename") or f"{_cid_text(resolved.roots[0])}.car"
         return Response(body=self._car_body(resolved, scope, entity_bytes),
                         content_type=CAR_TYPE, headers=[
                             *headers, ("etag", etag), ("x-content-type-options", "nosniff"),
@@ -250,7 +251,7 @@ class Gateway:
 
     async def _file(self, request: Request, node: Node, name: str,
                     headers: list[tuple[str, str]]) -> Response:
-        etag = f'"{node.cid}"'
+        etag = f'"{_cid_text(node.cid)}"'
         if etag_matches(request.header("if-none-match"), etag):
             return _not_modified(etag, headers)
         size = node.size
@@ -310,7 +311,7 @@ class Gateway:
             index = None
         if index is not None and index.is_file and index.node is not None:
             return await self._file(request, index.node, "index.html", headers)
-        etag = f'"DirIndex-{LISTING_VERSION}_CID-{resolved.cid}"'
+        etag = f'"DirIndex-{LISTING_VERSION}_CID-{_cid_text(resolved.cid)}"'
         if etag_matches(request.header("if-none-match"), etag):
             return _not_modified(etag, headers)
         return Response(body=self._listing(request.path, resolved.cid),
@@ -337,6 +338,11 @@ class Gateway:
                 buf.clear()
         buf += b"</table></body></html>\n"
         yield bytes(buf)
+
+
+def _cid_text(cid: CID) -> str:
+    """As str(cid) prints it (v0 base58btc, v1 base32), without multiformats' slow encoder."""
+    return cid_text(bytes(cid))
 
 
 def _not_modified(etag: str, headers: list[tuple[str, str]]) -> Response:
