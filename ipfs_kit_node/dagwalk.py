@@ -48,7 +48,9 @@ SCOPES = ("all", "entity", "block")
 
 
 def is_identity(cid: CID) -> bool:
-    return bool(cid.hashfun.code == IDENTITY)
+    """Whether the multihash is ``identity`` (its first varint byte 0x00; reading
+    ``cid.hashfun`` costs a validated registry lookup per block)."""
+    return bytes(cid.digest)[:1] == b"\x00"
 
 
 async def get_block(blocks: BlockGetter, cid: CID) -> bytes:
