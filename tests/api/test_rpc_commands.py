@@ -58,11 +58,11 @@ def test_add_cat_get_ls(daemon: MakeDaemon, short_tmp: Path) -> None:
     ls = post(d, "ls", {"arg": root}).json()
     assert sorted(link["Name"] for link in ls["Objects"][0]["Links"]) == ["big.bin", "sub"]
 
-    tar = tarfile.open(fileobj=io.BytesIO(post(d, "get", {"arg": root}).content))
-    assert sorted(tar.getnames()) == [root, f"{root}/big.bin", f"{root}/sub",
-                                      f"{root}/sub/a b.txt"]
-    member = tar.extractfile(f"{root}/big.bin")
-    assert member is not None and member.read() == data
+    with tarfile.open(fileobj=io.BytesIO(post(d, "get", {"arg": root}).content)) as tar:
+        assert sorted(tar.getnames()) == [root, f"{root}/big.bin", f"{root}/sub",
+                                          f"{root}/sub/a b.txt"]
+        member = tar.extractfile(f"{root}/big.bin")
+        assert member is not None and member.read() == data
 
     # pinned by default; only-hash stores nothing
     pins = post(d, "pin/ls").json()["Keys"]
