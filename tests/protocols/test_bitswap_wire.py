@@ -287,30 +287,77 @@ async def test_a_peer_that_stops_reading_is_cut_off_and_holds_nobody_up(
 
 async def test_streams_per_peer_are_capped_and_trickled_messages_time_out(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MAX_INBOUND_STREAMS are read at once; the next MAX_WAITING_STREAMS wait unread for a
+    slot (Kubo < 0.37 sends each answer on a new stream: resetting them lost blocks); beyond
+    that they are reset. A trickled message times out, and frees its slot for a waiting one."""
     monkeypatch.setattr(network, "FRAME_TIMEOUT", 1.0)
+    monkeypatch.setattr(network, "MAX_WAITING_STREAMS", 2)
     store = await TieredStore.open(tmp_path / "repo", StoreConfig(parquet_export=False))
     async with two_hosts() as (ours, peer), trio.open_nursery() as nursery:
         bitswap = Bitswap(ours, lambda: store)
         await nursery.start(bitswap.run)
         me = peer.host.get_id()
         streams = []
-        for _ in range(network.MAX_INBOUND_STREAMS + 4):
-            with contextlib.suppress(Exception):  # those over the cap are reset at once
+        for _ in range(network.MAX_INBOUND_STREAMS + 2 + 3):
+            with contextlib.suppress(Exception):  # those over both caps are reset at once
                 stream = await peer.host.new_stream(ours.get_id(),
                                                     [TProtocol("/ipfs/bitswap/1.2.0")])
                 await stream.write(varint(1000) + b"\x0a")  # a 1000-byte message begun
                 streams.append(stream)
         await trio.sleep(0.3)
         assert bitswap._inbound[me] == network.MAX_INBOUND_STREAMS
-        # Trickling keeps none alive past the deadline of the message it began.
-        for _ in range(10):
-            for stream in streams:
-                with contextlib.suppress(Exception):
-                    await stream.write(b"\x00")
-            await trio.sleep(0.3)
-        assert me not in bitswap._inbound
+        assert len(bitswap._queued[me]) == 2
+        # Trickling keeps none alive past the deadline of the message it began; the waiting
+        # ones get their slots as the first ones time out, and time out in turn.
+        with trio.fail_after(20):
+            while me in bitswap._inbound or me in bitswap._queued:
+                for stream in streams:
+                    with contextlib.suppress(Exception):
+                        await stream.write(b"\x00")
+                await trio.sleep(0.3)
         # An honest stream still gets through afterwards.
         await _still_answers(peer, ours, missing(1)[0])
+        nursery.cancel_scope.cancel()
+    await store.close()
+
+
+async def test_streams_over_the_cap_wait_and_lose_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As many one-message streams at once as may be read plus may wait (Kubo < 0.37 sends
+    each answer on a new stream): every message is handled, none reset."""
+    monkeypatch.setattr(network, "MAX_INBOUND_STREAMS", 2)
+    store = await TieredStore.open(tmp_path / "repo", StoreConfig(parquet_export=False))
+    absent = missing(network.MAX_INBOUND_STREAMS + network.MAX_WAITING_STREAMS)
+    async with two_hosts() as (ours, peer), trio.open_nursery() as nursery:
+        bitswap = Bitswap(ours, lambda: store)
+        await nursery.start(bitswap.run)
+        waited = 0
+        wait_for_slot = bitswap._wait_for_slot
+
+        async def counted(*args: Any) -> bool:
+            nonlocal waited
+            waited += 1
+            return await wait_for_slot(*args)
+
+        bitswap._wait_for_slot = counted  # type: ignore[method-assign]
+
+        async def one(cid: CID) -> None:
+            stream = await peer.host.new_stream(ours.get_id(), [TProtocol("/ipfs/bitswap/1.2.0")])
+            await stream.write(encode(Message(wants=(
+                WantEntry(cid, want_type=WantType.HAVE, send_dont_have=True),))))
+            await stream.close()
+
+        async with trio.open_nursery() as senders:
+            for cid in absent:
+                senders.start_soon(one, cid)
+        with trio.fail_after(30):
+            while len({bytes(c) for m in peer.received for c, _ in m.presences}) < len(absent):
+                await trio.sleep(0.05)
+        assert {bytes(c) for m in peer.received for c, _ in m.presences} == {
+            bytes(c) for c in absent}
+        print(f"\n{len(absent)} streams at once: {waited} waited for a slot, none reset")
+        assert waited > 0
+        assert not bitswap._queued and not bitswap._inbound
         nursery.cancel_scope.cancel()
     await store.close()
 

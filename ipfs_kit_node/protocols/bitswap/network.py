@@ -12,7 +12,12 @@ timeout: a peer that stops reading costs its own sender task and one message, an
 does not finish within ``WRITE_TIMEOUT`` its stream is reset and its queue dropped. Incoming
 messages are capped while decoded (see ``codec``), decoded off the event loop when large, and
 handled in slices with a checkpoint between them; a peer has at most ``MAX_INBOUND_STREAMS``
-streams and ``MAX_PEER_BUFFERED`` bytes buffered across them. Store errors (a full or failing
+streams being read and ``MAX_PEER_BUFFERED`` bytes buffered across them. Its further streams
+wait unread for a slot, in arrival order (at most ``MAX_WAITING_STREAMS``, each for up to
+``SLOT_WAIT``; beyond, reset): Kubo before v0.37 sends every answer on a new stream, and with
+the store slow to take blocks more than 16 of them are open at once; resetting those lost the
+blocks they carried, and the fetch stalled ~10 s until the wants were retried. An unread
+stream holds at most its Yamux window (256 KiB) in the muxer. Store errors (a full or failing
 disk) are logged where they happen, in this service's own tasks: they never end it. Until
 ``run`` has started (the store may still be opening) wants are only recorded, as a peer lacking
 the blocks would; they are answered once the store is there. The handler is guarded
@@ -24,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -71,7 +77,9 @@ OPEN_TIMEOUT = 10.0  # new_stream: negotiating Bitswap on a connection we have
 DIAL_TIMEOUT = 10.0  # connecting to a provider the DHT found
 CLOSE_TIMEOUT = 5.0  # closing or resetting a stream
 FRAME_TIMEOUT = 60.0  # a message begun must be complete within this long (>= 70 KB/s)
-MAX_INBOUND_STREAMS = 16  # concurrent Bitswap streams one peer may open to us (Kubo uses 1)
+MAX_INBOUND_STREAMS = 16  # Bitswap streams of one peer read at once
+MAX_WAITING_STREAMS = 32  # more of its streams waiting, unread, for one of those slots
+SLOT_WAIT = 30.0  # how long a stream may wait for a slot before it is reset
 # Inbound bytes one peer may have buffered across its streams (partial messages, and whole ones
 # not yet handled): without it, 16 streams x a 4 MiB message begun = 64 MiB per peer for up to
 # FRAME_TIMEOUT. One stream never holds more than ~4.3 MiB (a message and one read).
@@ -108,7 +116,8 @@ class Bitswap(ConnectionNotifee):
         self.find_providers: ProviderLookup | None = None  # the DHT plugs in here
         self._peers: dict[ID, _Peer] = {}
         self._waiters: dict[bytes, trio.Event] = {}
-        self._inbound: dict[ID, int] = {}  # streams each peer has open to us
+        self._inbound: dict[ID, int] = {}  # streams of each peer being read
+        self._queued: dict[ID, deque[trio.Event]] = {}  # its streams waiting for a slot
         self._buffered: dict[ID, int] = {}  # inbound bytes each peer has us holding
         self._nursery: trio.Nursery | None = None
         self._started = False
@@ -280,11 +289,64 @@ class Bitswap(ConnectionNotifee):
 
     async def _handle_stream(self, stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id
-        if self._inbound.get(peer, 0) >= MAX_INBOUND_STREAMS:
-            log.info("too many bitswap streams from one peer; stream reset", peer=str(peer))
-            await _reset_quietly(stream)
+        if self._inbound.get(peer, 0) < MAX_INBOUND_STREAMS and not self._queued.get(peer):
+            self._inbound[peer] = self._inbound.get(peer, 0) + 1
+        elif not await self._wait_for_slot(peer, stream):
             return
-        self._inbound[peer] = self._inbound.get(peer, 0) + 1
+        try:
+            await self._read_stream(peer, stream)
+        finally:
+            self._release_slot(peer)
+
+    async def _wait_for_slot(self, peer: ID, stream: INetStream) -> bool:
+        """Wait, in arrival order, for one of the peer's reading slots (handed over by
+        ``_release_slot``, so ``_inbound`` never counts it twice); False if the stream was
+        reset instead (too many waiting, or waited too long)."""
+        queue = self._queued.setdefault(peer, deque())
+        if len(queue) >= MAX_WAITING_STREAMS:
+            log.info("too many bitswap streams from one peer; stream reset", peer=str(peer),
+                     reading=self._inbound.get(peer, 0), waiting=len(queue))
+            await _reset_quietly(stream)
+            return False
+        handed = trio.Event()
+        queue.append(handed)
+        try:
+            with trio.move_on_after(SLOT_WAIT):
+                await handed.wait()
+        except BaseException:  # cancelled (the connection or node is going away)
+            if handed.is_set():
+                self._release_slot(peer)  # handed over meanwhile: pass it on
+            else:
+                self._leave_queue(peer, handed)
+            raise
+        if not handed.is_set():
+            self._leave_queue(peer, handed)
+            log.info("bitswap stream waited too long for a slot; stream reset",
+                     peer=str(peer), waited=SLOT_WAIT)
+            await _reset_quietly(stream)
+            return False
+        return True
+
+    def _leave_queue(self, peer: ID, handed: trio.Event) -> None:
+        queue = self._queued.get(peer)
+        if queue is not None:
+            queue.remove(handed)
+            if not queue:
+                del self._queued[peer]
+
+    def _release_slot(self, peer: ID) -> None:
+        """A stream of the peer is done: its slot goes to the first one waiting, if any."""
+        queue = self._queued.get(peer)
+        if queue:
+            queue.popleft().set()
+            if not queue:
+                self._queued.pop(peer, None)
+            return
+        left = self._inbound.pop(peer, 1) - 1
+        if left:
+            self._inbound[peer] = left
+
+    async def _read_stream(self, peer: ID, stream: INetStream) -> None:
         decoder = FrameDecoder()
         # Idle between messages is fine (Kubo keeps its stream open), but a message begun must
         # be complete within FRAME_TIMEOUT, or a peer could park 4 MiB buffers on its streams
@@ -327,9 +389,6 @@ class Bitswap(ConnectionNotifee):
             await self._punish(peer, str(exc))
         finally:
             self._hold(peer, held, 0)
-            left = self._inbound.pop(peer, 1) - 1
-            if left:
-                self._inbound[peer] = left
             if not reset:
                 await _close_quietly(stream)
 
