@@ -36,7 +36,7 @@ def test_add_prints_kubo_lines_and_matches_only_hash(daemon: MakeDaemon, short_t
                                                "d"]
     assert all(word == "added" and cid.startswith("Qm") for word, cid, _ in lines)
     root = lines[-1][1]
-    assert d.api("pin/ls")["Keys"] == {root: {"Type": "recursive"}}
+    assert d.api("pin/ls", {"type": "recursive"})["Keys"] == {root: {"Type": "recursive"}}
 
     listing = d.cli("ls", root).stdout.splitlines()
     assert [line.split()[-1] for line in listing] == ["a.txt", "empty", "sub/"]

@@ -22,7 +22,7 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,7 +40,7 @@ from ..errors import (
     StoreFullError,
     is_disk_full,
 )
-from ..journal import fsync_dir
+from ..journal import fsync_dir, mkdir_durably
 from ..logs import get_logger
 from ..service import TaskStatus
 from .blockdb import BlockDB, BlockMeta, MissingBlocks, Pin, PinMode, storage_error
@@ -151,7 +151,7 @@ class TieredStore:
         self.root = root
         self.remote: RemoteTier = remote or NoRemoteTier()
         self._datastore = root / "datastore"
-        self._datastore.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mkdir_durably(self._datastore)  # the index's name must survive a power cut
         self._disk = DiskTier(root / "blocks", sync=self.config.sync)
         self._heat = HeatModel(self.config.half_life, clock)
         self._db_handle: BlockDB | None = None
@@ -271,10 +271,12 @@ class TieredStore:
         while True:
             page = await trio.to_thread.run_sync(_take, scan, 1000)
             for key, size in page:
-                if key not in self._inflight and not self._db.exists(key):
+                # A remote row whose file is back (its unlink was not durable) is local again.
+                if key not in self._inflight and (not self._db.exists(key)
+                                                  or self._db.is_remote(key)):
                     batch.append((key, bytes(cid_of_key(key)), size, now))
             if batch:
-                added += await self._write(self._db.add_missing, batch)
+                added += await self._index_strays(batch)
                 batch = []
             if not page:
                 break
@@ -291,6 +293,24 @@ class TieredStore:
             log.info("index reconciled with the block files after an unclean stop",
                      added=added, dropped=dropped)
         return added
+
+    async def _index_strays(self, rows: list[tuple[bytes, bytes, int, float]]) -> int:
+        """Index files found without a local row; each is claimed (as a put claims its block)
+        and seen to still exist first, so an eviction or a GC under way cannot race it."""
+        events = {}
+        for row in rows:
+            if row[0] not in self._inflight:
+                self._inflight[row[0]] = events[row[0]] = trio.Event()
+        try:
+            def still_there() -> list[tuple[bytes, bytes, int, float]]:
+                return [r for r in rows if r[0] in events and self._disk.path_for(r[0]).exists()]
+
+            present = await trio.to_thread.run_sync(still_there)
+            return await self._write(self._db.add_missing, present) if present else 0
+        finally:
+            for key, event in events.items():
+                del self._inflight[key]
+                event.set()
 
     def _missing_files(self, keys: list[bytes]) -> list[bytes]:
         return [k for k in keys if not self._disk.path_for(k).exists()]
@@ -492,6 +512,82 @@ class TieredStore:
         finally:
             del self._inflight[key]
             event.set()
+
+    async def put_many(self, blocks: Sequence[tuple[CidLike, bytes]], *, hashed: bool = False
+                       ) -> int:
+        """Store several blocks as ``put`` does, with one batch of overlapped fsyncs and one
+        index transaction for them all (an importer's or a CAR's blocks); returns how many
+        were new. ``hashed`` as for ``put``. On an error none of the new ones is indexed."""
+        self._check_open()
+        todo: dict[bytes, tuple[CID, bytes]] = {}
+        for cid_like, data in blocks:
+            cid = to_cid(cid_like)
+            if len(data) > MAX_BLOCK_SIZE:
+                raise StoreError(f"block {cid} is {len(data)} bytes; the limit is "
+                                 f"{MAX_BLOCK_SIZE}")
+            todo.setdefault(key_of(cid), (cid, data))
+        for key in list(todo):
+            await self._wait_inflight(key)
+            self._check_open()  # close() may have run while we waited
+            self._note_held(key)
+            meta = self._db.get(key)
+            if meta is not None and not meta.remote:
+                self._touch(key, meta)
+                del todo[key]
+        if not todo:
+            return 0
+        if len(todo) == 1:
+            (cid, data), = todo.values()
+            return int(await self.put(cid, data, hashed=hashed))
+        events = {key: trio.Event() for key in todo if key not in self._inflight}
+        todo = {key: todo[key] for key in events}  # another put took the rest meanwhile
+        self._inflight.update(events)
+        try:
+            size = sum(len(data) for _, data in todo.values())
+            if self._used + size > self.config.max_size:
+                await self._collect(self.config.max_size - size)
+                if self._used + size > self.config.max_size:
+                    raise StoreFullError(
+                        f"store full: {self._used} of {self.config.max_size} bytes are pinned "
+                        "or in use; unpin data, or raise storage.max_size"
+                    )
+
+            def verify_and_write() -> None:
+                if not hashed:
+                    for cid, data in todo.values():
+                        verify(cid, data)
+                self._disk.write_many([(key, data) for key, (_, data) in todo.items()])
+
+            async with self._threads:
+                await trio.to_thread.run_sync(verify_and_write)
+            now = time.time()
+            with trio.CancelScope(shield=True):  # the files are there: their rows must follow
+                await self._commit_rows([(key, bytes(cid), len(data), now)
+                                         for key, (cid, data) in todo.items()])
+            for key, (cid, data) in todo.items():
+                heat = self._touch(key, BlockMeta(str(cid), len(data), 0.0, 0.0))
+                self._memory.put(key, data, heat=heat)
+                for listener in self._listeners:
+                    listener(cid, len(data))
+            return len(todo)
+        finally:
+            for key, event in events.items():
+                del self._inflight[key]
+                event.set()
+
+    async def _commit_rows(self, rows: list[tuple[bytes, bytes, int, float]]) -> None:
+        """Index a batch in one transaction; if that fails, its files must not linger."""
+        async with self._db_lock:
+            try:
+                await trio.to_thread.run_sync(self._db.put_many, rows)
+            except sqlite3.Error as exc:
+                error = storage_error(exc, "cannot index the blocks", self.root)
+            else:
+                return
+        with contextlib.suppress(OSError):
+            await trio.to_thread.run_sync(
+                lambda: [self._disk.delete(row[0]) for row in rows])
+        raise error
 
     async def _commit_put(self, row: tuple[bytes, bytes, int, float]) -> None:
         """Group commit: the first put to get the writer commits every row queued by then."""

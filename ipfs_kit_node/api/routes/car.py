@@ -61,13 +61,16 @@ def register_car_routes(router: Router, blocks: BlockGetter, store: StoreService
             reader = CarReader()
             try:
                 async for chunk in archive:
+                    batch: list[tuple[CID, bytes]] = []
                     for event in reader.feed(chunk):
                         if isinstance(event, CarHeader):
                             roots.update((str(r), r) for r in event.roots)
                         elif isinstance(event, CarBlock) and not is_identity(event.cid):
-                            await store.store.put(event.cid, event.data, hashed=True)
+                            batch.append((event.cid, event.data))
                             count += 1
                             size += len(event.data)
+                    # one group of fsyncs and one index commit per body chunk's blocks
+                    await store.store.put_many(batch, hashed=True)
                 reader.close()
             except CarError as exc:
                 raise CarImportError(f"dag import: {exc} ({count} blocks stored before it; "

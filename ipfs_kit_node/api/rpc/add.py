@@ -38,6 +38,9 @@ from .multipart import PartData, PartEnd, PartHeaders, boundary_of, events
 PROGRESS_EVERY = 1024 * 1024
 #: A trickle file kept in memory up to this size before it spills to disk.
 SPOOL_BYTES = 8 * 1024 * 1024
+# Blocks made are stored (fsynced, indexed) a batch at a time.
+PUT_BATCH_BLOCKS = 512
+PUT_BATCH_BYTES = 1024 * 1024
 
 _TRUE = ("1", "true", "yes", "")  # a bare ?flag counts as true, as go-ipfs-cmds reads it
 
@@ -109,13 +112,25 @@ class _Session:
     progress: bool
     folders: dict[str, _Folder] = field(default_factory=dict)
     top: list[tuple[str, Entry]] = field(default_factory=list)
+    pending: list[tuple[bytes, bytes]] = field(default_factory=list)
+    pending_bytes: int = 0
 
     async def put(self, blocks: list[Block]) -> None:
+        """Blocks are stored a batch at a time (one group of fsyncs and one index commit);
+        ``flush`` before telling the client an entry is added."""
         if self.only_hash:
             return
         for block in blocks:
             if not (self.params.inline and _is_identity(block.cid_bytes)):
-                await self.store.store.put(block.cid_bytes, block.data, hashed=True)
+                self.pending.append((block.cid_bytes, block.data))
+                self.pending_bytes += len(block.data)
+        if len(self.pending) >= PUT_BATCH_BLOCKS or self.pending_bytes >= PUT_BATCH_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self.pending, self.pending_bytes = self.pending, [], 0
+        if batch:
+            await self.store.store.put_many(batch, hashed=True)
 
     def cid_text(self, cid_bytes: bytes) -> str:
         cid = to_cid(cid_bytes)
@@ -262,6 +277,7 @@ async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
                 builder = chunker = None
             if session.progress and head.kind == "file" and (reported != seen or seen == 0):
                 yield json.dumps({"Name": path, "Bytes": seen}).encode() + b"\n"
+            await session.flush()
             yield session.line(path, entry)
             session.place(path, entry)
             head = None
@@ -270,6 +286,7 @@ async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
         blocks, entry = await trio.to_thread.run_sync(
             session.folders[folder_path].builder.finish_all)
         await session.put(blocks)
+        await session.flush()
         yield session.line(folder_path, entry)
         session.place(folder_path, entry)
     roots = [entry for _, entry in session.top]
@@ -279,8 +296,10 @@ async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
             wrapper.add(name or session.cid_text(entry.cid_bytes), entry)
         blocks, wrapped = await trio.to_thread.run_sync(wrapper.finish_all)
         await session.put(blocks)
+        await session.flush()
         yield session.line("", wrapped, wrapper=True)
         roots = [wrapped]
+    await session.flush()
     if pin:
         for entry in roots:
             await session.store.store.pin(to_cid(entry.cid_bytes), recursive=True)
