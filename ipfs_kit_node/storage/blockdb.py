@@ -117,6 +117,7 @@ def _connect(path: Path, *, sync: bool, readonly: bool = False) -> sqlite3.Conne
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {'FULL' if sync else 'NORMAL'}")
             conn.execute("PRAGMA wal_autocheckpoint = 4000")
+            check_synchronous(conn, sync)
         else:
             conn.execute("PRAGMA query_only = 1")
     except sqlite3.Error:
@@ -128,6 +129,18 @@ def _connect(path: Path, *, sync: bool, readonly: bool = False) -> sqlite3.Conne
         conn.create_function("log2", 1, lambda x: math.log2(x) if x and x > 0 else None,
                              deterministic=True)
     return conn
+
+
+SYNC_FULL, SYNC_NORMAL = 2, 1  # PRAGMA synchronous values
+
+
+def check_synchronous(conn: sqlite3.Connection, sync: bool) -> None:
+    """``[storage] sync`` promises a commit is on disk when it returns: in WAL mode only
+    ``synchronous=FULL`` fsyncs the WAL at each commit (NORMAL waits for a checkpoint)."""
+    (got,), = conn.execute("PRAGMA synchronous")
+    want = SYNC_FULL if sync else SYNC_NORMAL
+    if got != want:
+        raise StoreError(f"the block index runs with PRAGMA synchronous={got}, not {want}")
 
 
 def storage_error(exc: sqlite3.Error, what: str, root: Path) -> StoreError:
@@ -161,6 +174,7 @@ class BlockDB:
             self._wr.execute("PRAGMA locking_mode = EXCLUSIVE")
             self._wr.execute("PRAGMA journal_mode = WAL")
             self._wr.execute(f"PRAGMA synchronous = {'FULL' if sync else 'NORMAL'}")
+            check_synchronous(self._wr, sync)
             self._rd = self._wr
             self.degraded = True
         self.counters = self._read_counters()
@@ -191,7 +205,10 @@ class BlockDB:
                 "UPDATE counters SET blocks=?, bytes=?, remote_blocks=?, remote_bytes=?, "
                 "pinned_blocks=?, pins=? WHERE id=0",
                 (c.blocks, c.bytes, c.remote_blocks, c.remote_bytes, c.pinned_blocks, c.pins))
-            self._wr.execute("COMMIT")
+            # commit(), not "COMMIT": one call that returns once SQLite made it durable
+            # (synchronous=FULL in WAL: the WAL is fsynced before it returns), the point the
+            # power-loss simulation (tests/hostile/powerloss_shim.py) records.
+            self._wr.commit()
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 self._wr.execute("ROLLBACK")
@@ -449,9 +466,13 @@ class BlockDB:
             (c.pins,), = db.execute("SELECT count(*) FROM pins")
 
     def add_missing(self, rows: list[tuple[bytes, bytes, int, float]]) -> int:
-        """Rows for block files the index lacks (a crash between a file and its row)."""
-        added = [r for r in rows if not self._wr.execute(
-            "SELECT 1 FROM blocks WHERE key=?", (r[0],)).fetchone()]
+        """Rows for block files the index lacks or counts as remote only (a crash between a
+        file and its row, or before an unlink was durable)."""
+        added = []
+        for r in rows:
+            row = self._wr.execute("SELECT remote FROM blocks WHERE key=?", (r[0],)).fetchone()
+            if row is None or row[0]:
+                added.append(r)
         if added:
             self.put_many(added)
         return len(added)

@@ -12,6 +12,22 @@ most pessimistic case: a folder holds only the entries of its last fsync (none i
 fsynced), a file holds the bytes of its last fsync (empty if it was never fsynced). Every
 unsynced write, rename, creation and deletion is lost. The log is append-only, one line per
 event; a line cut by SIGKILL is ignored (that fsync never returned to its caller).
+
+SQLite (the block index and pins, ``datastore/index.sqlite``) fsyncs from C, where these
+wrappers cannot see it. So ``install`` also wraps ``sqlite3.connect`` (for databases inside the
+repo) with a Connection whose ``commit()`` records, once it has returned, the database file and
+its ``-wal`` file (their bytes at that moment, read together, so the pair is consistent) and
+their names in their folder. That is SQLite's documented contract, modelled rather than its
+individual fsyncs: in WAL mode with ``PRAGMA synchronous=FULL`` the WAL is fsynced before a
+commit returns (and the folder, when the WAL file is new), and a checkpoint fsyncs the WAL
+before it writes the database file; a power cut then leaves the last committed transaction.
+A commit made with ``synchronous`` below FULL records nothing (NORMAL does not fsync the WAL
+at commit), so a store that acknowledged work on such a commit fails the test. Transactions
+committed with ``execute("COMMIT")`` are not seen either: the store must call ``commit()``.
+The ``-shm`` file is not recorded: SQLite never fsyncs it and rebuilds it from the WAL when
+the first connection opens (it comes back empty). What the model trusts and does not test:
+SQLite's own write ordering inside a commit or checkpoint (torn WAL frames, partial
+checkpoints), which its checksums and its own test suite cover.
 """
 
 from __future__ import annotations
@@ -19,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import stat
 import threading
 from collections.abc import Callable
@@ -89,6 +106,51 @@ class _Recorder:
                                    f.read())
 
 
+    def sqlite_commit(self, conn: sqlite3.Connection, db_path: str) -> None:
+        """A commit returned: the database and its WAL as they are now are durable, if the
+        connection runs with synchronous=FULL (or EXTRA)."""
+        (level,), = conn.execute("PRAGMA synchronous").fetchall()
+        if level < 2:
+            return
+        folder = os.path.dirname(db_path)
+        with self.lock:
+            seq = self.tick()
+            dir_id = self.id_of(os.lstat(folder).st_ino)
+            for path in (db_path, db_path + "-wal"):
+                try:
+                    with open(path, "rb") as f:
+                        ident = self.id_of(os.fstat(f.fileno()).st_ino)
+                        data = f.read()
+                except FileNotFoundError:
+                    continue
+                self.save_file(ident, seq, data)
+                self.emit({"t": "link", "dir": dir_id, "name": os.path.basename(path),
+                           "id": ident, "seq": seq})
+
+
+def _wrap_sqlite(rec: _Recorder) -> None:
+    """sqlite3.connect of a database inside the repo returns a connection whose commit()
+    is recorded (see the module docstring)."""
+    real_connect = sqlite3.connect
+
+    class RecordedConnection(sqlite3.Connection):
+        shim_path = ""
+
+        def commit(self) -> None:
+            super().commit()
+            rec.sqlite_commit(self, self.shim_path)
+
+    def connect(database: Any, *args: Any, **kw: Any) -> sqlite3.Connection:
+        path = os.path.realpath(database) if database != ":memory:" else ""
+        if not path or not rec.inside(path) or "factory" in kw:
+            return real_connect(database, *args, **kw)
+        conn = real_connect(database, *args, factory=RecordedConnection, **kw)
+        conn.shim_path = path
+        return conn
+
+    sqlite3.connect = connect  # type: ignore[assignment]
+
+
 def _lstat_ino(path: Any) -> int | None:
     try:
         return os.lstat(path).st_ino
@@ -143,6 +205,7 @@ def install(repo: Path, shadow: Path) -> None:
                 return result
         return wrapper
 
+    _wrap_sqlite(rec)
     os.fsync = fsync
     os.unlink = dropping(os.unlink)
     os.remove = dropping(os.remove)
@@ -154,6 +217,7 @@ def rebuild(shadow: Path, target: Path) -> dict[str, int]:
     """Build ``target`` from the durable state recorded in ``shadow``; counts of what was kept."""
     files: dict[int, tuple[int, str]] = {}
     dirs: dict[int, tuple[int, dict[str, list[Any]]]] = {}
+    links: list[dict[str, Any]] = []  # names made durable by a SQLite commit
     root: int | None = None
     for line in (shadow / EVENTS).read_bytes().split(b"\n"):
         try:
@@ -162,12 +226,18 @@ def rebuild(shadow: Path, target: Path) -> dict[str, int]:
             continue  # the last line, cut by the kill
         if event["t"] == "root":
             root = event["id"]
+        elif event["t"] == "link":
+            links.append(event)
         elif event["t"] == "dir":
             if event["seq"] > dirs.get(event["id"], (0, {}))[0]:
                 dirs[event["id"]] = (event["seq"], event["entries"])
         elif event["seq"] > files.get(event["id"], (0, ""))[0]:
             files[event["id"]] = (event["seq"], event["copy"])
     assert root is not None, "no durable state recorded"
+    for link in sorted(links, key=lambda e: e["seq"]):  # after the folder's last fsync only
+        seq, entries = dirs.get(link["dir"], (0, {}))
+        if link["seq"] > seq:
+            dirs[link["dir"]] = (seq, {**entries, link["name"]: [link["id"], False]})
     counts = {"files": 0, "empty_files": 0, "dirs": 0}
 
     def build(ident: int, path: Path) -> None:

@@ -223,3 +223,24 @@ async def _append(results: list[Any], coro: object) -> None:
     results.append(await coro)  # type: ignore[misc]
 
 
+
+
+@pytest.mark.parametrize("sync", [True, False])
+async def test_index_commits_are_fsynced_when_storage_sync_is_on(tmp_path: Path,
+                                                                 sync: bool) -> None:
+    """``[storage] sync`` keeps its promise for the SQLite index too: in WAL mode only
+    synchronous=FULL (2) fsyncs the WAL at each commit; sync off runs NORMAL (1)."""
+    config = StoreConfig(max_size=10**9, memory_size=0, parquet_export=False, sync=sync)
+    store = await TieredStore.open(tmp_path, config)
+    try:
+        db = store._db
+        for conn in (db._wr, db._rd):
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db._wr.execute("PRAGMA synchronous").fetchone()[0] == (2 if sync else 1)
+        cid, data = raw_block(size=100)
+        await store.put(cid, data)
+        await store.pin(cid, recursive=False)
+        # Still the setting after write transactions (set_remote raises it for one commit).
+        assert db._wr.execute("PRAGMA synchronous").fetchone()[0] == (2 if sync else 1)
+    finally:
+        await store.close()
