@@ -13,11 +13,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .config import ROLES, Layer, NodeConfig, load_config, parse_table
+from ._roles import ROLES
 from .errors import ApiError, ConfigError, IpfsKitError
+
+if TYPE_CHECKING:  # config.py costs ~45 ms: client commands never load it
+    from .config import NodeConfig
 
 PROFILE_NAMES = ("unixfs-v0-2015", "unixfs-v1-2025")
 ClientFn = Callable[[argparse.Namespace, Any], int]
@@ -271,6 +274,8 @@ def _repo_path(args: argparse.Namespace) -> Path:
 
 
 def _effective_config(args: argparse.Namespace) -> NodeConfig:
+    from .config import Layer, load_config, parse_table
+
     flags: dict[str, Any] = {}
     if args.listen:
         flags["listen"] = args.listen
@@ -1136,11 +1141,11 @@ def _config_show(args: argparse.Namespace) -> int:
 
 
 def run_client(args: argparse.Namespace) -> int:
-    from .api.client import ApiClient
+    """A client command through the public Client (the same one Python users get), on the
+    repo's unix socket."""
+    from .client import Client
 
     repo = _repo_path(args)
-    socket_name = load_config("worker", repo_config=repo / "config.toml",
-                              config_file=args.config).api.socket
     # cat/get may wait for peers (Bitswap gives up after 60 s): give them longer than that.
     timeout = 90.0 if args.command in ("cat", "get", "ls", "dht", "dag") else 30.0
     if args.command == "task":
@@ -1148,7 +1153,7 @@ def run_client(args: argparse.Namespace) -> int:
         timeout = 24 * 3600.0 if waits else 120.0
     if args.command == "pubsub" and args.pubsub_command == "sub":
         timeout = 24 * 3600.0  # a subscription waits for messages as long as it runs
-    with ApiClient(repo / socket_name, repo, timeout=timeout) as client:
+    with Client(repo=repo, config_file=args.config, timeout=timeout) as client:
         return _CLIENT_COMMANDS[args.command](args, client)
 
 

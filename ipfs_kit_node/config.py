@@ -20,9 +20,9 @@ from typing import Any
 import multiaddr
 import tomli_w
 
+from ._roles import ROLES as ROLES  # in their own module: the CLI's parser needs no config
 from .errors import ConfigError
 
-ROLES = ("master", "worker", "leecher")
 ENV_PREFIX = "IPFS_KIT_"
 # Variables with that prefix that are not config keys.
 ENV_NOT_CONFIG = frozenset({"IPFS_KIT_PATH"})

@@ -175,3 +175,20 @@ class CarImportError(IpfsKitError, ValueError):
     match its CID): names the block; blocks stored before it stay, nothing is pinned."""
 
     http_status = 400
+
+
+class ApiTimeoutError(ApiError):
+    """The daemon did not answer (or stopped sending) within the client's timeout."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=504)
+
+
+class TaskFailedError(IpfsKitError):
+    """A task ended failed or cancelled on the mesh: the task's own error, with its ID."""
+
+    def __init__(self, task_id: str, state: str, error: str | None) -> None:
+        self.task_id = task_id
+        self.state = state
+        self.error = error
+        super().__init__(f"task {task_id} {state}" + (f": {error}" if error else ""))

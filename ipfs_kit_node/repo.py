@@ -17,11 +17,9 @@ import fcntl
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import RepoError, RepoLockedError, is_disk_full
-from .journal import atomic_write, mkdir_durably
-from .logs import get_logger
 
 if TYPE_CHECKING:
     from libp2p.crypto.keys import KeyPair
@@ -39,7 +37,13 @@ CONFIG_TEMPLATE = """\
 # max_size = "50GB"
 """
 
-log = get_logger(__name__)
+
+def _log() -> Any:
+    """The logger, made on first use: client commands import this module for
+    default_repo_path and must not pay for structlog (nor msgpack, via journal)."""
+    from .logs import get_logger
+
+    return get_logger(__name__)
 
 
 def default_repo_path(env: dict[str, str] | None = None) -> Path:
@@ -73,6 +77,8 @@ class Repo:
 
     def init(self) -> bool:
         """Create the folders and config template if missing; True when the repo is new."""
+        from .journal import atomic_write, mkdir_durably
+
         new = not self.path.exists()
         try:
             mkdir_durably(self.path)
@@ -134,6 +140,8 @@ class Repo:
         from libp2p.crypto.ed25519 import create_new_key_pair
         from libp2p.identity_utils import load_identity
 
+        from .journal import atomic_write
+
         path = self.identity_file
         if not path.exists():
             key_pair = create_new_key_pair()
@@ -141,11 +149,11 @@ class Repo:
                 atomic_write(path, key_pair.private_key.serialize(), mode=0o600)
             except OSError as exc:
                 raise self._error(exc, f"cannot write the identity key {path}") from exc
-            log.info("identity created", path=str(path))
+            _log().info("identity created", path=str(path))
             return key_pair
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
-            log.warning("identity key is readable by others; fixing mode to 0600",
+            _log().warning("identity key is readable by others; fixing mode to 0600",
                         path=str(path), mode=oct(mode))
             path.chmod(0o600)
         try:

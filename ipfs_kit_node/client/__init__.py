@@ -1,0 +1,64 @@
+"""The Python API: ``Client`` (sync, stdlib + h11: light enough for the CLI, which uses it),
+``AsyncClient`` (httpx: trio and asyncio alike), typed answers, the task executor.
+
+``AsyncClient`` and the executor load on first use, so ``Client`` alone stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._sync import Client, RangeReader, Streamed, task_doc
+from .types import (
+    BlockStat,
+    Entry,
+    Message,
+    NodeId,
+    Peer,
+    Pin,
+    RemotePin,
+    Stat,
+    Status,
+    Submitted,
+    TaskInfo,
+    Worker,
+)
+
+if TYPE_CHECKING:
+    from ._async import AsyncClient
+    from .executor import TaskExecutor, TaskFuture
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AsyncClient":
+        from ._async import AsyncClient
+
+        return AsyncClient
+    if name in ("TaskExecutor", "TaskFuture"):
+        from . import executor
+
+        return getattr(executor, name)
+    raise AttributeError(name)
+
+
+__all__ = [
+    "AsyncClient",
+    "BlockStat",
+    "Client",
+    "Entry",
+    "Message",
+    "NodeId",
+    "Peer",
+    "Pin",
+    "RangeReader",
+    "RemotePin",
+    "Stat",
+    "Status",
+    "Streamed",
+    "Submitted",
+    "TaskExecutor",
+    "TaskFuture",
+    "TaskInfo",
+    "Worker",
+    "task_doc",
+]

@@ -1,0 +1,213 @@
+"""The sync client's HTTP/1.1: h11 (sans-IO, as the daemon's server) over a blocking socket.
+
+Why not httpx here: importing httpx (and httpcore, which imports trio when installed) costs
+more than the whole 100 ms a CLI command may take; h11 and a socket cost about 20 ms. Why not
+http.client: it drops chunked trailers, and Kubo's RPC reports a stream that failed part-way
+in an ``X-Stream-Error`` trailer.
+
+Connections are kept alive and pooled (one per thread in use), each operation bounded by the
+client's timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import h11
+
+from ..errors import ApiError, ApiTimeoutError, DaemonNotRunningError
+from ._wire import Endpoint, error_of
+
+READ_SIZE = 256 * 1024
+CONNECT_TIMEOUT = 5.0
+USER_AGENT = "ipfs-kit-node-client"
+
+
+class ConnectionClosedError(ApiError):
+    """The daemon closed the connection before answering (an idle kept-alive one may be
+    closed by the daemon at any time: the request is sent again on a new one)."""
+
+
+class Connection:
+    """One kept-alive HTTP/1.1 connection; ``request`` returns a Response to read fully or
+    close before the next request."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.sock = _connect(endpoint, timeout)
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def request(self, method: str, target: str, body: bytes | Iterable[bytes] | None,
+                headers: list[tuple[str, str]] | None = None) -> Response:
+        hdrs = [("host", self.endpoint.host if self.endpoint.unix is None else "localhost"),
+                ("user-agent", USER_AGENT), *(headers or [])]
+        if self.endpoint.authorization:
+            hdrs.append(("authorization", self.endpoint.authorization))
+        boundary = getattr(body, "boundary", None)
+        if boundary:
+            hdrs.append(("content-type", f"multipart/form-data; boundary={boundary}"))
+        whole = bytes(body) if isinstance(body, bytes | bytearray | memoryview) else None
+        if body is None or whole is not None:
+            hdrs.append(("content-length", str(len(whole) if whole is not None else 0)))
+        else:
+            hdrs.append(("transfer-encoding", "chunked"))
+        try:
+            self._send(h11.Request(method=method, target=target, headers=hdrs))
+            if whole:
+                self._send(h11.Data(data=whole))
+            elif body is not None and whole is None:
+                chunks: Iterable[bytes] = body  # type: ignore[assignment]
+                for chunk in chunks:
+                    if chunk:
+                        self._send(h11.Data(data=chunk))
+            self._send(h11.EndOfMessage())
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon answered early (an error) or closed: see what it sent below
+        event = self._next()
+        while not isinstance(event, h11.Response):
+            if isinstance(event, h11.ConnectionClosed):
+                raise ConnectionClosedError("the daemon closed the connection without "
+                                            "answering")
+            event = self._next()
+        return Response(self, event.status_code, list(event.headers))
+
+    def _send(self, event: Any) -> None:
+        data = self.h11.send(event)
+        if data:
+            try:
+                self.sock.sendall(data)
+            except TimeoutError:
+                raise ApiTimeoutError(f"the daemon stopped reading our request for "
+                                      f"{self.timeout:g} s") from None
+
+    def _next(self) -> Any:
+        while True:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise ApiError(f"the daemon's answer is malformed: {exc}") from None
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                data = self.sock.recv(READ_SIZE)
+            except TimeoutError:
+                raise ApiTimeoutError(f"the daemon did not answer in {self.timeout:g} s "
+                                      "(pass a longer timeout)") from None
+            except OSError as exc:
+                raise ConnectionClosedError(f"the connection to the daemon broke: {exc}"
+                                            ) from None
+            self.h11.receive_data(data)
+
+    def reusable(self) -> bool:
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            self.h11.start_next_cycle()
+            return True
+        return False
+
+
+class Response:
+    """A response whose body is read as it arrives; errors (status >= 400, a failed stream)
+    raise ApiError with the daemon's message."""
+
+    def __init__(self, conn: Connection, status: int, headers: list[tuple[bytes, bytes]]
+                 ) -> None:
+        self.conn = conn
+        self.status = status
+        self.headers = {k.decode().lower(): v.decode("latin-1") for k, v in headers}
+        self.done = False
+
+    def iter_raw(self) -> Iterator[bytes]:
+        while not self.done:
+            event = self.conn._next()
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self.done = True
+                for name, value in event.headers:
+                    if name.lower() == b"x-stream-error" and value:
+                        raise ApiError(value.decode("latin-1"))
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ApiError("the stream from the daemon broke off before its end; see "
+                               "the daemon's log for the cause")
+
+    def read(self) -> bytes:
+        return b"".join(self.iter_raw())
+
+    def raise_for_status(self) -> None:
+        if self.status >= 400:
+            raise error_of(self.status, self.read())
+
+
+def _connect(endpoint: Endpoint, timeout: float) -> socket.socket:
+    try:
+        if endpoint.unix is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(min(timeout, CONNECT_TIMEOUT))
+            try:
+                sock.connect(endpoint.unix)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((endpoint.host, endpoint.port),
+                                            timeout=min(timeout, CONNECT_TIMEOUT))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if endpoint.tls:
+                import ssl
+
+                sock = ssl.create_default_context().wrap_socket(
+                    sock, server_hostname=endpoint.host)
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        detail = f"no API socket at {endpoint.unix}" if isinstance(exc, FileNotFoundError) \
+            else f"{endpoint.describe()} refused the connection"
+        raise DaemonNotRunningError(endpoint.repo or "?", detail) from None
+    except OSError as exc:
+        raise DaemonNotRunningError(endpoint.repo or "?",
+                                    f"cannot reach {endpoint.describe()}: {exc}") from None
+    sock.settimeout(timeout)
+    return sock
+
+
+class Pool:
+    """Idle kept-alive connections, shared by the threads using one client."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float, size: int = 16) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.size = size
+        self._idle: list[Connection] = []
+        self._lock = threading.Lock()
+
+    def take(self, timeout: float | None = None) -> Connection:
+        wanted = self.timeout if timeout is None else timeout
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.timeout != wanted:
+                    conn.timeout = wanted
+                    conn.sock.settimeout(wanted)
+                return conn
+        return Connection(self.endpoint, wanted)
+
+    def give(self, conn: Connection) -> None:
+        if conn.reusable():
+            with self._lock:
+                if len(self._idle) < self.size:
+                    self._idle.append(conn)
+                    return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
