@@ -225,6 +225,14 @@ class Client:
         return io.BufferedReader(RangeReader(self, path), buffer_size)
 
     def stat(self, path: str) -> Stat:
+        """A CID's or a path's (``CID/a/b``) type and size."""
+        path = path.strip("/").removeprefix("ipfs/")
+        if "/" in path:  # unixfs/stat takes a CID: the entry's CID comes from its folder
+            parent, name = path.rsplit("/", 1)
+            found = next((e for e in self.iter_ls(parent) if e.name == name), None)
+            if found is None:
+                raise ApiError(f"no link named {name!r} under {parent}", 404)
+            path = found.cid
         return Stat.from_json(self.call("unixfs/stat", {"arg": path}))
 
     def ls(self, path: str) -> list[Entry]:
