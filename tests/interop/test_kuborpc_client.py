@@ -1,5 +1,6 @@
 """kubo-rpc-client 7.1.0 (npm, on the system Node 20) against our Kubo RPC on TCP: the calls a
-JS app makes, CIDs equal to `add -n` (installed by the test from the committed lock)."""
+JS app makes, CIDs equal to `add -n` (installed by the test from the committed lock); pubsub
+between two of our daemons through the client's subscribe/publish (multibase topics)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ pytestmark = pytest.mark.interop
 
 def test_kubo_rpc_client(daemon: MakeDaemon, short_tmp: Path) -> None:
     npm(KUBORPC_DIR, "ci", "kubo-rpc-client")
-    d = daemon().start()
-    out = subprocess.run(["node", str(KUBORPC_DIR / "client.mjs"), d.rpc_url, str(short_tmp)],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:] + d.log()[-3000:]
+    d = daemon(name="a").start()
+    other = daemon(name="b").start("--bootstrap", d.addr)
+    out = subprocess.run(["node", str(KUBORPC_DIR / "client.mjs"), d.rpc_url, str(short_tmp),
+                          other.rpc_url], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:] + d.log()[-3000:] + other.log()[-2000:]
     got = json.loads(out.stdout)
     data = bytes((i * 7) % 251 for i in range(300000))
     (short_tmp / "f").write_bytes(data)
@@ -36,3 +38,11 @@ def test_kubo_rpc_client(daemon: MakeDaemon, short_tmp: Path) -> None:
     assert got["block"]["got"] == "a block" and got["block"]["size"] == 7
     assert got["dag"]["hello"] == "world" and got["dag"]["link"] == got["block"]["cid"]
     assert got["dag"]["cid"].startswith("bafyrei")
+
+    pubsub = got["pubsub"]
+    assert pubsub["aId"] == d.peer_id and pubsub["bId"] == other.peer_id
+    topic = "kubo-rpc/topic with spaces & \u00fcn\u00efcode"
+    assert pubsub["topics"] == [topic]
+    assert sorted((m["from"], m["data"]) for m in pubsub["messages"]) == sorted([
+        (d.peer_id, "from a"), (other.peer_id, "from b")])
+    assert all(m["topic"] == topic and m["seqno"] for m in pubsub["messages"])
