@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from helpers import Daemon
+
 from ipfs_kit_node import Client
 from ipfs_kit_node.client import Entry, Pin, Stat
 from ipfs_kit_node.errors import ApiError, DaemonNotRunningError, TaskFailedError
@@ -59,7 +59,7 @@ def test_client_against_a_daemon(daemon: MakeDaemon, short_tmp: Path) -> None:
         with pytest.raises(ApiError) as bad:
             c.cat("not-a-cid")
         assert bad.value.status == 400 and "not a CID" in str(bad.value)
-        with pytest.raises(ApiError, match="is a folder|not a file|directory"):
+        with pytest.raises(ApiError, match=r"is a folder|not a file|directory"):
             c.cat(root)
         task = c.task.submit("sha256", [cid])  # no worker yet: it waits in the queue
         assert c.task.status(task).state == "queued"

@@ -10,8 +10,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import Daemon
+
 from ipfs_kit_node import Client
 
 MakeDaemon = Callable[..., Daemon]
