@@ -359,3 +359,32 @@ async def test_a_record_provided_on_either_dht_is_answered_on_both() -> None:
         # Found through the LAN DHT (the only one holding the server on loopback).
         found = await collect(finder.dht, cid)
         assert [info.peer_id for info in found] == [server.id]
+
+
+class _RecordingStream:
+    """A test double for a libp2p stream: records what is written."""
+
+    def __init__(self) -> None:
+        self.written = b""
+
+    async def write(self, data: bytes) -> None:
+        self.written += data
+
+
+async def test_add_provider_is_never_answered() -> None:
+    """Go sends ADD_PROVIDER and reads no answer on a stream it reuses: an answer from us was
+    read as the answer to its next request (Kubo found no providers for a minute)."""
+    import varint  # the package py-libp2p's DHT writes its lengths with
+    from libp2p.kad_dht.pb.kademlia_pb2 import Message
+
+    from ipfs_kit_node.protocols.dht.service import _NoAddProviderEcho
+
+    raw = _RecordingStream()
+    stream = _NoAddProviderEcho(raw)  # type: ignore[arg-type]
+    for kind in (Message.MessageType.ADD_PROVIDER, Message.MessageType.GET_PROVIDERS):
+        message = Message(type=kind, key=b"k" * 200)  # a length of two varint bytes
+        body = message.SerializeToString()
+        await stream.write(varint.encode(len(body)))
+        await stream.write(body)
+    answer = Message(type=Message.MessageType.GET_PROVIDERS, key=b"k" * 200).SerializeToString()
+    assert raw.written == varint.encode(len(answer)) + answer

@@ -30,6 +30,7 @@ from libp2p.abc import IHost, INetConn, INetStream, INetwork
 from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.common import PROTOCOL_ID
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.kad_dht.pb.kademlia_pb2 import Message
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.tools.anyio_service import background_trio_service
@@ -129,6 +130,49 @@ class _HostView:
         return self._peerstore
 
 
+class _NoAddProviderEcho:
+    """An inbound DHT stream that never sends py-libp2p's answer to ADD_PROVIDER.
+
+    py-libp2p echoes ADD_PROVIDER; Go (and the spec) send it and never read an answer, and Go
+    reuses the stream for its next request, so it read our echo as the answer to that one: a
+    Kubo that had just provided something got no providers from us for a minute. py-libp2p
+    writes each answer as two writes (length, then message), so the length is held until the
+    message shows what it is.
+    """
+
+    def __init__(self, stream: INetStream) -> None:
+        self._stream = stream
+        self._length: bytes | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    async def write(self, data: bytes) -> None:
+        if self._length is None:
+            if _is_bare_varint(data):
+                self._length = bytes(data)
+                return
+            await self._stream.write(data)
+            return
+        length, self._length = self._length, None
+        if _is_add_provider(data):
+            return
+        await self._stream.write(length + data)
+
+
+def _is_bare_varint(data: bytes) -> bool:
+    return 0 < len(data) <= 5 and all(b & 0x80 for b in data[:-1]) and not data[-1] & 0x80
+
+
+def _is_add_provider(data: bytes) -> bool:
+    message = Message()
+    try:
+        message.ParseFromString(data)
+    except Exception:
+        return False
+    return bool(message.type == Message.MessageType.ADD_PROVIDER)
+
+
 class _KadDHT(KadDHT):
     """KadDHT that checks identify (and the address class) before adding a peer that
     queried us.
@@ -151,7 +195,8 @@ class _KadDHT(KadDHT):
 
     async def handle_stream(self, stream: INetStream) -> None:
         """py-libp2p's handler behind our edge guard: a peer's bad message costs its stream."""
-        await guarded(self.view.protocol, super().handle_stream)(stream)
+        echo_free = _NoAddProviderEcho(stream)
+        await guarded(self.view.protocol, super().handle_stream)(echo_free)  # type: ignore[arg-type]
 
 
 def provider_key(cid: CID) -> bytes:
