@@ -1,12 +1,17 @@
 """HTTP benchmarks: the gateway next to ``python -m http.server`` serving the same bytes from
-disk, in the same run (and the RPC's section, where present).
+disk, and RPC ``add`` next to ``add -n``, each in the same run.
 
 Gateway section: a 256 MiB file downloaded with curl (MB/s, min/median/max of --runs), and
 4 KiB files fetched by 16 concurrent clients for --seconds (requests/s). http.server serves
 the same files from a folder on disk; the gateway serves them from a daemon they were added
 to (`add -r`, CIDv1 raw leaves). Targets: >= 1x http.server's MB/s, >= 2x its requests/s.
 
-    python bench/http.py [--part gateway] [--size-mib 256] [--runs 3] [--seconds 5]
+RPC section: a file POSTed as multipart to ``/api/v0/add`` on a daemon's TCP RPC (MB/s,
+min/median/max of --runs), next to ``ipfs-kit-node add -n`` (the importer alone, no HTTP or
+store) on the same bytes, printed as a ratio.
+
+    python bench/http.py [--part gateway|rpc|all] [--size-mib 256] [--runs 3] [--seconds 5]
+                         [--rpc-size-mib 64]
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 
 import httpx  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from helpers import Daemon, free_port  # noqa: E402
+from helpers import BIN, Daemon, free_port  # noqa: E402
+
+BOUNDARY = "ikn-bench-boundary"
 
 
 def spread(values: list[float]) -> str:
@@ -116,16 +124,59 @@ def gateway(args: argparse.Namespace) -> None:
             httpd.wait(10)
 
 
+def multipart(path: Path) -> Iterator[bytes]:
+    yield (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
+           f"filename=\"{path.name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+           ).encode()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            yield chunk
+    yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def rpc(args: argparse.Namespace) -> None:
+    size = args.rpc_size_mib << 20
+    with tempfile.TemporaryDirectory(prefix="ikn-bench-rpc-", dir="/tmp") as tmp:
+        root = Path(tmp)
+        d = Daemon(root).start()
+        try:
+            ours, ref = [], []
+            for run in range(args.runs):
+                path = root / f"f{run}.bin"
+                path.write_bytes(os.urandom(size))
+                started = time.monotonic()
+                r = httpx.post(f"{d.rpc_url}/api/v0/add", params={"pin": "false"},
+                               content=multipart(path), timeout=600,
+                               headers={"content-type":
+                                        f"multipart/form-data; boundary={BOUNDARY}"})
+                r.raise_for_status()
+                ours.append(size / 1e6 / (time.monotonic() - started))
+                started = time.monotonic()
+                subprocess.run([str(BIN), "add", "-n", "-Q", str(path)], check=True,
+                               capture_output=True, timeout=600)
+                ref.append(size / 1e6 / (time.monotonic() - started))
+                path.unlink()
+        finally:
+            d.stop()
+    print(f"rpc: add of a {args.rpc_size_mib} MiB file, {args.runs} runs (MB/s)")
+    print(f"  add -n (local)  {spread(ref)}")
+    print(f"  RPC add         {spread(ours)}")
+    print(f"  ratio (median)  {statistics.median(ours) / statistics.median(ref):.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("gateway", "all"), default="all")
+    parser.add_argument("--part", choices=("gateway", "rpc", "all"), default="all")
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rpc-size-mib", type=int, default=64)
     args = parser.parse_args()
     if args.part in ("gateway", "all"):
         gateway(args)
+    if args.part in ("rpc", "all"):
+        rpc(args)
 
 
 if __name__ == "__main__":
