@@ -1,7 +1,8 @@
 """The py-libp2p host, built with the settings its defaults get wrong for us.
 
 TCP and QUIC-v1 as Kubo (both dialable whatever we listen on), Noise then TLS 1.3 on TCP (the
-library also accepts plaintext and secio inbound unless told otherwise), Yamux before mplex,
+library also accepts plaintext and secio inbound unless told otherwise), Yamux before mplex
+(Noise and Yamux are our subclasses of the library's, tuned for bulk transfer: ``transport``),
 one connection per peer (so connect skips the 250 ms happy-eyeballs wait), our agent version in
 identify, and the role's connection-manager watermarks.
 """
@@ -9,13 +10,12 @@ identify, and the role's connection-manager watermarks.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 from collections.abc import Sequence
 from importlib.metadata import version
 
 import multiaddr
-from libp2p import create_yamux_muxer_option, new_host
+from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
@@ -23,9 +23,10 @@ from libp2p.custom_types import TProtocol
 from libp2p.identity.identify import identify as _identify
 from libp2p.network.config import ConnectionConfig
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
-from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.security.tls.transport import PROTOCOL_ID as TLS_PROTOCOL_ID
 from libp2p.security.tls.transport import TLSTransport
+from libp2p.stream_muxer.mplex.mplex import MPLEX_PROTOCOL_ID, Mplex
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.transport.quic import connection as _quic_connection
 from libp2p.transport.quic.config import QUICTransportConfig
 from libp2p.transport.quic.exceptions import QUICStreamClosedError
@@ -36,17 +37,15 @@ from libp2p.transport.tcp.tcp import TCP
 from . import __version__
 from .config import ConnMgrSection
 from .errors import ListenError
+from .transport import NoiseTransport, Yamux
 
 AGENT_VERSION = f"ipfs-kit-node/{__version__} py-libp2p/{version('libp2p')}"
 
-# py-libp2p 0.8.1's yamux grants one read size of credit beyond its own 16 MiB window limit
-# (yamux.py, _auto_tune_and_send_window_update, the partial-slack branch counts the bytes just
-# read twice); js-libp2p's yamux sends DATA frames as large as the whole window, so a frame of
-# 16 MiB + one read trips py's own "oversized frame" guard and the connection dies mid-fetch
-# (seen fetching 1 MiB blocks from Helia). Without hysteresis every window update is an exact
-# grow-to, and the credit never exceeds 16 MiB. It is read on every update; an operator can
-# still override it.
-os.environ.setdefault("PY_YAMUX_DISABLE_HYSTERESIS", "1")
+# Yamux credit: py-libp2p 0.8.1 granted one read size beyond its own 16 MiB window limit (its
+# hysteresis branch counted the bytes just read twice), and js-libp2p's window-sized frame then
+# tripped py's oversized-frame guard; PY_YAMUX_DISABLE_HYSTERESIS=1 worked around it at the
+# cost of one WINDOW_UPDATE per read. Our streams (transport.yamux) grant credit as go-yamux
+# does instead, never past the window.
 
 # py-libp2p reads its agent version from this module constant when it answers identify;
 # there is no constructor argument for it in 0.8.1.
@@ -157,7 +156,9 @@ def build_host(
         key_pair=key_pair,
         sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise,
                  TProtocol(TLS_PROTOCOL_ID): TLSTransport(key_pair)},
-        muxer_opt=create_yamux_muxer_option(),
+        # Ours (transport/): the library's protocols, with writes batched and woken by
+        # credit instead of polled (Bitswap to Kubo ran at half of Kubo's own speed).
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux, TProtocol(MPLEX_PROTOCOL_ID): Mplex},
         listen_addrs=[multiaddr.Multiaddr(a) for a in listen],
         transports=[TCP(), QUICTransport(key_pair.private_key, config=config)],
         connection_config=config,

@@ -87,6 +87,7 @@ MAX_PEER_BUFFERED = 8 * 1024 * 1024
 PREFETCH_IDLE = 30.0  # prefetched wants expire when their reader was idle this long
 SLICE = 128  # wants (or presences) handled between two checkpoints
 THREAD_DECODE_BYTES = 64 * 1024  # larger messages are decoded in a thread
+READ_AHEAD = 8  # blocks of one message read from the store at once
 
 ProviderLookup = Callable[[CID], AsyncIterator[PeerInfo]]
 
@@ -513,10 +514,14 @@ class Bitswap(ConnectionNotifee):
             while self._peers.get(peer) is state:
                 await state.wake.wait()
                 state.wake = trio.Event()
-                while state.wants or self.ledger.has_work(peer):
-                    async with self._senders:
-                        message = await self._build(peer, state)
-                    if message is not None and not await self._write(peer, state, message):
+                ready: Message | None = None
+                while ready is not None or state.wants or self.ledger.has_work(peer):
+                    if ready is None:
+                        async with self._senders:
+                            ready = await self._build(peer, state)
+                        continue
+                    ready = await self._write_and_build(peer, state, ready)
+                    if ready is _FAILED:
                         return
         except Exception as exc:
             log.error("bitswap sender failed; its queue dropped", peer=str(peer),
@@ -527,6 +532,25 @@ class Bitswap(ConnectionNotifee):
             await _close_quietly(state.stream)
             state.stream = None
 
+    async def _write_and_build(self, peer: ID, state: _Peer, message: Message
+                               ) -> Message | None:
+        """Write one message while the next is built (its blocks read), so the stream is
+        not idle between messages: the next message, None, or ``_FAILED`` if the write
+        failed (its queue dropped). At most two messages per peer are held."""
+        written = True
+
+        async def write() -> None:
+            nonlocal written
+            written = await self._write(peer, state, message)
+
+        following: Message | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write)
+            if state.wants or self.ledger.has_work(peer):
+                async with self._senders:
+                    following = await self._build(peer, state)
+        return following if written else _FAILED
+
     async def _build(self, peer: ID, state: _Peer) -> Message | None:
         """One message for the peer, read from the local tiers only (memory, disk): a block
         evicted to the remote tier, collected, or unreadable (an I/O error) is answered as one
@@ -535,21 +559,15 @@ class Bitswap(ConnectionNotifee):
         peer_ledger = self.ledger.peers.get(peer)
         asked = dict(peer_ledger.wants) if peer_ledger is not None else {}  # before serving
         tasks, pending = self.ledger.next_batch(peer, MAX_BATCH_BYTES)
+        found = await self._read_blocks(peer, [t.cid for t in tasks if t.kind is TaskKind.BLOCK])
         blocks = []
         presences = []
-        store = self._store()
         for task in tasks:
             if task.kind is TaskKind.BLOCK:
-                try:
-                    if not store.is_remote(task.cid):
-                        blocks.append((task.cid, await store.get(task.cid)))
-                        continue
-                except BlockNotFoundError:
-                    pass  # collected meanwhile
-                except (StoreError, OSError) as exc:
-                    log.error("could not read a block to serve; answered as missing",
-                              peer=str(peer), cid=str(task.cid), error=str(exc),
-                              error_type=type(exc).__name__)
+                data = found.get(bytes(task.cid))
+                if data is not None:
+                    blocks.append((task.cid, data))
+                    continue
                 want = asked.get(bytes(task.cid))
                 if want is not None and want.send_dont_have:
                     presences.append((task.cid, Presence.DONT_HAVE))
@@ -558,6 +576,34 @@ class Bitswap(ConnectionNotifee):
         message = Message(wants=wants, blocks=tuple(blocks), presences=tuple(presences),
                           pending_bytes=pending)
         return None if message.empty else message
+
+    async def _read_blocks(self, peer: ID, cids: list[CID]) -> dict[bytes, bytes]:
+        """The blocks of one message that we hold locally, read at once (disk reads run in
+        the store's threads): a batch of four 256 KiB blocks read one after the other was a
+        third of the time it took to serve Kubo. Those missing or unreadable are left out."""
+        store = self._store()
+        found: dict[bytes, bytes] = {}
+
+        async def read(cid: CID) -> None:
+            try:
+                if not store.is_remote(cid):
+                    found[bytes(cid)] = await store.get(cid)
+            except BlockNotFoundError:
+                pass  # collected meanwhile
+            except (StoreError, OSError) as exc:
+                log.error("could not read a block to serve; answered as missing",
+                          peer=str(peer), cid=str(cid), error=str(exc),
+                          error_type=type(exc).__name__)
+
+        if len(cids) == 1:
+            await read(cids[0])
+        elif cids:
+            async with trio.open_nursery() as nursery:
+                for cid in cids[:READ_AHEAD]:
+                    nursery.start_soon(read, cid)
+            for cid in cids[READ_AHEAD:]:  # many small blocks: mostly memory hits
+                await read(cid)
+        return found
 
     async def _write(self, peer: ID, state: _Peer, message: Message) -> bool:
         for attempt in (1, 2):
@@ -647,6 +693,9 @@ class Bitswap(ConnectionNotifee):
                                  "Wants": len(ledger.wants)}
                         for p, ledger in self.ledger.peers.items()},
         }
+
+
+_FAILED = Message(full=True)  # _write_and_build: the write failed (a sentinel, never sent)
 
 
 def _session() -> object:
