@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import time
@@ -576,39 +577,58 @@ def _pin(args: argparse.Namespace, client: Any) -> int:
                 if doc.get("Type") == "error":
                     _clear_progress(args.progress)
                     raise IpfsKitError(doc["Message"])
-                if "Progress" in doc and args.progress:
-                    print(f"\rFetched/Processed {doc['Progress']} nodes", end="",
-                          file=sys.stderr, flush=True)
+                if "Pins" not in doc and args.progress:  # as Kubo's CLI prints it
+                    print(f"Fetched/Processed {doc.get('Progress', 0)} nodes "
+                          f"({_si_bytes(doc.get('Bytes', 0))})\r", end="", file=sys.stderr,
+                          flush=True)
                 pins = doc.get("Pins", pins)
         _clear_progress(args.progress)
         for cid in pins:
             print(f"pinned {cid} {'recursively' if args.recursive == 'true' else 'directly'}")
         return 0
     if args.pin_command == "update":
-        done = client.call("pin/update", {"arg": [args.old, args.new], "unpin": args.unpin,
-                                          "timeout": str(args.timeout)})
+        done: dict[str, Any] = {}
+        with client.stream("pin/update", {"arg": [args.old, args.new], "unpin": args.unpin,
+                                          "timeout": str(args.timeout), "progress": "true"}
+                           ) as response:  # streamed: progress ticks keep the read alive
+            for line in filter(None, response.iter_lines()):
+                doc = json.loads(line)
+                if doc.get("Type") == "error":
+                    raise IpfsKitError(doc["Message"])
+                done = doc if "Pins" in doc else done
         print(f"updated {done['Pins'][0]} to {done['Pins'][1]} ({done['Fetched']} blocks, "
               f"{done['FetchedBytes']} bytes fetched)")
         return 0
     if args.pin_command == "verify":
         bad = 0
-        query = {"verbose": "true"} if args.verbose else {}
+        query = {"verbose": "true"} if args.verbose else {"quiet": "true"} if args.quiet \
+            else {}
         with client.stream("pin/verify", query) as response:
             for line in filter(None, response.iter_lines()):
-                doc = json.loads(line)
-                status = doc.get("PinStatus", {"Ok": False})
-                bad += not status["Ok"]
+                doc = json.loads(line)  # Kubo's PinVerifyRes: {Cid, Ok, BadNodes}
+                ok = bool(doc.get("Ok"))
+                bad += not ok
                 if args.quiet:
-                    if not status["Ok"]:
+                    if not ok:
                         print(doc["Cid"])
                     continue
-                print(f"{doc['Cid']} {'ok' if status['Ok'] else 'broken'}")
-                for node in status.get("BadNodes", []):
+                print(f"{doc['Cid']} {'ok' if ok else 'broken'}")
+                for node in doc.get("BadNodes", []):
                     print(f"  {node['Cid']}: {node['Err']}")
         return 1 if bad else 0
     for cid in client.call("pin/rm", {"arg": args.cid})["Pins"]:
         print(f"unpinned {cid}")
     return 0
+
+
+def _si_bytes(n: int) -> str:
+    """Bytes as Kubo's CLI prints them (go-humanize.Bytes: SI units, one decimal under 10)."""
+    if n < 10:
+        return f"{n} B"
+    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
+    exp = min(int(math.log(n, 1000)), len(units) - 1)
+    value = math.floor(n / 1000**exp * 10 + 0.5) / 10
+    return f"{value:.1f} {units[exp]}" if value < 10 else f"{value:.0f} {units[exp]}"
 
 
 def _clear_progress(shown: bool) -> None:
@@ -1148,6 +1168,12 @@ def run_client(args: argparse.Namespace) -> int:
     repo = _repo_path(args)
     # cat/get may wait for peers (Bitswap gives up after 60 s): give them longer than that.
     timeout = 90.0 if args.command in ("cat", "get", "ls", "dht", "dag") else 30.0
+    if args.command == "pin" and args.pin_command in ("add", "update"):
+        # Streamed like cat/get (a progress line every 0.5 s while it fetches); one block may
+        # take up to --timeout before the daemon gives up on it.
+        timeout = max(90.0, args.timeout + 30.0)
+    elif args.command in ("pin", "repo"):
+        timeout = 3600.0  # verify, rm and gc walk the whole store or pin set: minutes at 10^6
     if args.command == "task":
         waits = args.task_command == "wait" or getattr(args, "wait", False) is True
         timeout = 24 * 3600.0 if waits else 120.0

@@ -153,11 +153,17 @@ async def update_fetching(store: TieredStore, fetcher: BlockFetcher | None, old:
     return state
 
 
-async def stream_job(store: TieredStore, job: Callable[[Callable[[Progress], None]], Any],
+PROGRESS_INTERVAL = 0.5  # Kubo's pin add --progress ticker
+
+
+async def stream_job(store: TieredStore, job: Callable[[Callable[[Progress], None]], Any], *,
+                     interval: float = PROGRESS_INTERVAL,
                      ) -> AsyncIterator[Progress | BaseException | None]:
-    """Run ``job(progress)`` in the store's nursery and yield its progress as it goes, then
-    None when it is done (or the exception that ended it). Closing this generator (the
-    client left) cancels the job. Without a running store it runs inline, with no progress.
+    """Run ``job(progress)`` in the store's nursery and yield its progress every ``interval``
+    seconds as Kubo's ``pin add --progress`` does (a tick also keeps the client's read
+    timeout from firing on a slow DAG), then the last progress, then None when it is done (or
+    the exception that ended it). Closing this generator (the client left) cancels the job.
+    Without a running store it runs inline, with no progress.
     """
     nursery = store.background
     if nursery is None:
@@ -168,14 +174,13 @@ async def stream_job(store: TieredStore, job: Callable[[Callable[[Progress], Non
             return
         yield None
         return
-    send, receive = trio.open_memory_channel[Progress | BaseException | None](1)
+    send, receive = trio.open_memory_channel[BaseException | None](1)
     scope = trio.CancelScope()
-    latest: list[Progress] = []
+    latest = Progress()
 
     def report(state: Progress) -> None:
-        latest[:] = [state]
-        with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
-            send.send_nowait(Progress(**vars(state)))
+        nonlocal latest
+        latest = state
 
     async def run() -> None:
         outcome: BaseException | None = None
@@ -192,10 +197,20 @@ async def stream_job(store: TieredStore, job: Callable[[Callable[[Progress], Non
 
     nursery.start_soon(run)
     try:
-        async for item in receive:
-            yield item
-            if item is None or isinstance(item, BaseException):
-                return
+        while True:
+            outcome: BaseException | Progress | None = latest  # a tick, unless it ends
+            with trio.move_on_after(interval):  # no yield inside: the caller runs then
+                try:
+                    outcome = await receive.receive()
+                except trio.EndOfChannel:
+                    return
+            if isinstance(outcome, Progress):
+                yield Progress(**vars(outcome))
+                continue
+            if outcome is None and latest.blocks:
+                yield Progress(**vars(latest))
+            yield outcome
+            return
     finally:
         scope.cancel()
         await receive.aclose()

@@ -1,6 +1,8 @@
 """Local pin routes, shaped like Kubo's: ``pin/add`` (fetching what is missing, several CIDs,
-``progress`` streamed as ``{"Progress": N}`` objects then ``{"Pins": [...]}``), ``pin/rm``,
-``pin/ls`` (``type``, ``quiet``, ``names``; streamed), ``pin/update`` and ``pin/verify``."""
+``progress`` streamed as Kubo's ``AddPinOutput``: ``{"Progress": nodes, "Bytes": bytes}`` every
+0.5 s, zero fields left out, the last count, then ``{"Pins": [...]}``), ``pin/rm``, ``pin/ls``
+(``type``, ``quiet``, ``names``; streamed), ``pin/update`` (``progress`` as for add) and
+``pin/verify`` (Kubo's ``PinVerifyRes``: ``{"Cid", "Ok", "BadNodes"}``; every pin)."""
 
 from __future__ import annotations
 
@@ -37,6 +39,21 @@ def _line(obj: Any) -> bytes:
 
 def _error_line(exc: BaseException) -> bytes:
     return _line({"Message": str(exc), "Code": 0, "Type": "error"})
+
+
+def _progress(state: Progress) -> dict[str, int]:
+    """Kubo's AddPinOutput progress: Go's omitempty drops a zero field."""
+    return {k: v for k, v in (("Progress", state.blocks), ("Bytes", state.bytes)) if v}
+
+
+async def _streamed(store: TieredStore, job: Any, result: Any) -> AsyncIterator[bytes]:
+    async for item in stream_job(store, job):
+        if isinstance(item, Progress):
+            yield _line(_progress(item))
+        elif item is None:
+            yield _line(result())
+        else:
+            yield _error_line(item)
 
 
 class LocalPinRoutes:
@@ -76,15 +93,8 @@ class LocalPinRoutes:
             await job(None)
             return Response.json(pins)
 
-        async def body() -> AsyncIterator[bytes]:
-            async for item in stream_job(store, job):
-                if isinstance(item, Progress):
-                    yield _line({"Progress": item.blocks})
-                elif item is None:
-                    yield _line(pins)
-                else:
-                    yield _error_line(item)
-        return Response(body=body(), content_type="application/x-ndjson")
+        return Response(body=_streamed(store, job, lambda: pins),
+                        content_type="application/x-ndjson")
 
     async def _rm(self, request: Request) -> Response:
         cids = [to_cid(text) for text in request.query.get("arg", [])]
@@ -99,11 +109,23 @@ class LocalPinRoutes:
         if len(args) != 2:
             raise ApiError("pin update takes two arguments: OLD and NEW", status=400)
         old, new = to_cid(args[0]), to_cid(args[1])
-        state = await update_fetching(self.store, self._fetcher, old, new,
-                                      unpin=request.arg("unpin", "true") != "false",
-                                      timeout=self._timeout(request))
-        return Response.json({"Pins": [str(old), str(new)], "Fetched": state.fetched,
-                              "FetchedBytes": state.fetched_bytes})
+        unpin, timeout = request.arg("unpin", "true") != "false", self._timeout(request)
+        done = Progress()
+
+        async def job(progress: Any) -> None:
+            nonlocal done
+            done = await update_fetching(self.store, self._fetcher, old, new, unpin=unpin,
+                                         timeout=timeout, progress=progress)
+
+        def result() -> dict[str, Any]:  # Kubo's PinOutput, and what had to be fetched
+            return {"Pins": [str(old), str(new)], "Fetched": done.fetched,
+                    "FetchedBytes": done.fetched_bytes}
+
+        if not request.flag("progress"):
+            await job(None)
+            return Response.json(result())
+        return Response(body=_streamed(self.store, job, result),
+                        content_type="application/x-ndjson")
 
     async def _ls(self, request: Request) -> Response:
         kind = request.arg("type", "all") or "all"
@@ -156,21 +178,24 @@ class LocalPinRoutes:
 
     async def _verify(self, request: Request) -> Response:
         verbose, quiet = request.flag("verbose"), request.flag("quiet")
+        if verbose and quiet:
+            raise ApiError("the --verbose and --quiet options can not be used at the same "
+                           "time", status=400)
         store = self.store
 
         async def body() -> AsyncIterator[bytes]:
-            async for pin in store.iter_pins():
+            async for pin in store.iter_pins():  # direct pins too (Kubo: recursive only)
                 try:
                     bad = await store.verify_pin(pin.cid)
                 except IpfsKitError as exc:
                     bad = [(pin.cid, str(exc))]
                 if not bad and not verbose:
                     continue
-                if quiet:
-                    yield _line({"Cid": pin.cid})
-                    continue
-                status: dict[str, Any] = {"Ok": not bad}
-                if bad:
-                    status["BadNodes"] = [{"Cid": c, "Err": e} for c, e in bad]
-                yield _line({"Cid": pin.cid, "PinStatus": status})
+                # PinVerifyRes embeds PinStatus (flattened), omitempty: Ok only when true.
+                doc: dict[str, Any] = {"Cid": pin.cid}
+                if not bad:
+                    doc["Ok"] = True
+                elif not quiet:
+                    doc["BadNodes"] = [{"Cid": c, "Err": e} for c, e in bad]
+                yield _line(doc)
         return Response(body=body(), content_type="application/x-ndjson")
