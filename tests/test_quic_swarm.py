@@ -3,11 +3,16 @@ metrics and trimmed by the connection manager like TCP ones."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
+import multiaddr
+import pytest
 from helpers import Daemon, wait_until
 
 from ipfs_kit_node.api.client import ApiClient
+from ipfs_kit_node.errors import ListenError
+from ipfs_kit_node.host import check_listen_addresses
 
 MakeDaemon = Callable[..., Daemon]
 QUIC = "/ip4/127.0.0.1/udp/0/quic-v1"
@@ -41,3 +46,12 @@ def test_quic_connections_are_listed_counted_and_trimmed(daemon: MakeDaemon) -> 
         return {p["Peer"] for p in center.api("swarm/peers")["Peers"]}
 
     assert wait_until(lambda: len(peers()) <= 3, timeout=15), peers()
+
+
+def test_a_quic_port_in_use_is_named() -> None:
+    """py-libp2p would log the failed listen and start with no QUIC address at all."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        addr = f"/ip4/127.0.0.1/udp/{taken.getsockname()[1]}/quic-v1"
+        with pytest.raises(ListenError, match="quic-v1"):
+            check_listen_addresses([multiaddr.Multiaddr(addr)])
