@@ -5,6 +5,8 @@ wheel cannot be installed): Kubo<-Kubo (the reference), Kubo fetching from ours,
 from Kubo, ours<-ours, all with Kubo's `ipfs add` defaults (CIDv0, 256 KiB dag-pb leaves),
 every ratio against Kubo<-Kubo of the same run. Kubo's time is its `Download` call (it writes
 the file); ours is `ipfs-kit-node get CID -o FILE` (the CLI's start included). Target: >= 1.0x.
+"local get" is the same `get` again once the blocks are local: the floor our get path (CLI,
+HTTP, exporter, store) sets under any fetch, whatever Bitswap does.
 
 Against Helia 7 (npm): Helia<->Helia, Helia<->ours, ours<->ours with CIDv1 raw 256 KiB leaves,
 plus 1 MiB latency and the fetcher's peak RSS growth.
@@ -68,7 +70,8 @@ def ours_get(d: Daemon, cid: str, out: Path) -> float:
     done = run_cli("get", cid, "-o", str(out), "--repo", str(d.repo), timeout=FETCH_TIMEOUT)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        raise RuntimeError(f"get failed: {done.stderr.strip()[-500:]}")
+        raise RuntimeError(f"get failed: {done.stderr.strip()[-500:]}\n"
+                           f"daemon log:\n{d.log()[-3000:]}")
     return seconds
 
 
@@ -128,6 +131,8 @@ def kubo_run(tmp: Path, run: int, size: int, record: Record) -> None:
         theirs = k.add_file(g)
         record("ours<-Kubo", ours_get(ours, theirs, out))
         _check(out, g)
+        record("  local get", ours_get(ours, theirs, out))  # the floor our get path sets
+        out.unlink()
         g.unlink()
     finally:
         k.stop()
