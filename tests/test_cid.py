@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multiformats import CID, multihash, varint
 
-from ipfs_kit_node.cid import MAX_CID_LENGTH, cid_from_bytes, cid_text, to_cid
+from ipfs_kit_node.cid import (
+    MAX_CID_LENGTH,
+    cid_bytes,
+    cid_from_bytes,
+    cid_from_text,
+    cid_text,
+    to_cid,
+)
 from ipfs_kit_node.errors import InvalidCidError
 
 
@@ -72,3 +79,26 @@ def test_fast_cid_agrees_with_the_public_decoder_on_any_input(
         return bytes(cid), str(cid)
 
     assert outcome(cid_from_bytes) == outcome(to_cid)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(text=st.one_of(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz234567=B", max_size=70).map(lambda t: "b" + t),
+    st.text(alphabet="123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz0", min_size=44,
+            max_size=44).map(lambda t: "Qm" + t),
+    st.builds(lambda raw: str(to_cid(raw)), st.sampled_from([
+        bytes(CID("base32", 1, "raw", multihash.digest(b"x", "sha2-256"))),
+        bytes(CID("base58btc", 0, "dag-pb", multihash.digest(b"y", "sha2-256"))),
+        bytes(CID("base32", 1, "dag-cbor", multihash.digest(b"z", "identity")))]))))
+def test_fast_text_cid_agrees_with_the_public_decoder(text: str) -> None:
+    """The gateway's fast parser of a request's CID: same CID, same errors."""
+    def outcome(decode: Callable[[str], CID]) -> tuple[object, ...]:
+        try:
+            cid = decode(text)
+        except InvalidCidError:
+            return ("refused",)
+        return bytes(cid), str(cid), cid.base.name
+
+    assert outcome(cid_from_text) == outcome(to_cid)
+    if outcome(to_cid)[0] != "refused":
+        assert cid_bytes(to_cid(text)) == bytes(to_cid(text))

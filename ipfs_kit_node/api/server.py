@@ -591,7 +591,9 @@ async def _send(conn: h11.Connection, stream: trio.abc.Stream, response: Respons
             headers.append(("trailer", "X-Stream-Error"))
     if sent is not None:
         sent.status = response.status
-    await _write(stream, conn.send(h11.Response(status_code=response.status, headers=headers)))
+    # A whole (bytes) answer goes out in one write (one syscall, one wake-up of the client)
+    # when small; a streamed one sends its headers at once (a subscriber waits on them).
+    pending = conn.send(h11.Response(status_code=response.status, headers=headers))
     stream_error = ""
     if head:
         aclose = getattr(body, "aclose", None)
@@ -599,10 +601,12 @@ async def _send(conn: h11.Connection, stream: trio.abc.Stream, response: Respons
             await aclose()
     elif isinstance(body, bytes):
         if body:
-            await _write(stream, conn.send(h11.Data(data=body)))
+            pending = await _send_data(conn, stream, pending, body)
             if sent is not None:
                 sent.bytes += len(body)
     else:
+        await _write(stream, pending)
+        pending = b""
         try:
             while True:
                 try:
@@ -621,7 +625,7 @@ async def _send(conn: h11.Connection, stream: trio.abc.Stream, response: Respons
                     stream_error = _stream_error_text(exc)
                     break
                 if chunk:
-                    await _write(stream, conn.send(h11.Data(data=chunk)))
+                    pending = await _send_data(conn, stream, pending, chunk, flush=True)
                     if sent is not None:
                         sent.bytes += len(chunk)
         finally:
@@ -630,7 +634,37 @@ async def _send(conn: h11.Connection, stream: trio.abc.Stream, response: Respons
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
                     await aclose()
     trailers = [("X-Stream-Error", stream_error)] if stream_error and streamed else []
-    await _write(stream, conn.send(h11.EndOfMessage(headers=trailers)))
+    await _write(stream, pending + conn.send(h11.EndOfMessage(headers=trailers)))
+
+
+#: Below this a body chunk is copied behind the bytes already pending (one write); above, the
+#: pending bytes and h11's framing go out on their own and the chunk itself is written as it
+#: is (no copy of a 256 KiB block to join it with a few framing bytes).
+COALESCE_BYTES = 64 * 1024
+
+
+async def _send_data(conn: h11.Connection, stream: trio.abc.Stream, pending: bytes,
+                     data: bytes, *, flush: bool = False) -> bytes:
+    """Send one body chunk behind ``pending`` (bytes not yet written); returns what is still
+    pending: a small chunk may wait for the end of the message unless ``flush``; after a big
+    one, the few bytes closing its chunked framing wait for the next write."""
+    parts = conn.send_with_data_passthrough(h11.Data(data=data))
+    assert parts is not None
+    if len(data) < COALESCE_BYTES:
+        pending += b"".join(parts)
+        if flush:
+            await _write(stream, pending)
+            pending = b""
+        return pending
+    for part in parts:  # framing, the data itself (not copied), framing
+        if part is data:
+            if pending:
+                await _write(stream, pending)
+                pending = b""
+            await _write(stream, data)
+        else:
+            pending += part
+    return pending
 
 
 def _stream_error_text(exc: Exception) -> str:

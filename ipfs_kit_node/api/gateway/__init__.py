@@ -23,7 +23,7 @@ from urllib.parse import quote, unquote
 import trio
 from multiformats import CID
 
-from ...cid import cid_text, to_cid
+from ...cid import cid_bytes, cid_from_text, cid_text
 from ...codecs import car
 from ...dagwalk import Resolved, car_blocks, file_bytes, resolve_path
 from ...errors import (
@@ -166,7 +166,7 @@ class Gateway:
             return _text(501, "/ipns/ is not supported by this gateway yet; use /ipfs/{cid}")
         if len(parts) < 3 or not parts[2]:
             return _text(400, "missing CID: use /ipfs/{cid}[/path]")
-        cid = to_cid(unquote(parts[2]))
+        cid = cid_from_text(unquote(parts[2]))
         segments = [unquote(p) for p in parts[3:] if p]
         trailing = request.path.endswith("/") and len(parts) > 3
         fmt = response_format(request.arg("format"), request.header("accept"))
@@ -342,7 +342,7 @@ class Gateway:
 
 def _cid_text(cid: CID) -> str:
     """As str(cid) prints it (v0 base58btc, v1 base32), without multiformats' slow encoder."""
-    return cid_text(bytes(cid))
+    return cid_text(cid_bytes(cid))
 
 
 def _not_modified(etag: str, headers: list[tuple[str, str]]) -> Response:
