@@ -272,10 +272,22 @@ class BlockDB:
         conn = self._rd if self.degraded else _connect(self.path, sync=self._sync,
                                                         readonly=True)
         try:
-            order = ("ORDER BY CASE WHEN heat > 0 THEN epoch + log2(heat) ELSE -1e18 END, last"
-                     if coldest_first else "")
-            cursor = conn.execute("SELECT key, size FROM blocks WHERE pins = 0 AND remote = 0 "
-                                  f"AND first < ? {order}", (before,))
+            if not coldest_first:
+                # Key order, a short read transaction a page: a cursor held open for the
+                # whole GC would pin its snapshot, so no checkpoint could reset the WAL and it
+                # would grow by every page GC deletes.
+                after = b""
+                while rows := conn.execute(
+                        "SELECT key, size FROM blocks WHERE key > ? AND pins = 0 AND remote = 0 "
+                        "AND first < ? ORDER BY key LIMIT ?",
+                        (after, before, PAGE_ROWS)).fetchall():
+                    after = bytes(rows[-1][0])
+                    yield [(bytes(k), int(s)) for k, s in rows]
+                return
+            cursor = conn.execute(
+                "SELECT key, size FROM blocks WHERE pins = 0 AND remote = 0 AND first < ? "
+                "ORDER BY CASE WHEN heat > 0 THEN epoch + log2(heat) ELSE -1e18 END, last",
+                (before,))
             while rows := cursor.fetchmany(PAGE_ROWS):
                 yield [(bytes(k), int(s)) for k, s in rows]
         finally:

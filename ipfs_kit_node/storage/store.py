@@ -723,7 +723,7 @@ class TieredStore:
                 self._memory.discard(key)
                 self._touched.pop(key, None)
             async with self._threads:
-                await trio.to_thread.run_sync(lambda: [self._disk.delete(k) for k, _ in gone])
+                await trio.to_thread.run_sync(self._disk.delete_many, [k for k, _ in gone])
         finally:
             for key, event in events.items():
                 del self._inflight[key]
