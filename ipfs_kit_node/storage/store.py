@@ -31,6 +31,7 @@ import trio
 from multiformats import CID
 
 from ..children import run_exporter
+from ..cid import cid_text
 from ..codecs import dagpb
 from ..errors import (
     BlockNotFoundError,
@@ -504,7 +505,7 @@ class TieredStore:
                 await trio.to_thread.run_sync(verify_and_write)
             with trio.CancelScope(shield=True):  # the file is there: its row must follow
                 await self._commit_put((key, bytes(cid), len(data), time.time()))
-            heat = self._touch(key, BlockMeta(str(cid), len(data), 0.0, 0.0))
+            heat = self._touch(key, BlockMeta(_text(cid), len(data), 0.0, 0.0))
             self._memory.put(key, data, heat=heat)
             for listener in self._listeners:
                 listener(cid, len(data))
@@ -565,7 +566,7 @@ class TieredStore:
                 await self._commit_rows([(key, bytes(cid), len(data), now)
                                          for key, (cid, data) in todo.items()])
             for key, (cid, data) in todo.items():
-                heat = self._touch(key, BlockMeta(str(cid), len(data), 0.0, 0.0))
+                heat = self._touch(key, BlockMeta(_text(cid), len(data), 0.0, 0.0))
                 self._memory.put(key, data, heat=heat)
                 for listener in self._listeners:
                     listener(cid, len(data))
@@ -773,12 +774,12 @@ class TieredStore:
             await trio.lowlevel.checkpoint()
 
     def pin_of(self, cid: CidLike) -> Pin | None:
-        return self._db.pin(str(to_cid(cid)))
+        return self._db.pin(_text(to_cid(cid)))
 
     def pin_type(self, cid: CidLike) -> str | None:
         """recursive, direct, indirect (covered by a recursive pin), or None."""
         cid = to_cid(cid)
-        pin = self._db.pin(str(cid))
+        pin = self._db.pin(_text(cid))
         if pin is not None:
             return pin.mode
         return "indirect" if self._db.pins_of(key_of(cid)) else None
@@ -865,12 +866,12 @@ class TieredStore:
         mode: PinMode = "recursive" if recursive else "direct"
         keys = await self._dag_keys(cid, recursive)
         async with self._pin_lock:
-            current = self._db.pin(str(cid))
+            current = self._db.pin(_text(cid))
             if current is not None and (current.mode == mode or current.mode == "recursive"):
                 return
             old = await self._old_keys(cid, current)
             try:
-                await self._write(self._db.add_pin, Pin(str(cid), mode, name), key_of(cid),
+                await self._write(self._db.add_pin, Pin(_text(cid), mode, name), key_of(cid),
                                   keys, old)
             except MissingBlocks as exc:
                 raise BlockNotFoundError(
@@ -883,11 +884,11 @@ class TieredStore:
         self._check_open()
         cid = to_cid(cid)
         async with self._pin_lock:
-            current = self._db.pin(str(cid))
+            current = self._db.pin(_text(cid))
             if current is None:
                 raise StoreError(f"{cid} is not pinned")
             keys = await self._old_keys(cid, current)
-            await self._write(self._db.remove_pin, str(cid), keys)
+            await self._write(self._db.remove_pin, _text(cid), keys)
         for listener in self._pin_listeners:
             listener(cid, False)
 
@@ -898,18 +899,18 @@ class TieredStore:
         old, new = to_cid(old), to_cid(new)
         keys = await self._dag_keys(new, True)
         async with self._pin_lock:
-            current = self._db.pin(str(old))
+            current = self._db.pin(_text(old))
             if current is None or current.mode != "recursive":
                 raise StoreError(f"{old} is not pinned recursively")
             old_keys = await self._old_keys(old, current) if unpin else []
-            existing = self._db.pin(str(new))
+            existing = self._db.pin(_text(new))
             if existing is not None and existing.mode == "recursive":
                 keys = []  # already counted; only OLD goes
             elif existing is not None:
                 old_keys += [key_of(new)]  # its direct count gives way to the recursive one
             try:
                 await self._write(self._db.update_pin, current,
-                                  Pin(str(new), "recursive", current.name), key_of(new),
+                                  Pin(_text(new), "recursive", current.name), key_of(new),
                                   keys, old_keys, unpin and old != new)
             except MissingBlocks as exc:
                 raise BlockNotFoundError(
@@ -923,7 +924,7 @@ class TieredStore:
     async def verify_pin(self, cid: CidLike) -> list[tuple[str, str]]:
         """Every block of a pin present and re-hashed: (cid, problem) of each bad one."""
         root = to_cid(cid)
-        pin = self._db.pin(str(root))
+        pin = self._db.pin(_text(root))
         if pin is None:
             raise StoreError(f"{root} is not pinned")
         bad: list[tuple[str, str]] = []
@@ -1115,6 +1116,12 @@ class TieredStore:
         while True:
             await trio.sleep(period)
             await cls._guarded(job)  # logged, tried next period
+
+
+def _text(cid: CID) -> str:
+    """``str(cid)`` for a CID from ``to_cid`` (v1 in base32) without multiformats' argument
+    checks: ~4 µs instead of ~400 µs under load, paid on every pin, unpin and put."""
+    return cid_text(bytes(cid))
 
 
 def _take(it: Iterator[T], n: int) -> list[T]:
