@@ -27,7 +27,9 @@ go-yamux's auto-tuning do.
 The frame format, the frame reader, window sizes (256 KiB initial, up to 16 MiB) and the 5 s
 limit on waiting for credit are the library's.
 py-libp2p builds streams from its module's ``YamuxStream`` name (in ``open_stream`` and in
-its frame reader), so importing this module points that name here, as ``host`` does for QUIC.
+its frame reader), and sessions from the ``Yamux`` name its muxer negotiation imported (not
+from the class given in ``muxer_opt``), so importing this module points both names here, as
+``host`` does for QUIC streams.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from __future__ import annotations
 import struct
 
 import trio
+from libp2p.stream_muxer import muxer_multistream as _muxer_multistream
 from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.stream_muxer.yamux import yamux as _lib
 
@@ -42,7 +45,6 @@ FRAME_PAYLOAD = 64 * 1024 - _lib.HEADER_SIZE  # as go-yamux (MaxMessageSize 64 K
 BATCH_BYTES = 1024 * 1024  # one write to the secure channel; other streams go in between
 WINDOW_WAIT = 5.0  # the library's limit: no credit for this long and the write fails
 CLOSE_CHECK = 0.1  # a writer waiting for credit notices a closed stream this fast
-ACCEPT_CREDIT = 64 * 1024  # beyond the 256 KiB initial window, for streams the peer opens
 
 
 class YamuxStream(_lib.YamuxStream):
@@ -119,33 +121,14 @@ class YamuxStream(_lib.YamuxStream):
 
 
 class Yamux(_lib.Yamux):
-    """The library's session, writing frames without re-parsing them for a debug line, and
-    granting a stream the peer opens ``ACCEPT_CREDIT`` beyond the initial window."""
+    """The library's session, writing frames without re-parsing them for a debug line."""
 
     async def _write_frame(self, data: bytes) -> None:
-        if len(data) == _lib.HEADER_SIZE and data[:4] == _ACK_PREFIX and data[8:] == _ZERO:
-            data = self._accepting(data)
         async with self._write_lock:
             await self.secured_conn.write(data)
 
-    def _accepting(self, ack: bytes) -> bytes:
-        """The library's ACK of a stream the peer opened, carrying extra credit.
-
-        Kubo before v0.37 sends each Bitswap answer on a new stream: a 256 KiB block and its
-        framing are a few hundred bytes more than the 256 KiB a new stream may carry, so each
-        answer waited for our first read and its WINDOW_UPDATE before it could finish. With
-        the extra credit in the ACK (a window update like any other: go-yamux, js-libp2p and
-        py-libp2p add it to their send window) it goes out in one piece."""
-        stream = self.streams.get(int.from_bytes(ack[4:8], "big"))
-        if stream is None or stream.is_initiator:
-            return ack
-        stream.recv_window += ACCEPT_CREDIT
-        stream.target_recv_window += ACCEPT_CREDIT
-        return ack[:8] + ACCEPT_CREDIT.to_bytes(4, "big")
-
-
-_ACK_PREFIX = bytes([0, _lib.TYPE_WINDOW_UPDATE]) + _lib.FLAG_ACK.to_bytes(2, "big")
-_ZERO = bytes(4)
-
 
 _lib.YamuxStream = YamuxStream  # type: ignore[misc]
+# py-libp2p's muxer negotiation builds its own Yamux by name for /yamux/1.0.0, whatever class
+# muxer_opt names (muxer_multistream.new_conn); it must build ours.
+_muxer_multistream.Yamux = Yamux  # type: ignore[attr-defined]
