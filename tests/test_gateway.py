@@ -184,3 +184,27 @@ def test_metrics_count_gateway_requests(site: Site) -> None:
     with httpx.Client(transport=transport, base_url="http://localhost") as api:
         text = api.get("/metrics").text
     assert 'server="gateway"' in text and 'route="/ipfs"' in text
+
+
+def test_kept_small_answers_follow_the_store(site: Site, tmp_path: Path) -> None:
+    """A small answer is kept between requests (the same bytes and headers again, 304 on its
+    ETag) until its block leaves the store: then the gateway answers as if never kept."""
+    path = tmp_path / "kept.txt"
+    path.write_text("kept answer\n")
+    out = site.daemon.cli("add", "-Q", "--cid-version", "1", "--pin", "false", str(path))
+    cid = out.stdout.strip()
+    first, second = (site.http.get(f"/ipfs/{cid}?filename=k.txt") for _ in range(2))
+    assert first.status_code == second.status_code == 200
+    assert first.content == second.content == b"kept answer\n"
+    assert first.headers == second.headers
+    assert first.headers["content-length"] == "12"
+    head = site.http.head(f"/ipfs/{cid}?filename=k.txt")
+    assert head.status_code == 200 and head.headers["etag"] == first.headers["etag"]
+    cached = site.http.get(f"/ipfs/{cid}?filename=k.txt",
+                           headers={"if-none-match": first.headers["etag"]})
+    assert cached.status_code == 304 and cached.headers["etag"] == first.headers["etag"]
+    ranged = site.http.get(f"/ipfs/{cid}?filename=k.txt", headers={"range": "bytes=0-3"})
+    assert ranged.status_code == 206 and ranged.content == b"kept"
+    site.daemon.api("block/rm", {"arg": cid})
+    gone = site.http.get(f"/ipfs/{cid}?filename=k.txt")
+    assert gone.status_code in (404, 504), gone.text

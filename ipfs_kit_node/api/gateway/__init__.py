@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import html
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -23,7 +25,7 @@ from urllib.parse import quote, unquote
 import trio
 from multiformats import CID
 
-from ...cid import cid_bytes, cid_from_text, cid_text
+from ...cid import CidLike, cid_bytes, cid_from_text, cid_text
 from ...codecs import car
 from ...dagwalk import Resolved, car_blocks, file_bytes, resolve_path
 from ...errors import (
@@ -157,10 +159,56 @@ class Gateway:
     whether a block is here without asking anyone (``Cache-Control: only-if-cached``)."""
 
     def __init__(self, blocks: BlockGetter, is_local: Callable[[CID], bool]) -> None:
-        self.blocks = blocks
+        self.blocks: BlockGetter = _Blocks(blocks, is_local)
         self.is_local = is_local
+        self._answers: OrderedDict[tuple[object, ...], _Answer] = OrderedDict()
+        self._answer_bytes = 0
 
     async def handle(self, request: Request) -> Response:
+        """A small answer is kept (content under a CID never changes): a site's assets and a
+        dataset's small files are asked for again and again, and resolving the path and
+        building the headers cost more than the bytes. Range and only-if-cached requests
+        always take the full path; a kept answer whose block left the store is dropped."""
+        key: tuple[object, ...] | None = None
+        if request.header("range") is None \
+                and "only-if-cached" not in (request.header("cache-control") or ""):
+            key = (request.path, request.header("accept") or "",
+                   *((k, *v) for k, v in request.query.items()))
+            hit = self._answers.get(key)
+            if hit is not None and self.is_local(hit.cid):
+                self._answers.move_to_end(key)
+                if etag_matches(request.header("if-none-match"), hit.etag):
+                    return Response(status=304, body=b"", content_type="text/plain",
+                                    headers=hit.headers)
+                return Response(body=hit.body, content_type=hit.content_type,
+                                headers=hit.headers)
+            if hit is not None:
+                self._forget(key)
+        response, cid = await self._handle(request)
+        if key is not None and cid is not None and response.status == 200 \
+                and isinstance(response.body, bytes) and len(response.body) <= ANSWER_MAX_BODY:
+            headers = [(k, v) for k, v in response.headers if k != "content-length"]
+            etag = next((v for k, v in headers if k == "etag"), "")
+            self._forget(key)
+            self._answers[key] = _Answer(cid, response.body, response.content_type, headers,
+                                         etag)
+            self._answer_bytes += len(response.body) + 512
+            while self._answer_bytes > ANSWER_CACHE_BYTES:
+                self._forget(next(iter(self._answers)))
+        return response
+
+    def _forget(self, key: tuple[object, ...]) -> None:
+        old = self._answers.pop(key, None)
+        if old is not None:
+            self._answer_bytes -= len(old.body) + 512
+
+    async def _handle(self, request: Request) -> tuple[Response, CID | None]:
+        """The answer, and the CID whose presence keeps it valid (None: not to be kept)."""
+        found: list[CID] = []
+        response = await self._answer(request, found)
+        return response, found[-1] if found else None
+
+    async def _answer(self, request: Request, found: list[CID]) -> Response:
         parts = request.path.split("/")
         if parts[1] == "ipns":
             return _text(501, "/ipns/ is not supported by this gateway yet; use /ipfs/{cid}")
@@ -176,6 +224,7 @@ class Gateway:
                 and not self.is_local(cid):
             return Response(status=412, body=b"", content_type="text/plain")
         resolved = await resolve_path(self.blocks, cid, segments)
+        found.append(resolved.cid)
         headers = [("x-ipfs-path", request.path),
                    ("x-ipfs-roots", ",".join(_cid_text(r) for r in resolved.roots)),
                    ("cache-control", IMMUTABLE)]
@@ -338,6 +387,35 @@ class Gateway:
                 buf.clear()
         buf += b"</table></body></html>\n"
         yield bytes(buf)
+
+
+#: Small answers kept by Gateway.handle: bodies up to ANSWER_MAX_BODY, ANSWER_CACHE_BYTES in all.
+ANSWER_MAX_BODY = 64 * 1024
+ANSWER_CACHE_BYTES = 16 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    cid: CID  # while this block is local, the answer stands
+    body: bytes
+    content_type: str
+    headers: list[tuple[str, str]]
+    etag: str
+
+
+class _Blocks:
+    """The gateway's block getter, telling file walks which blocks are local so that they
+    read several ahead (dagwalk.READ_AHEAD); everything else goes to the wrapped getter."""
+
+    def __init__(self, blocks: BlockGetter, is_local: Callable[[CID], bool]) -> None:
+        self._blocks = blocks
+        self.is_local = is_local
+        prefetch = getattr(blocks, "prefetch", None)
+        if prefetch is not None:
+            self.prefetch = prefetch
+
+    async def get(self, cid: CidLike) -> bytes:
+        return await self._blocks.get(cid)
 
 
 def _cid_text(cid: CID) -> str:
