@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--hash", help="sha2-256 (default), blake2b-256, blake3, ... "
                                     "(not sha2-256 implies CIDv1)")
     _flag(add, "--raw-leaves", "raw blocks for leaves (default: with CIDv1)")
-    add.add_argument("-s", "--chunker", help="size-N: fixed chunks of N bytes")
+    add.add_argument("-s", "--chunker",
+                     help="size-N (fixed), rabin[-min-avg-max] or buzhash (as Kubo)")
     add.add_argument("-t", "--trickle", action="store_true", help="trickle DAG layout")
     add.add_argument("--max-links", "--max-file-links", type=int, dest="max_links",
                      help="children per file node (174 in Kubo)")

@@ -39,6 +39,8 @@ from ..cid import to_cid
 from ..codecs.dagpb import PBLink
 from ..codecs.dagpb import encode as encode_pb
 from ..codecs.varint import encode as varint
+from .chunker import Chunker, parse_chunker, split
+from .chunker import fixed as fixed_chunks
 from .data import DIRECTORY, FILE, SYMLINK, UnixFSData
 from .data import RAW as UNIXFS_RAW
 
@@ -77,6 +79,7 @@ class ImportParams:
     cid_version: int = 0
     raw_leaves: bool = False
     chunk_size: int = 256 * 1024  # --chunker size-N
+    chunker: Chunker | None = None  # --chunker rabin/buzhash (None: size-chunk_size)
     max_links: int = 174  # children per file node
     hash: str = "sha2-256"
     trickle: bool = False
@@ -102,6 +105,8 @@ class ImportParams:
             raise ValueError("CIDv0 only supports sha2-256")
         if not 1 <= self.chunk_size <= 2 * 1024 * 1024 - 256:
             raise ValueError("chunk size must be between 1 byte and 2 MiB - 256 B")
+        if self.chunker is not None and self.chunker.kind == "size":
+            raise ValueError("a fixed-size chunker is given as chunk_size")
         if self.max_links < 2:
             raise ValueError("max links must be at least 2")
         if not 0 <= self.inline_limit <= MAX_INLINE_LIMIT:
@@ -147,6 +152,7 @@ class ImportParams:
             raw = True  # Kubo: CIDv1 means raw leaves unless told otherwise
         if mtime_nsecs and mtime is None:
             raise ValueError("--mtime-nsecs needs --mtime")
+        spec = parse_chunker(chunker) if chunker else None
         metadata = preserve_mode or preserve_mtime or mode is not None or mtime is not None
         if metadata:
             if raw_leaves:
@@ -156,24 +162,14 @@ class ImportParams:
         return cls(
             cid_version=base.cid_version if version is None else version,
             raw_leaves=base.raw_leaves if raw is None else raw,
-            chunk_size=parse_chunker(chunker) if chunker else base.chunk_size,
+            chunk_size=spec.size if spec and spec.kind == "size" else base.chunk_size,
+            chunker=spec if spec and spec.kind != "size" else None,
             max_links=max_links or base.max_links, hash=hash_name,
             trickle=base.trickle if trickle is None else trickle, inline=inline,
             inline_limit=inline_limit, hidden=hidden, wrap_with_directory=wrap_with_directory,
             preserve_mode=preserve_mode, preserve_mtime=preserve_mtime, mode=mode,
             mtime=None if mtime is None else (mtime, mtime_nsecs or 0),
             shard_threshold=base.shard_threshold, shard_strategy=base.shard_strategy)
-
-
-def parse_chunker(spec: str) -> int:
-    """A Kubo ``--chunker`` value: ``size-N`` (fixed chunks). ``rabin`` and ``buzhash`` are
-    refused with a clear error (content-defined chunking is not implemented yet)."""
-    kind, _, size = spec.partition("-")
-    if kind == "size" and size.isdigit():
-        return int(size)
-    if kind in ("rabin", "buzhash"):
-        raise ValueError(f"--chunker {kind} is not supported yet (only size-N)")
-    raise ValueError(f"unrecognized chunker {spec!r} (expected size-N)")
 
 
 PROFILES = {
@@ -419,20 +415,13 @@ def _trickle(leaves: _Leaves, params: ImportParams, max_depth: int, meta: Meta =
                  sum(c.filesize for c in children))
 
 
-def chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
-    """Exactly ``size`` bytes at a time (the last chunk may be shorter)."""
-    while True:
-        buf = stream.read(size)
-        if not buf:
-            return
-        while len(buf) < size:
-            more = stream.read(size - len(buf))
-            if not more:
-                break
-            buf += more
-        yield buf
-        if len(buf) < size:
-            return
+def chunks(stream: BinaryIO, params: ImportParams | int) -> Iterator[bytes]:
+    """The chunks of a file: fixed ``chunk_size`` ones, or rabin/buzhash cuts."""
+    if isinstance(params, int):
+        return fixed_chunks(stream, params)
+    if params.chunker is None:
+        return fixed_chunks(stream, params.chunk_size)
+    return split(stream, params.chunker)
 
 
 def import_stream(stream: BinaryIO, params: ImportParams = KUBO_DEFAULT,
@@ -441,11 +430,11 @@ def import_stream(stream: BinaryIO, params: ImportParams = KUBO_DEFAULT,
     metadata; by default --mode/--mtime of ``params``)."""
     meta = meta_for(None, params) if meta is None else meta
     if params.trickle:
-        leaves = _Leaves(chunks(stream, params.chunk_size), params)
+        leaves = _Leaves(chunks(stream, params), params)
         yield (yield from _trickle(leaves, params, -1, meta))
         return
     builder = FileBuilder(params, meta)
-    for chunk in chunks(stream, params.chunk_size):
+    for chunk in chunks(stream, params):
         yield from builder.add_chunk(chunk)
     blocks, entry = builder.finish()
     yield from blocks

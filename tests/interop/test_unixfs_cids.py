@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,27 @@ def test_trickle_layout(tmp_path: Path, random_source: bytes, chunks: int, versi
     check(tmp_path, random_source[:chunks * KIB - 3], params,
           {"cidVersion": version, "rawLeaves": raw, "chunkSize": KIB, "trickle": True,
            "leafType": "raw", "reduceSingleLeafToSelf": False})
+
+
+#: ipfs-unixfs-importer's rabin (rabin-wasm) hard-codes this polynomial; everything else is
+#: whyrusleeping/chunker's algorithm (16-byte window, floor(log2(avg)) bits, min/max), so with
+#: it our chunker must give the JS CIDs. Kubo's polynomial differs: CIDs differ from JS's.
+JS_RABIN_POLY = 0x3DA3358B4DC173
+
+
+@pytest.mark.parametrize(("low", "avg", "high", "size"), [
+    (87381, 262144, 393216, 1), (87381, 262144, 393216, 87380), (87381, 262144, 393216, 87381),
+    (87381, 262144, 393216, 3 * MIB + 5), (87381, 262144, 393216, 20 * MIB),
+    (512, 1024, 2048, 300_000), (16, 64, 128, 5000)])
+def test_rabin_equals_js_importer(tmp_path: Path, random_source: bytes, low: int, avg: int,
+                                  high: int, size: int) -> None:
+    """Kubo's rabin parameters set explicitly on both sides; only the polynomial is JS's."""
+    from ipfs_kit_node.unixfs.chunker import Chunker
+
+    chunker = Chunker("rabin", min=low, avg=avg, max=high, poly=JS_RABIN_POLY)
+    for params in (dataclasses.replace(V0, chunker=chunker),
+                   dataclasses.replace(V1, chunker=chunker)):
+        check(tmp_path, random_source[:size], params,
+              {"cidVersion": params.cid_version, "rawLeaves": params.raw_leaves,
+               "maxChildrenPerNode": params.max_links,
+               "rabin": {"minChunkSize": low, "avgChunkSize": avg, "maxChunkSize": high}})

@@ -237,7 +237,7 @@ async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
                     session.folder(path).explicit = True
             elif head.kind == "symlink":
                 symlink.clear()
-            elif params.trickle:
+            elif params.trickle or params.chunker is not None:  # trickle, rabin, buzhash
                 # closed by _import_spooled (or by the collector if the upload breaks off)
                 spool = tempfile.SpooledTemporaryFile(SPOOL_BYTES)  # noqa: SIM115
             else:
