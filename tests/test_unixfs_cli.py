@@ -59,12 +59,16 @@ def test_add_options_and_profiles(daemon: MakeDaemon, short_tmp: Path) -> None:
     assert kubo_v1.startswith("bafybei") and kubo_v1 != v1  # 256 KiB chunks, raw leaves
     small = d.cli("add", "-Q", "--chunker", "size-1000", "--max-links", "3", str(f))
     assert small.returncode == 0 and small.stdout.strip().startswith("Qm")
-    for cid in (v1, kubo_v1, small.stdout.strip()):
+    cdc = [d.cli("add", "-Q", "--chunker", spec, str(f)).stdout.strip()
+           for spec in ("rabin", "rabin-100000-200000-300000", "buzhash")]
+    assert len(set(cdc)) == 3
+    assert cdc[0] == d.cli("add", "-Qn", "--chunker", "rabin", str(f)).stdout.strip()
+    for cid in (v1, kubo_v1, small.stdout.strip(), *cdc):
         cat = subprocess.run([str(BIN), "cat", cid, "--repo", str(d.repo)], capture_output=True,
                              timeout=60)
         assert cat.returncode == 0 and cat.stdout == f.read_bytes()
-    bad = d.cli("add", "--chunker", "rabin", str(f))
-    assert bad.returncode == 2 and "size-N" in bad.stderr
+    bad = d.cli("add", "--chunker", "rabin-10-20-30", str(f))
+    assert bad.returncode == 2 and "rabin min must be greater than 16" in bad.stderr
     folder = d.cli("add", str(short_tmp))
     assert folder.returncode == 1 and "add it with -r" in folder.stderr
 
