@@ -1,5 +1,5 @@
 """The Python API: ``Client`` (sync, stdlib + h11: light enough for the CLI, which uses it),
-``AsyncClient`` (httpx: trio and asyncio alike), typed answers, the task executor.
+``AsyncClient`` (h11 on anyio: trio and asyncio alike), typed answers, the task executor.
 
 ``AsyncClient`` and the executor load on first use, so ``Client`` alone stays cheap.
 """

@@ -48,20 +48,9 @@ class Connection:
 
     def request(self, method: str, target: str, body: bytes | Iterable[bytes] | None,
                 headers: list[tuple[str, str]] | None = None) -> Response:
-        hdrs = [("host", self.endpoint.host if self.endpoint.unix is None else "localhost"),
-                ("user-agent", USER_AGENT), *(headers or [])]
-        if self.endpoint.authorization:
-            hdrs.append(("authorization", self.endpoint.authorization))
-        boundary = getattr(body, "boundary", None)
-        if boundary:
-            hdrs.append(("content-type", f"multipart/form-data; boundary={boundary}"))
-        whole = bytes(body) if isinstance(body, bytes | bytearray | memoryview) else None
-        if body is None or whole is not None:
-            hdrs.append(("content-length", str(len(whole) if whole is not None else 0)))
-        else:
-            hdrs.append(("transfer-encoding", "chunked"))
+        head, whole = request_head(self.endpoint, method, target, body, headers)
         try:
-            self._send(h11.Request(method=method, target=target, headers=hdrs))
+            self._send(head)
             if whole:
                 self._send(h11.Data(data=whole))
             elif body is not None and whole is None:
@@ -91,9 +80,13 @@ class Connection:
 
     def _next(self) -> Any:
         while True:
+            state = self.h11.their_state
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
+                if state is h11.SEND_BODY:  # closed part-way through a body
+                    raise ApiError("the stream from the daemon broke off before its end; see "
+                                   "the daemon's log for the cause") from None
                 raise ApiError(f"the daemon's answer is malformed: {exc}") from None
             if event is not h11.NEED_DATA:
                 return event
@@ -145,6 +138,25 @@ class Response:
     def raise_for_status(self) -> None:
         if self.status >= 400:
             raise error_of(self.status, self.read())
+
+
+def request_head(endpoint: Endpoint, method: str, target: str, body: object,
+                 headers: list[tuple[str, str]] | None = None) -> tuple[h11.Request, bytes | None]:
+    """The request line and headers for ``body`` (sans-IO, shared with AsyncClient), and the
+    body as one ``bytes`` when it is one (else it goes chunked)."""
+    hdrs = [("host", endpoint.host if endpoint.unix is None else "localhost"),
+            ("user-agent", USER_AGENT), *(headers or [])]
+    if endpoint.authorization:
+        hdrs.append(("authorization", endpoint.authorization))
+    boundary = getattr(body, "boundary", None)
+    if boundary:
+        hdrs.append(("content-type", f"multipart/form-data; boundary={boundary}"))
+    whole = bytes(body) if isinstance(body, bytes | bytearray | memoryview) else None
+    if body is None or whole is not None:
+        hdrs.append(("content-length", str(len(whole) if whole is not None else 0)))
+    else:
+        hdrs.append(("transfer-encoding", "chunked"))
+    return h11.Request(method=method, target=target, headers=hdrs), whole
 
 
 def _connect(endpoint: Endpoint, timeout: float) -> socket.socket:

@@ -248,15 +248,9 @@ class Client:
     def get(self, path: str, target: PathLike) -> Path:
         """Write a file or folder to ``target`` (the RPC's tar, unpacked with tarfile's
         ``data`` filter: nothing lands outside ``target``)."""
-        import tarfile
-
         out = Path(target)
-        with self.stream("get", {"arg": path}) as response, tarfile.open(
-                fileobj=_ChunkReader(response.iter_bytes()), mode="r|") as tar:
-            for member in tar:  # the tar's top entry is named by the CID: renamed to target
-                _, _, rest = member.name.partition("/")
-                member.name = out.name + ("/" + rest if rest else "")
-                tar.extract(member, out.parent, filter="data")
+        with self.stream("get", {"arg": path}) as response:
+            untar(response.iter_bytes(), out)
         return out
 
     # -- tasks -----------------------------------------------------------------------------
@@ -308,6 +302,18 @@ class RangeReader(io.RawIOBase):
         self.pos += len(data)
         self.fetched += len(data)
         return len(data)
+
+
+def untar(chunks: Iterator[bytes], out: Path) -> None:
+    """Unpack the RPC's ``get`` tar into ``out`` (tarfile's ``data`` filter: nothing lands
+    outside it); the tar's top entry is named by the CID and renamed to ``out``."""
+    import tarfile
+
+    with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:
+        for member in tar:
+            _, _, rest = member.name.partition("/")
+            member.name = out.name + ("/" + rest if rest else "")
+            tar.extract(member, out.parent, filter="data")
 
 
 class _ChunkReader(io.RawIOBase):
@@ -501,8 +507,32 @@ class BlockApi:
 
 
 class DagApi:
+    """IPLD nodes (dag-pb, raw, DAG-CBOR, DAG-JSON) and whole DAGs as CARs."""
+
     def __init__(self, client: Client) -> None:
         self._c = client
+
+    def put(self, value: Any, *, store_codec: str = "dag-cbor", input_codec: str = "dag-json",
+            hash: str = "sha2-256", pin: bool = False) -> str:
+        """Store a node: ``value`` is JSON-able (links as ``{"/": CID}``, bytes as
+        ``{"/": {"bytes": b64}}``), or ``bytes`` already encoded in ``input_codec``."""
+        args, body = dag_put_args(value, store_codec, input_codec, hash, pin)
+        return str(self._c.call("dag/put", args, body=body)["Cid"]["/"])
+
+    def get(self, path: str, *, output_codec: str = "dag-json") -> Any:
+        """A node (``CID/path/in/it``) as JSON-able data (DAG-JSON), else its bytes."""
+        with self._c.stream("dag/get", {"arg": path, "output-codec": output_codec}
+                            ) as response:
+            return dag_value(response.read(), output_codec)
+
+    def resolve(self, path: str) -> str:
+        """The CID a path through IPLD nodes ends at."""
+        return str(self._c.call("dag/resolve", {"arg": path})["Cid"]["/"])
+
+    def stat(self, cid: str | Sequence[str]) -> dict[str, Any]:
+        """Blocks and bytes of whole DAGs (Kubo's ``dag stat``: UniqueBlocks, TotalSize…)."""
+        return dict(self._c.call("dag/stat", {"arg": [cid] if isinstance(cid, str)
+                                              else list(cid)}))
 
     def export(self, cid: str) -> Iterator[bytes]:
         """The DAG as a CARv1, streamed."""
@@ -511,7 +541,7 @@ class DagApi:
 
     def import_(self, car: PathLike | bytes | Iterable[bytes], *, pin_roots: bool = True
                 ) -> list[str]:
-        """Store a CAR's blocks (each verified); returns the roots (pinned by default)."""
+        """Store a CAR's blocks (each verified); returns the roots it pinned (all, by default)."""
         body: _wire.Body
         if isinstance(car, bytes):
             body = car
@@ -528,6 +558,18 @@ class DagApi:
                         raise ApiError(root["PinErrorMsg"])
                     roots.append(root["Cid"]["/"])
         return roots
+
+
+def dag_put_args(value: Any, store_codec: str, input_codec: str, hash: str, pin: bool
+                 ) -> tuple[dict[str, Any], bytes]:
+    body = bytes(value) if isinstance(value, bytes | bytearray | memoryview) \
+        else json.dumps(value, separators=(",", ":")).encode()
+    args = {"store-codec": store_codec, "input-codec": input_codec, "hash": hash}
+    return ({**args, "pin": "true"} if pin else args), body
+
+
+def dag_value(data: bytes, output_codec: str) -> Any:
+    return json.loads(data) if output_codec in ("dag-json", "json") else data
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
@@ -564,7 +606,8 @@ class PubsubApi:
                                     for t in doc.get("topicIDs", [])))
 
     def ls(self) -> list[str]:
-        return list(self._c.call("pubsub/ls")["Strings"])
+        return [_wire.topic_of(t, self._c.endpoint.kubo)
+                for t in self._c.call("pubsub/ls")["Strings"]]
 
     def peers(self, topic: str) -> list[str]:
         return list(self._c.call("pubsub/peers", {

@@ -183,6 +183,11 @@ def topic_arg(topic: str, kubo: bool) -> str:
     return "u" + base64.urlsafe_b64encode(topic.encode()).decode().rstrip("=")
 
 
+def topic_of(text: str, kubo: bool) -> str:
+    """A topic name as the listener lists it (multibase over Kubo's RPC) back to text."""
+    return unb64(text).decode("utf-8", "replace") if kubo else text
+
+
 def unb64(text: str) -> bytes:
     """Kubo's multibase base64url (``u`` prefix) fields of pubsub messages."""
     body = text[1:] if text.startswith("u") else text

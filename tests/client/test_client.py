@@ -52,6 +52,10 @@ def test_client_against_a_daemon(daemon: MakeDaemon, short_tmp: Path) -> None:
 
         block = c.block.put(b"raw bytes")
         assert c.block.get(block) == b"raw bytes" and c.block.stat(block).size == 9
+        node = c.dag.put({"a": 1, "link": {"/": block}})
+        assert c.dag.get(node) == {"a": 1, "link": {"/": block}}
+        assert c.dag.resolve(f"{node}/link") == block
+        assert c.dag.stat(node)["UniqueBlocks"] == 2
         assert c.swarm.peers() == []
         assert c.pubsub.ls() == []
         assert c.workers() == [] and c.task.stats() == {}
@@ -71,6 +75,12 @@ def test_client_against_a_daemon(daemon: MakeDaemon, short_tmp: Path) -> None:
         assert tcp.endpoint.unix is None
         assert tcp.cat(cid, 0, 10) == data[:10]
         assert tcp.add_bytes(data) == cid
+        broken = tcp.add_bytes(os.urandom(600_000), pin=False)
+        tcp.block.rm(tcp.dag.get(broken)["Links"][-1]["Hash"]["/"])
+        with pytest.raises(ApiError, match="not found in the store"):  # Kubo's trailer
+            tcp.cat(broken)
+    with Client(repo=d.repo) as c, pytest.raises(ApiError, match="broke off"):
+        c.cat(broken)  # the unix socket cuts the connection instead
 
 
 def test_no_daemon_is_a_clear_error(short_tmp: Path) -> None:
