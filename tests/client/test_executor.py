@@ -6,9 +6,6 @@ with the right value."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,28 +13,6 @@ from helpers import Mesh
 
 from ipfs_kit_node import Client
 from ipfs_kit_node.errors import TaskFailedError
-
-EXAMPLE = Path(__file__).parents[2] / "examples" / "handler_package"
-
-
-@pytest.fixture(scope="session")
-def handler_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("handlers")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
-                    str(target), str(EXAMPLE)], check=True, timeout=300)
-    return target
-
-
-@pytest.fixture
-def mesh(short_tmp: Path, handler_package: Path) -> Iterator[Mesh]:
-    env = {"PYTHONPATH": str(handler_package),
-           "IPFS_KIT_TASKS_HANDLERS": "sha256,noop,word-count,upper",
-           "IPFS_KIT_TASKS_HEARTBEAT_TIMEOUT": "3s"}
-    m = Mesh(short_tmp, workers=2, leechers=0, env=env)
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def test_map_500_tasks_survives_a_worker_killed(mesh: Mesh) -> None:
