@@ -918,12 +918,12 @@ def _fetch_into(client: Any, cid: str, target: Path) -> None:
     """
     stat = client.call("unixfs/stat", {"arg": cid})
     kinds = {"directory": _DIR, "symlink": _SYMLINK, "file": _FILE, "raw": _FILE}
-    pending = [(cid, target, kinds.get(stat["Type"], -1), stat.get("Target", ""), 0)]
+    pending = [(cid, target, kinds.get(stat["Type"], -1), stat.get("Target", ""), 0,
+                _entry_meta(stat))]
     stamped: list[tuple[Path, int | None, tuple[int, int] | None]] = []
     while pending:
-        cid, path, kind, link_target, depth = pending.pop()
+        cid, path, kind, link_target, depth, meta = pending.pop()
         try:
-            meta = _entry_meta(client, cid)
             if meta is not None:  # folders last: writing their entries changes their mtime
                 stamped.append((path, *meta))
             if kind == _DIR:
@@ -949,29 +949,18 @@ def _fetch_into(client: Any, cid: str, target: Path) -> None:
         _apply_meta(path, mode, mtime)
 
 
-def _entry_meta(client: Any, cid: str) -> tuple[int | None, tuple[int, int] | None] | None:
-    """The UnixFS 1.5 mode and mtime stored on an entry's root node, if any (one block read;
-    a raw block holds none)."""
-    from .cid import to_cid
-    from .errors import CodecError
-    from .unixfs.data import decode
-    from .unixfs.pbscan import DAG_PB, split
-
-    parsed = to_cid(cid)
-    if parsed.codec.code != DAG_PB:
-        return None
-    with client.stream("block/get", {"arg": cid}) as response:
-        block = b"".join(response.iter_bytes())
+def _entry_meta(entry: dict[str, Any]) -> tuple[int | None, tuple[int, int] | None] | None:
+    """The UnixFS 1.5 mode and mtime stored on an entry, as `ls` and `unixfs/stat` give them."""
     try:
-        layout, _, _ = split(block, cid)
-        if layout is None or layout.data is None:
-            return None
-        unixfs = decode(layout.data, cid)
-    except CodecError:
-        return None  # the walk itself reports a malformed node
-    if unixfs.mode is None and unixfs.mtime is None:
+        mode = int(entry["Mode"], 8) if "Mode" in entry else None
+        mtime = (int(entry["Mtime"]), int(entry.get("MtimeNsecs", 0))) \
+            if "Mtime" in entry else None
+    except (TypeError, ValueError):
+        raise IpfsKitError(f"the daemon's mode/mtime for {entry.get('Hash', 'an entry')} is "
+                           "malformed") from None
+    if mode is None and mtime is None:
         return None
-    return unixfs.mode, unixfs.mtime
+    return mode, mtime
 
 
 def _apply_meta(path: Path, mode: int | None, mtime: tuple[int, int] | None) -> None:
@@ -991,7 +980,8 @@ def _apply_meta(path: Path, mode: int | None, mtime: tuple[int, int] | None) -> 
 
 
 def _folder_entries(client: Any, cid: str, path: Path, depth: int
-                    ) -> list[tuple[str, Path, int, str, int]]:
+                    ) -> list[tuple[str, Path, int, str, int,
+                                    tuple[int | None, tuple[int, int] | None] | None]]:
     seen: set[str] = set()
     children = []
     for link in _ls_links(client, cid):
@@ -1004,7 +994,7 @@ def _folder_entries(client: Any, cid: str, path: Path, depth: int
                                "(a file and a folder?); nothing of it was written")
         seen.add(name)
         children.append((link["Hash"], path / name, link["Type"], link.get("Target", ""),
-                         depth + 1))
+                         depth + 1, _entry_meta(link)))
     return children
 
 

@@ -163,6 +163,9 @@ def test_get_reproduces_symlinks_metadata_and_shards(daemon: MakeDaemon, short_t
     root = added.stdout.strip()
     listing = d.cli("ls", root).stdout.splitlines()
     assert any(line.endswith("link -> run.sh") for line in listing)
+    links = {link["Name"]: link for link in d.api("ls", {"arg": root})["Objects"][0]["Links"]}
+    assert (links["run.sh"]["Mode"], links["run.sh"]["Mtime"], links["run.sh"]["MtimeNsecs"]) \
+        == ("0751", 1_700_000_000, 123_456_789)
     out = short_tmp / "out"
     got = d.cli("get", root, "-o", str(out), timeout=300)
     assert got.returncode == 0, got.stderr

@@ -26,7 +26,18 @@ async def ls_links(blocks: BlockGetter, cid: Any, pacer: Pacer) -> AsyncIterator
     async for entry in ls(blocks, cid, pacer):
         child = await resolve(blocks, entry.cid, pacer)
         yield {"Name": entry.name, "Hash": entry.cid_text, "Size": child.size,
-               "Type": child.type_code, "Target": _target(child)}
+               "Type": child.type_code, "Target": _target(child), **unixfs_meta(child)}
+
+
+def unixfs_meta(node: Node) -> dict[str, Any]:
+    """UnixFS 1.5 mode and mtime when stored (`add --preserve-mode/--preserve-mtime`), named
+    as the JS RPC clients read them: Mode in octal, Mtime seconds, MtimeNsecs."""
+    out: dict[str, Any] = {}
+    if node.unixfs is not None and node.unixfs.mode is not None:
+        out["Mode"] = f"{node.unixfs.mode:04o}"
+    if node.unixfs is not None and node.unixfs.mtime is not None:
+        out["Mtime"], out["MtimeNsecs"] = node.unixfs.mtime
+    return out
 
 
 def _target(node: Node) -> str:
@@ -122,6 +133,7 @@ def register_unixfs_routes(router: Router, blocks: BlockGetter) -> None:
         answer: dict[str, Any] = {"Hash": str(cid), "Type": kind, "Size": node.size}
         if kind == "symlink":
             answer["Target"] = _target(node)
+        answer.update(unixfs_meta(node))
         return Response.json(answer)
 
     router.add("POST", "/api/v0/cat", cat_)
