@@ -1,0 +1,146 @@
+"""The local data path as a user times it: CLI command latency, and `add`/`cat`/`get` of a
+64 MiB and a 1 GiB file on one running daemon, next to `cat FILE > /dev/null` and `sha256sum
+FILE` of the same bytes in the same run (the floor a disk-speed path is measured against).
+
+Every figure is wall time of the real CLI process (its start included), min/median/max of
+--runs. `add` is durable (the daemon's default `[storage] sync = true`: each block fsynced
+before it is acknowledged) and stores new blocks each run (a fresh file per run; the last
+run's pin is dropped and GC'd first). `cat` goes to /dev/null; `get` writes the file to a
+folder. The memory tier is left at its default, and a second `cat` line runs with the
+memory tier off (IPFS_KIT_STORAGE_MEMORY_SIZE=0): every block then comes from its file.
+Targets (issue 14): add >= 250 MB/s, cat/get >= 500 MB/s on the 64 MiB file.
+
+    python bench/localpath.py [--runs 3] [--sizes 64,1024] [--latency-runs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from helpers import BIN, Daemon
+
+
+def spread(values: list[float], unit: str = "") -> str:
+    return (f"min {min(values):8.1f}  median {statistics.median(values):8.1f}  "
+            f"max {max(values):8.1f} {unit}")
+
+
+def timed(cmd: list[str], *, stdout: int | None = subprocess.DEVNULL,
+          env: dict[str, str] | None = None) -> tuple[float, str]:
+    started = time.perf_counter()
+    out = subprocess.run(cmd, stdout=subprocess.PIPE if stdout is None else stdout,
+                         stderr=subprocess.PIPE, check=False, timeout=1800,
+                         env={**os.environ, **(env or {})})
+    took = time.perf_counter() - started
+    if out.returncode:
+        raise RuntimeError(f"{cmd} exited {out.returncode}: {out.stderr.decode()[-2000:]}")
+    return took, (out.stdout or b"").decode()
+
+
+def write_random(path: Path, size: int) -> None:
+    with open(path, "wb") as f:
+        for _ in range(size >> 20):
+            f.write(os.urandom(1 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def latency(node: Daemon, runs: int) -> None:
+    print(f"CLI command latency (wall ms, {runs} runs)")
+    rows: list[tuple[str, list[str]]] = [
+        ("python -c pass", [sys.executable, "-c", "pass"]),
+        ("id", [str(BIN), "id", "--repo", str(node.repo)]),
+        ("pin ls", [str(BIN), "pin", "ls", "--repo", str(node.repo)]),
+        ("repo stat", [str(BIN), "repo", "stat", "--repo", str(node.repo)]),
+    ]
+    for name, cmd in rows:
+        times = [timed(cmd)[0] * 1000 for _ in range(runs)]
+        print(f"  {name:16s} {spread(times, 'ms')}")
+
+
+def mbps(size: int, seconds: list[float]) -> list[float]:
+    return [size / s / 1e6 for s in seconds]
+
+
+def one_size(node: Node, cold: Node, root: Path, size_mib: int, runs: int) -> None:
+    size = size_mib << 20
+    cli = [str(BIN)]
+    rows: dict[str, list[float]] = {k: [] for k in (
+        "cat FILE", "sha256sum FILE", "add -n", "add", "cat", "cat (no memory tier)", "get")}
+    previous: str | None = None
+    for run in range(runs):
+        src = root / f"in-{size_mib}-{run}.bin"
+        write_random(src, size)
+        subprocess.run(["cat", str(src)], stdout=subprocess.DEVNULL, check=True)  # page cache
+        rows["cat FILE"].append(timed(["cat", str(src)])[0])
+        rows["sha256sum FILE"].append(timed(["sha256sum", str(src)])[0])
+        rows["add -n"].append(timed([*cli, "add", "-n", "-Q", str(src)])[0])
+        if previous is not None:  # the last run's blocks go, so each add stores new ones
+            for n in (node, cold):
+                n.cli("pin", "rm", previous, timeout=600)
+                n.cli("repo", "gc", timeout=600)
+        took, out = timed([*cli, "add", "-Q", "--repo", str(node.repo), str(src)], stdout=None)
+        rows["add"].append(took)
+        cid = out.strip()
+        previous = cid
+        rows["cat"].append(timed([*cli, "cat", "--repo", str(node.repo), cid])[0])
+        timed([*cli, "add", "-Q", "--repo", str(cold.repo), str(src)])
+        rows["cat (no memory tier)"].append(
+            timed([*cli, "cat", "--repo", str(cold.repo), cid])[0])
+        out_dir = root / "got"
+        out_dir.mkdir(exist_ok=True)
+        rows["get"].append(timed([*cli, "get", "--repo", str(node.repo), "-o",
+                                  str(out_dir / "f"), cid])[0])
+        if (out_dir / "f").stat().st_size != size:
+            raise RuntimeError("get wrote the wrong size")
+        shutil.rmtree(out_dir)
+        src.unlink()
+    print(f"{size_mib} MiB file, {runs} runs (MB/s, wall of the whole command)")
+    for name, seconds in rows.items():
+        print(f"  {name:22s} {spread(mbps(size, seconds), 'MB/s')}")
+    ref = statistics.median(mbps(size, rows["sha256sum FILE"]))
+    for name in ("add", "cat", "cat (no memory tier)", "get"):
+        ours = statistics.median(mbps(size, rows[name]))
+        print(f"  {name} / sha256sum (median)  {ours / ref:.2f}x")
+
+
+Node = Daemon
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--latency-runs", type=int, default=10)
+    parser.add_argument("--sizes", default="64,1024", help="file sizes in MiB, comma-separated")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ikn-bench-local-", dir="/tmp") as tmp:
+        root = Path(tmp)
+        big = max(int(s) for s in args.sizes.split(","))
+        budget = str(4 * big << 20)
+        node = Daemon(root, name="node").start(env={"IPFS_KIT_STORAGE_MAX_SIZE": budget})
+        cold = Daemon(root, name="cold").start(env={"IPFS_KIT_STORAGE_MEMORY_SIZE": "0",
+                                                    "IPFS_KIT_STORAGE_MAX_SIZE": budget})
+        stoppers: list[Callable[[], object]] = [node.stop, cold.stop]
+        try:
+            latency(node, args.latency_runs)
+            for size_mib in (int(s) for s in args.sizes.split(",")):
+                one_size(node, cold, root, size_mib, args.runs)
+        finally:
+            for stop in stoppers:  # best effort; the folder goes anyway
+                with contextlib.suppress(Exception):
+                    stop()
+
+
+if __name__ == "__main__":
+    main()
