@@ -24,6 +24,15 @@ half the window or less, and then exactly back up to the window, never past it; 
 doubles (up to 16 MiB) when that happens again within four round trips, as the library's and
 go-yamux's auto-tuning do.
 
+And it kept whatever a peer sent beyond a stream's window (it logged a warning and carried
+on), so a stream nobody reads (a handler that never reads, a Bitswap stream waiting for a
+slot) grew without bound. Here a peer that overruns a stream's window loses that stream:
+what it buffered is dropped and the stream is reset both ways (go-yamux closes the whole
+session with a protocol error; resetting only the stream keeps the peer's other streams).
+The check sits in ``recv_window``'s setter because the library's frame reader subtracts
+each DATA frame there, under the session's stream lock; at most one frame (the reader's
+16 MiB frame limit) is held before the check drops it.
+
 The frame format, the frame reader, window sizes (256 KiB initial, up to 16 MiB) and the 5 s
 limit on waiting for credit are the library's.
 py-libp2p builds streams from its module's ``YamuxStream`` name (in ``open_stream`` and in
@@ -41,10 +50,14 @@ from libp2p.stream_muxer import muxer_multistream as _muxer_multistream
 from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.stream_muxer.yamux import yamux as _lib
 
+from ..logs import get_logger
+
 FRAME_PAYLOAD = 64 * 1024 - _lib.HEADER_SIZE  # as go-yamux (MaxMessageSize 64 KiB)
 BATCH_BYTES = 1024 * 1024  # one write to the secure channel; other streams go in between
 WINDOW_WAIT = 5.0  # the library's limit: no credit for this long and the write fails
 CLOSE_CHECK = 0.1  # a writer waiting for credit notices a closed stream this fast
+
+log = get_logger(__name__)
 
 
 class YamuxStream(_lib.YamuxStream):
@@ -53,6 +66,8 @@ class YamuxStream(_lib.YamuxStream):
     def __init__(self, stream_id: int, conn: _lib.Yamux, is_initiator: bool) -> None:
         self._credit = trio.Event()
         self._send_window = 0
+        self._recv_window = 0
+        self._overrun = False
         self._writing = trio.Lock()
         super().__init__(stream_id, conn, is_initiator)
 
@@ -66,6 +81,49 @@ class YamuxStream(_lib.YamuxStream):
         self._send_window = value
         if grew:
             self._credit.set()
+
+    @property
+    def recv_window(self) -> int:
+        """The credit the peer has left on this stream."""
+        return self._recv_window
+
+    @recv_window.setter
+    def recv_window(self, value: int) -> None:
+        if value < 0:  # the frame reader took more than the peer was granted
+            self._window_exceeded(-value)
+            value = 0
+        self._recv_window = value
+
+    def _window_exceeded(self, excess: int) -> None:
+        """Drop what the peer sent on this stream and reset it (a sync hook, called by the
+        library's frame reader under ``streams_lock``: the RST is sent from a task)."""
+        buffer = self.conn.stream_buffers.get(self.stream_id)
+        if buffer is not None:
+            buffer.clear()
+        self.closed = self.send_closed = self.recv_closed = True
+        self.reset_received = True  # its reader sees a reset, not a clean end
+        event = self.conn.stream_events.get(self.stream_id)
+        if event is not None:
+            event.set()
+        if self._overrun:
+            return
+        self._overrun = True
+        log.warning("yamux window exceeded, stream reset", peer=str(self.conn.peer_id),
+                    stream=self.stream_id, excess=excess)
+        nursery = getattr(self.conn, "_nursery", None)
+        if nursery is not None:
+            nursery.start_soon(self._reset_overrun)
+
+    async def _reset_overrun(self) -> None:
+        header = struct.pack(_lib.YAMUX_HEADER_FORMAT, 0, _lib.TYPE_WINDOW_UPDATE,
+                             _lib.FLAG_RST, self.stream_id, 0)
+        try:
+            with trio.move_on_after(WINDOW_WAIT):
+                await self.conn._write_frame(header)
+        except Exception as exc:  # an edge: a task of the session's nursery
+            log.debug("yamux reset not sent", peer=str(self.conn.peer_id),
+                      stream=self.stream_id, error=repr(exc))
+        await self.conn._finalize_stream(self, fully_closed=True)
 
     async def write(self, data: bytes) -> None:
         view = memoryview(data)
