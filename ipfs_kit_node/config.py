@@ -270,7 +270,7 @@ class TasksSection:
 
 
 def parse_api(value: Any) -> str:
-    from .pinning.http import parse_api_address
+    from .endpoints import parse_api_address
 
     text = parse_str(value)
     try:

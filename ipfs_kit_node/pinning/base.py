@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from ..endpoints import parse_api_address
 from ..errors import (
     ConfigError,
     PinningError,
@@ -20,7 +21,7 @@ from ..errors import (
     RemoteRefusedError,
     RemoteUnavailableError,
 )
-from .http import H11Transport, parse_api_address
+from .http import H11Transport
 
 STREAM_ERROR = "x-stream-error"
 

@@ -13,51 +13,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import h11
 import httpx
-import multiaddr
 import trio
 
-from ..errors import ConfigError
+from ..endpoints import Endpoint
 
 READ_SIZE = 64 * 1024
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str | None = None
-    port: int | None = None
-    unix: str | None = None
-
-    @property
-    def base_url(self) -> str:
-        return "http://localhost" if self.unix else f"http://{self.host}:{self.port}"
-
-
-def parse_api_address(text: str, setting: str = "api") -> Endpoint:
-    """A Kubo-style API multiaddr (or an http:// URL) as an Endpoint; ConfigError if neither."""
-    if text.startswith(("http://", "https://")):
-        url = httpx.URL(text)
-        if url.scheme == "https":
-            raise ConfigError("config", setting, "https is not supported; use a loopback or "
-                                                 "unix-socket API, or a TLS-terminating proxy")
-        return Endpoint(url.host, url.port or 80)
-    try:
-        addr = multiaddr.Multiaddr(text)
-        protocols = [p.name for p in addr.protocols()]
-        if protocols and protocols[0] == "unix":
-            return Endpoint(unix=addr.value_for_protocol("unix"))
-        if len(protocols) == 2 and protocols[1] == "tcp" and protocols[0] in (
-                "ip4", "ip6", "dns", "dns4", "dns6"):
-            return Endpoint(addr.value_for_protocol(protocols[0]),
-                            int(addr.value_for_protocol("tcp")))
-    except Exception as exc:
-        raise ConfigError("config", setting, f"malformed API address {text!r} ({exc})"
-                          ) from None
-    raise ConfigError("config", setting, f"expected /ip4/HOST/tcp/PORT or /unix/PATH, got {text!r}")
 
 
 class H11Transport(httpx.AsyncBaseTransport):
