@@ -17,6 +17,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -336,6 +337,20 @@ class MasterLink:
             await self.send(master, StatusFrame(status))
 
 
+ORIGINS_TTL = 5.0  # seconds our address list is reused before it is read again
+_origins: weakref.WeakKeyDictionary[Any, tuple[float, tuple[str, ...]]] = \
+    weakref.WeakKeyDictionary()
+
+
 def own_origins(c: Components) -> tuple[str, ...]:
-    """Where peers can fetch what we hold: our addresses (Cluster calls these origins)."""
-    return tuple(peer_addresses(c.host))[:8]
+    """Where peers can fetch what we hold: our addresses (Cluster calls these origins).
+
+    Cached for a few seconds: every submission asks, and py-libp2p rebuilds and prints each
+    multiaddr on every call (a fifth of the master's CPU at 100 submissions/s)."""
+    now = time.monotonic()
+    cached = _origins.get(c.host)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    origins = tuple(peer_addresses(c.host))[:8]
+    _origins[c.host] = (now + ORIGINS_TTL, origins)
+    return origins

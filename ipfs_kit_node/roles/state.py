@@ -20,6 +20,7 @@ daemon runs it in a child process so pyarrow's memory never lives in the daemon.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,25 +29,27 @@ from ..children import run_exporter
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .scheduler import Scheduler
+    from .scheduler import Record, WorkerView
 
 
 EXPORT_TIMEOUT = 60.0
 
 
-def cluster_state(master: str, scheduler: Scheduler, now: float) -> dict[str, Any]:
+def cluster_state(master: str, workers_: Iterable[WorkerView], records: Iterable[Record],
+                  now: float) -> dict[str, Any]:
+    """Plain data (msgpack-able). Pass copies of the scheduler's lists to call it in a thread."""
     workers = [{
         "peer": w.peer, "capacity": w.capacity, "running": len(w.running), "done": w.done,
         "cpu": w.cpu, "memory": w.memory, "disk_free": w.disk_free, "connected": w.connected,
         "last_seen": round(now - w.last_seen, 3), "handlers": sorted(w.handlers),
-    } for w in scheduler.workers.values()]
+    } for w in workers_]
     tasks = [{
         "task_id": r.task.task_id, "handler": r.task.handler, "state": r.state.value,
         "priority": r.task.priority, "inputs": list(r.task.inputs), "origin": r.origin,
         "worker": r.worker, "attempts": r.attempts, "output": r.output,
         "providers": [p for p in (r.worker, master) if p] if r.output else [],
         "error": r.error, "submitted_at": r.submitted_at, "finished_at": r.finished_at,
-    } for r in scheduler.tasks.values()]
+    } for r in records]
     return {"master": master, "generated_at": now, "workers": workers, "tasks": tasks}
 
 
