@@ -41,7 +41,7 @@ from helpers import (  # noqa: E402 - tests/ is not a package
 )
 from kubo.harness import KuboPeer, installable  # noqa: E402
 
-from ipfs_kit_node.api.client import ApiClient  # noqa: E402
+from ipfs_kit_node.client import Client  # noqa: E402
 
 OPTS = {"cidVersion": 1, "rawLeaves": True, "chunkSize": 256 * 1024, "maxChildrenPerNode": 174}
 ADD_ARGS = ["--cid-version", "1"]
@@ -57,7 +57,7 @@ def growth_mib(pid: int, before_kib: int) -> float:
 
 def ours_fetch(d: Daemon, cid: str) -> float:
     started = time.perf_counter()
-    with ApiClient(d.repo / "api.sock", d.repo, timeout=120) as client, \
+    with Client(d.repo / "api.sock", repo=d.repo, timeout=120) as client, \
             client.stream("cat", {"arg": cid}) as response:
         for _ in response.iter_bytes():
             pass

@@ -19,11 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import Daemon, memory_kib, start_swarm, wait_until
 
-from ipfs_kit_node.api.client import ApiClient
+from ipfs_kit_node.client import Client
 
 
 def find_ms(node: Daemon, cid: str, holder: str) -> float:
-    with ApiClient(node.repo / "api.sock", node.repo) as client:
+    with Client(node.repo / "api.sock", repo=node.repo) as client:
         started = time.perf_counter()
         with client.stream("dht/findprovs", {"arg": cid}) as response:  # ndjson
             providers = [r for line in response.iter_lines() if line

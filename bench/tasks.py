@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import shutil
@@ -24,13 +25,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import Mesh, free_port, wait_until
 
-from ipfs_kit_node.api.client import ApiClient
+from ipfs_kit_node.client import Client
 
 BENCH = Path(__file__).resolve().parent
 
@@ -65,7 +67,7 @@ def run_ours(burst: int, rate: float, seconds: float, concurrency: int
                          "IPFS_KIT_LOG_LEVEL": "warning"})
         master = mesh.master
         try:
-            with ApiClient(master.repo / "api.sock", master.repo, timeout=300) as client:
+            with Client(master.repo / "api.sock", repo=master.repo, timeout=300) as client:
                 body = json.dumps({"tasks": [{"handler": "noop"}] * burst}).encode()
                 started = time.perf_counter()
                 client.call("task/submit", body=body)
@@ -77,7 +79,7 @@ def run_ours(burst: int, rate: float, seconds: float, concurrency: int
 
             def one() -> float:
                 if not hasattr(local, "client"):
-                    local.client = ApiClient(master.repo / "api.sock", master.repo)
+                    local.client = Client(master.repo / "api.sock", repo=master.repo)
                 c = local.client
                 t0 = time.perf_counter()
                 answer = c.call("task/submit", body=b'{"tasks": [{"handler": "noop"}]}')
@@ -96,7 +98,10 @@ def run_ours(burst: int, rate: float, seconds: float, concurrency: int
 # -- Celery + Redis ----------------------------------------------------------------------------
 
 
-def run_celery(burst: int, rate: float, seconds: float) -> tuple[float, list[float]] | None:
+@contextlib.contextmanager
+def celery_noop() -> Iterator[Any]:
+    """A redis-server and a Celery worker (2 prefork processes) of its own; yields the no-op
+    task (bench/celery_noop.py), or None when celery or redis-server is missing."""
     redis = shutil.which("redis-server")
     try:
         import celery  # noqa: F401
@@ -105,7 +110,8 @@ def run_celery(burst: int, rate: float, seconds: float) -> tuple[float, list[flo
     if redis is None:
         print("celery or redis-server not installed: Celery comparison skipped "
               "(apt install redis-server; pip install 'celery[redis]')")
-        return None
+        yield None
+        return
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     env = {**os.environ, "BENCH_REDIS_URL": url, "PYTHONPATH": str(BENCH)}
@@ -125,25 +131,32 @@ def run_celery(burst: int, rate: float, seconds: float) -> tuple[float, list[flo
 
             app.conf.broker_url = app.conf.result_backend = url
             noop.delay().get(timeout=60)  # the worker is up
-            started = time.perf_counter()
-            results = [noop.delay() for _ in range(burst)]
-            for r in results:
-                r.get(timeout=300)
-            burst_rate = burst / (time.perf_counter() - started)
-
-            def one() -> float:
-                t0 = time.perf_counter()
-                noop.delay().get(timeout=30)
-                return (time.perf_counter() - t0) * 1000
-
-            for _ in range(20):
-                one()
-            return burst_rate, steady(rate, seconds, one)
+            yield noop
         finally:
             worker.terminate()
             worker.wait(30)
             server.terminate()
             server.wait(10)
+
+
+def run_celery(burst: int, rate: float, seconds: float) -> tuple[float, list[float]] | None:
+    with celery_noop() as noop:
+        if noop is None:
+            return None
+        started = time.perf_counter()
+        results = [noop.delay() for _ in range(burst)]
+        for r in results:
+            r.get(timeout=300)
+        burst_rate = burst / (time.perf_counter() - started)
+
+        def one() -> float:
+            t0 = time.perf_counter()
+            noop.delay().get(timeout=30)
+            return (time.perf_counter() - t0) * 1000
+
+        for _ in range(20):
+            one()
+        return burst_rate, steady(rate, seconds, one)
 
 
 def main() -> None:

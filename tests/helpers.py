@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ipfs_kit_node.api.client import ApiClient
+from ipfs_kit_node.client import Client
 
 BIN = Path(sys.executable).parent / "ipfs-kit-node"
 LOOPBACK = "/ip4/127.0.0.1/tcp/0"
@@ -110,7 +110,7 @@ class Daemon:
 
     def api(self, command: str, args: dict[str, Any] | None = None, timeout: float = 30.0
             ) -> Any:
-        with ApiClient(self.repo / "api.sock", self.repo, timeout=timeout) as client:
+        with Client(self.repo / "api.sock", repo=self.repo, timeout=timeout) as client:
             return client.call(command, args)
 
     def cli(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -356,14 +356,14 @@ class Mesh:
 
 
 def submit(daemon: Daemon, tasks: list[dict[str, Any]]) -> list[str]:
-    with ApiClient(daemon.repo / "api.sock", daemon.repo, timeout=120) as client:
+    with Client(daemon.repo / "api.sock", repo=daemon.repo, timeout=120) as client:
         answer = client.call("task/submit", body=json.dumps({"tasks": tasks}).encode())
     assert not answer["Refused"], answer["Refused"]
     return list(answer["Accepted"])
 
 
 def cat(daemon: Daemon, cid: str) -> bytes:
-    with ApiClient(daemon.repo / "api.sock", daemon.repo, timeout=90) as client, \
+    with Client(daemon.repo / "api.sock", repo=daemon.repo, timeout=90) as client, \
             client.stream("cat", {"arg": cid}) as response:
         return b"".join(response.iter_bytes())
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from helpers import BIN, Daemon, run_cli, wait_until
 
-from ipfs_kit_node.api.client import ApiClient
+from ipfs_kit_node.client import Client
 
 MakeDaemon = Callable[..., Daemon]
 LIVENESS_S = 10.0
@@ -133,8 +133,8 @@ def test_swarm_connect_errors_are_clear(daemon: MakeDaemon) -> None:
 
 def test_metrics_endpoint(daemon: MakeDaemon) -> None:
     d = daemon().start()
-    with ApiClient(d.repo / "api.sock", d.repo) as client:
-        text = client.get("/metrics").decode()
+    with Client(d.repo / "api.sock", repo=d.repo) as client:
+        text = client.http_get("/metrics").decode()
     assert "ipfs_kit_peers 0.0" in text
     assert 'role="worker"' in text and "ipfs_kit_uptime_seconds" in text
 

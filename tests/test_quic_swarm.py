@@ -10,7 +10,7 @@ import multiaddr
 import pytest
 from helpers import Daemon, wait_until
 
-from ipfs_kit_node.api.client import ApiClient
+from ipfs_kit_node.client import Client
 from ipfs_kit_node.errors import ListenError
 from ipfs_kit_node.host import check_listen_addresses
 
@@ -23,8 +23,8 @@ def _quic_addr(d: Daemon) -> str:
 
 
 def _metrics(d: Daemon) -> str:
-    with ApiClient(d.repo / "api.sock", d.repo) as client:
-        return client.get("/metrics").decode()
+    with Client(d.repo / "api.sock", repo=d.repo) as client:
+        return client.http_get("/metrics").decode()
 
 
 def test_quic_connections_are_listed_counted_and_trimmed(daemon: MakeDaemon) -> None:

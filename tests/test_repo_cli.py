@@ -65,9 +65,9 @@ def test_block_get_bytes_are_exact(daemon: MakeDaemon, short_tmp: Path) -> None:
     f = short_tmp / "blob"
     f.write_bytes(data)
     cid = d.cli("block", "put", str(f), "--cid-codec", "raw").stdout.strip()
-    from ipfs_kit_node.api.client import ApiClient
+    from ipfs_kit_node.client import Client
 
-    with ApiClient(d.repo / "api.sock", d.repo) as client, \
+    with Client(d.repo / "api.sock", repo=d.repo) as client, \
             client.stream("block/get", {"arg": cid}) as response:
         assert hashlib.sha256(response.read()).digest() == hashlib.sha256(data).digest()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import Daemon, start_swarm, wait_until
 
-from ipfs_kit_node.api.client import ApiClient
+from ipfs_kit_node.client import Client
 
 
 @pytest.mark.slow
@@ -39,7 +39,7 @@ def test_twenty_daemons_each_find_a_provider(short_tmp: Path) -> None:
 
 
 def _finds(node: Daemon, cid: str, holder: Daemon) -> bool:
-    with ApiClient(node.repo / "api.sock", node.repo) as client, \
+    with Client(node.repo / "api.sock", repo=node.repo) as client, \
             client.stream("dht/findprovs", {"arg": cid}) as response:  # ndjson
         providers = [r for line in response.iter_lines() if line
                      for r in json.loads(line)["Responses"]]

@@ -19,7 +19,7 @@ from typing import Any
 
 from helpers import Daemon, cat, memory_kib
 
-from ipfs_kit_node.api.client import ApiClient
+from ipfs_kit_node.client import Client
 
 KNOWN_SIZE = 1 << 20
 RSS_GROWTH_LIMIT_MIB = 50
@@ -70,8 +70,8 @@ def start(root: Path, role: str = "worker", name: str = "node",
 
 
 def api_get(d: Daemon, path: str, timeout: float = LIVENESS_S) -> bytes:
-    with ApiClient(d.repo / "api.sock", d.repo, timeout=timeout) as client:
-        return client.get(path)
+    with Client(d.repo / "api.sock", repo=d.repo, timeout=timeout) as client:
+        return client.http_get(path)
 
 
 def loop_figures(d: Daemon) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from multiformats import CID, multihash
 
-from ipfs_kit_node.api.client import ApiClient
+from ipfs_kit_node.client import Client
 from ipfs_kit_node.codecs import dagpb
 from ipfs_kit_node.codecs.varint import encode as varint
 from ipfs_kit_node.protocols.bitswap.codec import (
@@ -107,7 +107,7 @@ def root_and_leaves(d: Daemon, folder: Path, size: int) -> tuple[str, bytes, lis
     path = folder / "big.bin"
     path.write_bytes(data)
     root = d.cli("add", "-Q", str(path), timeout=120).stdout.strip()
-    with ApiClient(d.repo / "api.sock", d.repo, timeout=30) as client, \
+    with Client(d.repo / "api.sock", repo=d.repo, timeout=30) as client, \
             client.stream("block/get", {"arg": root}) as response:
         node = dagpb.decode(b"".join(response.iter_bytes()), root)
     return root, data, [CID.decode(root), *(CID.decode(bytes(link.cid)) for link in node.links)]
@@ -218,7 +218,7 @@ async def test_failed_cat_leaves_no_wants(daemon: MakeDaemon, short_tmp: Path) -
 
     def give_up_after_3_s() -> None:
         with contextlib.suppress(Exception), \
-                ApiClient(d.repo / "api.sock", d.repo, timeout=3) as client, \
+                Client(d.repo / "api.sock", repo=d.repo, timeout=3) as client, \
                 client.stream("cat", {"arg": root}) as response:
             b"".join(response.iter_bytes())
 

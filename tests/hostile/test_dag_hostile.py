@@ -17,7 +17,7 @@ from dag import raw_block
 from helpers import BIN, Daemon, cat
 from multiformats import CID, multihash
 
-from ipfs_kit_node.api.client import ApiClient
+from ipfs_kit_node.client import Client
 from ipfs_kit_node.codecs import dagpb
 from ipfs_kit_node.storage.frames import encode_frame
 from ipfs_kit_node.unixfs import data as fs
@@ -44,7 +44,7 @@ def symlink(target: bytes) -> tuple[CID, bytes]:
 
 def put_many(d: Daemon, blocks: Blocks) -> None:
     body = b"".join(encode_frame(bytes(c), data) for c, data in blocks)
-    with ApiClient(d.repo / "api.sock", d.repo, timeout=120) as client:
+    with Client(d.repo / "api.sock", repo=d.repo, timeout=120) as client:
         client.call("block/put-many", {}, body=body)
 
 
@@ -300,7 +300,7 @@ def test_stream_listing_is_kubo_shaped(node: tuple[Daemon, str, bytes]) -> None:
     top, top_data = folder([("a", hello, 3), ("b", hello, 3)])
     empty, empty_data = folder([])
     put_many(d, [(hello, hello_data), (top, top_data), (empty, empty_data)])
-    with ApiClient(d.repo / "api.sock", d.repo) as client:
+    with Client(d.repo / "api.sock", repo=d.repo) as client:
         with client.stream("ls", {"arg": str(top), "stream": "true"}) as response:
             lines = [json.loads(line) for line in response.iter_lines() if line]
         with client.stream("ls", {"arg": str(empty), "stream": "true"}) as response:

@@ -33,7 +33,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from multiformats import CID, multihash
 
-from ipfs_kit_node.api.client import ApiClient
+from ipfs_kit_node.client import Client
 from ipfs_kit_node.codecs import dagpb
 from ipfs_kit_node.codecs.varint import encode as varint
 from ipfs_kit_node.protocols.bitswap.codec import Message, Presence, WantEntry, WantType, encode
@@ -364,7 +364,7 @@ async def run_fuzz(host: Any, target: Target, protocol: str, payloads: list[Payl
 def known_cids(target: Target) -> list[CID]:
     """The known file's root and its children (so wants hit real blocks too)."""
     root = CID.decode(target.known.cid)
-    with ApiClient(target.daemon.repo / "api.sock", target.daemon.repo) as client, \
+    with Client(target.daemon.repo / "api.sock", repo=target.daemon.repo) as client, \
             client.stream("block/get", {"arg": str(root)}) as response:
         node = dagpb.decode(response.read())
     with_links = [root]

@@ -22,7 +22,7 @@ from hostile_kit import IdProbe, timed_id
 from libp2p.custom_types import TProtocol
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
-from ipfs_kit_node.api.client import ApiClient
+from ipfs_kit_node.client import Client
 from ipfs_kit_node.errors import ApiError
 from ipfs_kit_node.protocols.tasks import Status, Task, encode
 from ipfs_kit_node.protocols.tasks.frames import Hello, StatusFrame, encode_frame
@@ -143,7 +143,7 @@ def test_nested_json_submit_is_400_and_the_daemon_lives(daemon: MakeDaemon) -> N
                  b'{"tasks": [{"handler": "noop", "params": ' + b'{"a": ' * 5000 + b"1"
                  + b"}" * 5000 + b"}]}"):
         with pytest.raises(ApiError) as caught, \
-                ApiClient(master.repo / "api.sock", master.repo, timeout=30) as client:
+                Client(master.repo / "api.sock", repo=master.repo, timeout=30) as client:
             client.call("task/submit", body=body)
         assert caught.value.status == 400, caught.value
         assert "nests JSON" in str(caught.value), caught.value

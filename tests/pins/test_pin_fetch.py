@@ -11,7 +11,7 @@ from pathlib import Path
 
 from helpers import BIN, Daemon
 
-from ipfs_kit_node.api.client import ApiClient
+from ipfs_kit_node.client import Client
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -43,7 +43,7 @@ def test_pin_add_fetches_from_a_peer_and_survives_gc(daemon: MakeDaemon, short_t
     direct = b.cli("pin", "add", "--recursive=false", one_cid)
     assert direct.returncode == 0, direct.stderr
     # The same through the RPC, streamed as Kubo streams it: progress objects, then the pins.
-    with ApiClient(b.repo / "api.sock", b.repo, timeout=60) as client, \
+    with Client(b.repo / "api.sock", repo=b.repo, timeout=60) as client, \
             client.stream("pin/add", {"arg": big_cid, "progress": "true"}) as response:
         docs = [json.loads(line) for line in response.iter_lines() if line.strip()]
     assert docs[-1] == {"Pins": [big_cid]}

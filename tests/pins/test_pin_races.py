@@ -24,7 +24,7 @@ from typing import Any
 
 from helpers import BIN, Daemon, wait_until
 
-from ipfs_kit_node.api.client import ApiClient
+from ipfs_kit_node.client import Client
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -191,7 +191,7 @@ def test_client_leaving_a_64_mib_pin_add_leaves_no_pin_and_no_wants(daemon: Make
     assert b.cli("swarm", "connect", a.addr).returncode == 0
 
     seen: dict[str, Any] = {}
-    with ApiClient(b.repo / "api.sock", b.repo, timeout=60) as client, \
+    with Client(b.repo / "api.sock", repo=b.repo, timeout=60) as client, \
             client.stream("pin/add", {"arg": big, "progress": "true"}) as response:
         for line in response.iter_lines():
             if line.strip():
