@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +31,20 @@ QUARANTINE_DIR = ".quarantine"
 # (ext4 and xfs merge concurrent fsyncs), where one after another pays a commit each.
 SYNC_THREADS = 16
 UNLINK_THREADS = 8  # GC's unlinks of a slice run side by side (see delete_many)
+
+
+_sync_threads: ThreadPoolExecutor | None = None
+_sync_lock = threading.Lock()
+
+
+def _sync_pool() -> ThreadPoolExecutor:
+    """The threads a batch's fsyncs run on, kept: starting 16 threads a batch cost more than
+    the fsyncs of a 1 MiB batch."""
+    global _sync_threads
+    with _sync_lock:
+        if _sync_threads is None:
+            _sync_threads = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="fsync")
+        return _sync_threads
 
 
 def encode_key(key: bytes) -> str:
@@ -111,8 +126,7 @@ class DiskTier:
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view):]
-                with ThreadPoolExecutor(min(SYNC_THREADS, len(fds))) as pool:
-                    list(pool.map(os.fsync, fds))
+                list(_sync_pool().map(os.fsync, fds))
             finally:
                 for fd in fds:
                     os.close(fd)
@@ -125,8 +139,7 @@ class DiskTier:
                 self._durable_shards.update(d.name for d in new)
             for tmp, final in staged:
                 os.replace(tmp, final)
-            with ThreadPoolExecutor(min(SYNC_THREADS, len(shards))) as pool:
-                list(pool.map(fsync_dir, shards))
+            list(_sync_pool().map(fsync_dir, shards))
         except OSError as exc:
             for tmp, _ in staged:
                 with contextlib.suppress(OSError):

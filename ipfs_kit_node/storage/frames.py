@@ -4,21 +4,17 @@ its length as an unsigned varint. Sans-IO: feed bytes in, get whole frames out.
 
 from __future__ import annotations
 
+from ..codecs.putmany import MAX_CID_BYTES, MAX_DATA_BYTES, encode_frame, encode_frame_head
 from ..codecs.varint import VarintTooLong
 from ..codecs.varint import decode as varint_decode
-from ..codecs.varint import encode as varint
 from ..errors import StoreError
 
-MAX_CID_BYTES = 256
-MAX_DATA_BYTES = 4 * 1024 * 1024
+__all__ = ["MAX_CID_BYTES", "MAX_DATA_BYTES", "FrameDecoder", "FrameError", "encode_frame",
+           "encode_frame_head"]
 
 
 class FrameError(StoreError, ValueError):
     """The upload stream is malformed or a frame is over its limit."""
-
-
-def encode_frame(cid: bytes, data: bytes) -> bytes:
-    return varint(len(cid)) + cid + varint(len(data)) + data
 
 
 def _read_varint(buf: bytearray, pos: int) -> tuple[int, int] | None:
@@ -34,7 +30,7 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         self._buf += data
-        out: list[tuple[bytes, bytes]] = []
+        out: list[tuple[int, int, int, int]] = []
         pos = 0
         while True:
             head = _read_varint(self._buf, pos)
@@ -54,10 +50,12 @@ class FrameDecoder:
                                  f"(limit {MAX_DATA_BYTES})")
             if q + data_len > len(self._buf):
                 break
-            out.append((bytes(self._buf[p:p + cid_len]), bytes(self._buf[q:q + data_len])))
+            out.append((p, cid_len, q, data_len))
             pos = q + data_len
+        with memoryview(self._buf) as view:  # one copy a block (a bytearray slice is two)
+            frames = [(bytes(view[p:p + n]), bytes(view[q:q + m])) for p, n, q, m in out]
         del self._buf[:pos]
-        return out
+        return frames
 
     def close(self) -> None:
         if self._buf:

@@ -6,18 +6,16 @@ from pathlib import Path
 
 from multiformats import CID, multihash
 
+from ...cid import cid_from_bytes, cid_text
 from ...errors import ApiError, BlockNotFoundError
-from ...storage.blocks import to_cid
 from ...storage.frames import FrameDecoder
 from ...storage.service import StoreService
 from ...storage.store import TieredStore
+from ...storage.writer import block_writer
 from ..rpc.multipart import body_data
 from ..server import Request, Response, Router
 
 #: block/put's older ``format`` names (Kubo still takes them).
-# A put-many batch is stored (fsynced, indexed) once it holds this much.
-PUT_BATCH_BLOCKS = 512
-PUT_BATCH_BYTES = 1024 * 1024
 _FORMATS = {"v0": "dag-pb", "protobuf": "dag-pb", "cbor": "dag-cbor", "json": "dag-json"}
 
 
@@ -85,31 +83,26 @@ class BlockRoutes:
         return Response.json({"Key": str(cid), "Size": len(data)})
 
     async def _block_put_many(self, request: Request) -> Response:
-        """Frames of (CID, bytes), verified and stored as they arrive, a batch per body
-        chunk (one group of fsyncs and one index commit, not three fsyncs a block); ``pin-last``
+        """Frames of (CID, bytes), each verified once (the client hashed them; we check) and
+        stored while the next ones arrive: batches group-commit their fsyncs and index rows
+        (storage/writer.py), and the answer comes once every block is durable. ``pin-last``
         pins the last block recursively (an importer sends the root last)."""
         assert request.chunks is not None
         decoder = FrameDecoder()
-        stored = new = 0
-        last: CID | None = None
-        batch: list[tuple[CID, bytes]] = []
-        batch_bytes = 0
+        stored = 0
+        last: bytes | None = None
         with self.store.hold():  # a GC meanwhile spares them until pinned
-            async for chunk in request.chunks:
-                for cid_bytes, data in decoder.feed(chunk):
-                    last = to_cid(cid_bytes)
-                    batch.append((last, data))
-                    batch_bytes += len(data)
-                    stored += 1
-                if len(batch) >= PUT_BATCH_BLOCKS or batch_bytes >= PUT_BATCH_BYTES:
-                    new += await self.store.put_many(batch)
-                    batch, batch_bytes = [], 0
-            decoder.close()
-            new += await self.store.put_many(batch)
+            async with block_writer(self.store) as writer:
+                async for chunk in request.chunks:
+                    for cid_bytes, data in decoder.feed(chunk):
+                        await writer.add(cid_from_bytes(cid_bytes), data)
+                        last = cid_bytes
+                        stored += 1
+                decoder.close()
             if request.flag("pin-last") and last is not None:
-                await self.store.pin(last, recursive=True)
-        return Response.json({"Blocks": stored, "New": new,
-                              "Last": str(last) if last else None})
+                await self.store.pin(cid_from_bytes(last), recursive=True)
+        return Response.json({"Blocks": stored, "New": writer.new,
+                              "Last": cid_text(last) if last else None})
 
     async def _block_get(self, request: Request) -> Response:
         data = await self.store.get(request.cid())

@@ -1,0 +1,93 @@
+"""The upload path: BlockWriter's background group commit, the frame decoder, pin walks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from dag import dagpb_block, raw_block
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ipfs_kit_node.storage import HashMismatchError, StoreConfig, TieredStore
+from ipfs_kit_node.storage.frames import FrameDecoder, FrameError, encode_frame
+from ipfs_kit_node.storage.writer import block_writer
+
+CONFIG = StoreConfig(max_size=10**8, memory_size=0)
+
+
+def lone(exc: BaseException) -> BaseException:
+    """The one error a trio group carries (the HTTP edge unwraps it the same way)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def test_writer_stores_every_block_in_batches(tmp_path: Path) -> None:
+    store = await TieredStore.open(tmp_path, CONFIG)
+    blocks = [raw_block(size=1 + (i * 7919) % 300_000) for i in range(200)]
+    await store.put(*blocks[5])  # already there: not new
+    async with block_writer(store) as writer:
+        for cid, data in [*blocks, blocks[0]]:  # a duplicate in the stream too
+            await writer.add(bytes(cid), data)
+    assert writer.new == 199
+    assert 1 <= writer.batches <= 200
+    for cid, data in blocks:
+        assert await store.get(cid) == data
+    await store.close()
+
+
+async def test_a_bad_block_stops_the_upload_with_its_error(tmp_path: Path) -> None:
+    store = await TieredStore.open(tmp_path, CONFIG)
+    good = [raw_block(size=50_000) for _ in range(20)]
+    bad_cid, _ = raw_block(size=10)
+    with pytest.raises(BaseException) as info:
+        async with block_writer(store) as writer:
+            for cid, data in good:
+                await writer.add(cid, data)
+            await writer.add(bad_cid, b"not those bytes")
+            for _ in range(20):
+                await writer.add(*raw_block(size=50_000))
+    assert isinstance(lone(info.value), HashMismatchError)
+    assert not store.is_local(bad_cid)
+    cid, data = raw_block()
+    await store.put(cid, data)  # the store goes on
+    assert await store.get(cid) == data
+    await store.close()
+
+
+async def test_links_of_a_pin_walk(tmp_path: Path) -> None:
+    """The pin walk's link reader (fast scanner) gives the same CIDs, v0 and v1 alike."""
+    store = await TieredStore.open(tmp_path, CONFIG)
+    leaves = [raw_block(size=100 + i) for i in range(3)]
+    for version in (0, 1):
+        cid, body = dagpb_block([(c, len(d)) for c, d in leaves], version=version)
+        assert [str(c) for c in store.links(cid, body)] == [str(c) for c, _ in leaves]
+        for c, d in leaves:
+            await store.put(c, d)
+        await store.put(cid, body)
+        await store.pin(cid)
+        assert store.is_pinned(leaves[1][0])
+    await store.close()
+
+
+@settings(max_examples=50, deadline=None)
+@given(sizes=st.lists(st.integers(0, 5000), min_size=1, max_size=8),
+       cuts=st.lists(st.integers(1, 4000), min_size=1, max_size=20))
+def test_frames_survive_any_chunking(sizes: list[int], cuts: list[int]) -> None:
+    frames = [(os.urandom(36), os.urandom(n)) for n in sizes]
+    stream = b"".join(encode_frame(c, d) for c, d in frames)
+    decoder = FrameDecoder()
+    got: list[tuple[bytes, bytes]] = []
+    pos = i = 0
+    while pos < len(stream):
+        step = cuts[i % len(cuts)]
+        got += decoder.feed(stream[pos:pos + step])
+        pos, i = pos + step, i + 1
+    decoder.close()
+    assert got == frames
+    half = FrameDecoder()
+    half.feed(stream[:-1])
+    with pytest.raises(FrameError, match="ended inside a frame"):
+        half.close()
