@@ -4,7 +4,8 @@
 Streams are one-way, as Kubo and Helia use them: we read a peer's messages on the streams it
 opens to us, and send ours (wants and answers alike) on one outbound stream per peer, reused,
 and reopened when the peer has closed it (Helia closes idle streams after 10 s). One sender
-task per peer drains that peer's queue, at most ``MAX_BATCH_BYTES`` of blocks per message.
+task per peer drains that peer's queue, at most ``MAX_BATCH_BYTES`` of blocks per message
+(a bigger block alone).
 
 Hostile peers: a global limit bounds how many messages are being built (blocks read from the
 store) at once, but no slot is held while writing, and every write, stream open and dial has a
@@ -64,7 +65,13 @@ log = get_logger(__name__)
 
 PROTOCOLS = [TProtocol(p) for p in ("/ipfs/bitswap/1.2.0", "/ipfs/bitswap/1.1.0",
                                     "/ipfs/bitswap/1.0.0", "/ipfs/bitswap")]
-MAX_BATCH_BYTES = 1024 * 1024
+# Blocks per message: small ones packed up to this, a bigger one alone (Kubo's engine targets
+# 16 KiB, so each 256 KiB block is its own message). A Kubo fetcher asks for 10 blocks at a
+# time and times a peer out (a DONT_HAVE it makes up, then want-haves and a provider search)
+# after twice its recent answer latency: a 1 MiB message made its first block wait for three,
+# and it could use none of them (hash, store, hand on) before the last byte came. One block a
+# message: Kubo<-ours 1.29x median of Kubo<-Kubo in one A/B run, against 1.01x with 1 MiB.
+MAX_BATCH_BYTES = 256 * 1024
 SEND_CONCURRENCY = 8
 STORE_CONCURRENCY = 16  # fetched blocks being written at once (bounds memory too)
 READ_SIZE = 256 * 1024
