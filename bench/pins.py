@@ -12,8 +12,9 @@
    index) with all blocks and pins, after a clean stop and after kill -9.
 4. A daemon on that repo runs ``repo/gc?full=true`` over the RPC while another thread calls
    ``id`` over the RPC in a loop: GC time, ``id`` latency p50/p99/max during it.
-5. Three fresh daemons: A adds ``--dag-mib`` MiB of random bytes; B ``pin/add``s it from A; C
-   ``cat``s it from A. MB/s of each and their ratio.
+5. A adds ``--dag-mib`` MiB of random bytes; in each of ``--dag-runs`` runs fresh B
+   ``pin/add``s it from A and fresh C ``cat``s it from A, taking turns to go first. MB/s of
+   each as min/median/max, and the ratio of the medians.
 
 Targets (issue 20): pin cost flat (<= 1.2x); restart <= 2 s; <= 200 B of RSS a block; GC of
 1,000,000 blocks <= 60 s with ``id`` p99 <= 50 ms; pin add fetch >= 0.9x cat throughput.
@@ -190,32 +191,55 @@ def gc_with_id_probe(root: Path, repo_name: str) -> None:
 
 # -- 5: pin add from a peer against cat ------------------------------------------------------
 
-def pin_vs_cat(root: Path, mib: int) -> None:
-    a, b, c = (Daemon(root, name=n).start(env=ENV, timeout=60) for n in ("a", "b", "c"))
+def pin_vs_cat(root: Path, mib: int, runs: int) -> None:
+    """A holds the DAG; each run, fresh peers B (pin add) and C (cat) fetch it from A, in
+    turns, who goes first alternating."""
+    a = Daemon(root, name="a").start(env=ENV, timeout=60)
     try:
         data = os.urandom(mib * 2**20)
         path = root / "dag.bin"
         path.write_bytes(data)
         cid = a.cli("add", "-Q", str(path), timeout=600).stdout.strip()
-        for peer in (b, c):
-            assert peer.cli("swarm", "connect", a.addr).returncode == 0
-        t = time.perf_counter()
-        b.api("pin/add", {"arg": cid}, timeout=600)
-        pin_s = time.perf_counter() - t
-        t = time.perf_counter()
-        h = hashlib.sha256()
-        with Client(c.repo / "api.sock", repo=c.repo, timeout=600) as client, \
-                client.stream("cat", {"arg": cid}) as response:
-            for chunk in response.iter_bytes():
-                h.update(chunk)
-        cat_s = time.perf_counter() - t
-        assert h.digest() == hashlib.sha256(data).digest()
+        pin_s: list[float] = []
+        cat_s: list[float] = []
+
+        def pin(b: Daemon) -> None:
+            t = time.perf_counter()
+            b.api("pin/add", {"arg": cid}, timeout=600)
+            pin_s.append(time.perf_counter() - t)
+
+        def cat(c: Daemon) -> None:
+            t = time.perf_counter()
+            h = hashlib.sha256()
+            with Client(c.repo / "api.sock", repo=c.repo, timeout=600) as client, \
+                    client.stream("cat", {"arg": cid}) as response:
+                for chunk in response.iter_bytes():
+                    h.update(chunk)
+            cat_s.append(time.perf_counter() - t)
+            assert h.digest() == hashlib.sha256(data).digest()
+
+        for run in range(runs):
+            b, c = (Daemon(root, name=f"{n}{run}").start(env=ENV, timeout=60) for n in "bc")
+            try:
+                for peer in (b, c):
+                    assert peer.cli("swarm", "connect", a.addr).returncode == 0
+                if run % 2 == 0:
+                    pin(b)
+                    cat(c)
+                else:
+                    cat(c)
+                    pin(b)
+            finally:
+                b.stop()
+                c.stop()
         size = len(data) / 1e6
-        print(f"{mib} MiB DAG from a peer: pin add {size / pin_s:.1f} MB/s ({pin_s:.1f} s), "
-              f"cat {size / cat_s:.1f} MB/s ({cat_s:.1f} s); ratio {cat_s / pin_s:.2f}")
+        pin_mb = [size / t for t in pin_s]
+        cat_mb = [size / t for t in cat_s]
+        print(f"{mib} MiB DAG from a peer ({runs} runs): pin add {spread(pin_mb, '{:.1f}')} "
+              f"MB/s, cat {spread(cat_mb, '{:.1f}')} MB/s (min/median/max); ratio of medians "
+              f"{statistics.median(pin_mb) / statistics.median(cat_mb):.2f}")
     finally:
-        for d in (a, b, c):
-            d.stop()
+        a.stop()
 
 
 def main() -> None:
@@ -224,6 +248,7 @@ def main() -> None:
     parser.add_argument("--pins", type=int, default=100_000)
     parser.add_argument("--dag-mib", type=int, default=64)
     parser.add_argument("--batches", type=int, default=7)
+    parser.add_argument("--dag-runs", type=int, default=3)
     parser.add_argument("--child-open", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--hold", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -243,7 +268,7 @@ def main() -> None:
         trio.run(fill_and_pin, node.repo, args.blocks, args.pins, args.batches)
         restart(node.repo, args.blocks)
         gc_with_id_probe(root, "big")
-        pin_vs_cat(root, args.dag_mib)
+        pin_vs_cat(root, args.dag_mib, args.dag_runs)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

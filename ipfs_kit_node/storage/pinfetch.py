@@ -29,7 +29,8 @@ MAX_ATTEMPTS = 3  # a pin whose blocks GC took between fetch and record is fetch
 
 
 class BlockFetcher(Protocol):
-    """The narrow part of Bitswap a pin needs (``Components.fetch``)."""
+    """The narrow part of Bitswap a pin needs (``Components.fetch``); a ``prefetch(cids)``
+    method, if it has one, is told each node's links at once."""
 
     async def fetch(self, cid: CidLike, timeout: float = ...) -> bytes: ...
 
@@ -56,6 +57,7 @@ async def fetch_dag(store: TieredStore, fetcher: BlockFetcher | None, root: CidL
     pending = 0
     done = trio.Event()
     root = to_cid(root)
+    prefetch: Callable[[list[CID]], None] | None = getattr(fetcher, "prefetch", None)
 
     def queue(cid: CID) -> None:
         nonlocal pending
@@ -85,7 +87,10 @@ async def fetch_dag(store: TieredStore, fetcher: BlockFetcher | None, root: CidL
         state.blocks += 1
         state.bytes += len(data)
         if recursive:
-            for child in store.links(cid, data):
+            children = store.links(cid, data)
+            if prefetch is not None:  # one wantlist message for a node's links, not one each
+                prefetch([c for c in children if key_of(c) not in seen])
+            for child in children:
                 queue(child)
         if progress is not None:
             progress(state)
