@@ -258,6 +258,25 @@ def test_batches_respect_max_bytes_and_carry_pending() -> None:
     assert len(tasks) == 3 and pending == 7 * 300_000
 
 
+def test_a_want_have_never_downgrades_a_pending_want_block() -> None:
+    """Kubo re-asks with a want-have when it gave up waiting (its DONT_HAVE timeout) while
+    the block is still queued here: the block stays queued (boxo keeps the want-block)."""
+    ledger = Ledger()
+    served, queued, waiting = raw(b"s"), raw(b"q"), raw(b"w")
+    for want in ledger.message_received("p", Message(wants=tuple(
+            WantEntry(c, want_type=WantType.BLOCK) for c in (served, queued, waiting)))):
+        ledger.evaluate("p", want, None if want.cid == waiting else 300_000)
+    assert [t.cid for t in ledger.next_batch("p", 1)[0]] == [served]  # queued one left
+    for want in ledger.message_received("p", Message(wants=tuple(
+            WantEntry(c, want_type=WantType.HAVE, send_dont_have=True)
+            for c in (served, queued, waiting)))):
+        ledger.evaluate("p", want, None if want.cid == waiting else 300_000)
+    tasks = {t.cid: t.kind for t in ledger.next_batch("p", 10**6)[0]}
+    # still a block for the pending want-block; the served one is a new want: HAVE
+    assert tasks == {queued: TaskKind.BLOCK, served: TaskKind.HAVE}
+    assert ledger.wanted_by(waiting)[0][1].want_type is WantType.BLOCK
+
+
 # -- want manager ------------------------------------------------------------------------------
 
 def test_discovery_then_targeted_want_blocks() -> None:

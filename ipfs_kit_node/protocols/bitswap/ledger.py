@@ -3,9 +3,10 @@
 Kubo's rules: a want-block we can serve gets the block; a want-have gets the block itself when
 it is at most 1024 bytes, else HAVE; a block we lack gets DONT_HAVE only if the peer asked for
 it (``sendDontHave``), otherwise the want waits in the peer's wantlist and is served when the
-block arrives. Cancels remove wants and anything still queued for them; a full wantlist
-replaces the previous one. The shell looks blocks up (``size`` = None when absent), then drains
-``next_batch`` per peer, at most ``max_bytes`` of blocks per message.
+block arrives; a want-have never replaces a want-block still pending. Cancels remove wants
+and anything still queued for them; a full wantlist replaces the previous one. The shell looks
+blocks up (``size`` = None when absent), then drains ``next_batch`` per peer, at most
+``max_bytes`` of blocks per message.
 
 Bounded by design: at most ``MAX_WANTS_PER_PEER`` wants (and so tasks) per peer, and a peer's
 ledger is forgotten when it disconnects (``forget``, ``retain``); the counters of a peer we no
@@ -94,8 +95,16 @@ class Ledger:
                 if task is not None:
                     ledger.queued_bytes -= task.size
                 continue
-            if key not in ledger.wants and len(ledger.wants) >= MAX_WANTS_PER_PEER:
+            old = ledger.wants.get(key)
+            if old is None and len(ledger.wants) >= MAX_WANTS_PER_PEER:
                 continue  # over the per-peer limit (boxo: 1024 queued wants)
+            if old is not None and old.want_type is WantType.BLOCK \
+                    and want.want_type is WantType.HAVE:
+                # As boxo: a want-have never downgrades a want-block not yet served. Kubo
+                # sends one when it gave up waiting on us (its DONT_HAVE timeout, twice its
+                # recent latency) while the block was queued here: answering HAVE instead
+                # cost it another round trip for the block.
+                continue
             ledger.wants[key] = want
             new.append(want)
         return new
