@@ -46,6 +46,7 @@ __all__ = [
     "load_trace",
     "replay",
     "scan_hot_workload",
+    "shifting_zipf_workload",
     "traces_dir",
     "zipf_workload",
 ]
@@ -185,6 +186,24 @@ def zipf_workload(
     rng = random.Random(seed)
     cum = list(itertools.accumulate(1.0 / r**alpha for r in range(1, n_keys + 1)))
     return rng.choices(range(n_keys), cum_weights=cum, k=n_requests)
+
+
+def shifting_zipf_workload(
+    n_requests: int = 200_000, n_keys: int = 20_000, alpha: float = 0.9,
+    shift_every: int = 5_000, seed: int = 1,
+) -> list[int]:
+    """Zipf(alpha) whose popular keys change every ``shift_every`` requests: each phase ranks
+    the same n_keys keys in a new random order, so the hot set a cache learnt goes cold at
+    once and a new one (mostly keys that were cold) takes over."""
+    rng = random.Random(seed)
+    cum = list(itertools.accumulate(1.0 / r**alpha for r in range(1, n_keys + 1)))
+    ranks = rng.choices(range(n_keys), cum_weights=cum, k=n_requests)
+    order = list(range(n_keys))
+    out: list[int] = []
+    for start in range(0, n_requests, shift_every):
+        rng.shuffle(order)
+        out.extend(order[r] for r in ranks[start:start + shift_every])
+    return out
 
 
 def scan_hot_workload(
@@ -404,6 +423,11 @@ def _zipf_default() -> list[int]:
     return zipf_workload()
 
 
+@functools.lru_cache(maxsize=2)
+def _shifting_zipf(shift_every: int) -> list[int]:
+    return shifting_zipf_workload(shift_every=shift_every)
+
+
 @functools.lru_cache(maxsize=1)
 def _scan_hot_default() -> list[int]:
     return scan_hot_workload()
@@ -413,6 +437,8 @@ def _scan_hot_default() -> list[int]:
 WORKING_SET: dict[str, int] = {
     "zipf0.9": 20_000,
     "scan+hot": 20_000,
+    "zipf-shift5k": 20_000,
+    "zipf-shift2k": 20_000,
     **{name: TRACE_COUNTS[name][1] for name in BENCH_TRACES},
 }
 
@@ -421,6 +447,9 @@ def _build_cases() -> list[Case]:
     cases = [
         Case("zipf0.9@2000", _zipf_default, 2_000),
         Case("scan+hot@2000", _scan_hot_default, 2_000),
+        Case("zipf-shift5k@2000", functools.partial(_shifting_zipf, 5_000), 2_000),
+        Case("zipf-shift2k@2000", functools.partial(_shifting_zipf, 2_000), 2_000),
+        Case("zipf-shift5k@500", functools.partial(_shifting_zipf, 5_000), 500),
     ]
     for name in BENCH_TRACES:
         distinct = WORKING_SET[name]

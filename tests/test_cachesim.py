@@ -133,6 +133,17 @@ def test_workloads_deterministic() -> None:
     assert cold[:1_000] == [100 + i % 900 for i in range(1_000)]  # sequential, cycling
 
 
+def test_shifting_zipf_moves_its_hot_set() -> None:
+    keys = cs.shifting_zipf_workload(20_000, 2_000, shift_every=5_000, seed=3)
+    assert keys == cs.shifting_zipf_workload(20_000, 2_000, shift_every=5_000, seed=3)
+    assert len(keys) == 20_000 and min(keys) >= 0 and max(keys) < 2_000
+    phases = [keys[i:i + 5_000] for i in range(0, 20_000, 5_000)]
+    tops = [max(set(p), key=p.count) for p in phases]
+    assert len(set(tops)) > 1  # the most popular key changes between phases
+    first = phases[0]
+    assert first.count(tops[0]) > 5 * phases[1].count(tops[0])
+
+
 def test_cases() -> None:
     labels = [c.label for c in cs.CASES]
     assert len(labels) == len(set(labels))

@@ -7,14 +7,18 @@ the blocks that are read again and again. A hit in probation promotes to protect
 in bytes: a large candidate must beat every victim it displaces.
 
 Heat here is the tier's own short-horizon score: access count, halved every 10x (cached
-entries) accesses (TinyLFU's aging), compared capped at 12 (TinyLFU's counters saturate at
-15): past the cap hot blocks tie, and a tie keeps the resident block, which is what lets a
-cyclic scan freeze part of itself in instead of churning. The store's index keeps the
-long-horizon, wall-clock heat that GC and the remote tier use and that survives restarts; a
-block unknown to this tier (after a restart) starts from the index heat passed to ``put``.
+entries) accesses (TinyLFU's aging), saturating at 12 (TinyLFU's counters stop at 15; an
+uncapped count of a block that was very hot took five halvings to fall back, so a hot set that
+moved kept losing admission to stale residents): past the cap hot blocks tie, and a tie keeps
+the resident block, which is what lets a cyclic scan freeze part of itself in instead of
+churning. The store's index keeps the long-horizon, wall-clock heat that GC and the remote tier
+use and that survives restarts; a block unknown to this tier (after a restart) starts from the
+index heat passed to ``put``.
 
 The window's share adapts by hill climbing on the hit ratio (as Caffeine does): recency-heavy
-workloads grow it towards LRU behaviour, frequency-heavy ones shrink it.
+workloads grow it towards LRU behaviour (up to all of the budget), frequency-heavy ones shrink
+it. The aging period shrinks with it (10x down to 1x entries), so counts are forgotten faster
+when recency is what pays.
 
 Pure and synchronous: no I/O, no trio. ``get`` is the hot path and is kept flat on purpose.
 """
@@ -27,8 +31,10 @@ from dataclasses import dataclass
 
 CLIMB_STEP = 0.0625  # share of the budget the window moves per climbing step
 AGE_EVERY = 10  # halve all heat every AGE_EVERY x (cached entries) accesses
-CLIMB_EVERY = 3  # one climbing step every CLIMB_EVERY x (cached entries) accesses
+CLIMB_EVERY = 1  # one climbing step every CLIMB_EVERY x (cached entries) accesses
 FORGET_BELOW = 0.5  # at each halving, forget keys whose count is below this
+MAX_WINDOW = 1.0  # the window's largest share of the budget
+AGE_MIN = 1.0  # the shortest aging period, x (cached entries) accesses
 
 
 @dataclass
@@ -115,7 +121,9 @@ class MemoryTier:
     def get(self, key: Hashable) -> bytes | None:
         """A read: counts towards the key's heat whether or not the block is cached."""
         heat = self._heat
-        heat[key] = heat.get(key, 0.0) + 1.0
+        count = heat.get(key, 0.0)
+        if count < self._heat_cap:  # saturates, as TinyLFU's 4-bit counters do (see _age)
+            heat[key] = count + 1.0
         self._age_countdown -= 1
         if not self._age_countdown:
             self._age()
@@ -253,7 +261,10 @@ class MemoryTier:
 
     def _age(self) -> None:
         """Every count halves; keys that fell below a quarter of an access are forgotten."""
-        self._age_countdown = AGE_EVERY * self._capacity_entries()
+        # The more the climber favours recency (a larger window), the shorter the memory of
+        # frequency: a hot set that moves leaves stale counts behind that block admission.
+        self._age_countdown = int(max(AGE_MIN, AGE_EVERY * (1.0 - self._window_share))
+                                  * self._capacity_entries())
         self._heat = {k: v * 0.5 for k, v in self._heat.items() if v >= FORGET_BELOW}
 
     def _climb(self) -> None:
@@ -270,7 +281,7 @@ class MemoryTier:
             # As Caffeine: a big shift in the workload restarts the climb at full step.
             self._step = (CLIMB_STEP if amount > 0 else -CLIMB_STEP) if abs(change) >= 0.05 \
                 else amount * 0.98
-            self._window_share = min(0.8, max(0.0, self._window_share + amount))
+            self._window_share = min(MAX_WINDOW, max(0.0, self._window_share + amount))
         self._previous_ratio = ratio
         self._set_limits()
         self._shrink_window()

@@ -89,3 +89,20 @@ def test_heat_halves_once_per_half_life() -> None:
     assert model.value(count, epoch) == 0.5
     count, epoch = model.touch(count, epoch)
     assert model.value(count, epoch) == 1.5
+
+
+def test_a_moving_hot_set_is_followed() -> None:
+    """A very hot set read hundreds of times, then never again: a new hot set read a few
+    times each must get in (stored counts saturate, so stale heat halves away quickly)."""
+    tier = MemoryTier(200 * 100)
+    old = [f"old{i}" for i in range(150)]
+    for _ in range(100):
+        for key in old:
+            read_through(tier, key)
+    new = [f"new{i}" for i in range(150)]
+    rng = random.Random(2)
+    for _ in range(10):
+        for key in rng.sample(new, len(new)):
+            read_through(tier, key)
+    assert sum(key in tier for key in new) >= 120  # uncapped stored counts: 91
+    assert max(tier.heat(key) for key in old) <= 12.0
