@@ -413,6 +413,10 @@ class HttpServer:
                 body_ok = await _discard_body(conn, stream)
                 await _send(conn, stream, refusal, head, sent=sent)
                 return body_ok and conn.our_state is h11.DONE and conn.their_state is h11.DONE
+            if conn.they_are_waiting_for_100_continue:  # else curl waits 1 s a body > 1 MiB
+                with trio.fail_after(READ_TIMEOUT):
+                    await stream.send_all(conn.send(h11.InformationalResponse(
+                        status_code=100, headers=[])))
             if self.router.is_streaming(method, target.path):
                 return await self._serve_streaming(conn, stream, shell, policy, head, sent)
             body = bytearray()

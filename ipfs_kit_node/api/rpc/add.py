@@ -41,6 +41,9 @@ SPOOL_BYTES = 8 * 1024 * 1024
 # Blocks made are stored (fsynced, indexed) a batch at a time.
 PUT_BATCH_BLOCKS = 512
 PUT_BATCH_BYTES = 1024 * 1024
+# Chunks are hashed in a worker thread about a MiB at a time: a thread hop a 256 KiB chunk
+# cost more than hashing it when the machine was busy.
+HOP_BYTES = 1024 * 1024
 
 _TRUE = ("1", "true", "yes", "")  # a bare ?flag counts as true, as go-ipfs-cmds reads it
 
@@ -114,10 +117,13 @@ class _Session:
     top: list[tuple[str, Entry]] = field(default_factory=list)
     pending: list[tuple[bytes, bytes]] = field(default_factory=list)
     pending_bytes: int = 0
+    storing: trio.Event | None = None  # set when the batch stored in the background is
+    store_error: Exception | None = None
 
     async def put(self, blocks: list[Block]) -> None:
-        """Blocks are stored a batch at a time (one group of fsyncs and one index commit);
-        ``flush`` before telling the client an entry is added."""
+        """Blocks are stored a batch at a time (one group of fsyncs and one index commit),
+        each batch in the background while the next is imported; ``flush`` before telling
+        the client an entry is added."""
         if self.only_hash:
             return
         for block in blocks:
@@ -125,12 +131,38 @@ class _Session:
                 self.pending.append((block.cid_bytes, block.data))
                 self.pending_bytes += len(block.data)
         if len(self.pending) >= PUT_BATCH_BLOCKS or self.pending_bytes >= PUT_BATCH_BYTES:
-            await self.flush()
+            await self.flush(wait=False)
 
-    async def flush(self) -> None:
+    async def flush(self, *, wait: bool = True) -> None:
+        """Store what is pending; with ``wait`` return once every block so far is durable,
+        else start it on the store's nursery (one batch at a time) and return. The request
+        body is an async generator, which must not hold a nursery of its own."""
+        await self._stored()
         batch, self.pending, self.pending_bytes = self.pending, [], 0
-        if batch:
+        if not batch:
+            return
+        nursery = self.store.store.background
+        if wait or nursery is None:
             await self.store.store.put_many(batch, hashed=True)
+            return
+        self.storing = done = trio.Event()
+        nursery.start_soon(self._store_batch, batch, done)
+
+    async def _store_batch(self, batch: list[tuple[bytes, bytes]], done: trio.Event) -> None:
+        try:
+            await self.store.store.put_many(batch, hashed=True)
+        except Exception as exc:  # raised to the request by its next flush
+            self.store_error = exc
+        finally:
+            done.set()
+
+    async def _stored(self) -> None:
+        if self.storing is not None:
+            await self.storing.wait()
+            self.storing = None
+        if self.store_error is not None:
+            error, self.store_error = self.store_error, None
+            raise error
 
     def cid_text(self, cid_bytes: bytes) -> str:
         cid = to_cid(cid_bytes)
@@ -225,6 +257,7 @@ async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
     builder: FileBuilder | None = None
     spool: Any = None
     symlink = bytearray()
+    ready: list[bytes] = []  # chunks cut, not yet hashed
     seen = reported = 0
     async for event in parts:
         if isinstance(event, PartHeaders):
@@ -252,8 +285,11 @@ async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
             elif spool is not None:
                 await trio.to_thread.run_sync(spool.write, event.data)
             elif builder is not None and chunker is not None:
-                for chunk in chunker.feed(event.data):
-                    await session.put(await trio.to_thread.run_sync(builder.add_chunk, chunk))
+                ready += chunker.feed(event.data)
+                if sum(map(len, ready)) >= HOP_BYTES:
+                    made = await trio.to_thread.run_sync(_add_chunks, builder, ready)
+                    ready = []
+                    await session.put(made)
             if session.progress and head.kind == "file" and seen - reported >= PROGRESS_EVERY:
                 reported = seen
                 yield json.dumps({"Name": path, "Bytes": seen}).encode() + b"\n"
@@ -271,7 +307,11 @@ async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
                 assert builder is not None and chunker is not None
                 rest = chunker.rest()
                 if rest:
-                    await session.put(await trio.to_thread.run_sync(builder.add_chunk, rest))
+                    ready.append(rest)
+                if ready:
+                    made = await trio.to_thread.run_sync(_add_chunks, builder, ready)
+                    ready = []
+                    await session.put(made)
                 blocks, entry = await trio.to_thread.run_sync(builder.finish)
                 await session.put(blocks)
                 builder = chunker = None
@@ -303,6 +343,10 @@ async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
     if pin:
         for entry in roots:
             await session.store.store.pin(to_cid(entry.cid_bytes), recursive=True)
+
+
+def _add_chunks(builder: FileBuilder, chunks: list[bytes]) -> list[Block]:
+    return [block for chunk in chunks for block in builder.add_chunk(chunk)]
 
 
 async def _import_spooled(session: _Session, spool: Any) -> Entry:

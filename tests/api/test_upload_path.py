@@ -1,0 +1,78 @@
+"""Uploads as clients send them: curl's ``Expect: 100-continue`` (curl waited 1 s for an
+answer that never came, on every body over 1 MiB) and the CLI's put-many stream of big
+blocks, each sent without being copied into a chunk."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from helpers import BIN, Daemon, run_cli
+
+MakeDaemon = Callable[..., Daemon]
+
+
+def cat(d: Daemon, cid: str) -> bytes:
+    return subprocess.run([str(BIN), "cat", "--repo", str(d.repo), cid], capture_output=True,
+                          timeout=60, check=True).stdout
+
+
+def test_expect_100_continue_is_answered_before_the_body(daemon: MakeDaemon,
+                                                         short_tmp: Path) -> None:
+    d = daemon().start()
+    data = os.urandom(300_000)
+    (short_tmp / "f.bin").write_bytes(data)
+    expected = run_cli("add", "-Q", "-n", str(short_tmp / "f.bin")).stdout.strip()
+    body = (b"--zz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.bin\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n--zz--\r\n")
+    host, port = d.rpc_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /api/v0/add?quiet=true HTTP/1.1\r\nHost: x\r\n"
+                     b"Expect: 100-continue\r\n"
+                     b"Content-Type: multipart/form-data; boundary=zz\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        early = b""
+        while b"\r\n\r\n" not in early:  # before any byte of the body
+            early += sock.recv(1)
+        assert early.startswith(b"HTTP/1.1 100 "), early
+        sock.sendall(body)
+        answer = b""
+        while b"\r\n0\r\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 ") and expected.encode() in answer
+    assert cat(d, expected) == data
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_upload_over_a_mib(daemon: MakeDaemon, short_tmp: Path) -> None:
+    """curl itself (it sends Expect: 100-continue past 1 MiB), the CID as add -n gives it."""
+    d = daemon().start()
+    path = short_tmp / "big.bin"
+    path.write_bytes(os.urandom(3 << 20))
+    out = subprocess.run(["curl", "-sf", "-X", "POST", "-F", f"file=@{path}",
+                          f"{d.rpc_url}/api/v0/add?quiet=true"],
+                         capture_output=True, timeout=60, check=True).stdout
+    assert run_cli("add", "-Q", "-n", str(path)).stdout.strip() in out.decode()
+
+
+def test_cli_add_of_big_and_small_blocks(daemon: MakeDaemon, short_tmp: Path) -> None:
+    """Big blocks go out as they are, small ones gathered: both arrive whole."""
+    d = daemon().start()
+    tree = short_tmp / "tree"
+    tree.mkdir()
+    files = {f"s{i}": os.urandom(i * 97) for i in range(1, 40)}
+    files["big"] = os.urandom(3 * 262_144 + 12_345)
+    for name, data in files.items():
+        (tree / name).write_bytes(data)
+    root = d.cli("add", "-r", "-Q", str(tree), timeout=60).stdout.strip()
+    assert root == run_cli("add", "-r", "-Q", "-n", str(tree)).stdout.strip()
+    for name in ("big", "s1", "s39"):
+        cid = run_cli("add", "-Q", "-n", str(tree / name)).stdout.strip()
+        assert cat(d, cid) == files[name]
