@@ -782,20 +782,28 @@ def _add_only_hash(args: argparse.Namespace) -> int:
 
 @_client_command("add")
 def _add(args: argparse.Namespace, client: Any) -> int:
-    from .storage.frames import encode_frame
+    from .codecs.putmany import encode_frame, encode_frame_head
     from .unixfs.importer import Block
 
     roots: list[str] = []
     progress = _Progress(args.paths, args.progress)
 
     def upload() -> Iterator[bytes]:
+        """Small blocks gathered into ~1 MiB chunks; a big block's bytes go out as they are
+        (not copied into a chunk: the upload's copies cost more CPU than its hashing)."""
         batch = bytearray()
         for item in _add_items(args):
             if isinstance(item, Block):
-                batch += encode_frame(item.cid_bytes, item.data)
-                if len(batch) >= 1 << 20:
+                if len(item.data) >= 1 << 16:
+                    batch += encode_frame_head(item.cid_bytes, len(item.data))
                     yield bytes(batch)
                     batch.clear()
+                    yield item.data
+                else:
+                    batch += encode_frame(item.cid_bytes, item.data)
+                    if len(batch) >= 1 << 20:
+                        yield bytes(batch)
+                        batch.clear()
             _report(item, args, roots, progress)
         if batch:
             yield bytes(batch)

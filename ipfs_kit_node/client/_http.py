@@ -70,10 +70,16 @@ class Connection:
         return Response(self, event.status_code, list(event.headers))
 
     def _send(self, event: Any) -> None:
-        data = self.h11.send(event)
-        if data:
+        # The pieces as h11 frames them, sent one by one: an upload's blocks go to the socket
+        # without being copied into each chunk's framing (a 64 MiB add copied 64 MiB here).
+        # Small ones are joined (one write: no Nagle stall between a head and its body).
+        pieces = self.h11.send_with_data_passthrough(event)
+        if pieces:
+            if len(pieces) > 1 and sum(map(len, pieces)) < 65536:
+                pieces = [b"".join(pieces)]
             try:
-                self.sock.sendall(data)
+                for piece in pieces:
+                    self.sock.sendall(piece)
             except TimeoutError:
                 raise ApiTimeoutError(f"the daemon stopped reading our request for "
                                       f"{self.timeout:g} s") from None

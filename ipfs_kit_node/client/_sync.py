@@ -400,13 +400,20 @@ class _Uploaded:
 
 def _frames(items: Iterator[Any], root: _Uploaded, batch_bytes: int = 1 << 20
             ) -> Iterator[bytes]:
-    """The importer's blocks as block/put-many frames, about a MiB per chunk."""
-    from ..storage.frames import encode_frame
+    """The importer's blocks as block/put-many frames: small ones about a MiB per chunk, a
+    big block's bytes as they are (not copied into a chunk)."""
+    from ..codecs.putmany import encode_frame, encode_frame_head
     from ..unixfs.importer import Added, Block
 
     batch = bytearray()
     for item in items:
         if isinstance(item, Block):
+            if len(item.data) >= 1 << 16:
+                batch += encode_frame_head(item.cid_bytes, len(item.data))
+                yield bytes(batch)
+                batch.clear()
+                yield item.data
+                continue
             batch += encode_frame(item.cid_bytes, item.data)
             if len(batch) >= batch_bytes:
                 yield bytes(batch)

@@ -5,16 +5,19 @@
     async for chunk in cat(store, cid): ...
 """
 
-from .exporter import (
-    BlockGetter,
-    DagTooDeepError,
-    DirEntry,
-    NotAFileError,
-    UnixFSSizeError,
-    cat,
-    ls,
-    resolve,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .exporter import (
+        BlockGetter,
+        DagTooDeepError,
+        DirEntry,
+        NotAFileError,
+        UnixFSSizeError,
+        cat,
+        ls,
+        resolve,
+    )
 from .importer import (
     KUBO_DEFAULT,
     PROFILES,
@@ -54,3 +57,16 @@ __all__ = [
     "ls",
     "resolve",
 ]
+
+_EXPORTER = {"BlockGetter", "DagTooDeepError", "DirEntry", "NotAFileError", "UnixFSSizeError",
+             "cat", "ls", "resolve"}
+
+
+def __getattr__(name: str) -> Any:
+    """The exporter's names, imported when first used: it pulls in trio, which the CLI's
+    ``add`` (importer only) has no use for (~0.1 s of every command's start)."""
+    if name in _EXPORTER:
+        from . import exporter
+
+        return getattr(exporter, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
