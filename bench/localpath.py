@@ -26,6 +26,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import BIN, Daemon
@@ -73,11 +76,25 @@ def mbps(size: int, seconds: list[float]) -> list[float]:
     return [size / s / 1e6 for s in seconds]
 
 
+def daemon_cpu(node: Node) -> float:
+    assert node.proc is not None
+    times = psutil.Process(node.proc.pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def one_size(node: Node, cold: Node, root: Path, size_mib: int, runs: int) -> None:
     size = size_mib << 20
     cli = [str(BIN)]
     rows: dict[str, list[float]] = {k: [] for k in (
         "cat FILE", "sha256sum FILE", "add -n", "add", "cat", "cat (no memory tier)", "get")}
+    cpu: dict[str, list[float]] = {k: [] for k in ("add", "cat", "cat (no memory tier)", "get")}
+
+    def daemon_timed(name: str, n: Node, cmd: list[str], **kw: Any) -> tuple[float, str]:
+        before = daemon_cpu(n)
+        took, out = timed(cmd, **kw)
+        rows[name].append(took)
+        cpu[name].append(daemon_cpu(n) - before)
+        return took, out
     previous: str | None = None
     for run in range(runs):
         src = root / f"in-{size_mib}-{run}.bin"
@@ -90,25 +107,27 @@ def one_size(node: Node, cold: Node, root: Path, size_mib: int, runs: int) -> No
             for n in (node, cold):
                 n.cli("pin", "rm", previous, timeout=600)
                 n.cli("repo", "gc", timeout=600)
-        took, out = timed([*cli, "add", "-Q", "--repo", str(node.repo), str(src)], stdout=None)
-        rows["add"].append(took)
+        _, out = daemon_timed("add", node, [*cli, "add", "-Q", "--repo", str(node.repo),
+                                            str(src)], stdout=None)
         cid = out.strip()
         previous = cid
-        rows["cat"].append(timed([*cli, "cat", "--repo", str(node.repo), cid])[0])
+        daemon_timed("cat", node, [*cli, "cat", "--repo", str(node.repo), cid])
         timed([*cli, "add", "-Q", "--repo", str(cold.repo), str(src)])
-        rows["cat (no memory tier)"].append(
-            timed([*cli, "cat", "--repo", str(cold.repo), cid])[0])
+        daemon_timed("cat (no memory tier)", cold, [*cli, "cat", "--repo", str(cold.repo), cid])
         out_dir = root / "got"
         out_dir.mkdir(exist_ok=True)
-        rows["get"].append(timed([*cli, "get", "--repo", str(node.repo), "-o",
-                                  str(out_dir / "f"), cid])[0])
+        daemon_timed("get", node, [*cli, "get", "--repo", str(node.repo), "-o",
+                                   str(out_dir / "f"), cid])
         if (out_dir / "f").stat().st_size != size:
             raise RuntimeError("get wrote the wrong size")
         shutil.rmtree(out_dir)
         src.unlink()
     print(f"{size_mib} MiB file, {runs} runs (MB/s, wall of the whole command)")
     for name, seconds in rows.items():
-        print(f"  {name:22s} {spread(mbps(size, seconds), 'MB/s')}")
+        line = f"  {name:22s} {spread(mbps(size, seconds), 'MB/s')}"
+        if name in cpu:  # steadier than wall time on a shared machine
+            line += f"  daemon CPU {statistics.median(cpu[name]):.2f} s"
+        print(line)
     ref = statistics.median(mbps(size, rows["sha256sum FILE"]))
     for name in ("add", "cat", "cat (no memory tier)", "get"):
         ours = statistics.median(mbps(size, rows[name]))
