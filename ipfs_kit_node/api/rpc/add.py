@@ -242,10 +242,20 @@ def register_add_routes(router: Router, store: StoreService) -> None:
         assert request.chunks is not None
         body = _add_lines(session, events(request.chunks, boundary),
                           pin=pin is not False and not session.only_hash)
+        if not session.only_hash:
+            body = _held(session, body)
         return Response(body=body, content_type="application/json",
                         headers=[("x-chunked-output", "1")])
 
     router.add("POST", "/api/v0/add", add, streaming=True)
+
+
+async def _held(session: _Session, lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A GC meanwhile spares every block this add stores (or finds stored) until the add has
+    pinned them and ended."""
+    with session.store.store.hold():
+        async for line in lines:
+            yield line
 
 
 async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
