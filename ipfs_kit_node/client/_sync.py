@@ -305,15 +305,41 @@ class RangeReader(io.RawIOBase):
 
 
 def untar(chunks: Iterator[bytes], out: Path) -> None:
-    """Unpack the RPC's ``get`` tar into ``out`` (tarfile's ``data`` filter: nothing lands
-    outside it); the tar's top entry is named by the CID and renamed to ``out``."""
+    """Unpack the RPC's ``get`` tar into ``out``; the tar's top entry is named by the CID and
+    becomes ``out``. tarfile's ``data`` filter runs against ``out`` itself, and a member whose
+    path or a parent on disk is already a symlink is refused (a folder listing one name twice,
+    a symlink then a file, would otherwise write through the link, outside ``out``)."""
     import tarfile
 
     with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:
-        for member in tar:
+        top_is_dir = False
+        for index, member in enumerate(tar):
             _, _, rest = member.name.partition("/")
-            member.name = out.name + ("/" + rest if rest else "")
-            tar.extract(member, out.parent, filter="data")
+            rest = rest.rstrip("/")
+            if index == 0:
+                top_is_dir = member.isdir()
+                if not top_is_dir:  # a lone file or symlink named ``out``
+                    if out.is_symlink():
+                        raise IpfsKitError(f"{out} is a symlink: not written through")
+                    member.name = out.name
+                    tar.extract(member, out.parent, filter="data")
+                    continue
+                if out.is_symlink():
+                    raise IpfsKitError(f"{out} is a symlink: not written through")
+                out.mkdir(parents=True, exist_ok=True)
+                member.name = "."
+                tar.extract(member, out, filter="data")  # the top's mode/mtime only
+                continue
+            if not top_is_dir or not rest:
+                raise IpfsKitError(f"the daemon's tar has an unexpected entry {member.name!r}")
+            step = out
+            for part in Path(rest).parts:
+                step = step / part
+                if step.is_symlink():
+                    raise IpfsKitError(f"{member.name!r} goes through the symlink {step}: "
+                                       "refused (a name listed twice in a folder?)")
+            member.name = rest
+            tar.extract(member, out, filter="data")
 
 
 class _ChunkReader(io.RawIOBase):

@@ -12,7 +12,7 @@ from helpers import Daemon
 
 from ipfs_kit_node import Client
 from ipfs_kit_node.client import Entry, Pin, Stat
-from ipfs_kit_node.errors import ApiError, DaemonNotRunningError, TaskFailedError
+from ipfs_kit_node.errors import ApiError, DaemonNotRunningError, IpfsKitError, TaskFailedError
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -86,3 +86,70 @@ def test_client_against_a_daemon(daemon: MakeDaemon, short_tmp: Path) -> None:
 def test_no_daemon_is_a_clear_error(short_tmp: Path) -> None:
     with pytest.raises(DaemonNotRunningError, match="no ipfs-kit-node daemon"):
         Client(repo=short_tmp).id()
+
+
+def _hostile_folder(c: Client) -> str:
+    """A dag-pb folder listing ``a`` twice: a symlink to ``../.bashrc``, then a file."""
+    from multiformats import CID
+
+    from ipfs_kit_node.codecs import dagpb
+    from ipfs_kit_node.unixfs import data as fs
+
+    def put(block: bytes) -> CID:
+        return CID.decode(c.block.put(block, codec="dag-pb"))
+
+    link = put(dagpb.encode([], fs.UnixFSData(type=fs.SYMLINK, data=b"../.bashrc").encode()))
+    payload = b"pwned by a DAG\n"
+    f = put(dagpb.encode([], fs.UnixFSData(type=fs.FILE, data=payload,
+                                           filesize=len(payload)).encode()))
+    return str(put(dagpb.encode([dagpb.PBLink(link, "a", 10), dagpb.PBLink(f, "a", 20)],
+                                fs.UnixFSData(type=fs.DIRECTORY).encode())))
+
+
+def test_get_of_a_name_listed_twice_writes_nothing_outside(daemon: MakeDaemon,
+                                                           short_tmp: Path) -> None:
+    d = daemon("master").start()
+    home = short_tmp / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("original\n")
+    with Client(repo=d.repo) as c:
+        hostile = _hostile_folder(c)
+        with pytest.raises(ApiError, match="broke off"):  # the unix socket cuts it off
+            c.get(hostile, home / "dl")
+    with Client(d.rpc_url, repo=d.repo) as tcp, \
+            pytest.raises(ApiError, match="appears twice"):  # TCP: the X-Stream-Error trailer
+        tcp.get(hostile, home / "dl2")
+    assert (home / ".bashrc").read_text() == "original\n"
+
+
+def test_untar_refuses_a_member_through_a_symlink(short_tmp: Path) -> None:
+    """The client's own guard, against a tar no honest daemon sends."""
+    import io
+    import tarfile
+
+    from ipfs_kit_node.client._sync import untar
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        top = tarfile.TarInfo("cid")
+        top.type = tarfile.DIRTYPE
+        tar.addfile(top)
+        link = tarfile.TarInfo("cid/a")
+        link.type, link.linkname = tarfile.SYMTYPE, "."
+        tar.addfile(link)
+        evil = tarfile.TarInfo("cid/a")
+        evil.size = 5
+        tar.addfile(evil, io.BytesIO(b"pwned"))
+    home = short_tmp / "home"
+    home.mkdir()
+    with pytest.raises(IpfsKitError, match="goes through the symlink"):
+        untar(iter([buf.getvalue()]), home / "dl")
+    assert sorted(p.name for p in home.iterdir()) == ["dl"]
+    assert [p.name for p in (home / "dl").iterdir()] == ["a"]
+    one = io.BytesIO()
+    with tarfile.open(fileobj=one, mode="w") as tar:  # a lone file: written as ``out``
+        info = tarfile.TarInfo("cid")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    untar(iter([one.getvalue()]), home / "f")
+    assert (home / "f").read_bytes() == b"hi"

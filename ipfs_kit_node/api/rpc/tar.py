@@ -48,7 +48,7 @@ def _mtime(node: Node) -> int:
 async def tar_entries(blocks: BlockGetter, root: Node, name: str) -> AsyncIterator[bytes]:
     """The tar stream of ``root`` named ``name``: folders depth-first in link order."""
     pacer = Pacer()
-    stack: list[tuple[str, AsyncIterator[tuple[str, CID]]]] = []
+    stack: list[tuple[str, AsyncIterator[tuple[str, CID]], set[str]]] = []
 
     async def children(node: Node) -> AsyncIterator[tuple[str, CID]]:
         async for entry in ls(blocks, node.cid, pacer):
@@ -60,7 +60,7 @@ async def tar_entries(blocks: BlockGetter, root: Node, name: str) -> AsyncIterat
                 raise DagTooDeepError(f"folders over {MAX_DEPTH} levels deep at {node.cid}")
             yield header(path + "/", tarfile.DIRTYPE, mode=_mode(node, 0o755),
                          mtime=_mtime(node))
-            stack.append((path, children(node)))
+            stack.append((path, children(node), set()))
         elif node.kind == "symlink":
             target = node.target.decode("utf-8", "surrogateescape")
             yield header(path, tarfile.SYMTYPE, target=target, mtime=_mtime(node))
@@ -75,7 +75,7 @@ async def tar_entries(blocks: BlockGetter, root: Node, name: str) -> AsyncIterat
     async for piece in one(name, root):
         yield piece
     while stack:
-        path, items = stack[-1]
+        path, items, seen = stack[-1]
         item = await anext(items, None)
         if item is None:
             stack.pop()
@@ -83,6 +83,10 @@ async def tar_entries(blocks: BlockGetter, root: Node, name: str) -> AsyncIterat
         child_name, cid = item
         if not child_name or "/" in child_name or child_name in (".", ".."):
             raise ApiError(f"{cid}: unsafe entry name {child_name[:100]!r} in a folder", 500)
+        if child_name in seen:  # a second entry would be written through the first (symlink)
+            raise ApiError(f"{cid}: the name {child_name[:100]!r} appears twice in the folder "
+                           f"{path[:200]!r}", 500)
+        seen.add(child_name)
         async for piece in one(f"{path}/{child_name}", await get_node(blocks, cid, pacer)):
             yield piece
     yield END
