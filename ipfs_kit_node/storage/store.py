@@ -536,13 +536,23 @@ class TieredStore:
             if meta is not None and not meta.remote:
                 self._touch(key, meta)
                 del todo[key]
+        # Waiting on one key lets another put claim a key already checked: wait until none
+        # of ours is in flight, re-checking the index, then claim them all with no await
+        # between the last check and the claim (a key put by another task that then fails
+        # is still ours to store).
+        while (busy := next((key for key in todo if key in self._inflight), None)) is not None:
+            await self._wait_inflight(busy)
+            self._check_open()
+            meta = self._db.get(busy)
+            if meta is not None and not meta.remote:
+                self._touch(busy, meta)
+                del todo[busy]
         if not todo:
             return 0
         if len(todo) == 1:
             (cid, data), = todo.values()
             return int(await self.put(cid, data, hashed=hashed))
-        events = {key: trio.Event() for key in todo if key not in self._inflight}
-        todo = {key: todo[key] for key in events}  # another put took the rest meanwhile
+        events = {key: trio.Event() for key in todo}
         self._inflight.update(events)
         try:
             size = sum(len(data) for _, data in todo.values())

@@ -333,3 +333,47 @@ async def test_oversized_block_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="the limit is"):
         await store.put(cid, data)
     await store.close()
+
+
+async def test_put_many_stores_a_key_another_put_claimed_then_failed(tmp_path: Path) -> None:
+    """put_many waits on one key; meanwhile another put claims a key it already checked and
+    fails: put_many must still store that key, not report it stored. The slow and failing
+    disk writes are a monkeypatched DiskTier.write (no real disk fails on cue)."""
+    import time
+
+    store = await open_store(tmp_path)
+    (a, a_data), (b, b_data), (c, c_data) = (raw_block(size=100 + i) for i in range(3))
+    real_write = store._disk.write
+    failed: list[bytes] = []
+
+    def slow_write(key: bytes, data: bytes | memoryview) -> None:
+        if bytes(data) == a_data:
+            time.sleep(0.5)
+        elif bytes(data) == b_data and not failed:
+            failed.append(key)
+            time.sleep(1.0)
+            raise OSError(5, "Input/output error (simulated)")
+        real_write(key, data)
+
+    store._disk.write = slow_write  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    async def failing_put() -> None:
+        try:
+            await store.put(b, b_data)
+        except Exception as exc:  # the simulated EIO, mapped or not
+            errors.append(exc)
+
+    stored: list[int] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.put, a, a_data)  # claims A, writes slowly
+        await trio.sleep(0.1)
+        nursery.start_soon(lambda: _append(stored, store.put_many(
+            [(b, b_data), (a, a_data), (c, c_data)])))  # checks B, waits on A
+        await trio.sleep(0.1)
+        nursery.start_soon(failing_put)  # claims B meanwhile, then fails
+    assert errors and failed
+    assert stored == [2]
+    for cid, data in ((a, a_data), (b, b_data), (c, c_data)):
+        assert await store.get(cid) == data
+    await store.close()
