@@ -208,3 +208,45 @@ def test_kept_small_answers_follow_the_store(site: Site, tmp_path: Path) -> None
     site.daemon.api("block/rm", {"arg": cid})
     gone = site.http.get(f"/ipfs/{cid}?filename=k.txt")
     assert gone.status_code in (404, 504), gone.text
+
+
+def test_answer_cache_keys_stay_small_under_junk_requests() -> None:
+    """Junk query arguments and huge Accept headers neither make new kept answers nor grow
+    the memory past what is counted (the key holds only what changes the answer)."""
+    import tracemalloc
+
+    import trio
+    from multiformats import CID, multihash
+
+    from ipfs_kit_node.api.gateway import ANSWER_CACHE_BYTES, Gateway
+    from ipfs_kit_node.api.server import Request
+
+    data = b"hello"
+    cid = CID("base32", 1, "raw", multihash.digest(data, "sha2-256"))
+
+    class Blocks:  # in-memory getter (the gateway's sans-IO core; no network involved)
+        async def get(self, c: object) -> bytes:
+            return data
+
+    gw = Gateway(Blocks(), lambda c: True)
+
+    async def main() -> int:
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            for i in range(300):
+                junk = f"x{i:05d}" + "y" * 30_000
+                for fmt, accept in ((["raw"], "a" * 30_000),
+                                    ([], "application/vnd.ipld.raw, " + "a" * 30_000)):
+                    query = {"z": [junk], **({"format": fmt} if fmt else {})}
+                    r = await gw.handle(Request("GET", f"/ipfs/{cid}", query,
+                                                headers=(("accept", accept),)))
+                    assert r.status == 200 and r.body == data
+            return int(tracemalloc.get_traced_memory()[0] - base)
+        finally:
+            tracemalloc.stop()
+
+    used = trio.run(main)
+    assert len(gw._answers) == 1  # format=raw: one answer; by Accept with a 30 KB query: none
+    assert gw._answer_bytes < 4096 <= ANSWER_CACHE_BYTES
+    assert used < 2_000_000, used  # keys with the raw query and Accept: ~36 MB here

@@ -161,7 +161,7 @@ class Gateway:
     def __init__(self, blocks: BlockGetter, is_local: Callable[[CID], bool]) -> None:
         self.blocks: BlockGetter = _Blocks(blocks, is_local)
         self.is_local = is_local
-        self._answers: OrderedDict[tuple[object, ...], _Answer] = OrderedDict()
+        self._answers: OrderedDict[tuple[str, ...], _Answer] = OrderedDict()
         self._answer_bytes = 0
 
     async def handle(self, request: Request) -> Response:
@@ -169,11 +169,11 @@ class Gateway:
         dataset's small files are asked for again and again, and resolving the path and
         building the headers cost more than the bytes. Range and only-if-cached requests
         always take the full path; a kept answer whose block left the store is dropped."""
-        key: tuple[object, ...] | None = None
+        key: tuple[str, ...] | None = None
         if request.header("range") is None \
                 and "only-if-cached" not in (request.header("cache-control") or ""):
-            key = (request.path, request.header("accept") or "",
-                   *((k, *v) for k, v in request.query.items()))
+            key = _answer_key(request)
+        if key is not None:
             hit = self._answers.get(key)
             if hit is not None and self.is_local(hit.cid):
                 self._answers.move_to_end(key)
@@ -190,17 +190,18 @@ class Gateway:
             headers = [(k, v) for k, v in response.headers if k != "content-length"]
             etag = next((v for k, v in headers if k == "etag"), "")
             self._forget(key)
-            self._answers[key] = _Answer(cid, response.body, response.content_type, headers,
-                                         etag)
-            self._answer_bytes += len(response.body) + 512
+            answer = _Answer(cid, response.body, response.content_type, headers, etag,
+                             _answer_size(key, response.body, headers))
+            self._answers[key] = answer
+            self._answer_bytes += answer.size
             while self._answer_bytes > ANSWER_CACHE_BYTES:
                 self._forget(next(iter(self._answers)))
         return response
 
-    def _forget(self, key: tuple[object, ...]) -> None:
+    def _forget(self, key: tuple[str, ...]) -> None:
         old = self._answers.pop(key, None)
         if old is not None:
-            self._answer_bytes -= len(old.body) + 512
+            self._answer_bytes -= old.size
 
     async def _handle(self, request: Request) -> tuple[Response, CID | None]:
         """The answer, and the CID whose presence keeps it valid (None: not to be kept)."""
@@ -401,6 +402,29 @@ class _Answer:
     content_type: str
     headers: list[tuple[str, str]]
     etag: str
+    size: int  # counted against ANSWER_CACHE_BYTES: key, body and headers
+
+
+ANSWER_MAX_KEY = 1024
+
+
+def _answer_key(request: Request) -> tuple[str, ...] | None:
+    """What the answer depends on (the path, the negotiated format and the arguments that
+    change it), never the raw Accept or junk query arguments, so that a flood of distinct
+    requests cannot fill the memory; None (not kept) when the key is over ANSWER_MAX_KEY."""
+    format_arg = request.arg("format")
+    fmt = response_format(format_arg, request.header("accept"))
+    key = (request.path, fmt or "", "arg" if format_arg else "accept",
+           *(f"{name}={request.arg(name) or ''}"
+             for name in ("filename", "download", "dag-scope", "entity-bytes")),
+           # an Accept-negotiated answer's Content-Location carries the whole query
+           request_query(request) if fmt is not None and not format_arg else "")
+    return key if sum(len(part) for part in key) <= ANSWER_MAX_KEY else None
+
+
+def _answer_size(key: tuple[str, ...], body: bytes, headers: list[tuple[str, str]]) -> int:
+    return 256 + len(body) + sum(len(part) for part in key) \
+        + sum(64 + len(k) + len(v) for k, v in headers)
 
 
 class _Blocks:
