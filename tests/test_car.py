@@ -125,6 +125,26 @@ def test_carv2_payload_is_read_and_index_ignored() -> None:
         assert [(b.cid, b.data) for b in got] == blocks
 
 
+def test_carv2_padding_is_skipped_as_it_arrives_and_bounded() -> None:
+    blocks = [raw(os.urandom(500))]
+    v1 = car.encode_header([blocks[0][0]]) + car.encode_block(*blocks[0])
+    pad = 3 << 20
+    offset = len(car.CARV2_PRAGMA) + 40 + pad
+    header = bytes(16) + offset.to_bytes(8, "little") + len(v1).to_bytes(8, "little") + \
+        bytes(8)
+    reader = CarReader()
+    assert reader.feed(car.CARV2_PRAGMA + header) == []
+    for _ in range(pad // 65536):
+        assert reader.feed(bytes(65536)) == []
+    assert len(reader._buf) < 2 << 20  # padding dropped as it goes, never all held
+    events = reader.feed(v1)
+    assert isinstance(events[0], CarHeader) and events[0].version == 2
+    assert [(b.cid, b.data) for b in events[1:] if isinstance(b, CarBlock)] == blocks
+    huge = bytes(16) + (2**50).to_bytes(8, "little") + (100).to_bytes(8, "little") + bytes(8)
+    with pytest.raises(CarError, match=r"data offset .* past its header"):
+        CarReader().feed(car.CARV2_PRAGMA + huge)
+
+
 def test_cbor_links_in_order() -> None:
     a, b = raw(b"a")[0], raw(b"b")[0]
     body = libipld.encode_dag_cbor({"x": [car._Link(bytes(a)), 1, "s"], "y": {"z": car._Link(

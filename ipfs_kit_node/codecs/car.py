@@ -35,6 +35,7 @@ MAX_SECTION_BYTES = 4 * 1024 * 1024 + 1024
 #: CARv2 pragma + header: characteristics (16 B) and three little-endian u64 offsets/sizes.
 CARV2_PRAGMA = bytes.fromhex("0aa16776657273696f6e02")
 _V2_HEADER = 40
+MAX_V2_PADDING = 16 << 20  # CARv2 data offset past its 51-byte header: a sane bound
 _IDENTITY = 0x00
 _SHA2_256 = 0x12
 
@@ -169,10 +170,11 @@ class CarReader:
     def _read_header(self) -> CarHeader | None:
         if self._v2_start is not None:  # a CARv2: skip to its CARv1 payload first
             skip = self._v2_start - self._at()
-            if skip > 0:
-                if len(self._buf) - self._pos < skip:
+            if skip > 0:  # skipped as it arrives (feed drops what is behind): never buffered
+                step = min(skip, len(self._buf) - self._pos)
+                self._pos += step
+                if step < skip:
                     return None
-                self._pos += skip
         body = self._read_frame(MAX_HEADER_BYTES, "header")
         if body is None:
             return None
@@ -212,6 +214,9 @@ class CarReader:
         if data_offset < len(CARV2_PRAGMA) + _V2_HEADER or data_size == 0:
             raise CarError(f"malformed CARv2 header: data offset {data_offset}, "
                            f"size {data_size}")
+        if data_offset > len(CARV2_PRAGMA) + _V2_HEADER + MAX_V2_PADDING:
+            raise CarError(f"CARv2 data offset {data_offset} is over {MAX_V2_PADDING} bytes "
+                           "past its header: refused (writers pad a few bytes at most)")
         self.version = 2
         self._v2_start = data_offset
         self._v2_end = data_offset + data_size
