@@ -306,6 +306,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     if repo.init():
         log.info("repo created", repo=str(repo.path))
     repo.lock()
+    _raise_fd_limit(log)
     try:
         node = Node(config, repo)
         trio.run(_serve_until_signal, node)
@@ -314,6 +315,22 @@ def run_daemon(args: argparse.Namespace) -> int:
     finally:
         repo.unlock()
     return 0
+
+
+def _raise_fd_limit(log: Any) -> None:
+    """Raise the soft open-files limit to the hard one, as Kubo does at start: a peer holds
+    a socket per connection plus the store's files, and a distro's soft 1,024 runs out."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard or soft == resource.RLIM_INFINITY:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("cannot raise the open-files limit", soft=soft, hard=hard, error=str(exc))
+    else:
+        log.info("open-files limit raised", soft=soft, to=hard)
 
 
 def _single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

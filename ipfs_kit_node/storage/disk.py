@@ -30,6 +30,7 @@ QUARANTINE_DIR = ".quarantine"
 # fsyncs of a batch run side by side: the filesystem then commits its journal once for many
 # (ext4 and xfs merge concurrent fsyncs), where one after another pays a commit each.
 SYNC_THREADS = 64  # 16 -> 64: a 64 MiB batch of 256 KiB blocks 1.5x faster on a busy disk here
+FD_BATCH = 64  # files write_many holds open at once (written, then fsynced side by side)
 UNLINK_THREADS = 8  # GC's unlinks of a slice run side by side (see delete_many)
 
 
@@ -115,21 +116,24 @@ class DiskTier:
             return
         staged: list[tuple[Path, Path]] = []
         try:
-            fds: list[int] = []
-            try:
-                for key, data in items:
-                    final = self.path_for(key)
-                    tmp = self.tmp / f"{final.name}.{os.getpid()}.{id(data):x}"
-                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                    fds.append(fd)
-                    staged.append((tmp, final))
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                list(_sync_pool().map(os.fsync, fds))
-            finally:
-                for fd in fds:
-                    os.close(fd)
+            # At most FD_BATCH files open at once: a batch of 1,024 blocks must not exhaust
+            # a 1,024-fd limit (EMFILE) nor starve the node's sockets of descriptors.
+            for start in range(0, len(items), FD_BATCH):
+                fds: list[int] = []
+                try:
+                    for key, data in items[start:start + FD_BATCH]:
+                        final = self.path_for(key)
+                        tmp = self.tmp / f"{final.name}.{os.getpid()}.{id(data):x}"
+                        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                        fds.append(fd)
+                        staged.append((tmp, final))
+                        view = memoryview(data)
+                        while view:
+                            view = view[os.write(fd, view):]
+                    list(_sync_pool().map(os.fsync, fds))
+                finally:
+                    for fd in fds:
+                        os.close(fd)
             shards = {final.parent for _, final in staged}
             new = [d for d in shards if d.name not in self._durable_shards]
             for folder in new:

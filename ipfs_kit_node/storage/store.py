@@ -502,7 +502,10 @@ class TieredStore:
                 self._disk.write(key, data)
 
             async with self._threads:
-                await trio.to_thread.run_sync(verify_and_write)
+                try:
+                    await trio.to_thread.run_sync(verify_and_write)
+                except OSError as exc:
+                    raise self._os_error(exc, f"cannot write block {cid}") from exc
             with trio.CancelScope(shield=True):  # the file is there: its row must follow
                 await self._commit_put((key, bytes(cid), len(data), time.time()))
             heat = self._touch(key, BlockMeta(_text(cid), len(data), 0.0, 0.0))
@@ -571,7 +574,10 @@ class TieredStore:
                 self._disk.write_many([(key, data) for key, (_, data) in todo.items()])
 
             async with self._threads:
-                await trio.to_thread.run_sync(verify_and_write)
+                try:
+                    await trio.to_thread.run_sync(verify_and_write)
+                except OSError as exc:
+                    raise self._os_error(exc, f"cannot write {len(todo)} blocks") from exc
             now = time.time()
             with trio.CancelScope(shield=True):  # the files are there: their rows must follow
                 await self._commit_rows([(key, bytes(cid), len(data), now)

@@ -372,8 +372,57 @@ async def test_put_many_stores_a_key_another_put_claimed_then_failed(tmp_path: P
             [(b, b_data), (a, a_data), (c, c_data)])))  # checks B, waits on A
         await trio.sleep(0.1)
         nursery.start_soon(failing_put)  # claims B meanwhile, then fails
-    assert errors and failed
+    assert failed and len(errors) == 1 and isinstance(errors[0], StoreError)  # typed, not raw
     assert stored == [2]
     for cid, data in ((a, a_data), (b, b_data), (c, c_data)):
         assert await store.get(cid) == data
     await store.close()
+
+
+_LOW_FD_SCRIPT = """
+import resource, sys
+from pathlib import Path
+import trio
+sys.path.insert(0, sys.argv[2])
+from dag import raw_block
+from ipfs_kit_node.storage import StoreConfig, TieredStore
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+async def main() -> None:
+    store = await TieredStore.open(Path(sys.argv[1]), StoreConfig(max_size=10**8))
+    blocks = [raw_block(size=64 + i) for i in range(1024)]
+    print("stored", await store.put_many(blocks))
+    await store.close()
+
+trio.run(main)
+"""
+
+
+def test_put_many_of_1024_blocks_under_a_256_fd_limit(tmp_path: Path) -> None:
+    """A batch as large as an upload's (1,024 blocks) must fit a low open-files limit: the
+    disk tier holds a bounded number of files open, not one per block (EMFILE otherwise)."""
+    import subprocess
+    import sys
+
+    tests_dir = str(Path(__file__).parent.parent)
+    result = subprocess.run([sys.executable, "-c", _LOW_FD_SCRIPT, str(tmp_path), tests_dir],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "stored 1024" in result.stdout.splitlines(), result.stdout[-2000:]
+
+
+def test_daemon_start_raises_the_soft_fd_limit_to_the_hard_one() -> None:
+    import subprocess
+    import sys
+
+    script = ("import resource\n"
+              "from ipfs_kit_node.cli import _raise_fd_limit\n"
+              "from ipfs_kit_node.logs import get_logger\n"
+              "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+              "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+              "_raise_fd_limit(get_logger('t'))\n"
+              "print('raised', resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert "raised True" in result.stdout.splitlines(), result.stderr[-2000:]
