@@ -204,28 +204,40 @@ def _in_value(value: Any, segment: str, cid: CID) -> tuple[CID | None, Any]:
     return None, item
 
 
-#: Folders whose name -> CID maps are kept (content never changes under a CID), and the most
-#: entries a folder may have to be kept: a site's folders are looked up again and again.
+#: Folders whose name -> CID maps are kept (content never changes under a CID): a site's
+#: folders are looked up again and again. Bounded by count and by an estimate of the bytes
+#: held (names, CIDs and the dict's own cost per entry); a folder over a quarter of the budget
+#: is not kept.
 DIR_CACHE_FOLDERS = 256
-DIR_CACHE_ENTRIES = 20_000
-_dir_cache: OrderedDict[bytes, dict[str, bytes]] = OrderedDict()
+DIR_CACHE_BYTES = 32 << 20
+_DIR_ENTRY_OVERHEAD = 200  # a dict slot, a str and a bytes object (CPython, measured ~190)
+_dir_cache: OrderedDict[bytes, tuple[dict[str, bytes], int]] = OrderedDict()
+_dir_cache_bytes = 0
+
+
+def _names_size(names: dict[str, bytes]) -> int:
+    return 256 + sum(len(n) + len(c) + _DIR_ENTRY_OVERHEAD for n, c in names.items())
 
 
 async def _child(blocks: BlockGetter, node: Node, name: str, pacer: Pacer,
                  read: list[tuple[CID, bytes]]) -> CID | None:
+    global _dir_cache_bytes
     if node.kind == "directory":
         key = bytes(node.cid.digest)
-        names = _dir_cache.get(key)
-        if names is None:
-            names = {}
+        kept = _dir_cache.get(key)
+        if kept is None:
+            names: dict[str, bytes] = {}
             for link in node.iter_links():
                 await pacer()
                 names.setdefault(link.name or "", link.cid)
-            if len(names) <= DIR_CACHE_ENTRIES:
-                _dir_cache[key] = names
-                if len(_dir_cache) > DIR_CACHE_FOLDERS:
-                    _dir_cache.popitem(last=False)
+            size = _names_size(names)
+            if size <= DIR_CACHE_BYTES // 4:
+                _dir_cache[key] = (names, size)
+                _dir_cache_bytes += size
+                while len(_dir_cache) > DIR_CACHE_FOLDERS or _dir_cache_bytes > DIR_CACHE_BYTES:
+                    _dir_cache_bytes -= _dir_cache.popitem(last=False)[1][1]
         else:
+            names = kept[0]
             _dir_cache.move_to_end(key)
         found = names.get(name)
         return cid_from_bytes(found) if found is not None else None

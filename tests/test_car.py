@@ -250,3 +250,37 @@ async def test_dag_cbor_paths() -> None:
         await resolve_path(store, node, ["n", "x"])
     whole = await resolve_path(store, node, [])
     assert [c async for c, _ in car_blocks(store, whole)] == [node, leaf[0]]
+
+
+async def test_folder_name_cache_is_bounded_by_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folders of long names fill the name cache by bytes, not by a count of folders."""
+    from ipfs_kit_node import dagwalk
+    from ipfs_kit_node.codecs import dagpb
+    from ipfs_kit_node.unixfs import data as fs
+
+    monkeypatch.setattr(dagwalk, "_dir_cache", type(dagwalk._dir_cache)())
+    monkeypatch.setattr(dagwalk, "_dir_cache_bytes", 0)
+    monkeypatch.setattr(dagwalk, "DIR_CACHE_BYTES", 1 << 20)
+    store = MemBlocks()
+    leaf, data = raw(b"x")
+    store.put(leaf, data)
+    folders = []
+    for d in range(8):
+        links = [dagpb.PBLink(leaf, f"{d}-{i:04d}-" + "n" * 170, 1) for i in range(500)]
+        block = dagpb.encode(links, fs.UnixFSData(type=fs.DIRECTORY).encode())
+        cid = CID("base32", 1, "dag-pb", multihash.digest(block, "sha2-256"))
+        store.put(cid, block)
+        folders.append(cid)
+    for d, cid in enumerate(folders):
+        got = await resolve_path(store, cid, [f"{d}-0007-" + "n" * 170])
+        assert got.cid == leaf
+        assert 0 < dagwalk._dir_cache_bytes <= dagwalk.DIR_CACHE_BYTES
+    assert 1 <= len(dagwalk._dir_cache) < len(folders)  # ~200 KB each: about five kept
+    assert dagwalk._dir_cache_bytes == sum(size for _, size in dagwalk._dir_cache.values())
+    big = [dagpb.PBLink(leaf, f"{i:05d}" + "n" * 200, 1) for i in range(2000)]
+    block = dagpb.encode(big, fs.UnixFSData(type=fs.DIRECTORY).encode())
+    cid = CID("base32", 1, "dag-pb", multihash.digest(block, "sha2-256"))
+    store.put(cid, block)
+    with pytest.raises(PathNotFoundError):
+        await resolve_path(store, cid, ["absent"])
+    assert bytes(cid.digest) not in dagwalk._dir_cache  # over a quarter of the budget
