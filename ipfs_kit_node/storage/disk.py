@@ -76,6 +76,7 @@ class DiskTier:
     def write(self, key: bytes, data: bytes | memoryview) -> None:
         final = self.path_for(key)
         tmp = self.tmp / f"{final.name}.{os.getpid()}.{id(data):x}"
+        placed = False
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -94,11 +95,15 @@ class DiskTier:
                     fsync_dir(self.root)
                 self._durable_shards.add(final.parent.name)
             os.replace(tmp, final)
+            placed = True
             if self.sync:
                 fsync_dir(final.parent)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+            if placed:  # no row will name it: a file left here would never be deleted
+                with contextlib.suppress(OSError):
+                    final.unlink()
             if is_disk_full(exc):
                 raise StoreFullError(
                     f"the disk under {self.root} is full ({exc.strerror}); free space or lower "
@@ -115,6 +120,7 @@ class DiskTier:
                 self.write(key, data)
             return
         staged: list[tuple[Path, Path]] = []
+        placed: list[Path] = []
         try:
             # At most FD_BATCH files open at once: a batch of 1,024 blocks must not exhaust
             # a 1,024-fd limit (EMFILE) nor starve the node's sockets of descriptors.
@@ -143,11 +149,15 @@ class DiskTier:
                 self._durable_shards.update(d.name for d in new)
             for tmp, final in staged:
                 os.replace(tmp, final)
+                placed.append(final)
             list(_sync_pool().map(fsync_dir, shards))
         except OSError as exc:
             for tmp, _ in staged:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
+            for final in placed:  # no row will name them: they would never be deleted
+                with contextlib.suppress(OSError):
+                    final.unlink()
             if is_disk_full(exc):
                 raise StoreFullError(
                     f"the disk under {self.root} is full ({exc.strerror}); free space or lower "

@@ -426,3 +426,33 @@ def test_daemon_start_raises_the_soft_fd_limit_to_the_hard_one() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60)
     assert "raised True" in result.stdout.splitlines(), result.stderr[-2000:]
+
+
+async def test_failed_fsync_after_rename_leaves_no_orphan_file(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """A shard folder's fsync failing (EIO) after the rename: the put fails and the renamed
+    file goes too (no row will ever name it). The failing fsync is monkeypatched in-process:
+    no real disk fails on cue here."""
+    import errno
+
+    from ipfs_kit_node.storage import disk
+
+    store = await open_store(tmp_path)
+    real = disk.fsync_dir
+
+    def failing_fsync_dir(path: Path) -> None:
+        if Path(path).parent == tmp_path / "blocks":  # a shard folder, not the root
+            raise OSError(errno.EIO, "Input/output error (simulated)")
+        real(path)
+
+    monkeypatch.setattr(disk, "fsync_dir", failing_fsync_dir)
+    cid, data = raw_block(size=100)
+    with pytest.raises(StoreError):
+        await store.put(cid, data)
+    with pytest.raises(StoreError):
+        await store.put_many([raw_block(size=200 + i) for i in range(5)])
+    assert files_on_disk(tmp_path) == set() and no_tmp_files(tmp_path)
+    monkeypatch.setattr(disk, "fsync_dir", real)
+    assert await store.put(cid, data) and await store.get(cid) == data
+    await store.close()
