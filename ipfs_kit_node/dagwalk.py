@@ -195,7 +195,8 @@ def _in_value(value: Any, segment: str, cid: CID) -> tuple[CID | None, Any]:
     """One step inside a decoded block: (the CID reached, or None and the value reached)."""
     if isinstance(value, dict) and segment in value:
         item = value[segment]
-    elif isinstance(value, list) and segment.isdigit() and int(segment) < len(value):
+    elif isinstance(value, list) and segment.isascii() and segment.isdigit() \
+            and int(segment) < len(value):
         item = value[int(segment)]
     else:
         raise PathNotFoundError(f"no field {segment!r} in {cid}")
@@ -309,7 +310,7 @@ def entity_range(spec: str, size: int) -> tuple[int, int] | None:
 
 
 def _offset(text: str, size: int, what: str) -> int:
-    if not text.lstrip("-").isdigit() or len(text) > 20:
+    if not text.lstrip("-").isascii() or not text.lstrip("-").isdigit() or len(text) > 20:
         raise ValueError(f"entity-bytes {what} must be an integer or *, got {text!r}")
     value = int(text)
     return size + value if value < 0 else value

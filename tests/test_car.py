@@ -284,3 +284,15 @@ async def test_folder_name_cache_is_bounded_by_bytes(monkeypatch: pytest.MonkeyP
     with pytest.raises(PathNotFoundError):
         await resolve_path(store, cid, ["absent"])
     assert bytes(cid.digest) not in dagwalk._dir_cache  # over a quarter of the budget
+
+
+async def test_a_non_ascii_digit_path_segment_is_not_found() -> None:
+    store = MemBlocks()
+    leaf, data = raw(b"leaf")
+    store.put(leaf, data)
+    block = libipld.encode_dag_cbor({"list": [car._Link(bytes(leaf))] * 3})
+    cid = CID("base32", 1, "dag-cbor", multihash.digest(block, "sha2-256"))
+    store.put(cid, block)
+    assert (await resolve_path(store, cid, ["list", "1"])).cid == leaf
+    with pytest.raises(PathNotFoundError):
+        await resolve_path(store, cid, ["list", "²"])

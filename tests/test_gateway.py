@@ -250,3 +250,11 @@ def test_answer_cache_keys_stay_small_under_junk_requests() -> None:
     assert len(gw._answers) == 1  # format=raw: one answer; by Accept with a 30 KB query: none
     assert gw._answer_bytes < 4096 <= ANSWER_CACHE_BYTES
     assert used < 2_000_000, used  # keys with the raw query and Accept: ~36 MB here
+
+
+def test_a_range_of_non_ascii_digits_is_ignored(site: Site) -> None:
+    """"²".isdigit() is True but int() refuses it: such a Range is malformed, so ignored."""
+    url = f"/ipfs/{site.root}/docs/notes.txt"
+    for bad in ("bytes=²-", "bytes=-²", "bytes=0-³"):  # sent as latin-1 bytes
+        r = site.http.get(url, headers={"range": bad.encode("latin-1")})
+        assert r.status_code == 200 and r.content == b"hello gateway\n", (bad, r.text)

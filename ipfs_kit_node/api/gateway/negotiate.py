@@ -105,10 +105,10 @@ def parse_ranges(header: str | None, size: int) -> list[tuple[int, int]] | None:
         return None
     for part in parts:
         first, dash, last = part.strip().partition("-")
-        if not dash or not (first.isdigit() or last.isdigit()):
+        if not dash or not (_digits(first) or _digits(last)):
             return None
-        if len(first) > 19 or len(last) > 19 or (first and not first.isdigit()) \
-                or (last and not last.isdigit()):
+        if len(first) > 19 or len(last) > 19 or (first and not _digits(first)) \
+                or (last and not _digits(last)):
             return None
         if not first:  # the last N bytes
             n = int(last)
@@ -126,6 +126,11 @@ def parse_ranges(header: str | None, size: int) -> list[tuple[int, int]] | None:
     if not out:
         raise RangeNotSatisfiable(f"no range of {header!r} is within the file's {size} bytes")
     return out
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes "²" and other digits int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
