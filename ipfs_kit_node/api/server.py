@@ -261,8 +261,11 @@ class RpcPolicy:
         origin = request.header("origin")
         referer = request.header("referer")
         if referer is not None:
-            parts = urlsplit(referer)
-            referer = f"{parts.scheme}://{parts.netloc}"
+            try:
+                parts = urlsplit(referer)
+                referer = f"{parts.scheme}://{parts.netloc}"
+            except ValueError:  # "http://[::1": malformed, so no allowed origin
+                referer = "malformed:" + referer[:100]
         if (origin is not None and not self._origin_ok(origin)) or \
                 (referer is not None and not self._origin_ok(referer)):
             log.warning("RPC refused a browser request (possible CSRF)", path=request.path,

@@ -76,6 +76,8 @@ async def test_one_router_on_socket_and_tcp(short_tmp: Path) -> None:
             assert (r.status_code, r.text) == (403, "403 - Forbidden\n")
             r = await client.post("/api/v0/echo", headers={"Referer": "https://evil.example/x"})
             assert r.status_code == 403
+            r = await client.post("/api/v0/echo", headers={"Referer": "http://[::1"})
+            assert (r.status_code, r.text) == (403, "403 - Forbidden\n")  # not a 500
             # the server's own origin is allowed, as Kubo allows its webui
             own = server.urls[0]
             r = await client.post("/api/v0/echo", headers={"Origin": own})
@@ -90,7 +92,7 @@ async def test_one_router_on_socket_and_tcp(short_tmp: Path) -> None:
         nursery.cancel_scope.cancel()
     assert not (short_tmp / "api").exists()
     text = generate_latest(registry).decode()
-    assert 'ipfs_kit_http_requests_total{route="/api/v0/echo",server="api",status="403"} 2.0' \
+    assert 'ipfs_kit_http_requests_total{route="/api/v0/echo",server="api",status="403"} 3.0' \
         in text
     assert 'route="other",server="api",status="404"' in text
     assert "ipfs_kit_http_request_seconds_bucket" in text
