@@ -425,14 +425,17 @@ class BlockDB:
         return True
 
     def update_pin(self, old: Pin, new: Pin, new_key: bytes, new_keys: list[bytes],
-                   old_keys: list[bytes], unpin_old: bool) -> None:
+                   old_keys: list[bytes], unpin_old: bool,
+                   replaced: Iterable[bytes] = ()) -> None:
         """Pin NEW and (``unpin_old``) unpin OLD in one transaction: no moment without
-        either, and no moment a crash could leave both half-counted."""
+        either, and no moment a crash could leave both half-counted. ``replaced``: the count
+        of NEW's own direct pin, which the recursive one supersedes either way."""
         c = self.counters
         with self._txn() as db:
             missing = self._count(db, new_keys, +1)
             if missing:
                 raise MissingBlocks(missing)
+            self._count(db, replaced, -1)
             existed = db.execute("SELECT 1 FROM pins WHERE cid=?", (new.cid,)).fetchone()
             db.execute("INSERT OR REPLACE INTO pins VALUES (?, ?, ?, ?, ?)",
                        (new.cid, new_key, new.mode, new.name, time.time()))

@@ -929,14 +929,16 @@ class TieredStore:
                 raise StoreError(f"{old} is not pinned recursively")
             old_keys = await self._old_keys(old, current) if unpin else []
             existing = self._db.pin(_text(new))
+            replaced: list[bytes] = []
             if existing is not None and existing.mode == "recursive":
                 keys = []  # already counted; only OLD goes
             elif existing is not None:
-                old_keys += [key_of(new)]  # its direct count gives way to the recursive one
+                # Its direct count gives way to the recursive one, whether OLD stays or not.
+                replaced = [key_of(new)]
             try:
                 await self._write(self._db.update_pin, current,
                                   Pin(_text(new), "recursive", current.name), key_of(new),
-                                  keys, old_keys, unpin and old != new)
+                                  keys, old_keys, unpin and old != new, replaced)
             except MissingBlocks as exc:
                 raise BlockNotFoundError(
                     str(cid_of_key(exc.keys[0])), f"in the DAG of {new}: collected while "

@@ -456,3 +456,23 @@ async def test_failed_fsync_after_rename_leaves_no_orphan_file(tmp_path: Path,
     monkeypatch.setattr(disk, "fsync_dir", real)
     assert await store.put(cid, data) and await store.get(cid) == data
     await store.close()
+
+
+async def test_pin_update_keeping_old_onto_a_direct_pin_leaks_no_count(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    leaf = raw_block(size=300)
+    await store.put(*leaf)
+    old, old_body = dagpb_block([(leaf[0], 300)])
+    await store.put(old, old_body)
+    new = raw_block(size=400)
+    await store.put(*new)
+    await store.pin(old)
+    await store.pin(new[0], recursive=False)
+    await store.update_pin(old, new[0], unpin=False)
+    assert store.pins() == {str(old): "recursive", str(new[0]): "recursive"}
+    await store.unpin(new[0])
+    await store.unpin(old)
+    assert store.stats().pinned_blocks == 0
+    await store.gc(full=True)
+    assert len(store) == 0
+    await store.close()
