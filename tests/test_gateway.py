@@ -150,6 +150,10 @@ def test_raw_block(site: Site) -> None:
     by_accept = site.http.get(f"/ipfs/{cid}", headers={"accept": "application/vnd.ipld.raw"})
     assert by_accept.content == r.content
     assert by_accept.headers["content-location"] == f"/ipfs/{cid}?format=raw"
+    assert by_accept.headers["vary"] == "Accept"  # chosen by Accept (RFC 9110 12.5.5)
+    plain = site.http.get(f"/ipfs/{cid}")
+    assert plain.headers["vary"] == "Accept" and "content-location" not in plain.headers
+    assert "vary" not in r.headers  # ?format= chose it: Accept played no part
 
 
 def test_car_scopes(site: Site) -> None:

@@ -229,8 +229,10 @@ class Gateway:
         headers = [("x-ipfs-path", request.path),
                    ("x-ipfs-roots", ",".join(_cid_text(r) for r in resolved.roots)),
                    ("cache-control", IMMUTABLE)]
-        if fmt is not None and request.arg("format") is None:
-            headers.append(("content-location", _with_format(request, fmt)))
+        if request.arg("format") is None:  # Accept chose this answer: caches must key on it
+            headers.append(("vary", "Accept"))
+            if fmt is not None:
+                headers.append(("content-location", _with_format(request, fmt)))
         if fmt == "raw":
             return self._raw(request, resolved, headers)
         if fmt == "car":
