@@ -73,3 +73,10 @@ def test_refusals() -> None:
     assert body_data(encode(PARTS[1:2]), "multipart/form-data; boundary=" + BOUNDARY.decode()) \
         == PARTS[1][2]
     assert body_data(b"raw", None) == b"raw"
+
+
+@given(st.lists(st.integers(min_value=0, max_value=60), max_size=6))
+def test_a_part_without_headers_keeps_its_blank_lines(cuts: list[int]) -> None:
+    body = b"--" + BOUNDARY + b"\r\n\r\nline one\r\n\r\nline two\r\n--" + BOUNDARY + b"--\r\n"
+    got = parse(body, cuts)
+    assert [data for _, _, data in got] == [b"line one\r\n\r\nline two"]

@@ -127,9 +127,8 @@ class MultipartParser:
                 del self._buf[:end + 2]  # transport padding, then CRLF
                 self._state = "headers"
             elif self._state == "headers":
-                end = self._buf.find(b"\r\n\r\n")
-                if end < 0 and self._buf.startswith(b"\r\n"):
-                    end = -2  # no headers at all
+                # no headers at all: -2 (checked first, as its body may hold a blank line)
+                end = -2 if self._buf.startswith(b"\r\n") else self._buf.find(b"\r\n\r\n")
                 if end == -1:
                     if len(self._buf) > MAX_PART_HEADER_BYTES:
                         raise ApiError(f"multipart part headers over {MAX_PART_HEADER_BYTES} "
