@@ -632,7 +632,10 @@ class TieredStore:
         key = key_of(cid)
         await self._wait_inflight(key)
         self._check_open()  # close() may have run while we waited
-        return cid, key, self._meta(key)
+        meta = self._meta(key)
+        if meta is not None:
+            self._note_held(key)  # found: a hold (a pin fetch) keeps it until it pins
+        return cid, key, meta
 
     async def get(self, cid: CidLike) -> bytes:
         """The block's bytes, verified. Raises BlockNotFoundError."""

@@ -476,3 +476,19 @@ async def test_pin_update_keeping_old_onto_a_direct_pin_leaks_no_count(tmp_path:
     await store.gc(full=True)
     assert len(store) == 0
     await store.close()
+
+
+async def test_a_hold_keeps_blocks_it_finds_from_gc(tmp_path: Path) -> None:
+    """A pin fetch reads the blocks already here with get(): inside a hold, GC spares them
+    until the hold ends, as it does the blocks the hold's task stores."""
+    store = await open_store(tmp_path)
+    found, stored = raw_block(size=300), raw_block(size=301)
+    await store.put(*found)
+    with store.hold():
+        assert await store.get(found[0]) == found[1]
+        await store.put(*stored)
+        await store.gc(full=True)
+        assert await store.has(found[0]) and await store.has(stored[0])
+    await store.gc(full=True)
+    assert len(store) == 0
+    await store.close()

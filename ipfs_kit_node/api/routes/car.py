@@ -48,6 +48,12 @@ def register_car_routes(router: Router, blocks: BlockGetter, store: StoreService
         return Response(body=body(), content_type="application/vnd.ipld.car")
 
     async def import_(request: Request) -> Response:
+        # A GC meanwhile spares the blocks this import stores or finds until its roots are
+        # pinned (their DAG may be complete only once the last block arrives).
+        with store.store.hold():
+            return await _import(request)
+
+    async def _import(request: Request) -> Response:
         assert request.chunks is not None
         pin_roots = (request.arg("pin-roots") or "true").lower() != "false"
         content_type = request.header("content-type")
