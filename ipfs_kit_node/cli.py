@@ -728,7 +728,10 @@ def _cid_out(raw: bytes, args: argparse.Namespace) -> str:
         raise IpfsKitError(f"--cid-base {args.cid_base!r}: {exc}") from None
 
 
-def _report(item: Any, args: argparse.Namespace, roots: list[str], progress: _Progress) -> None:
+def _report(item: Any, args: argparse.Namespace, roots: list[str], progress: _Progress,
+            lines: list[str] | None = None) -> None:
+    """Progress as blocks go by; an entry's line printed now, or kept in ``lines`` to be
+    printed once the daemon has acknowledged its blocks (a line is a promise they are stored)."""
     from .unixfs.importer import Added, Block
 
     if isinstance(item, Block):
@@ -739,12 +742,16 @@ def _report(item: Any, args: argparse.Namespace, roots: list[str], progress: _Pr
             roots.append(cid)
         if args.quieter or args.silent:
             return
-        progress.clear()
         if args.quiet:
-            print(cid, flush=True)
+            line = cid
         else:  # stdin without --stdin-name is named by its CID, as Kubo does
             name = item.name if item.name or item.is_dir else cid
-            print(f"added {cid} {name}", flush=True)
+            line = f"added {cid} {name}"
+        if lines is not None:
+            lines.append(line)
+            return
+        progress.clear()
+        print(line, flush=True)
 
 
 class _Progress:
@@ -821,17 +828,20 @@ def _add(args: argparse.Namespace, client: Any) -> int:
                     if len(batch) >= 1 << 20:
                         yield bytes(batch)
                         batch.clear()
-            _report(item, args, roots, progress)
+            _report(item, args, roots, progress, lines)
         if batch:
             yield bytes(batch)
 
+    lines: list[str] = []  # printed once the daemon has stored (and pinned) what they name
     one_root = args.wrap_with_directory or len(args.paths) <= 1
     query = {"pin-last": "true"} if args.pin == "true" and one_root else {}
     client.call("block/put-many", query, body=upload())
-    if args.pin == "true" and not one_root:
-        for root in roots:
-            client.call("pin/add", {"arg": root})
+    if args.pin == "true" and not one_root and roots:
+        client.call("pin/add", {"arg": roots})
     progress.clear()
+    for line in lines:
+        print(line)
+    sys.stdout.flush()
     if args.quieter and not args.silent and roots:
         print(roots[-1])
     return 0

@@ -177,3 +177,19 @@ def test_get_reproduces_symlinks_metadata_and_shards(daemon: MakeDaemon, short_t
     assert sorted(p.name for p in (out / "many").iterdir()) == \
         sorted(p.name for p in (src / "many").iterdir())
     assert (out / "many" / f"{999:0250d}").read_bytes() == b"999"
+
+
+def test_add_prints_no_line_for_blocks_the_daemon_did_not_store(daemon: MakeDaemon,
+                                                                 short_tmp: Path) -> None:
+    """An `added` line promises the blocks are stored: a store too small for the upload
+    fails the add, and nothing is printed for it."""
+    d = daemon().start(env={"IPFS_KIT_STORAGE_MAX_SIZE": "1MiB"})
+    folder = short_tmp / "d"
+    folder.mkdir()
+    (folder / "small").write_bytes(b"fits")
+    (folder / "big").write_bytes(os.urandom(4 << 20))
+    out = d.cli("add", "-r", str(folder))
+    assert out.returncode != 0
+    assert "added" not in out.stdout, out.stdout
+    assert "store full" in out.stderr.lower(), out.stderr
+    assert d.api("id")["ID"] == d.peer_id

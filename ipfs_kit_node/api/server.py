@@ -181,7 +181,13 @@ class Router:
             allowed = ", ".join(sorted(methods))
             return Response.error(f"{request.method} not allowed here; use {allowed}", 405)
         try:
-            return await handler(request)
+            try:
+                return await handler(request)
+            except BaseExceptionGroup as group:  # a handler's nursery groups even one error
+                sole = _sole_error(group)
+                if sole is group or not isinstance(sole, Exception):
+                    raise
+                raise sole from None
         except ApiError as exc:
             return Response.error(str(exc), exc.status)
         except IpfsKitError as exc:
