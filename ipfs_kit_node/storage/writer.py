@@ -23,9 +23,9 @@ from .store import TieredStore
 
 #: Most one batch takes (blocks, bytes): the bound of one index transaction and its memory.
 BATCH_BLOCKS = 1024
-BATCH_BYTES = 16 << 20
+BATCH_BYTES = 8 << 20
 #: Bytes received but not yet being stored before receiving waits (the upload's memory).
-QUEUED_BYTES = 32 << 20
+QUEUED_BYTES = 8 << 20
 
 
 class BlockWriter:
