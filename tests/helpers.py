@@ -343,6 +343,8 @@ class Mesh:
             d.wait_ready()
         assert wait_until(lambda: sum(w["alive"] for w in self.master.api("workers")["Workers"])
                           == workers, 20), self.master.api("workers")
+        for d in [*self.workers, *self.leechers]:  # each has its session to the master
+            assert wait_until(lambda d=d: _has_master_session(d), 30), d.log()[-1500:]
 
     def start_master(self) -> None:
         self.master.start(env=self.master_env, listen=f"/ip4/127.0.0.1/tcp/{self.port}")
@@ -353,6 +355,18 @@ class Mesh:
     def close(self) -> None:
         for d in self.all():
             d.kill()
+
+
+def _has_master_session(daemon: Daemon) -> bool:
+    """A status query for a task nobody submitted: the master's "unknown task" proves a
+    session; a 503 "no session to any master" does not (yet)."""
+    from ipfs_kit_node.errors import ApiError
+
+    try:
+        daemon.api("task/status", {"arg": "session-probe"})
+    except ApiError as exc:
+        return "no session to any master" not in str(exc)
+    return True
 
 
 def submit(daemon: Daemon, tasks: list[dict[str, Any]]) -> list[str]:
