@@ -191,6 +191,11 @@ class TieredStore:
         return self._datastore / "index.parquet"
 
     @property
+    def scratch_dir(self) -> Path:
+        """Where a caller may spool an upload: on the store's disk, emptied at every start."""
+        return self._disk.tmp
+
+    @property
     def _clean_marker(self) -> Path:
         return self._datastore / "CLEAN"
 

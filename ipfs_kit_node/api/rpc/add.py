@@ -19,7 +19,7 @@ import trio
 from multiformats import CID
 
 from ...cid import to_cid
-from ...errors import ApiError
+from ...errors import ApiError, StoreFullError
 from ...storage.service import StoreService
 from ...unixfs.importer import (
     Block,
@@ -266,6 +266,7 @@ async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
     chunker: _Chunker | None = None
     builder: FileBuilder | None = None
     spool: Any = None
+    spool_limit = 0
     symlink = bytearray()
     ready: list[bytes] = []  # chunks cut, not yet hashed
     seen = reported = 0
@@ -281,8 +282,12 @@ async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
             elif head.kind == "symlink":
                 symlink.clear()
             elif params.trickle or params.chunker is not None:  # trickle, rabin, buzhash
-                # closed by _import_spooled (or by the collector if the upload breaks off)
-                spool = tempfile.SpooledTemporaryFile(SPOOL_BYTES)  # noqa: SIM115
+                # closed by _import_spooled (or by the collector if the upload breaks off);
+                # on the store's disk, not $TMPDIR (often RAM, and outside storage.max_size)
+                store = session.store.store
+                spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+                    SPOOL_BYTES, dir=str(store.scratch_dir))
+                spool_limit = store.config.max_size
             else:
                 chunker = _Chunker(params.chunk_size)
                 builder = FileBuilder(params, meta_for(None, params))
@@ -293,6 +298,11 @@ async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
                 if len(symlink) > 4096:
                     raise ApiError(f"symlink {path!r}: target over 4096 bytes", 400)
             elif spool is not None:
+                if seen > spool_limit:
+                    raise StoreFullError(
+                        f"{path or 'the file'}: over storage.max_size ({spool_limit} bytes) "
+                        "before it could be chunked; add it with the default chunker, or "
+                        "raise storage.max_size")
                 await trio.to_thread.run_sync(spool.write, event.data)
             elif builder is not None and chunker is not None:
                 ready += chunker.feed(event.data)
