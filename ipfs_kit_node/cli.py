@@ -852,16 +852,21 @@ _DIR, _FILE, _SYMLINK = 1, 2, 4
 _GET_MAX_DEPTH = 4096  # as the daemon's DAG walks (exporter.MAX_DEPTH)
 
 
-@_client_command("cat")
-def _cat(args: argparse.Namespace, client: Any) -> int:
+def _stream_to_stdout(client: Any, command: str, cid: str) -> int:
+    """A streamed answer written to stdout as it arrives (a reader that leaves is no error)."""
     try:
-        with client.stream("cat", {"arg": args.cid}) as response:
+        with client.stream(command, {"arg": cid}) as response:
             for chunk in response.iter_bytes():
                 sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
     except BrokenPipeError:
         _stdout_gone()
     return 0
+
+
+@_client_command("cat")
+def _cat(args: argparse.Namespace, client: Any) -> int:
+    return _stream_to_stdout(client, "cat", args.cid)
 
 
 @_client_command("ls")
@@ -885,14 +890,7 @@ def _dag(args: argparse.Namespace, client: Any) -> int:
     """export: the CAR to stdout as the daemon streams it; import: each file streamed up,
     Kubo's `Pinned root CID success` lines printed."""
     if args.dag_command == "export":
-        try:
-            with client.stream("dag/export", {"arg": args.cid}) as response:
-                for chunk in response.iter_bytes():
-                    sys.stdout.buffer.write(chunk)
-                sys.stdout.buffer.flush()
-        except BrokenPipeError:
-            _stdout_gone()
-        return 0
+        return _stream_to_stdout(client, "dag/export", args.cid)
     for path in args.files:
         try:
             archive = open(path, "rb")  # noqa: SIM115 (closed below, read by the upload)

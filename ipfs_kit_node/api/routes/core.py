@@ -67,6 +67,7 @@ def register_core_routes(router: Router, c: Components) -> None:
     router.add("POST", "/api/v0/swarm/connect", swarm_connect)
     router.add("POST", "/api/v0/swarm/peers", swarm_peers)
     router.add("GET", "/metrics", metrics)
+    router.add("GET", "/debug/metrics/prometheus", metrics)  # where Kubo serves them
 
 
 def _peer_json(peer: str, record: PeerRecord | None, identify: bool) -> dict[str, Any]:

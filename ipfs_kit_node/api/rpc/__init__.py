@@ -74,16 +74,11 @@ def register_rpc_routes(router: Router, c: Components) -> None:
         return Response.json({"TotalIn": received, "TotalOut": sent,
                               "RateIn": received / up, "RateOut": sent / up})
 
-    async def prometheus(request: Request) -> Response:
-        return Response(body=c.metrics.render(),
-                        content_type="text/plain; version=0.0.4; charset=utf-8")
-
     router.add("POST", "/api/v0/version", version)
     router.add("POST", "/api/v0/swarm/disconnect", disconnect)
     router.add("POST", "/api/v0/swarm/addrs", addrs)
     router.add("POST", "/api/v0/swarm/addrs/local", addrs_local)
     router.add("POST", "/api/v0/stats/bw", bw)
-    router.add("GET", "/debug/metrics/prometheus", prometheus)
     for alias, path in ALIASES.items():
         if router.has(path) and not router.has(alias):
             router.alias(alias, path)
