@@ -217,8 +217,11 @@ def test_cluster_state_as_parquet_while_running(mesh: Mesh, short_tmp: Path) -> 
     assert workers.num_rows == 2 and workers.schema.field("capacity").type == "int64"
     # The daemon's own snapshot (every second here) is readable by another process meanwhile.
     snapshot = mesh.master.repo / "tasks" / "tasks.parquet"
-    assert wait_until(lambda: snapshot.exists() and
-                      pq.read_table(snapshot).num_rows >= 20, 20)
+    def rows() -> int:  # one open file: see test_periodic_gc_and_snapshot_while_running
+        with open(snapshot, "rb") as f:
+            return int(pq.read_table(f).num_rows)
+
+    assert wait_until(lambda: snapshot.exists() and rows() >= 20, 20)
     state = json.loads(mesh.master.cli("cluster", "state").stdout)
     assert len(state["workers"]) == 2
     assert mesh.leechers[0].cli("cluster", "state").returncode == 1  # a master's view only

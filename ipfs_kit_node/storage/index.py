@@ -6,7 +6,9 @@ short-lived child process (``python -m ipfs_kit_node.storage.parquet_export``) r
 the daemon itself never loads pyarrow (about 30 MiB of resident memory).
 
 Parquet schema of ``index.parquet`` (readable by pandas, duckdb, polars while the daemon runs;
-the file is replaced atomically):
+the file is replaced atomically; read it through one open file, ``pq.read_table(open(path,
+"rb"))``, since pyarrow given a path stats it and then opens it, and a replacement between the
+two makes it look for the footer at the old size):
 
 | column        | type                    | meaning                                               |
 |---------------|-------------------------|-------------------------------------------------------|
