@@ -237,7 +237,8 @@ class Authorization:
     allowed_paths: tuple[str, ...] = ("/api/v0",)
 
 
-#: Paths any caller may reach even when authorizations are set (Kubo lets `version` through).
+#: Paths any valid token reaches whatever its allowed paths (Kubo's withAuthSecrets: "version
+#: check is implicitly allowed"); without a valid token they are refused like the rest.
 OPEN_PATHS = ("/api/v0/version",)
 DENIED = ("Kubo RPC Access Denied: Please provide a valid authorization token as defined in "
           "the API.Authorizations configuration.")
@@ -279,9 +280,10 @@ class RpcPolicy:
             return Response.text("403 - Forbidden", 403)
         if request.method == "OPTIONS":  # a CORS preflight from an allowed origin
             return Response(status=200, content_type="text/plain", headers=self._cors(origin))
-        if self.authorizations and request.path not in OPEN_PATHS:
+        if self.authorizations:
             auth = self.authorizations.get(request.header("authorization") or "")
-            if auth is None or not any(request.path.startswith(p) for p in auth.allowed_paths):
+            if auth is None or (request.path not in OPEN_PATHS and not any(
+                    request.path.startswith(p) for p in auth.allowed_paths)):
                 return Response.text(DENIED, 403)
         if request.path.startswith("/api/v0/") and request.method != "POST":
             return Response.text("405 - Method Not Allowed", 405)
