@@ -172,6 +172,12 @@ class Router:
         """The metrics label of a request: its route, or "other" (bounded cardinality)."""
         return path if path in self._routes else "other"
 
+    def answer_now(self, request: Request) -> Response | None:
+        """An answer ready without waiting (a kept one), else None for ``dispatch``; the
+        server then skips watching for the client leaving, which costs more than such an
+        answer (a task and a socket wait per request)."""
+        return None
+
     async def dispatch(self, request: Request) -> Response:
         methods = self._routes.get(request.path)
         if methods is None:
@@ -450,7 +456,12 @@ class HttpServer:
                 await _send(conn, stream, await self.router.dispatch(request), head,
                             trailer=policy.stream_errors == "trailer", sent=sent)
 
-            await _until_client_leaves(conn, stream, answer())
+            ready = self.router.answer_now(request)
+            if ready is not None:
+                await _send(conn, stream, ready, head,
+                            trailer=policy.stream_errors == "trailer", sent=sent)
+            else:
+                await _until_client_leaves(conn, stream, answer())
             return conn.our_state is h11.DONE and conn.their_state is h11.DONE
         finally:
             if self.metrics is not None:
@@ -579,8 +590,11 @@ async def _next_event(conn: h11.Connection, stream: trio.abc.Stream,
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        with trio.fail_after(timeout):
+        if timeout == math.inf:  # the caller's own scope bounds the wait
             data = await stream.receive_some(READ_SIZE)
+        else:
+            with trio.fail_after(timeout):
+                data = await stream.receive_some(READ_SIZE)
         conn.receive_data(data)  # b"" marks end of stream
 
 

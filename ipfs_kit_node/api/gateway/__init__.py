@@ -127,6 +127,12 @@ class GatewayRouter(Router):
     def is_streaming(self, method: str, path: str) -> bool:
         return False
 
+    def answer_now(self, request: Request) -> Response | None:
+        try:
+            return self.gateway.kept(request)
+        except Exception:  # dispatch meets the same error and maps it
+            return None
+
     async def dispatch(self, request: Request) -> Response:
         try:
             return await self.gateway.handle(request)
@@ -164,26 +170,40 @@ class Gateway:
         self._answers: OrderedDict[tuple[str, ...], _Answer] = OrderedDict()
         self._answer_bytes = 0
 
+    def kept(self, request: Request) -> Response | None:
+        """The kept answer to ``request``, if there is one (see ``handle``)."""
+        key = self._key(request)
+        return None if key is None else self._kept(key, request)
+
+    def _key(self, request: Request) -> tuple[str, ...] | None:
+        if request.header("range") is not None \
+                or "only-if-cached" in (request.header("cache-control") or ""):
+            return None
+        return _answer_key(request)
+
+    def _kept(self, key: tuple[str, ...], request: Request) -> Response | None:
+        hit = self._answers.get(key)
+        if hit is None:
+            return None
+        if not self.is_local(hit.cid):
+            self._forget(key)
+            return None
+        self._answers.move_to_end(key)
+        if etag_matches(request.header("if-none-match"), hit.etag):
+            return Response(status=304, body=b"", content_type="text/plain",
+                            headers=hit.headers)
+        return Response(body=hit.body, content_type=hit.content_type, headers=hit.headers)
+
     async def handle(self, request: Request) -> Response:
         """A small answer is kept (content under a CID never changes): a site's assets and a
         dataset's small files are asked for again and again, and resolving the path and
         building the headers cost more than the bytes. Range and only-if-cached requests
         always take the full path; a kept answer whose block left the store is dropped."""
-        key: tuple[str, ...] | None = None
-        if request.header("range") is None \
-                and "only-if-cached" not in (request.header("cache-control") or ""):
-            key = _answer_key(request)
+        key = self._key(request)
         if key is not None:
-            hit = self._answers.get(key)
-            if hit is not None and self.is_local(hit.cid):
-                self._answers.move_to_end(key)
-                if etag_matches(request.header("if-none-match"), hit.etag):
-                    return Response(status=304, body=b"", content_type="text/plain",
-                                    headers=hit.headers)
-                return Response(body=hit.body, content_type=hit.content_type,
-                                headers=hit.headers)
+            hit = self._kept(key, request)
             if hit is not None:
-                self._forget(key)
+                return hit
         response, cid = await self._handle(request)
         if key is not None and cid is not None and response.status == 200 \
                 and isinstance(response.body, bytes) and len(response.body) <= ANSWER_MAX_BODY:
