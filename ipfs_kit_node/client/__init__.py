@@ -1,7 +1,8 @@
 """The Python API: ``Client`` (sync, stdlib + h11: light enough for the CLI, which uses it),
 ``AsyncClient`` (h11 on anyio: trio and asyncio alike), typed answers, the task executor.
 
-``AsyncClient`` and the executor load on first use, so ``Client`` alone stays cheap.
+``AsyncClient``, the executor and the answer types load on first use, so ``Client`` alone
+stays cheap.
 """
 
 from __future__ import annotations
@@ -9,27 +10,34 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._sync import Client, RangeReader, Streamed, task_doc
-from .types import (
-    BlockStat,
-    Entry,
-    Message,
-    NodeId,
-    Peer,
-    Pin,
-    RemotePin,
-    Stat,
-    Status,
-    Submitted,
-    TaskInfo,
-    Worker,
-)
 
 if TYPE_CHECKING:
     from ._async import AsyncClient
     from .executor import TaskExecutor, TaskFuture
+    from .types import (
+        BlockStat,
+        Entry,
+        Message,
+        NodeId,
+        Peer,
+        Pin,
+        RemotePin,
+        Stat,
+        Status,
+        Submitted,
+        TaskInfo,
+        Worker,
+    )
+
+_TYPES = ("BlockStat", "Entry", "Message", "NodeId", "Peer", "Pin", "RemotePin", "Stat",
+          "Status", "Submitted", "TaskInfo", "Worker")
 
 
 def __getattr__(name: str) -> Any:
+    if name in _TYPES:
+        from . import types
+
+        return getattr(types, name)
     if name == "AsyncClient":
         from ._async import AsyncClient
 
