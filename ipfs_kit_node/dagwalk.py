@@ -18,10 +18,9 @@ import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import mmh3
-import trio
 from multiformats import CID
 
 from .cid import CidLike, cid_from_bytes, to_cid
@@ -316,44 +315,36 @@ def _offset(text: str, size: int, what: str) -> int:
     return size + value if value < 0 else value
 
 
+class Pending(Protocol):
+    """A block read under way (``TieredStore.read_soon``)."""
+
+    async def result(self) -> bytes: ...
+
+
 @dataclass
 class _FileFrame:
     node: Node
     children: list[tuple[bytes, int, int]]  # (cid, offset, size) of the children in range
     next: int = 0
     asked: int = 0
-    #: Children read ahead (index -> node, or the error reading it raised).
-    ahead: dict[int, Node | Exception] = field(default_factory=dict)
+    started: int = 0  # children up to here were offered to read_soon
+    #: Reads under way of the children after ``next`` (index -> (cid, read)).
+    ahead: dict[int, tuple[CID, Pending]] = field(default_factory=dict)
 
 
-#: Local blocks of a file read at once when the getter says which are local (``is_local``):
-#: each disk read is a worker-thread hop plus a hash check, so several in flight keep both
-#: cores busy while the previous ones are sent. Only local ones: a fetch from peers belongs
-#: to the reading task's Bitswap session, which concurrent reads would split.
-READ_AHEAD = 4
+#: Children of a file read ahead of the one being sent, when the getter can start reads of
+#: local blocks (``read_soon``): each disk read and hash check runs on a worker thread, so a
+#: window of them in flight keeps the second core busy while the loop sends; only local ones
+#: (a fetch from peers belongs to the reading task's Bitswap session).
+READ_AHEAD = 8
 
 
-async def _read_ahead(blocks: BlockGetter, frame: _FileFrame, pacer: Pacer,
-                      is_local: Callable[[CID], bool]) -> None:
-    """Read the frame's next children that are local, up to READ_AHEAD, concurrently."""
-    wanted = []
-    for i in range(frame.next, min(frame.next + READ_AHEAD, len(frame.children))):
-        cid = cid_from_bytes(frame.children[i][0])
-        if is_identity(cid) or not is_local(cid):
-            break
-        wanted.append((i, cid))
-    if len(wanted) < 2:
-        return
+class _Given:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
 
-    async def read(i: int, cid: CID) -> None:
-        try:
-            frame.ahead[i] = await get_node(blocks, cid, pacer)
-        except Exception as exc:  # raised when the reader reaches this child, in order
-            frame.ahead[i] = exc
-
-    async with trio.open_nursery() as nursery:
-        for i, cid in wanted:
-            nursery.start_soon(read, i, cid)
+    async def get(self, cid: CidLike) -> bytes:
+        return self._data
 
 
 async def file_nodes(blocks: BlockGetter, root: Node, start: int, end: int
@@ -367,7 +358,10 @@ async def file_nodes(blocks: BlockGetter, root: Node, start: int, end: int
         return
     stack: list[_FileFrame] = []
     prefetch = getattr(blocks, "prefetch", None)
-    is_local: Callable[[CID], bool] | None = getattr(blocks, "is_local", None)
+    read_soon: Callable[[CID], Pending | None] | None = getattr(blocks, "read_soon", None)
+    # Peers are asked ahead (prefetch) once a block is not here: a local file, read ahead
+    # through read_soon, is not checked a second time block by block.
+    missing = read_soon is None
 
     def enter(node: Node, base: int) -> bytes:
         assert node.unixfs is not None
@@ -391,21 +385,32 @@ async def file_nodes(blocks: BlockGetter, root: Node, start: int, end: int
         if frame.next >= len(frame.children):
             stack.pop()
             continue
-        if prefetch is not None and frame.asked - frame.next < WINDOW // 2:
+        if read_soon is not None:
+            stop = min(frame.next + READ_AHEAD, len(frame.children))
+            while frame.started < stop:
+                cid = cid_from_bytes(frame.children[frame.started][0])
+                pending = None if is_identity(cid) else read_soon(cid)
+                if pending is not None:
+                    frame.ahead[frame.started] = (cid, pending)
+                elif not is_identity(cid):
+                    missing = True
+                frame.started += 1
+        if prefetch is not None and missing and frame.asked - frame.next < WINDOW // 2:
+            frame.asked = max(frame.asked, frame.next)
             batch = frame.children[frame.asked:frame.asked + WINDOW]
             frame.asked += len(batch)
             wanted = [cid_from_bytes(c) for c, _, _ in batch]
             wanted = [c for c in wanted if not is_identity(c)]
             if wanted:
                 prefetch(wanted)
-        if is_local is not None and frame.next not in frame.ahead:
-            await _read_ahead(blocks, frame, pacer, is_local)
-        ready = frame.ahead.pop(frame.next, None)
+        ahead = frame.ahead.pop(frame.next, None)
         raw_cid, base, expected = frame.children[frame.next]
         frame.next += 1
-        if isinstance(ready, Exception):
-            raise ready
-        child = ready or await get_node(blocks, cid_from_bytes(raw_cid), pacer)
+        if ahead is not None:
+            cid, pending = ahead
+            child = await resolve(_Given(await pending.result()), cid, pacer)
+        else:
+            child = await get_node(blocks, cid_from_bytes(raw_cid), pacer)
         if child.unixfs is not None and child.unixfs.type not in (fs.FILE, fs.RAW):
             raise CodecError(f"{child.cid}: a {child.kind} node inside a file")
         if child.size != expected:

@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -650,6 +651,47 @@ class TieredStore:
         self._touch(key, meta)
         return await self._read(cid, key, meta)
 
+    async def get_held(self, cid: CidLike, *, remote: bool = True) -> bytes | None:
+        """The block's bytes, verified, if this node holds it (memory, disk, and with
+        ``remote`` the remote tier), else None: one index lookup where asking first and then
+        reading took two or three (Bitswap's getter asked is_remote, is_local, then get)."""
+        cid, key, meta = await self._settled(cid)
+        if meta is None or (meta.remote and not remote):
+            return None
+        self._touch(key, meta)
+        return await self._read(cid, key, meta)
+
+    def read_soon(self, cid: CID) -> PendingRead | None:
+        """Start reading a block held here (memory or disk) and return the read under way, or
+        None (not here, evicted to the remote tier, being written or deleted, or 8 disk reads
+        already running): a file walk keeps a few under way, so that the disk reads and hash
+        checks of the next blocks run on worker threads (file reads and hashlib release the
+        GIL) while the event loop sends this one."""
+        key = key_of(cid)
+        if self._closed or key in self._inflight:
+            return None
+        meta = self._meta(key)
+        if meta is None or meta.remote:
+            return None
+        data = self._memory.get(key)
+        pending = PendingRead(self, cid, key, data)
+        if data is None:
+            try:
+                self._threads.acquire_on_behalf_of_nowait(pending)
+            except trio.WouldBlock:
+                return None
+            self._disk_stats.lookups += 1
+            token = trio.lowlevel.current_trio_token()
+
+            def deliver(outcome: Any) -> None:  # on the worker thread
+                with contextlib.suppress(trio.RunFinishedError):
+                    token.run_sync_soon(pending._arrived, outcome)
+
+            trio.lowlevel.start_thread_soon(partial(self._disk.read_verified, key), deliver)
+        self._note_held(key)
+        self._touch(key, meta)
+        return pending
+
     async def _read(self, cid: CID, key: bytes, meta: BlockMeta) -> bytes:
         """Memory, then disk, then remote; without counting an access (pin walks use it)."""
         data = self._memory.get(key)
@@ -660,6 +702,12 @@ class TieredStore:
         self._disk_stats.lookups += 1
         async with self._threads:
             data, corrupt = await trio.to_thread.run_sync(self._disk.read_verified, key)
+        return await self._read_done(cid, key, data, corrupt)
+
+    async def _read_done(self, cid: CID, key: bytes, data: bytes | None, corrupt: bool
+                         ) -> bytes:
+        """After a disk read: a block gone or corrupt is dropped from the index (and then
+        missing), an intact one offered to the memory tier."""
         if data is None:
             if key in self._inflight:
                 await self._wait_inflight(key)
@@ -691,6 +739,10 @@ class TieredStore:
 
     async def has(self, cid: CidLike) -> bool:
         return self.is_local(cid)
+
+    def is_held(self, cid: CidLike) -> bool:
+        """Local or evicted to the remote tier (one lookup for is_local or is_remote)."""
+        return self._db.exists(key_of(to_cid(cid)))
 
     def is_remote(self, cid: CidLike) -> bool:
         """Evicted to the remote tier: known, pinned, held elsewhere; no file I/O."""
@@ -1151,6 +1203,33 @@ class TieredStore:
         while True:
             await trio.sleep(period)
             await cls._guarded(job)  # logged, tried next period
+
+
+class PendingRead:
+    """A block read started by ``TieredStore.read_soon``; ``await result()`` for its bytes
+    (verified) or the error reading it raised."""
+
+    def __init__(self, store: TieredStore, cid: CID, key: bytes, data: bytes | None) -> None:
+        self._store = store
+        self._cid = cid
+        self._key = key
+        self._data = data  # a memory-tier hit is ready at once
+        self._outcome: Any = None
+        self._event: trio.Event | None = None if data is not None else trio.Event()
+
+    def _arrived(self, outcome: Any) -> None:  # on the event loop
+        self._store._threads.release_on_behalf_of(self)
+        self._outcome = outcome
+        assert self._event is not None
+        self._event.set()
+
+    async def result(self) -> bytes:
+        if self._data is not None:
+            return self._data
+        assert self._event is not None
+        await self._event.wait()
+        data, corrupt = self._outcome.unwrap()
+        return await self._store._read_done(self._cid, self._key, data, corrupt)
 
 
 def _text(cid: CID) -> str:

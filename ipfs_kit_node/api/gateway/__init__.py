@@ -450,15 +450,17 @@ def _answer_size(key: tuple[str, ...], body: bytes, headers: list[tuple[str, str
 
 
 class _Blocks:
-    """The gateway's block getter, telling file walks which blocks are local so that they
-    read several ahead (dagwalk.READ_AHEAD); everything else goes to the wrapped getter."""
+    """The gateway's block getter: the wrapped one's ``get``, and its ``prefetch`` (blocks
+    from peers) and ``read_soon`` (local reads started ahead, dagwalk.READ_AHEAD) if it has
+    them."""
 
     def __init__(self, blocks: BlockGetter, is_local: Callable[[CID], bool]) -> None:
         self._blocks = blocks
         self.is_local = is_local
-        prefetch = getattr(blocks, "prefetch", None)
-        if prefetch is not None:
-            self.prefetch = prefetch
+        for name in ("prefetch", "read_soon"):
+            method = getattr(blocks, name, None)
+            if method is not None:
+                setattr(self, name, method)
 
     async def get(self, cid: CidLike) -> bytes:
         return await self._blocks.get(cid)

@@ -46,7 +46,7 @@ from ...cid import CidLike, to_cid
 from ...errors import BlockNotFoundError, BlockUnavailableError, StoreError
 from ...logs import get_logger
 from ...service import TaskStatus
-from ...storage.store import TieredStore
+from ...storage.store import PendingRead, TieredStore
 from ..guard import set_guarded_handler
 from ..notifee import ConnectionNotifee
 from .codec import (
@@ -202,10 +202,18 @@ class Bitswap(ConnectionNotifee):
     async def get(self, cid: CidLike, timeout: float = DEFAULT_TIMEOUT) -> bytes:
         """From the store (its remote tier included), or from peers (verified, then stored)."""
         cid = to_cid(cid)
-        store = self._store()
-        if store.is_remote(cid) and bytes(cid.digest) not in self._waiters:
-            return await store.get(cid)  # evicted: the remote tier knows who holds it
+        if bytes(cid.digest) not in self._waiters:
+            # Held here, or evicted (the remote tier knows who holds it): one index lookup.
+            data = await self._store().get_held(cid)
+            if data is not None:
+                return data
         return await self.fetch(cid, timeout)
+
+    def read_soon(self, cid: CID) -> PendingRead | None:
+        """A read of a local block started now (TieredStore.read_soon), or None: file walks
+        keep a few under way. Blocks from peers are left to ``get`` and ``prefetch`` (they
+        belong to the reading task's session)."""
+        return self._store().read_soon(cid)
 
     async def fetch(self, cid: CidLike, timeout: float = DEFAULT_TIMEOUT) -> bytes:
         """A local block, or one fetched from peers: never through the remote tier (which
@@ -266,7 +274,7 @@ class Bitswap(ConnectionNotifee):
                 break
             cid = to_cid(raw)
             key = bytes(cid.digest)
-            if key in self._waiters or store.is_local(cid) or store.is_remote(cid):
+            if key in self._waiters or store.is_held(cid):
                 continue  # remote ones are read through the store's remote tier
             self._waiters[key] = trio.Event()
             out += self.wants.want(cid, now, session)
