@@ -19,9 +19,14 @@ import trio
 from ipfs_kit_node.logs import get_logger
 from ipfs_kit_node.protocols.tasks import Result, Task
 from ipfs_kit_node.protocols.tasks.frames import Ack
+from ipfs_kit_node.roles.committer import JournalCommitter
+from ipfs_kit_node.roles.gossip import TaskGossip
 from ipfs_kit_node.roles.journal import TaskJournal
 from ipfs_kit_node.roles.master import MasterRole
+from ipfs_kit_node.roles.mesh import Topics
+from ipfs_kit_node.roles.outcomes import Outcomes
 from ipfs_kit_node.roles.scheduler import Scheduler
+from ipfs_kit_node.roles.sessions import Sessions
 
 WORKER = "worker-peer"
 
@@ -36,26 +41,26 @@ class _Queue:
 
 
 def bare_master(tmp_path: Path) -> MasterRole:
-    """A MasterRole with the state its outcome path uses, and no host (its __init__ needs
-    one): the committer, scheduler, journal and session map are the real ones."""
+    """A MasterRole with the parts its outcome path uses, and no host (its __init__ needs
+    one): the committer, outcomes, scheduler, journal and session map are the real ones."""
     m = object.__new__(MasterRole)
     m.c = SimpleNamespace(config=SimpleNamespace(tasks=SimpleNamespace(pin_results=False)))  # type: ignore[assignment]
+    m.log = get_logger(__name__)
     m.scheduler = Scheduler()
     m.journal = TaskJournal(tmp_path / "journal", sync=True)
     m.journal.open()
-    m.sessions = {WORKER: SimpleNamespace(queue=_Queue(), channel=SimpleNamespace(closed=False))}  # type: ignore[dict-item]
-    m._unjournaled, m._undurable = {}, set()
-    m._journal_retry_at, m._journal_failing = 0.0, False
-    m.waiters = {}
-    m._wake, m._commits, m._commit_wake = trio.Event(), [], trio.Event()
-    m._announce, m._publish, m._topic_wake = [], [], trio.Event()
-    m._pins, m._pin_queue = trio.open_memory_channel(10)
-    m.log = get_logger(__name__)
+    m.committer = JournalCommitter(m.journal, m.scheduler.forget_finished, m.log)
+    m.sessions = Sessions(m.log, m._on_frame, m._lost)
+    session = SimpleNamespace(queue=_Queue(), channel=SimpleNamespace(closed=False))
+    m.sessions.by_peer[WORKER] = session  # type: ignore[assignment]
+    m.gossip = TaskGossip(m.c, Topics.of("test"), "master-peer", set(), m.submit, m.log)
+    m.outcomes = Outcomes(m.committer, m.sessions.post, m.gossip, None, m.log)
+    m._wake = trio.Event()
     return m
 
 
 def acked(m: MasterRole) -> list[str]:
-    frames = m.sessions[WORKER].queue.frames  # type: ignore[attr-defined]
+    frames = m.sessions.by_peer[WORKER].queue.frames  # type: ignore[attr-defined]
     return [i for f in frames if isinstance(f, Ack) for i in f.ids]
 
 
@@ -63,7 +68,7 @@ async def test_outcomes_not_journaled_are_neither_acked_nor_shown(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     m = bare_master(tmp_path)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(m._committer)
+        nursery.start_soon(m.committer.run)
         await m.submit([Task("t1", "noop"), Task("t2", "noop")])
         m.scheduler.join(WORKER, 4, (), time.time())
         assert len(m.scheduler.assign(time.time())[WORKER]) == 2
@@ -77,7 +82,7 @@ async def test_outcomes_not_journaled_are_neither_acked_nor_shown(
         monkeypatch.setattr(m.journal, "append", full)
         await m._on_results(WORKER, results)
         assert acked(m) == []  # not durable: the worker keeps the results
-        assert set(m._unjournaled) == {"t1", "t2"}
+        assert set(m.outcomes.unjournaled) == {"t1", "t2"}
         # The worker reconnects and resends: the outcomes are final in memory but still not
         # journaled, so they are still not acknowledged.
         await m._on_results(WORKER, results)
@@ -89,7 +94,7 @@ async def test_outcomes_not_journaled_are_neither_acked_nor_shown(
         assert (await m.info("t2")).state == "assigned"
         assert m.stats() == {"assigned": 2}
         assert m.list_tasks("done") == []
-        assert m._publish == []  # nor on the results topic
+        assert m.gossip.pending_results == []  # nor on the results topic
 
         waiter: dict[str, Any] = {}
 
@@ -100,7 +105,7 @@ async def test_outcomes_not_journaled_are_neither_acked_nor_shown(
         await trio.sleep(0.1)
         assert "info" not in waiter
         monkeypatch.setattr(m.journal, "append", real_append)  # space is back
-        m._journal_retry_at = 0.0  # the ticker's next attempt is due
+        m.outcomes.retry_at = 0.0  # the ticker's next attempt is due
         await m._tick()
         assert sorted(acked(m)) == ["t1", "t2"]
         with trio.fail_after(10):
@@ -108,11 +113,11 @@ async def test_outcomes_not_journaled_are_neither_acked_nor_shown(
                 await trio.sleep(0.01)
         assert waiter["info"].state == "done"
         assert (await m.info("t1")).state == "done"
-        assert {r.task_id for r in m._publish} == {"t1", "t2"}
+        assert {r.task_id for r in m.gossip.pending_results} == {"t1", "t2"}
         # A late resend now is acknowledged at once (and delivered nowhere twice).
         await m._on_results(WORKER, results)
         assert sorted(acked(m)) == ["t1", "t1", "t2", "t2"]
-        assert len(m._publish) == 2
+        assert len(m.gossip.pending_results) == 2
         nursery.cancel_scope.cancel()
     m.journal.close()
     kept = TaskJournal(tmp_path / "journal").open()
@@ -125,14 +130,14 @@ async def test_outcomes_cancelled_mid_journal_are_finished_by_the_ticker(
     outcome is still journaled, delivered and acknowledged (by the ticker)."""
     m = bare_master(tmp_path)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(m._committer)
+        nursery.start_soon(m.committer.run)
         await m.submit([Task("t1", "noop")])
         m.scheduler.join(WORKER, 4, (), time.time())
         m.scheduler.assign(time.time())
         with trio.CancelScope() as scope:
             scope.cancel()  # cancelled while it waits for the commit
             await m._on_results(WORKER, (Result("t1", WORKER, None, None, 0),))
-        assert acked(m) == [] and "t1" in m._unjournaled
+        assert acked(m) == [] and "t1" in m.outcomes.unjournaled
         assert (await m.info("t1")).state == "assigned"
         await m._tick()
         assert acked(m) == ["t1"]

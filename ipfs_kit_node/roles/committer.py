@@ -1,0 +1,97 @@
+"""Group commit of the master's task journal: records from concurrent callers are written and
+fsynced together (one fsync per batch), and each caller returns once its own are durable.
+
+Only this loop appends to the journal, so it is also where the journal is compacted (every
+``COMPACT_AFTER`` records): appends wait while the file is rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+import trio
+
+from ..errors import DiskFullError, is_disk_full
+from .journal import TaskJournal
+from .mesh import TaskError
+
+COMPACT_AFTER = 500_000  # journal records appended before it is rewritten
+
+
+class JournalError(TaskError):
+    """The task journal cannot be written (not a full disk: that is DiskFullError)."""
+
+    http_status = 503
+
+
+@dataclass
+class _Commit:
+    docs: list[dict[str, Any]]
+    done: trio.Event = field(default_factory=trio.Event)
+    error: BaseException | None = None
+
+
+class JournalCommitter:
+    """``durable(docs)`` returns once the records are fsynced; ``run`` is the writer loop.
+
+    ``forget_finished(keep)`` is called before a compaction, so memory keeps what the
+    compacted journal keeps.
+    """
+
+    def __init__(self, journal: TaskJournal, forget_finished: Callable[[int], object],
+                 log: structlog.stdlib.BoundLogger) -> None:
+        self.journal = journal
+        self.forget_finished = forget_finished
+        self.log = log
+        self._commits: list[_Commit] = []
+        self._wake = trio.Event()
+
+    async def durable(self, docs: list[dict[str, Any]]) -> None:
+        """Returns once the records are fsynced (group commit with concurrent callers).
+
+        Raises:
+            DiskFullError: the disk is full (new tasks are refused until space is freed).
+            JournalError: any other write failure.
+        """
+        if not docs:
+            return
+        commit = _Commit(docs)
+        self._commits.append(commit)
+        self._wake.set()
+        await commit.done.wait()
+        error = commit.error
+        if error is None:
+            return
+        if is_disk_full(error):
+            raise DiskFullError(f"disk full: the task journal {self.journal.path} cannot be "
+                                f"written ({error.strerror}); new tasks are refused until "
+                                "space is freed") from error
+        raise JournalError(f"the task journal {self.journal.path} cannot be written: "
+                           f"{error}") from error
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            batch, self._commits = self._commits, []
+            docs = [d for commit in batch for d in commit.docs]
+            try:
+                await trio.to_thread.run_sync(self.journal.append, docs)
+            except Exception as exc:  # every waiter hears of it; this loop goes on
+                self.log.error("task journal write failed", error=str(exc),
+                               path=str(self.journal.path), records=len(docs))
+                for commit in batch:
+                    commit.error = exc
+            finally:
+                for commit in batch:
+                    commit.done.set()
+            if self.journal.appended > COMPACT_AFTER:  # appends wait: we are the only writer
+                self.forget_finished(self.journal.keep_finished)
+                try:  # from the file itself: it holds exactly what was acknowledged
+                    kept = await trio.to_thread.run_sync(self.journal.open)
+                    self.log.info("task journal compacted", tasks=len(kept))
+                except (OSError, ValueError) as exc:
+                    self.log.error("task journal compaction failed", error=str(exc))
