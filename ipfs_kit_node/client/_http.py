@@ -23,6 +23,9 @@ from ..errors import ApiError, ApiTimeoutError, DaemonNotRunningError
 from ._wire import Endpoint, error_of
 
 READ_SIZE = 256 * 1024
+# The kernel's buffer for our requests on the daemon's unix socket: Linux's default ~208 KiB
+# let an upload hand over less than one 256 KiB block per wake-up of the daemon.
+UNIX_SEND_BUFFER = 4 * 1024 * 1024
 CONNECT_TIMEOUT = 5.0
 USER_AGENT = "ipfs-kit-node-client"
 
@@ -169,6 +172,7 @@ def _connect(endpoint: Endpoint, timeout: float) -> socket.socket:
     try:
         if endpoint.unix is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UNIX_SEND_BUFFER)
             sock.settimeout(min(timeout, CONNECT_TIMEOUT))
             try:
                 sock.connect(endpoint.unix)
