@@ -6,6 +6,11 @@ a storer task stores whatever has queued while the last batch was being made dur
 batch grows with the disk's fsync latency (one round of fsyncs and one index commit for many
 blocks), and receiving never waits for the disk unless ``QUEUED_BYTES`` are already queued.
 
+Blocks that are not trusted (an upload's: the client hashed them, we check) are verified by
+a second task a couple of MiB at a time, in its own worker thread, while the storer writes and
+fsyncs the batch before (verifying inside the storer's thread put 55 ms of a 64 MiB add's
+~170 ms of storing in series with the writes).
+
 A block is only reported stored once the batch holding it is fsynced and indexed
 (``TieredStore.put_many``); ``close`` returns after the last batch is, so a caller that answers
 after leaving ``block_writer`` acknowledges only durable blocks (``[storage] sync`` holds).
@@ -19,6 +24,8 @@ from collections.abc import AsyncIterator
 import trio
 from multiformats import CID
 
+from ..cid import cid_from_bytes
+from .blocks import verify
 from .store import TieredStore
 
 #: Most one batch takes (blocks, bytes): the bound of one index transaction and its memory.
@@ -26,18 +33,23 @@ BATCH_BLOCKS = 1024
 BATCH_BYTES = 8 << 20
 #: Bytes received but not yet being stored before receiving waits (the upload's memory).
 QUEUED_BYTES = 8 << 20
+#: Most bytes verified in one worker-thread hop.
+VERIFY_BYTES = 2 << 20
 
 
 class BlockWriter:
-    """Blocks handed to ``add`` are stored in the background, in order, a batch at a time."""
+    """Blocks handed to ``add`` are verified and stored in the background, in order, a batch
+    at a time. The queue's first ``_verified`` blocks are checked and ready to store."""
 
     def __init__(self, store: TieredStore, *, hashed: bool) -> None:
         self._store = store
         self._hashed = hashed
         self._queue: list[tuple[CID | bytes, bytes]] = []
         self._queued_bytes = 0
+        self._verified = 0
         self._closed = False
-        self._work = trio.lowlevel.ParkingLot()
+        self._work = trio.lowlevel.ParkingLot()  # the verifier waits here for blocks
+        self._ready = trio.lowlevel.ParkingLot()  # the storer waits here for verified ones
         self._room = trio.lowlevel.ParkingLot()
         self.new = 0  # blocks that were not in the store before
         self.batches = 0
@@ -48,29 +60,60 @@ class BlockWriter:
             await self._room.park()
         self._queue.append((cid, data))
         self._queued_bytes += len(data)
-        self._work.unpark_all()
+        if self._hashed:
+            self._verified += 1
+            self._ready.unpark_all()
+        else:
+            self._work.unpark_all()
 
     def _close(self) -> None:
         self._closed = True
         self._work.unpark_all()
+        self._ready.unpark_all()
 
-    async def _run(self) -> None:
+    async def _verify(self) -> None:
+        """Check the blocks behind the verified ones against their CIDs (HashMismatchError
+        ends the upload before any of them is stored)."""
         while True:
-            while not self._queue:
+            while self._verified == len(self._queue):
                 if self._closed:
                     return
                 await self._work.park()
+            start = self._verified
+            end = start
+            size = 0
+            while end < len(self._queue) and (end == start or size < VERIFY_BYTES):
+                size += len(self._queue[end][1])
+                end += 1
+            await trio.to_thread.run_sync(_verify_all, self._queue[start:end])
+            # The storer only takes verified blocks from the front meanwhile: the ones just
+            # checked now follow the verified ones still queued.
+            self._verified += end - start
+            self._ready.unpark_all()
+
+    async def _run(self) -> None:
+        while True:
+            while not self._verified:
+                if self._closed and not self._queue:
+                    return
+                await self._ready.park()
             take = size = 0
-            for _, data in self._queue:
+            for _, data in self._queue[:self._verified]:
                 if take and (take >= BATCH_BLOCKS or size + len(data) > BATCH_BYTES):
                     break
                 take += 1
                 size += len(data)
             batch, self._queue = self._queue[:take], self._queue[take:]
+            self._verified -= take
             self._queued_bytes -= size
             self._room.unpark_all()
-            self.new += await self._store.put_many(batch, hashed=self._hashed)
+            self.new += await self._store.put_many(batch, hashed=True)
             self.batches += 1
+
+
+def _verify_all(blocks: list[tuple[CID | bytes, bytes]]) -> None:
+    for cid, data in blocks:
+        verify(cid_from_bytes(cid) if isinstance(cid, bytes) else cid, data)
 
 
 @contextlib.asynccontextmanager
@@ -82,6 +125,8 @@ async def block_writer(store: TieredStore, *, hashed: bool = False
     writer = BlockWriter(store, hashed=hashed)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer._run)
+        if not hashed:
+            nursery.start_soon(writer._verify)
         try:
             yield writer
         finally:

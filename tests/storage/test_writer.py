@@ -57,6 +57,37 @@ async def test_a_bad_block_stops_the_upload_with_its_error(tmp_path: Path) -> No
     await store.close()
 
 
+async def test_nothing_from_a_bad_block_on_is_stored(tmp_path: Path) -> None:
+    """Blocks are verified ahead of the storer (in their own thread) but stored only once
+    verified, in order: the blocks behind a bad one are never written."""
+    store = await TieredStore.open(tmp_path, CONFIG)
+    before = [raw_block(size=300_000) for _ in range(30)]  # more than one verify hop
+    after = [raw_block(size=1000 + i) for i in range(50)]
+    bad_cid, _ = raw_block(size=10)
+    with pytest.raises(BaseException) as info:
+        async with block_writer(store) as writer:
+            for cid, data in before:
+                await writer.add(bytes(cid), data)
+            await writer.add(bytes(bad_cid), b"not those bytes")
+            for cid, data in after:
+                await writer.add(cid, data)
+    assert isinstance(lone(info.value), HashMismatchError)
+    assert not any(store.is_local(cid) for cid, _ in [(bad_cid, b""), *after])
+    await store.close()
+
+
+async def test_trusted_blocks_skip_the_verifier(tmp_path: Path) -> None:
+    store = await TieredStore.open(tmp_path, CONFIG)
+    blocks = [raw_block(size=200_000) for _ in range(40)]
+    async with block_writer(store, hashed=True) as writer:
+        for cid, data in blocks:
+            await writer.add(cid, data)
+    assert writer.new == 40
+    for cid, data in blocks:
+        assert await store.get(cid) == data
+    await store.close()
+
+
 async def test_links_of_a_pin_walk(tmp_path: Path) -> None:
     """The pin walk's link reader (fast scanner) gives the same CIDs, v0 and v1 alike."""
     store = await TieredStore.open(tmp_path, CONFIG)
