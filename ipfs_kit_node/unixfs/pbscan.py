@@ -19,6 +19,16 @@ from ..errors import CodecError
 DAG_PB, RAW = 0x70, 0x55
 
 
+def _varint(block: bytes, pos: int) -> tuple[int, int]:
+    """``read_varint`` with the one-byte case first: nearly every key and length in a link
+    is under 128, and a 174-link file node was ~4,000 calls of the general loop."""
+    if pos < len(block):
+        byte = block[pos]
+        if byte < 0x80:
+            return byte, pos + 1
+    return read_varint(block, pos)
+
+
 @dataclass(frozen=True, slots=True)
 class Link:
     """One PBLink: the CID in binary form (build a CID object only to fetch it)."""
@@ -50,10 +60,10 @@ def split(block: bytes, cid: object, start: int = 0, count: int = 0, max_links: 
         while pos < end:
             if count == max_links:
                 return None, pos, count
-            key, after_key = read_varint(block, pos)
+            key, after_key = _varint(block, pos)
             if key & 7 != 2:
                 raise CodecError(f"unexpected PBNode field {key >> 3} (wire type {key & 7})")
-            length, body = read_varint(block, after_key)
+            length, body = _varint(block, after_key)
             if body + length > end:
                 raise CodecError(f"field {key >> 3} runs past the end of the message")
             if key == 0x12:  # Links (field 2)
@@ -74,20 +84,20 @@ def read_link(block: bytes, pos: int, cid: object) -> tuple[Link, int]:
     """The link whose field starts at ``pos`` (inside the links ``split`` found), and the
     position of the next one."""
     try:
-        _, pos = read_varint(block, pos)  # the key, checked by split
-        length, pos = read_varint(block, pos)
+        _, pos = _varint(block, pos)  # the key, checked by split
+        length, pos = _varint(block, pos)
         end = pos + length
         link_cid: bytes | None = None
         name: str | None = None
         tsize: int | None = None
         while pos < end:
-            key, pos = read_varint(block, pos)
+            key, pos = _varint(block, pos)
             if key == 0x18:  # Tsize (field 3, varint)
-                tsize, pos = read_varint(block, pos)
+                tsize, pos = _varint(block, pos)
                 continue
             if key not in (0x0A, 0x12):
                 raise CodecError(f"unexpected PBLink field {key >> 3} (wire type {key & 7})")
-            size, pos = read_varint(block, pos)
+            size, pos = _varint(block, pos)
             if pos + size > end:
                 raise CodecError(f"PBLink field {key >> 3} runs past the end of the link")
             value = block[pos:pos + size]
@@ -112,10 +122,10 @@ def check_cid(raw: bytes) -> int:
     if len(raw) == 34 and raw[0] == 0x12 and raw[1] == 0x20:
         return DAG_PB  # CIDv0: a bare sha2-256 multihash
     try:
-        version, pos = read_varint(raw, 0)
-        codec, pos = read_varint(raw, pos)
-        _, pos = read_varint(raw, pos)  # multihash function
-        length, pos = read_varint(raw, pos)
+        version, pos = _varint(raw, 0)
+        codec, pos = _varint(raw, pos)
+        _, pos = _varint(raw, pos)  # multihash function
+        length, pos = _varint(raw, pos)
     except CodecError:
         raise CodecError("link hash is not a CID") from None
     if version != 1 or len(raw) - pos != length:
