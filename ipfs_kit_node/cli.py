@@ -894,10 +894,9 @@ _GET_MAX_DEPTH = 4096  # as the daemon's DAG walks (exporter.MAX_DEPTH)
 def _stream_to_stdout(client: Any, command: str, cid: str) -> int:
     """A streamed answer written to stdout as it arrives (a reader that leaves is no error)."""
     try:
+        sys.stdout.flush()
         with client.stream(command, {"arg": cid}) as response:
-            for chunk in response.iter_bytes():
-                sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
+            response.copy_to(sys.stdout.fileno())
     except BrokenPipeError:
         _stdout_gone()
     return 0
@@ -1097,8 +1096,7 @@ def _write_file(client: Any, cid: str, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ikn-get-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out, client.stream("cat", {"arg": cid}) as response:
-            for chunk in response.iter_bytes():
-                out.write(chunk)
+            response.copy_to(out.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

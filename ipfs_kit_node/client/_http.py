@@ -12,6 +12,7 @@ client's timeout.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,8 @@ from ..errors import ApiError, ApiTimeoutError, DaemonNotRunningError
 from ._wire import Endpoint, error_of
 
 READ_SIZE = 256 * 1024
+#: ``copy_to`` receives a body into a buffer this big and writes it out from there.
+COPY_BUFFER = 1024 * 1024
 # The kernel's buffer for our requests on the daemon's unix socket: Linux's default ~208 KiB
 # let an upload hand over less than one 256 KiB block per wake-up of the daemon.
 UNIX_SEND_BUFFER = 4 * 1024 * 1024
@@ -110,6 +113,8 @@ class Connection:
             self.h11.receive_data(data)
 
     def reusable(self) -> bool:
+        if self.h11.our_state is h11.IDLE and self.h11.their_state is h11.IDLE:
+            return True  # a fresh cycle: the last answer's body was read past h11 (copy_to)
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
             return True
@@ -144,9 +149,116 @@ class Response:
     def read(self) -> bytes:
         return b"".join(self.iter_raw())
 
+    def copy_to(self, fd: int) -> int:
+        """Write the body to a file descriptor as it arrives; returns its length.
+
+        A chunked body (how the daemon streams cat and get) is parsed here, received into one
+        buffer and written out from it: through h11 each chunk was copied three times more
+        (its receive buffer, the chunk cut from it, bytes for the caller), a tenth of a 64 MiB
+        cat's wall time. Anything else goes through h11.
+        """
+        conn = self.conn
+        chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        if self.done or not chunked or conn.h11.our_state is not h11.DONE \
+                or conn.h11.their_state is not h11.SEND_BODY:
+            total = 0
+            for data in self.iter_raw():
+                _write_all(fd, data)
+                total += len(data)
+            return total
+        reader = _ChunkedBody(conn, fd)
+        total = reader.run()
+        # The message ended where h11 never saw it: a fresh state machine for the next
+        # request, given whatever the daemon sent after this answer (nothing, normally).
+        conn.h11 = h11.Connection(h11.CLIENT)
+        if reader.rest:
+            conn.h11.receive_data(reader.rest)
+        self.done = True
+        if reader.stream_error:
+            raise ApiError(reader.stream_error)
+        return total
+
     def raise_for_status(self) -> None:
         if self.status >= 400:
             raise error_of(self.status, self.read())
+
+
+class _ChunkedBody:
+    """Reads a chunked body (RFC 9112 7.1) from the connection's socket straight into one
+    buffer and writes the data to ``fd``; the bytes h11 already held come first."""
+
+    def __init__(self, conn: Connection, fd: int) -> None:
+        self.conn = conn
+        self.fd = fd
+        leftover, _ = conn.h11.trailing_data
+        self.buf = bytearray(max(COPY_BUFFER, len(leftover)))
+        self.view = memoryview(self.buf)
+        self.buf[:len(leftover)] = leftover
+        self.start, self.end = 0, len(leftover)
+        self.rest = b""
+        self.stream_error = ""
+
+    def _more(self) -> None:
+        """Receive more bytes behind the unparsed ones (moved to the front first)."""
+        if self.start == self.end:
+            self.start = self.end = 0
+        elif self.end == len(self.buf):
+            if self.start == 0:
+                raise ApiError("the daemon's answer is malformed: a chunk line is too long")
+            pending = self.end - self.start
+            self.buf[:pending] = self.buf[self.start:self.end]
+            self.start, self.end = 0, pending
+        try:
+            n = self.conn.sock.recv_into(self.view[self.end:])
+        except TimeoutError:
+            raise ApiTimeoutError(f"the daemon did not answer in {self.conn.timeout:g} s "
+                                  "(pass a longer timeout)") from None
+        except OSError as exc:
+            raise ConnectionClosedError(f"the connection to the daemon broke: {exc}") from None
+        if not n:
+            raise ApiError("the stream from the daemon broke off before its end; see the "
+                           "daemon's log for the cause")
+        self.end += n
+
+    def _line(self) -> bytes:
+        while (cut := self.buf.find(b"\r\n", self.start, self.end)) < 0:
+            self._more()
+        line = bytes(self.buf[self.start:cut])
+        self.start = cut + 2
+        return line
+
+    def run(self) -> int:
+        total = 0
+        while True:
+            line = self._line()
+            digits = line.split(b";", 1)[0].strip()
+            if not digits or len(digits) > 16 or digits.lower().strip(b"0123456789abcdef"):
+                raise ApiError(f"the daemon's answer is malformed: chunk line {line[:40]!r}")
+            size = int(digits, 16)
+            if not size:
+                break
+            total += size
+            while size:
+                if self.start == self.end:
+                    self._more()
+                n = min(size, self.end - self.start)
+                _write_all(self.fd, self.view[self.start:self.start + n])
+                self.start += n
+                size -= n
+            if self._line():
+                raise ApiError("the daemon's answer is malformed: no CRLF after a chunk")
+        while line := self._line():  # trailers, up to the blank line
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"x-stream-error" and value.strip():
+                self.stream_error = value.strip().decode("latin-1")
+        self.rest = bytes(self.buf[self.start:self.end])
+        return total
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def request_head(endpoint: Endpoint, method: str, target: str, body: object,

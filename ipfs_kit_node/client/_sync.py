@@ -75,6 +75,12 @@ class Streamed:
         assert self.response is not None
         yield from self.response.iter_raw()
 
+    def copy_to(self, fd: int) -> int:
+        """Write the whole answer to a file descriptor (a file, stdout) as it arrives, with
+        no copy of ours; returns how many bytes."""
+        assert self.response is not None
+        return self.response.copy_to(fd)
+
     def read(self) -> bytes:
         assert self.response is not None
         return self.response.read()
