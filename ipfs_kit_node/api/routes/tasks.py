@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import trio
+
 from ...errors import ApiError
 from ...jsonsafe import loads as json_loads
 from ...roles.mesh import TaskBackend
@@ -23,25 +25,30 @@ def register_task_routes(router: Router, backend: TaskBackend, me: str,
     """``origins``: our addresses, sent with tasks that have inputs (we hold them)."""
 
     async def submit(request: Request) -> Response:
+        """``wait=true``: answer once every accepted task has finished (or ``timeout``
+        passed), its outcomes in ``Tasks``: one request where submit + wait take two."""
         doc = json_loads(request.body or b"{}")  # JsonInputError (400) if not JSON or too deep
         items = doc.get("tasks") if isinstance(doc, dict) else None
         if not isinstance(items, list) or not items:
             raise ApiError("the body must be JSON: {\"tasks\": [{\"handler\": ...}, ...]}", 400)
+        waits = request.flag("wait")
+        timeout = _timeout(request) if waits else 0.0
         now = time.time()
         here = origins()
         tasks = [parse_submission(item, me, here, now) for item in items]
         accepted, refused = await backend.submit(tasks)
-        return Response.json({"Accepted": accepted, "Refused": [list(r) for r in refused]})
+        answer: dict[str, object] = {"Accepted": accepted, "Refused": [list(r) for r in refused]}
+        if waits:
+            deadline = trio.current_time() + timeout
+            answer["Tasks"] = [info_json(await backend.wait(
+                task_id, max(0.0, deadline - trio.current_time()))) for task_id in accepted]
+        return Response.json(answer)
 
     async def status(request: Request) -> Response:
         return Response.json(info_json(await backend.info(request.require())))
 
     async def wait(request: Request) -> Response:
-        try:
-            timeout = min(float(request.arg("timeout") or MAX_WAIT), MAX_WAIT)
-        except ValueError:
-            raise ApiError("timeout must be a number of seconds", 400) from None
-        return Response.json(info_json(await backend.wait(request.require(), timeout)))
+        return Response.json(info_json(await backend.wait(request.require(), _timeout(request))))
 
     async def list_(request: Request) -> Response:
         infos = backend.list_tasks(request.arg("state"))
@@ -68,3 +75,13 @@ def register_task_routes(router: Router, backend: TaskBackend, me: str,
     router.add("POST", "/api/v0/workers", workers)
     router.add("POST", "/api/v0/cluster/state", state)
 
+
+def _timeout(request: Request) -> float:
+    """The ``timeout`` argument of a wait, in seconds (at most a day; none: a day)."""
+    try:
+        timeout = float(request.arg("timeout") or MAX_WAIT)
+    except ValueError:
+        raise ApiError("timeout must be a number of seconds", 400) from None
+    if not timeout >= 0:  # NaN too
+        raise ApiError("timeout must be a number of seconds >= 0", 400)
+    return min(timeout, MAX_WAIT)
