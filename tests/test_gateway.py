@@ -262,3 +262,63 @@ def test_a_range_of_non_ascii_digits_is_ignored(site: Site) -> None:
     for bad in ("bytes=²-", "bytes=-²", "bytes=0-³"):  # sent as latin-1 bytes
         r = site.http.get(url, headers={"range": bad.encode("latin-1")})
         assert r.status_code == 200 and r.content == b"hello gateway\n", (bad, r.text)
+
+
+def _raw_exchange(url: str, payload: bytes, answers: int, bodiless: tuple[int, ...] = ()
+                  ) -> list[bytes]:
+    """Send ``payload`` on one connection; the raw bytes of ``answers`` responses, each read
+    through its Content-Length (none for the answers numbered in ``bodiless``: HEAD, 304)."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    out: list[bytes] = []
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(payload)
+        buf = b""
+        while len(out) < answers:
+            while b"\r\n\r\n" not in buf:
+                chunk = sock.recv(65536)
+                assert chunk, f"closed after {len(out)} answers"
+                buf += chunk
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            length = 0 if len(out) in bodiless else int(next(
+                line.split(b":")[1] for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")))
+            while len(rest) < length:
+                chunk = sock.recv(65536)
+                assert chunk
+                rest += chunk
+            out.append(head + b"\r\n\r\n" + rest[:length])
+            buf = rest[length:]
+    return out
+
+
+def test_kept_answers_are_the_bytes_h11_sent(site: Site) -> None:
+    """A kept small answer is written without h11 (the gateway's fast loop): the same bytes,
+    status line and headers included, as the first answer h11 wrote; pipelined requests get
+    their answers in order, and a request the loop leaves to h11 (Connection: close, a body,
+    HTTP/1.0, a duplicate Host) is answered as before."""
+    base = site.daemon.gateway_url
+    path = f"/ipfs/{site.root}/docs/notes.txt?download=false"  # a key no other test keeps
+    get = f"GET {path} HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n".encode()
+    first, kept, again = _raw_exchange(base, get * 3, 3)  # pipelined on one connection
+    assert first == kept == again
+    assert first.startswith(b"HTTP/1.1 200 \r\n") and first.endswith(b"\r\n\r\nhello gateway\n")
+    etag = next(line.split(b": ", 1)[1] for line in first.split(b"\r\n")
+                if line.startswith(b"etag: "))
+    conditional = f"GET {path} HTTP/1.1\r\nHost: x\r\nIf-None-Match: ".encode() + etag + \
+        b"\r\n\r\n"
+    head = f"HEAD {path} HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n".encode()
+    not_modified, headers_only = _raw_exchange(base, conditional + head, 2, (0, 1))
+    assert not_modified.startswith(b"HTTP/1.1 304 \r\n") and b"etag: " + etag in not_modified
+    assert headers_only == first.removesuffix(b"hello gateway\n")
+    # Left to h11: each still answered, the same body.
+    for extra in (b"Connection: close\r\n", b"Content-Length: 0\r\n", b"Host: y\r\n"):
+        request = get.replace(b"Accept: */*\r\n", extra)
+        answer = _raw_exchange(base, request, 1)[0]
+        if extra.startswith(b"Host"):
+            assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        else:
+            assert answer.endswith(b"hello gateway\n"), answer[:200]
+    old = f"GET {path} HTTP/1.0\r\n\r\n".encode()
+    assert _raw_exchange(base, old, 1)[0].endswith(b"hello gateway\n")
