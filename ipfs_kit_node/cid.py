@@ -7,6 +7,8 @@ from typing import Any
 
 from multiformats import CID, multibase, multicodec, multihash
 
+from .cidtext import B58
+from .cidtext import cid_text as cid_text  # re-exported: its home keeps multiformats out
 from .codecs.varint import decode as _varint
 from .errors import InvalidCidError
 
@@ -48,7 +50,7 @@ _NEW_INSTANCE: Any = getattr(CID, "_new_instance", None)
 _BASE32, _BASE58 = multibase.get("base32"), multibase.get("base58btc")
 _DAG_PB, _SHA2_256 = multicodec.get("dag-pb"), multihash.get("sha2-256")
 _PARTS: dict[tuple[int, int], tuple[Any, Any]] = {}
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58 = B58
 
 
 def cid_from_bytes(raw: bytes) -> CID:
@@ -83,35 +85,6 @@ def _minimal_varint(raw: bytes, pos: int) -> tuple[int, int]:
     if decoded[1] - pos > 1 and raw[decoded[1] - 1] == 0:
         raise ValueError("varint not minimally encoded")
     return decoded
-
-
-def cid_text(raw: bytes) -> str:
-    """A binary CID as Kubo prints it (v0 in base58btc, v1 in base32), without a CID object.
-    The caller vouches that ``raw`` is a CID (``cid_from_bytes`` would accept it).
-
-    The last few thousand are remembered: the gateway prints the same roots and files in
-    every request's headers, and the stdlib's base32 encoder loops in Python."""
-    text = _TEXTS.get(raw)
-    if text is None:
-        if len(_TEXTS) >= TEXT_CACHE:
-            _TEXTS.clear()  # simple and safe from worker threads too
-        text = _TEXTS[bytes(raw)] = _encode_text(raw)
-    return text
-
-
-TEXT_CACHE = 4096
-_TEXTS: dict[bytes, str] = {}
-
-
-def _encode_text(raw: bytes) -> str:
-    if len(raw) == 34 and raw[0] == 0x12 and raw[1] == 0x20:
-        n = int.from_bytes(raw, "big")
-        out = []
-        while n:
-            n, digit = divmod(n, 58)
-            out.append(_B58[digit])
-        return "".join(reversed(out))  # a v0 CID starts with 0x12: no leading zero bytes
-    return "b" + base64.b32encode(raw).decode("ascii").lower().rstrip("=")
 
 
 _B58_INDEX = {c: i for i, c in enumerate(_B58)}

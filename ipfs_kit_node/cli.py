@@ -753,13 +753,15 @@ def _add_items(args: argparse.Namespace) -> Iterator[Any]:
 def _cid_out(raw: bytes, args: argparse.Namespace) -> str:
     """A CID as ``add`` prints it: v0 in base58btc, v1 in base32; with ``--cid-base`` v0 is
     upgraded to v1 (as Kubo, unless ``--upgrade-cidv0-in-output=false``) and v1 in that base."""
-    from .cid import cid_from_bytes, cid_text
+    from .cidtext import cid_text
 
     if not args.cid_base:
         return cid_text(raw)
     v0 = len(raw) == 34 and raw[0] == 0x12
     if v0 and args.upgrade_cidv0_in_output is False:
         return cid_text(raw)
+    from .cid import cid_from_bytes
+
     cid = cid_from_bytes(b"\x01\x70" + raw if v0 else raw)
     try:
         return str(cid.encode(args.cid_base))

@@ -34,3 +34,14 @@ def test_client_command_imports_nothing_daemon_only(tmp_path: Path, command: lis
     assert "no ipfs-kit-node daemon is running" in out.stderr
     loaded = set(json.loads(out.stderr.strip().splitlines()[-1]))
     assert not loaded & set(DAEMON_ONLY), sorted(loaded & set(DAEMON_ONLY))
+
+
+def test_add_imports_nothing_daemon_only(tmp_path: Path) -> None:
+    """`add` hashes and prints CIDs without multiformats (~25 ms of a 64 MiB add to import):
+    `-n` runs the whole importer, as `add` does before its upload."""
+    (tmp_path / "f").write_bytes(b"x" * 300_000)
+    out = subprocess.run([sys.executable, "-c", PROBE, "add", "-n", "-r", str(tmp_path / "f"),
+                          "--cid-version", "1"], capture_output=True, text=True, timeout=60)
+    assert out.stdout.startswith("added bafy"), out.stderr[-2000:]
+    loaded = set(json.loads(out.stderr.strip().splitlines()[-1]))
+    assert not loaded & set(DAEMON_ONLY), sorted(loaded & set(DAEMON_ONLY))

@@ -7,11 +7,13 @@ A small strict protobuf reader rather than generated code: dag-pb's canonical fo
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from multiformats import CID
+from typing import TYPE_CHECKING
 
 from ..errors import CodecError
 from .protobuf import bytes_field, fields, int_field
+
+if TYPE_CHECKING:  # loaded where a link is decoded: encoding (add) needs none of it
+    from multiformats import CID
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ def decode(block: bytes, cid: str = "?") -> PBNode:
 
 
 def _decode_link(buf: bytes) -> PBLink:
+    from multiformats import CID
+
     cid: CID | None = None
     name: str | None = None
     tsize: int | None = None

@@ -31,11 +31,9 @@ import stat
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from multiformats import CID
-
-from ..cid import to_cid
+from ..cidtext import cid_text
 from ..codecs.dagpb import PBLink
 from ..codecs.dagpb import encode as encode_pb
 from ..codecs.varint import encode as varint
@@ -43,6 +41,9 @@ from .chunker import Chunker, parse_chunker, split
 from .chunker import fixed as fixed_chunks
 from .data import DIRECTORY, FILE, SYMLINK, UnixFSData
 from .data import RAW as UNIXFS_RAW
+
+if TYPE_CHECKING:  # CID objects only on demand: multiformats costs `add` ~25 ms to import
+    from multiformats import CID
 
 #: Hash functions ``--hash`` accepts: name -> multihash code.
 HASHES = {
@@ -193,6 +194,8 @@ class Block:
 
     @property
     def cid(self) -> CID:
+        from ..cid import to_cid
+
         return to_cid(self.cid_bytes)
 
 
@@ -206,6 +209,8 @@ class Entry:
 
     @property
     def cid(self) -> CID:
+        from ..cid import to_cid
+
         return to_cid(self.cid_bytes)
 
 
@@ -545,7 +550,7 @@ def import_named_stream(stream: BinaryIO, name: str, params: ImportParams = KUBO
     yield Added(name, entry, False)
     if params.wrap_with_directory:
         wrapper = DirectoryBuilder(params)
-        wrapper.add(name or to_cid(entry.cid_bytes).encode(), entry)
+        wrapper.add(name or cid_text(entry.cid_bytes), entry)
         blocks, wrapped = wrapper.finish_all()
         yield from blocks
         yield Added("", wrapped, True)
