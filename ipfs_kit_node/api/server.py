@@ -447,7 +447,8 @@ class HttpServer:
                     return
             if closed and not buf:
                 return
-            if end >= 0 and await self._answer_kept(stream, policy, bytes(buf[:end])):
+            if 0 <= end <= MAX_HEADER_BYTES and \
+                    await self._answer_kept(stream, policy, bytes(buf[:end])):
                 del buf[:end + 4]
                 continue
             conn = conns[0] = h11.Connection(h11.SERVER,
