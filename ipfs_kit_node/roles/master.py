@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from ..protocols.tasks.frames import (
     batches,
 )
 from ..service import TaskStatus
-from .committer import JournalCommitter
+from .committer import JournalCommitter, JournalError
 from .gossip import TaskGossip
 from .journal import TaskJournal, submit_record
 from .mesh import Heartbeats, TaskBackend, TaskError, Topics, UnknownTaskError, forever
@@ -87,6 +88,8 @@ class MasterRole:
         self.heartbeats = Heartbeats(c, self.topics, lambda: 0, lambda: 0)
         self.heartbeats.listeners.append(self._gossip_heartbeat)
         self._wake = trio.Event()
+        # Tasks scheduled whose submission is being journaled: the event is set once it is.
+        self._unaccepted: dict[str, trio.Event] = {}
         self.tasks: TaskBackend = self  # the task routes answer from this scheduler
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -120,6 +123,14 @@ class MasterRole:
 
     async def submit(self, tasks: list[Task], origin: str = "local"
                      ) -> tuple[list[str], list[tuple[str, str]]]:
+        """Accept tasks: each is acknowledged (returned) once its submission is fsynced.
+
+        New tasks are scheduled while their submission is being journaled, so the fsync
+        overlaps the worker's run instead of preceding it. Until it is durable such a task
+        is shown to nobody (queries answer "no task"), and its outcome waits for it (see
+        ``_finish``); if the journal refuses it, it is withdrawn (its worker told to cancel)
+        and the error rises: nothing was acknowledged, nothing is kept.
+        """
         now = time.time()
         fresh: list[Task] = []
         ids: list[str] = []
@@ -135,34 +146,76 @@ class MasterRole:
             if task.task_id not in self.scheduler.tasks and task.task_id not in seen:
                 seen.add(task.task_id)
                 fresh.append(task)
-        records = [Record(t, origin, now) for t in fresh]
-        await self.committer.durable([submit_record(r) for r in records])
+        # Tasks another call is still journaling: acknowledged once that call's are.
+        earlier = {self._unaccepted[i] for i in ids if i in self._unaccepted}
+        records = [self.scheduler.submit(t, origin, now)[0] for t in fresh]
+        docs = [submit_record(r) for r in records]
+        journaled = trio.Event()
         for record in records:
-            self.scheduler.submit(record.task, origin, now)
+            self._unaccepted[record.task.task_id] = journaled
+        if records:
+            self._wake.set()  # the dispatcher assigns them while the journal is written
+        try:
+            await self.committer.durable(docs)
+        except (DiskFullError, JournalError):
+            self._withdraw(records)
+            raise
+        finally:
+            for record in records:
+                self._unaccepted.pop(record.task.task_id, None)
+            journaled.set()
+        for event in earlier:
+            await event.wait()
+        lost = [i for i in ids if i not in self.scheduler.tasks]  # that call's write failed
+        if lost:
+            ids = [i for i in ids if i in self.scheduler.tasks]
+            refused += [(i, "its first submission could not be journaled; submit it again")
+                        for i in lost]
         if records:
             self.gossip.announce(fresh)
-            self._wake.set()
             self.log.debug("tasks accepted", count=len(records), origin=origin)
         if refused:
             self.log.warning("tasks refused", count=len(refused), reason=refused[0][1])
         return ids, refused
 
+    def _withdraw(self, records: list[Record]) -> None:
+        """Submissions the journal refused: forgotten, their workers told to cancel them."""
+        for record in records:
+            if self.scheduler.withdraw(record.task.task_id) is not None \
+                    and record.worker is not None and not record.final:
+                self.sessions.post(record.worker, Cancel((record.task.task_id,)))
+
+    async def _finish(self, records: list[Record]) -> bool:
+        """``outcomes.finish``, once the submissions of these tasks are journaled (an outcome
+        is never journaled before its task); a task withdrawn meanwhile is dropped."""
+        for event in {self._unaccepted[r.task.task_id] for r in records
+                      if r.task.task_id in self._unaccepted}:
+            await event.wait()
+        return await self.outcomes.finish(
+            [r for r in records if self.scheduler.tasks.get(r.task.task_id) is r])
+
     def _record(self, task_id: str) -> Record:
         record = self.scheduler.tasks.get(task_id)
-        if record is None:
+        if record is None or task_id in self._unaccepted:
             raise UnknownTaskError(f"no task {task_id} on this master")
         return record
 
     async def info(self, task_id: str) -> TaskInfo:
         return self.outcomes.shown(self._record(task_id))
 
+    def _accepted(self) -> Iterator[Record]:
+        unaccepted = self._unaccepted
+        records = self.scheduler.tasks.values()
+        return iter(records) if not unaccepted else \
+            (r for r in records if r.task.task_id not in unaccepted)
+
     def list_tasks(self, state: str | None) -> list[TaskInfo]:
-        infos = map(self.outcomes.shown, self.scheduler.tasks.values())
+        infos = map(self.outcomes.shown, self._accepted())
         return [i for i in infos if state is None or i.state == state]
 
     def stats(self) -> dict[str, int]:
         shown = self.outcomes.shown
-        return dict(Counter(shown(r).state for r in self.scheduler.tasks.values()))
+        return dict(Counter(shown(r).state for r in self._accepted()))
 
     async def wait(self, task_id: str, timeout: float) -> TaskInfo:
         return await self.outcomes.wait(self._record(task_id), timeout)
@@ -178,7 +231,7 @@ class MasterRole:
             return
         if worker is not None:
             self.sessions.post(worker, Cancel((task_id,)))
-        await self.outcomes.finish([record])
+        await self._finish([record])
 
     def workers(self) -> list[dict[str, Any]]:
         now = time.time()
@@ -225,7 +278,7 @@ class MasterRole:
         if requeued:
             self.log.info("tasks requeued (worker silent or lease lapsed)", count=len(requeued))
             self._wake.set()
-        await self.outcomes.finish(failed)
+        await self._finish(failed)
         if self.scheduler.queued():
             self._wake.set()
         for peer in self.scheduler.prune_workers(time.time(), FORGET_WORKERS_AFTER):
@@ -240,7 +293,7 @@ class MasterRole:
         if requeued:
             self.log.info(why, peer=worker, count=len(requeued))
         self._wake.set()
-        await self.outcomes.finish(failed)
+        await self._finish(failed)
 
     def _gossip_heartbeat(self, status: Status, now: float) -> None:
         """Heartbeats from the status topic: only ``tasks.workers`` (if set) count."""
@@ -300,7 +353,7 @@ class MasterRole:
             elif result.error is not None:
                 self.log.info("task failed; retried", task_id=result.task_id,
                               worker=peer, error=result.error)
-        if await self.outcomes.finish(finals):  # acknowledged once journaled; else resent
+        if await self._finish(finals):  # acknowledged once journaled; else resent
             # A resent result whose outcome is still not journaled (waiting for disk space,
             # or being written for its first copy) is not acknowledged yet either: the ticker
             # (or that first copy's handler) acknowledges it once it is durable.

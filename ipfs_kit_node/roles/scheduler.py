@@ -144,6 +144,17 @@ class Scheduler:
         self._finish(record, State.CANCELLED, now, error="cancelled")
         return record, worker
 
+    def withdraw(self, task_id: str) -> Record | None:
+        """Forget a task as if never submitted (its submission could not be journaled);
+        its record, whose ``worker`` (if it was assigned) should be told to cancel it."""
+        record = self.tasks.pop(task_id, None)
+        if record is None:
+            return None
+        self._open.discard(task_id)
+        for view in self.workers.values():
+            view.running.discard(task_id)
+        return record  # a queue entry left behind is skipped by assign()
+
     def forget_finished(self, keep: int) -> int:
         """Drop all but the newest ``keep`` finished tasks from memory (months of running);
         returns how many were dropped. The journal keeps the same number."""

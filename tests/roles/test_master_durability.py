@@ -16,14 +16,15 @@ from typing import Any
 import pytest
 import trio
 
+from ipfs_kit_node.errors import DiskFullError
 from ipfs_kit_node.logs import get_logger
 from ipfs_kit_node.protocols.tasks import Result, Task
-from ipfs_kit_node.protocols.tasks.frames import Ack
+from ipfs_kit_node.protocols.tasks.frames import Ack, Assign, Cancel
 from ipfs_kit_node.roles.committer import JournalCommitter
 from ipfs_kit_node.roles.gossip import TaskGossip
 from ipfs_kit_node.roles.journal import TaskJournal
 from ipfs_kit_node.roles.master import MasterRole
-from ipfs_kit_node.roles.mesh import Topics
+from ipfs_kit_node.roles.mesh import Topics, UnknownTaskError
 from ipfs_kit_node.roles.outcomes import Outcomes
 from ipfs_kit_node.roles.scheduler import Scheduler
 from ipfs_kit_node.roles.sessions import Sessions
@@ -55,7 +56,7 @@ def bare_master(tmp_path: Path) -> MasterRole:
     m.sessions.by_peer[WORKER] = session  # type: ignore[assignment]
     m.gossip = TaskGossip(m.c, Topics.of("test"), "master-peer", set(), m.submit, m.log)
     m.outcomes = Outcomes(m.committer, m.sessions.post, m.gossip, None, m.log)
-    m._wake = trio.Event()
+    m._wake, m._unaccepted = trio.Event(), {}
     return m
 
 
@@ -144,3 +145,33 @@ async def test_outcomes_cancelled_mid_journal_are_finished_by_the_ticker(
         assert (await m.info("t1")).state == "done"
         nursery.cancel_scope.cancel()
     m.journal.close()
+
+
+async def test_a_submission_the_journal_refuses_is_withdrawn(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks are assigned while their submission is journaled: when the journal refuses it
+    (a full disk) the caller gets the error, nobody sees the task, its worker is told to
+    cancel it, and the result it may still send is acknowledged and dropped."""
+    m = bare_master(tmp_path)
+    m.scheduler.join(WORKER, 4, (), time.time())
+
+    def full(docs: list[dict[str, Any]]) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(m.journal, "append", full)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m.committer.run)
+        nursery.start_soon(m._dispatcher)
+        with pytest.raises(DiskFullError):
+            await m.submit([Task("t1", "noop")])
+        frames = m.sessions.by_peer[WORKER].queue.frames  # type: ignore[attr-defined]
+        assert [type(f) for f in frames] == [Assign, Cancel]  # assigned, then withdrawn
+        assert m.list_tasks(None) == [] and m.stats() == {}
+        with pytest.raises(UnknownTaskError):
+            await m.info("t1")
+        assert not m.scheduler.workers[WORKER].running
+        await m._on_results(WORKER, (Result("t1", WORKER, None, None, 1),))
+        assert acked(m) == ["t1"] and m.gossip.pending_results == []
+        nursery.cancel_scope.cancel()
+    m.journal.close()
+    assert TaskJournal(tmp_path / "journal").open() == []
