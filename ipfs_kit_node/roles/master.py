@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from ..protocols.guard import set_guarded_handler
 from ..protocols.tasks import Result, Status, Task
 from ..protocols.tasks.channel import PROTOCOL
 from ..protocols.tasks.frames import (
+    MAX_BATCH,
     Accepted,
     Ack,
     Assign,
@@ -58,6 +59,10 @@ log = get_logger(__name__)
 
 TICK = 0.5
 FORGET_WORKERS_AFTER = 3600.0
+# Acknowledgements of results wait this long to go out together (or ride on the worker's next
+# assignment): an ack only lets the worker forget a result, and each write to a worker wakes
+# its process, which on a busy machine takes the CPU from the answer a client waits for.
+ACK_DELAY = 0.05
 
 
 class MasterRole:
@@ -90,6 +95,8 @@ class MasterRole:
         self._wake = trio.Event()
         # Tasks scheduled whose submission is being journaled: the event is set once it is.
         self._unaccepted: dict[str, trio.Event] = {}
+        self._acks: dict[str, list[str]] = {}  # worker -> result IDs to acknowledge
+        self._ack_wake = trio.Event()
         self.tasks: TaskBackend = self  # the task routes answer from this scheduler
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -104,6 +111,7 @@ class MasterRole:
             async with trio.open_nursery() as nursery:
                 for name, loop in [
                     ("committer", self.committer.run), ("dispatcher", self._dispatcher),
+                    ("acknowledger", self._acknowledger),
                     ("ticker", self._ticker), ("topic publisher", self.gossip.publish_forever),
                     ("tasks topic", self.gossip.watch_submissions),
                     ("status topic", self.heartbeats.watch_forever),
@@ -255,9 +263,31 @@ class MasterRole:
             self._wake = trio.Event()
             for worker, tasks in self.scheduler.assign(time.time()).items():
                 for batch in batches(tasks):
-                    if not self.sessions.post(worker, Assign(batch)):
+                    if not self.sessions.post(worker, *self._take_acks(worker), Assign(batch)):
                         await self._lost(worker)
                         break
+
+    def _ack(self, worker: str, ids: Iterable[str]) -> None:
+        """Acknowledge results to a worker soon (see ``ACK_DELAY``)."""
+        self._acks.setdefault(worker, []).extend(ids)
+        self._ack_wake.set()
+
+    def _take_acks(self, worker: str) -> list[Ack]:
+        ids = self._acks.pop(worker, [])
+        return [Ack(tuple(ids[i:i + MAX_BATCH])) for i in range(0, len(ids), MAX_BATCH)]
+
+    def _send_acks(self) -> None:
+        for worker in list(self._acks):
+            acks = self._take_acks(worker)
+            if acks:
+                self.sessions.post(worker, *acks)
+
+    async def _acknowledger(self) -> None:
+        while True:
+            await self._ack_wake.wait()
+            await trio.sleep(ACK_DELAY)
+            self._ack_wake = trio.Event()
+            self._send_acks()
 
     async def _ticker(self) -> None:
         while True:
@@ -360,7 +390,7 @@ class MasterRole:
             undurable = self.outcomes.undurable
             ids = tuple(r.task_id for r in results if r.task_id not in undurable)
             if ids:
-                self.sessions.post(peer, Ack(ids))
+                self._ack(peer, ids)
         self._wake.set()
 
     async def _on_submit(self, peer: str, frame: Submit) -> None:

@@ -57,10 +57,12 @@ def bare_master(tmp_path: Path) -> MasterRole:
     m.gossip = TaskGossip(m.c, Topics.of("test"), "master-peer", set(), m.submit, m.log)
     m.outcomes = Outcomes(m.committer, m.sessions.post, m.gossip, None, m.log)
     m._wake, m._unaccepted = trio.Event(), {}
+    m._acks, m._ack_wake = {}, trio.Event()
     return m
 
 
 def acked(m: MasterRole) -> list[str]:
+    m._send_acks()  # what the acknowledger loop would send ACK_DELAY later
     frames = m.sessions.by_peer[WORKER].queue.frames  # type: ignore[attr-defined]
     return [i for f in frames if isinstance(f, Ack) for i in f.ids]
 
