@@ -50,7 +50,7 @@ from .journal import TaskJournal, submit_record
 from .mesh import Heartbeats, TaskBackend, TaskError, Topics, UnknownTaskError, forever
 from .outcomes import Outcomes
 from .pinner import PIN_CONCURRENCY, ResultPinner
-from .scheduler import Record, Scheduler
+from .scheduler import Record, Scheduler, State
 from .sessions import Sessions
 from .snapshots import StateSnapshots
 from .state import cluster_state
@@ -222,8 +222,17 @@ class MasterRole:
         return [i for i in infos if state is None or i.state == state]
 
     def stats(self) -> dict[str, int]:
-        shown = self.outcomes.shown
-        return dict(Counter(shown(r).state for r in self._accepted()))
+        """Tasks per state as ``list_tasks`` shows them: counted from the records' states,
+        then corrected for the few not durable yet (clients poll this during a burst)."""
+        counts = Counter(r.state for r in self.scheduler.tasks.values())
+        for task_id in self.outcomes.undurable | self._unaccepted.keys():
+            record = self.scheduler.tasks.get(task_id)
+            if record is None:
+                continue
+            counts[record.state] -= 1
+            if task_id not in self._unaccepted:
+                counts[State(self.outcomes.shown(record).state)] += 1
+        return {state.value: n for state, n in counts.items() if n > 0}
 
     async def wait(self, task_id: str, timeout: float) -> TaskInfo:
         return await self.outcomes.wait(self._record(task_id), timeout)
