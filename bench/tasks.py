@@ -30,8 +30,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import Mesh, free_port, wait_until
@@ -47,33 +50,59 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
 
 
-Latency = Callable[[], float]  # runs one task, returns its submit -> result time in ms
+@dataclass
+class System:
+    """One stack under test: its burst rate, ``one()`` (runs a task, returns its submit ->
+    result time in ms) and ``pids()`` (its server processes, for their CPU time)."""
+
+    burst_rate: float
+    one: Callable[[], float]
+    pids: Callable[[], list[int]]
+    latencies: list[float] = field(default_factory=list)
+    server_cpu: float = 0.0  # seconds, during its steady turns
+    client_cpu: float = 0.0  # seconds of the calling threads, during its steady turns
+
+    def timed(self) -> tuple[float, float]:
+        cpu = time.thread_time()
+        took = self.one()
+        return took, time.thread_time() - cpu
+
+    def cpu(self) -> float:
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(pid).cpu_times()
+                total += times.user + times.system
+        return total
 
 
-def steady(rate: float, seconds: float, ones: list[Latency], slice_s: float = 1.0
-           ) -> list[list[float]]:
-    """Latencies (ms) of each system at ``rate`` tasks/s, started every 1/rate s (not waiting
-    for the previous one). The systems take turns, ``slice_s`` each, until each has run
-    ``seconds``: a shared machine's load then falls on all of them alike."""
-    pools = [concurrent.futures.ThreadPoolExecutor(max_workers=32) for _ in ones]
+def steady(rate: float, seconds: float, systems: list[System], slice_s: float = 1.0) -> None:
+    """Each system's latencies (ms) at ``rate`` tasks/s, started every 1/rate s (not waiting
+    for the previous one), and the CPU its servers and its client calls used. The systems
+    take turns, ``slice_s`` each, until each has run ``seconds``: a shared machine's load
+    then falls on all of them alike."""
+    pools = [concurrent.futures.ThreadPoolExecutor(max_workers=32) for _ in systems]
     try:
         # Every pool thread up, its connection open (ours and Celery's alike), before timing:
         # otherwise the first second measures thread and connection set-up.
-        for pool, one in zip(pools, ones, strict=True):
-            list(pool.map(lambda _, one=one: one(), range(64)))
-        latencies: list[list[float]] = [[] for _ in ones]
+        for pool, system in zip(pools, systems, strict=True):
+            list(pool.map(lambda _, one=system.one: one(), range(64)))
         per_slice = max(1, round(rate * slice_s))
         for _ in range(max(1, round(seconds / slice_s))):
-            for pool, one, out in zip(pools, ones, latencies, strict=True):
+            for pool, system in zip(pools, systems, strict=True):
+                server_cpu = system.cpu()
                 started = time.perf_counter()
                 futures = []
                 for i in range(per_slice):
                     delay = started + i / rate - time.perf_counter()
                     if delay > 0:
                         time.sleep(delay)
-                    futures.append(pool.submit(one))
-                out += [f.result() for f in futures]  # all done before the next one's turn
-        return latencies
+                    futures.append(pool.submit(system.timed))
+                for future in futures:  # all done before the next one's turn
+                    took, cpu = future.result()
+                    system.latencies.append(took)
+                    system.client_cpu += cpu
+                system.server_cpu += system.cpu() - server_cpu
     finally:
         for pool in pools:
             pool.shutdown()
@@ -83,8 +112,8 @@ def steady(rate: float, seconds: float, ones: list[Latency], slice_s: float = 1.
 
 
 @contextlib.contextmanager
-def ours(burst: int, concurrency: int, calls: int) -> Iterator[tuple[float, Latency]]:
-    """A master and 2 workers; yields the burst's tasks/s and the one-task function."""
+def ours(burst: int, concurrency: int, calls: int) -> Iterator[System]:
+    """A master and 2 workers."""
     with tempfile.TemporaryDirectory(prefix="ikn-tasks-", dir="/tmp") as d:
         mesh = Mesh(Path(d), workers=2, leechers=0,
                     env={"IPFS_KIT_TASKS_CONCURRENCY": str(concurrency),
@@ -117,7 +146,7 @@ def ours(burst: int, concurrency: int, calls: int) -> Iterator[tuple[float, Late
 
             for _ in range(20):  # warm up connections and code paths
                 one()
-            yield burst_rate, one
+            yield System(burst_rate, one, lambda: [d.proc.pid for d in mesh.all() if d.proc])
         finally:
             mesh.close()
 
@@ -128,7 +157,8 @@ def ours(burst: int, concurrency: int, calls: int) -> Iterator[tuple[float, Late
 @contextlib.contextmanager
 def celery_noop() -> Iterator[Any]:
     """A redis-server and a Celery worker (2 prefork processes) of its own; yields the no-op
-    task (bench/celery_noop.py), or None when celery or redis-server is missing."""
+    task (bench/celery_noop.py) and the two PIDs, or None when celery or redis-server is
+    missing."""
     redis = shutil.which("redis-server")
     try:
         import celery  # noqa: F401
@@ -158,7 +188,7 @@ def celery_noop() -> Iterator[Any]:
 
             app.conf.broker_url = app.conf.result_backend = url
             noop.delay().get(timeout=60)  # the worker is up
-            yield noop
+            yield noop, [server.pid, worker.pid]
         finally:
             worker.terminate()
             worker.wait(30)
@@ -167,11 +197,13 @@ def celery_noop() -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def celery(burst: int) -> Iterator[tuple[float, Latency] | None]:
-    with celery_noop() as noop:
-        if noop is None:
+def celery(burst: int) -> Iterator[System | None]:
+    with celery_noop() as started_:
+        if started_ is None:
             yield None
             return
+        noop, pids = started_
+        pids = [int(p) for p in pids]
         started = time.perf_counter()
         results = [noop.delay() for _ in range(burst)]
         for r in results:
@@ -183,9 +215,14 @@ def celery(burst: int) -> Iterator[tuple[float, Latency] | None]:
             noop.delay().get(timeout=30)
             return (time.perf_counter() - t0) * 1000
 
+        def processes() -> list[int]:  # redis-server, the worker and its pool processes
+            with contextlib.suppress(psutil.Error):
+                return pids + [c.pid for c in psutil.Process(pids[1]).children(recursive=True)]
+            return pids
+
         for _ in range(20):
             one()
-        yield burst_rate, one
+        yield System(burst_rate, one, processes)
 
 
 def main() -> None:
@@ -201,16 +238,20 @@ def main() -> None:
     args = parser.parse_args()
     with ours(args.burst, args.concurrency, args.calls) as mine, celery(args.burst) as theirs:
         systems = [("ipfs-kit-node", mine)] + ([("celery+redis", theirs)] if theirs else [])
-        latencies = steady(args.rate, args.seconds, [one for _, (_, one) in systems])
-    for (name, (burst_rate, _)), lat in zip(systems, latencies, strict=True):
-        print(f"{name:14} burst {args.burst}: {burst_rate:7.0f} tasks/s | at {args.rate:.0f}/s: "
-              f"p50 {statistics.median(lat):5.1f} ms, p99 {percentile(lat, 0.99):5.1f} ms")
+        steady(args.rate, args.seconds, [system for _, system in systems])
+    for name, system in systems:
+        lat, n = system.latencies, len(system.latencies)
+        print(f"{name:14} burst {args.burst}: {system.burst_rate:7.0f} tasks/s | at "
+              f"{args.rate:.0f}/s: p50 {statistics.median(lat):5.1f} ms, p99 "
+              f"{percentile(lat, 0.99):5.1f} ms | CPU a task: servers "
+              f"{system.server_cpu / n * 1000:.2f} ms, client "
+              f"{system.client_cpu / n * 1000:.2f} ms")
     if theirs:
-        (ours_lat, their_lat), ours_burst = latencies, mine[0]
-        p50 = statistics.median(ours_lat) / statistics.median(their_lat)
-        p99 = percentile(ours_lat, 0.99) / percentile(their_lat, 0.99)
-        print(f"ratio (ours / celery): burst {ours_burst / theirs[0]:.2f}x (target >= 5x); "
-              f"p50 {p50:.2f}x (target <= 1x), p99 {p99:.2f}x (target <= 2x)")
+        a, b = mine.latencies, theirs.latencies
+        p50 = statistics.median(a) / statistics.median(b)
+        p99 = percentile(a, 0.99) / percentile(b, 0.99)
+        print(f"ratio (ours / celery): burst {mine.burst_rate / theirs.burst_rate:.2f}x "
+              f"(target >= 5x); p50 {p50:.2f}x (target <= 1x), p99 {p99:.2f}x (target <= 2x)")
 
 
 if __name__ == "__main__":
