@@ -8,11 +8,12 @@
   result backend's pub/sub tells the client), as a user would write it.
 
 When `redis-server` (Debian) and celery are installed, the same is run with Celery + Redis
-(2 prefork worker processes) in this script, and the ratios are printed. Targets (issue 14):
-burst >= 5x Celery's tasks/s; at 100 tasks/s p50 <= 1x and p99 <= 2x Celery's.
+(2 prefork worker processes; Redis persisting nothing unless --celery-durable) in this script,
+and the ratios are printed. Targets (issue 14): burst >= 5x Celery's tasks/s; at 100 tasks/s
+p50 <= 1x and p99 <= 2x Celery's. The CPU a task of each stack is printed too.
 
     python bench/tasks.py [--burst 5000] [--rate 100] [--seconds 10] [--concurrency 32]
-                          [--calls 1|2]
+                          [--calls 1|2] [--celery-durable]
 """
 
 from __future__ import annotations
@@ -155,10 +156,11 @@ def ours(burst: int, concurrency: int, calls: int) -> Iterator[System]:
 
 
 @contextlib.contextmanager
-def celery_noop() -> Iterator[Any]:
+def celery_noop(durable: bool = False) -> Iterator[Any]:
     """A redis-server and a Celery worker (2 prefork processes) of its own; yields the no-op
     task (bench/celery_noop.py) and the two PIDs, or None when celery or redis-server is
-    missing."""
+    missing. ``durable``: Redis appends every write to its AOF and fsyncs it before it
+    answers (``appendfsync always``), as our journal does; by default it keeps nothing."""
     redis = shutil.which("redis-server")
     try:
         import celery  # noqa: F401
@@ -174,7 +176,8 @@ def celery_noop() -> Iterator[Any]:
     env = {**os.environ, "BENCH_REDIS_URL": url, "PYTHONPATH": str(BENCH)}
     with tempfile.TemporaryDirectory(prefix="ikn-celery-", dir="/tmp") as d:
         server = subprocess.Popen([redis, "--port", str(port), "--bind", "127.0.0.1",
-                                   "--save", "", "--appendonly", "no", "--dir", d],
+                                   "--save", "", "--dir", d, "--appendonly",
+                                   *(["yes", "--appendfsync", "always"] if durable else ["no"])],
                                   stdout=subprocess.DEVNULL)
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "celery_noop", "worker", "--pool=prefork",
@@ -197,8 +200,8 @@ def celery_noop() -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def celery(burst: int) -> Iterator[System | None]:
-    with celery_noop() as started_:
+def celery(burst: int, durable: bool = False) -> Iterator[System | None]:
+    with celery_noop(durable) as started_:
         if started_ is None:
             yield None
             return
@@ -235,8 +238,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, choices=(1, 2), default=1,
                         help="API requests per task at the steady rate: 1 submit?wait=true, "
                              "2 submit then wait")
+    parser.add_argument("--celery-durable", action="store_true",
+                        help="Redis fsyncs every write before answering (appendfsync always), "
+                             "as our task journal does; by default it persists nothing")
     args = parser.parse_args()
-    with ours(args.burst, args.concurrency, args.calls) as mine, celery(args.burst) as theirs:
+    with ours(args.burst, args.concurrency, args.calls) as mine, \
+            celery(args.burst, args.celery_durable) as theirs:
         systems = [("ipfs-kit-node", mine)] + ([("celery+redis", theirs)] if theirs else [])
         steady(args.rate, args.seconds, [system for _, system in systems])
     for name, system in systems:
