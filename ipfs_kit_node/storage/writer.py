@@ -5,6 +5,10 @@ fsyncs and index commit before reading on, so the socket sat idle for every fsyn
 a storer task stores whatever has queued while the last batch was being made durable: the
 batch grows with the disk's fsync latency (one round of fsyncs and one index commit for many
 blocks), and receiving never waits for the disk unless ``QUEUED_BYTES`` are already queued.
+Two batches are stored at once (``STORE_DEPTH``): one's files are written while the other's
+fsyncs and index commit are waited on, which left the storer's thread idle a fifth of the time
+(64 MiB through the writer alone, alternating, medians of 6-14 runs: 182-635 -> 170-478 ms).
+An upload holds at most 8 MiB queued and two 4 MiB batches.
 
 Blocks that are not trusted (an upload's: the client hashed them, we check) are verified by
 a second task a couple of MiB at a time, in its own worker thread, while the storer writes and
@@ -30,7 +34,9 @@ from .store import TieredStore
 
 #: Most one batch takes (blocks, bytes): the bound of one index transaction and its memory.
 BATCH_BLOCKS = 1024
-BATCH_BYTES = 8 << 20
+BATCH_BYTES = 4 << 20
+#: Batches being stored at once: one's files are written while the other waits on fsyncs.
+STORE_DEPTH = 2
 #: Bytes received but not yet being stored before receiving waits (the upload's memory).
 QUEUED_BYTES = 8 << 20
 #: Most bytes verified in one worker-thread hop.
@@ -51,6 +57,8 @@ class BlockWriter:
         self._work = trio.lowlevel.ParkingLot()  # the verifier waits here for blocks
         self._ready = trio.lowlevel.ParkingLot()  # the storer waits here for verified ones
         self._room = trio.lowlevel.ParkingLot()
+        self._slot = trio.lowlevel.ParkingLot()  # the storer waits here for a batch to end
+        self._storing = 0
         self.new = 0  # blocks that were not in the store before
         self.batches = 0
 
@@ -92,23 +100,35 @@ class BlockWriter:
             self._ready.unpark_all()
 
     async def _run(self) -> None:
-        while True:
-            while not self._verified:
-                if self._closed and not self._queue:
-                    return
-                await self._ready.park()
-            take = size = 0
-            for _, data in self._queue[:self._verified]:
-                if take and (take >= BATCH_BLOCKS or size + len(data) > BATCH_BYTES):
-                    break
-                take += 1
-                size += len(data)
-            batch, self._queue = self._queue[:take], self._queue[take:]
-            self._verified -= take
-            self._queued_bytes -= size
-            self._room.unpark_all()
-            self.new += await self._store.put_many(batch, hashed=True)
+        async with trio.open_nursery() as nursery:
+            while True:
+                while not self._verified:
+                    if self._closed and not self._queue:
+                        return  # the nursery waits for the batches still being stored
+                    await self._ready.park()
+                while self._storing >= STORE_DEPTH:
+                    await self._slot.park()
+                take = size = 0
+                for _, data in self._queue[:self._verified]:
+                    if take and (take >= BATCH_BLOCKS or size + len(data) > BATCH_BYTES):
+                        break
+                    take += 1
+                    size += len(data)
+                batch, self._queue = self._queue[:take], self._queue[take:]
+                self._verified -= take
+                self._queued_bytes -= size
+                self._room.unpark_all()
+                self._storing += 1
+                nursery.start_soon(self._put, batch)
+
+    async def _put(self, batch: list[tuple[CID | bytes, bytes]]) -> None:
+        try:
+            new = await self._store.put_many(batch, hashed=True)
+            self.new += new  # not `+= await`: that reads self.new before another batch ends
             self.batches += 1
+        finally:
+            self._storing -= 1
+            self._slot.unpark_all()
 
 
 def _verify_all(blocks: list[tuple[CID | bytes, bytes]]) -> None:
