@@ -73,7 +73,7 @@ class Connection:
                 raise ConnectionClosedError("the daemon closed the connection without "
                                             "answering")
             event = self._next()
-        return Response(self, event.status_code, list(event.headers))
+        return Response(self, event.status_code, list(event.headers), event.http_version)
 
     def _send(self, event: Any) -> None:
         # The pieces as h11 frames them, sent one by one: an upload's blocks go to the socket
@@ -125,17 +125,20 @@ class Response:
     """A response whose body is read as it arrives; errors (status >= 400, a failed stream)
     raise ApiError with the daemon's message."""
 
-    def __init__(self, conn: Connection, status: int, headers: list[tuple[bytes, bytes]]
-                 ) -> None:
+    def __init__(self, conn: Connection, status: int, headers: list[tuple[bytes, bytes]],
+                 http_version: bytes = b"1.1") -> None:
         self.conn = conn
         self.status = status
         self.headers = {k.decode().lower(): v.decode("latin-1") for k, v in headers}
+        self.http_version = http_version
         self.done = False
+        self.started = False  # a body event was read through h11 (copy_to must not take over)
 
     def iter_raw(self) -> Iterator[bytes]:
         while not self.done:
             event = self.conn._next()
             if isinstance(event, h11.Data):
+                self.started = True
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 self.done = True
@@ -159,7 +162,7 @@ class Response:
         """
         conn = self.conn
         chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
-        if self.done or not chunked or conn.h11.our_state is not h11.DONE \
+        if self.done or self.started or not chunked or conn.h11.our_state is not h11.DONE \
                 or conn.h11.their_state is not h11.SEND_BODY:
             total = 0
             for data in self.iter_raw():
@@ -169,10 +172,14 @@ class Response:
         reader = _ChunkedBody(conn, fd)
         total = reader.run()
         # The message ended where h11 never saw it: a fresh state machine for the next
-        # request, given whatever the daemon sent after this answer (nothing, normally).
-        conn.h11 = h11.Connection(h11.CLIENT)
-        if reader.rest:
-            conn.h11.receive_data(reader.rest)
+        # request, given whatever the daemon sent after this answer (nothing, normally) —
+        # unless the answer said the connection closes after it (then h11 is left in
+        # SEND_BODY and the connection is not reused).
+        if self.http_version == b"1.1" and \
+                "close" not in self.headers.get("connection", "").lower():
+            conn.h11 = h11.Connection(h11.CLIENT)
+            if reader.rest:
+                conn.h11.receive_data(reader.rest)
         self.done = True
         if reader.stream_error:
             raise ApiError(reader.stream_error)

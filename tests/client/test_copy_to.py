@@ -125,3 +125,27 @@ def test_a_broken_or_malformed_body_is_an_error(
     client, _ = peer_at([script])
     with pytest.raises(ApiError, match=message):
         copied(client, short_tmp)
+
+
+def test_an_answer_closing_its_connection_is_not_reused(
+        peer_at: Callable[[list[Script]], tuple[Client, ScriptedPeer]], short_tmp: Path) -> None:
+    closing = HEAD.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n") + chunked(b"one")
+
+    def close_after(conn: socket.socket) -> None:
+        conn.sendall(closing)
+        conn.shutdown(socket.SHUT_WR)
+    client, peer = peer_at([close_after, send_in_pieces(HEAD + chunked(b"two"), 64)])
+    assert copied(client, short_tmp) == b"one"
+    assert copied(client, short_tmp) == b"two"  # on a new connection, not the closed one
+    assert peer.connections == 2
+
+
+def test_copy_after_reading_part_through_h11_gives_the_rest(
+        peer_at: Callable[[list[Script]], tuple[Client, ScriptedPeer]], short_tmp: Path) -> None:
+    parts = [b"first", os.urandom(5000), b"last"]
+    client, _ = peer_at([send_in_pieces(HEAD + chunked(*parts), 1 << 16)])
+    out = short_tmp / "out"
+    with open(out, "wb") as f, client.stream("cat", {"arg": "x"}) as response:
+        first = next(response.iter_bytes())
+        response.copy_to(f.fileno())
+    assert first + out.read_bytes() == b"".join(parts)
