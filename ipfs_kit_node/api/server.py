@@ -795,7 +795,7 @@ async def _send(conn: h11.Connection, stream: trio.abc.Stream, response: Respons
                     if sized:  # no framing to add: chunks go out together (one writev)
                         batch += conn.send_with_data_passthrough(h11.Data(data=chunk)) or ()
                         batched += len(chunk)
-                        if batched >= BATCH_BYTES:
+                        if batched >= BATCH_BYTES or len(batch) >= BATCH_PARTS:
                             await _write_parts(stream, batch)
                             batch, batched = [], 0
                     else:
@@ -843,14 +843,30 @@ async def _send_data(conn: h11.Connection, stream: trio.abc.Stream, pending: byt
     return pending
 
 
+def _sysconf(name: str, default: int) -> int:
+    """``os.sysconf(name)``, or ``default`` where it is unknown (or says no limit)."""
+    try:
+        value = os.sysconf(name)
+    except (ValueError, OSError, AttributeError):
+        return default
+    return value if value > 0 else default
+
+
 #: A streamed body of known length (a gateway file) is written in pieces of about this many
 #: bytes, several chunks in one system call: each write costs a pass of the event loop and a
 #: wake-up of the client, and a 256 MiB file is 1,024 blocks.
 BATCH_BYTES = 1024 * 1024
+#: ... or of this many chunks, whichever comes first: one ``sendmsg`` takes at most IOV_MAX
+#: buffers (1,024 on Linux; more fail with EMSGSIZE), and a file of 512-byte blocks has
+#: 2,048 of them in 1 MiB.
+BATCH_PARTS = 512
+#: The most buffers one ``sendmsg`` is given (``_write_parts`` splits longer lists).
+IOV_MAX = min(_sysconf("SC_IOV_MAX", 1024), 1024)
 
 
 async def _write_parts(stream: trio.abc.Stream, parts: list[bytes]) -> None:
-    """Write ``parts`` in order, in one ``sendmsg`` (writev) where the stream is a socket."""
+    """Write ``parts`` in order, by ``sendmsg`` (writev) of up to IOV_MAX of them where the
+    stream is a socket."""
     sock = getattr(stream, "socket", None)
     if sock is None or len(parts) == 1:
         for part in parts:
@@ -860,7 +876,7 @@ async def _write_parts(stream: trio.abc.Stream, parts: list[bytes]) -> None:
     try:
         with trio.fail_after(WRITE_TIMEOUT):
             while views:
-                sent = await sock.sendmsg(views)
+                sent = await sock.sendmsg(views[:IOV_MAX])
                 while sent:
                     if sent >= len(views[0]):
                         sent -= len(views.pop(0))
