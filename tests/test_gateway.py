@@ -345,3 +345,29 @@ def test_file_of_small_chunks_is_sent_whole(site: Site, tmp_path: Path) -> None:
         r = rpc.post("/api/v0/cat", params={"arg": cid})
     assert r.status_code == 200
     assert hashlib.sha256(r.content).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_heads_h11_reads_differently_are_left_to_it(site: Site) -> None:
+    """The kept-answer loop waits for a CRLF CRLF; a head h11 reads otherwise goes to h11 at
+    once: one ending in bare LFs is answered (alone or behind a kept answer on the same
+    connection), and bytes no request starts with (a TLS ClientHello) get a 400 at once, not
+    after the idle timeout (120 s)."""
+    import socket
+
+    base = site.daemon.gateway_url
+    path = f"/ipfs/{site.root}/docs/notes.txt?filename=lf.txt"  # a key no other test keeps
+    get = f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    assert _raw_exchange(base, get, 1)[0].endswith(b"hello gateway\n")  # now kept
+    bare = f"GET {path} HTTP/1.1\nHost: x\n\n".encode()
+    mixed = f"GET {path} HTTP/1.1\r\nHost: x\r\n\n".encode()
+    for request in (bare, mixed, get + bare, get + mixed, bare + get):
+        answers = _raw_exchange(base, request, request.count(b"GET "))
+        assert all(a.startswith(b"HTTP/1.1 200") and a.endswith(b"hello gateway\n")
+                   for a in answers), (request, answers)
+    host, port = base.removeprefix("http://").split(":")
+    hello = bytes.fromhex("160301020001000200fc0303") + bytes(range(64))
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(hello)  # a client would wait for the server's hello; 20 s is plenty
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+
