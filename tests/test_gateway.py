@@ -371,3 +371,16 @@ def test_heads_h11_reads_differently_are_left_to_it(site: Site) -> None:
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
 
+
+def test_a_target_urlsplit_refuses_is_a_400(site: Site) -> None:
+    """"//[x/..." makes urlsplit raise (an unclosed IPv6 host): a 400 naming the target,
+    on the kept-answer loop and on h11's, and no error logged with a traceback."""
+    base = site.daemon.gateway_url
+    target = f"//[x/ipfs/{site.root}/docs/notes.txt"
+    for request in (f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n",
+                    f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    f"GET {target} HTTP/1.0\r\n\r\n"):
+        answer = _raw_exchange(base, request.encode(), 1)[0]
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"malformed request target" in answer, \
+            answer[:300]
+    assert "Invalid IPv6 URL" not in site.daemon.log(), site.daemon.log()[-2000:]

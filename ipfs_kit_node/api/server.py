@@ -474,7 +474,10 @@ class HttpServer:
             return False
         started = time.monotonic()
         method, target_text, headers = parsed
-        target = urlsplit(target_text)
+        try:
+            target = urlsplit(target_text)
+        except ValueError:  # "//[x/...": h11's path answers it (400)
+            return False
         request = Request(method=method, path=target.path,
                           query=parse_qs(target.query, keep_blank_values=True),
                           headers=headers, kubo=getattr(policy, "kubo", False))
@@ -501,7 +504,11 @@ class HttpServer:
             return False
         assert isinstance(event, h11.Request)
         started = time.monotonic()
-        target = urlsplit(event.target.decode("latin-1"))
+        try:
+            target = urlsplit(event.target.decode("latin-1"))
+        except ValueError as exc:  # "//[x/..." (a bad IPv6 host): the client's mistake
+            raise h11.RemoteProtocolError(f"malformed request target: {exc}",
+                                          error_status_hint=400) from None
         method = event.method.decode()
         head = method == "HEAD"  # answered with headers only (h11 refuses a body)
         query = parse_qs(target.query, keep_blank_values=True)
