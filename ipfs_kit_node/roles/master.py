@@ -366,7 +366,7 @@ class MasterRole:
             await self._on_submit(peer, frame)
         elif isinstance(frame, Query):
             states = tuple(self.outcomes.shown(self.scheduler.tasks[i]) for i in frame.ids
-                           if i in self.scheduler.tasks)
+                           if i in self.scheduler.tasks and i not in self._unaccepted)
             self.sessions.post(peer, States(frame.req, states))
         elif isinstance(frame, Cancel):
             for task_id in frame.ids:
