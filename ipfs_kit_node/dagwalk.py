@@ -337,6 +337,11 @@ class _FileFrame:
 #: window of them in flight keeps the second core busy while the loop sends; only local ones
 #: (a fetch from peers belongs to the reading task's Bitswap session).
 READ_AHEAD = 8
+#: Reads ahead held by the whole walk, all levels together: a level keeps the reads of its
+#: children after the one it descends through until the walk comes back to it, so without
+#: this a deep DAG of big siblings could hold 7 blocks a level over MAX_DEPTH levels. Twice
+#: a level's window: a level under another that holds its 7 still reads 8 ahead.
+READ_AHEAD_TOTAL = 2 * READ_AHEAD
 
 
 #: CID objects of file children, by binary CID: building one costs ~5 us (multiformats'
@@ -379,6 +384,7 @@ async def file_nodes(blocks: BlockGetter, root: Node, start: int, end: int
     # Peers are asked ahead (prefetch) once a block is not here: a local file, read ahead
     # through read_soon, is not checked a second time block by block.
     missing = read_soon is None
+    held = 0  # reads ahead in all frames' ``ahead`` (READ_AHEAD_TOTAL at most)
 
     def enter(node: Node, base: int) -> bytes:
         assert node.unixfs is not None
@@ -404,11 +410,13 @@ async def file_nodes(blocks: BlockGetter, root: Node, start: int, end: int
             continue
         if read_soon is not None:
             stop = min(frame.next + READ_AHEAD, len(frame.children))
-            while frame.started < stop:
+            frame.started = max(frame.started, frame.next)  # those passed were read in turn
+            while frame.started < stop and held < READ_AHEAD_TOTAL:
                 cid = _child_cid(frame.children[frame.started][0])
                 pending = None if is_identity(cid) else read_soon(cid)
                 if pending is not None:
                     frame.ahead[frame.started] = (cid, pending)
+                    held += 1
                 elif not is_identity(cid):
                     missing = True
                 frame.started += 1
@@ -424,6 +432,7 @@ async def file_nodes(blocks: BlockGetter, root: Node, start: int, end: int
         raw_cid, base, expected = frame.children[frame.next]
         frame.next += 1
         if ahead is not None:
+            held -= 1
             cid, pending = ahead
             child = await resolve(_Given(await pending.result()), cid, pacer)
         else:

@@ -9,12 +9,20 @@ import os
 from pathlib import Path
 
 import pytest
-from dag import raw_block
+from dag import dagpb_block, raw_block
 from multiformats import CID
 
-from ipfs_kit_node.dagwalk import READ_AHEAD, file_bytes, file_nodes, resolve_path
+from ipfs_kit_node.dagwalk import (
+    READ_AHEAD,
+    READ_AHEAD_TOTAL,
+    file_bytes,
+    file_nodes,
+    resolve_path,
+)
 from ipfs_kit_node.storage import BlockNotFoundError, StoreConfig, TieredStore
 from ipfs_kit_node.storage.disk import DiskTier
+from ipfs_kit_node.storage.store import PendingRead
+from ipfs_kit_node.unixfs import data as fs
 from ipfs_kit_node.unixfs.importer import Added, Block, ImportParams, import_path
 
 DISK_ONLY = StoreConfig(max_size=10**8, memory_size=0)  # every read goes to disk
@@ -99,4 +107,65 @@ async def test_corrupt_block_read_ahead_is_quarantined(tmp_path: Path) -> None:
     assert not path.exists()
     assert (tmp_path / "repo" / "blocks" / ".quarantine" / path.name).exists()
     assert not store.is_held(bad)
+    await store.close()
+
+
+class CountingStore:
+    """The real store, counting the reads started ahead that nobody has awaited yet."""
+
+    def __init__(self, store: TieredStore) -> None:
+        self.store = store
+        self.waiting = 0
+        self.most = 0
+
+    async def get(self, cid: CID) -> bytes:
+        return await self.store.get(cid)
+
+    def read_soon(self, cid: CID) -> CountedRead | None:
+        pending = self.store.read_soon(cid)
+        if pending is None:
+            return None
+        self.waiting += 1
+        self.most = max(self.most, self.waiting)
+        return CountedRead(self, pending)
+
+
+class CountedRead:
+    def __init__(self, owner: CountingStore, pending: PendingRead) -> None:
+        self.owner = owner
+        self.pending = pending
+
+    async def result(self) -> bytes:
+        self.owner.waiting -= 1
+        return await self.pending.result()
+
+
+async def test_reads_ahead_of_a_deep_dag_are_bounded_for_the_walk(tmp_path: Path) -> None:
+    """Each level of a deep unbalanced file links a deeper level first, then 7 leaves: a
+    level holds its leaves' reads while the walk goes down, and the walk as a whole holds
+    at most READ_AHEAD_TOTAL (was up to 7 a level: 7 x depth)."""
+    store = await TieredStore.open(tmp_path, StoreConfig(max_size=10**8, memory_size=10**8))
+    depth, leaf_size = 40, 1000
+    content = b""
+    node_cid, node_data = raw_block(size=leaf_size)
+    await store.put(node_cid, node_data)
+    content, size = node_data, leaf_size
+    for _ in range(depth):
+        leaves = [raw_block(size=leaf_size) for _ in range(7)]
+        for cid, data in leaves:
+            await store.put(cid, data)
+        sizes = (size,) + (leaf_size,) * 7
+        unixfs = fs.UnixFSData(fs.FILE, filesize=sum(sizes), blocksizes=sizes).encode()
+        node_cid, node_data = dagpb_block(
+            [(node_cid, len(node_data) + size)] + [(c, leaf_size) for c, _ in leaves],
+            data=unixfs)
+        await store.put(node_cid, node_data)
+        content += b"".join(d for _, d in leaves)
+        size = sum(sizes)
+    counting = CountingStore(store)
+    root = (await resolve_path(counting, node_cid, [])).node
+    assert root is not None
+    got = b"".join([c async for c in file_bytes(counting, root, 0, size)])
+    assert got == content
+    assert READ_AHEAD < counting.most <= READ_AHEAD_TOTAL < 7 * depth
     await store.close()
