@@ -347,17 +347,21 @@ READ_AHEAD_TOTAL = 2 * READ_AHEAD
 #: CID objects of file children, by binary CID: building one costs ~5 us (multiformats'
 #: instance cache hashes each part), a third of the event loop's work for a block read from
 #: memory, and a file served again names the same children. Cleared when full (~300 B an
-#: entry).
+#: entry: only CIDs of CHILD_CID_MAX bytes or fewer, never identity ones, which carry their
+#: data and may be as big as a block).
 CHILD_CID_CACHE = 8192
+CHILD_CID_MAX = 64
 _child_cids: dict[bytes, CID] = {}
 
 
 def _child_cid(raw: bytes) -> CID:
     cid = _child_cids.get(raw)
     if cid is None:
-        if len(_child_cids) >= CHILD_CID_CACHE:
-            _child_cids.clear()
-        cid = _child_cids[bytes(raw)] = cid_from_bytes(raw)
+        cid = cid_from_bytes(raw)
+        if len(raw) <= CHILD_CID_MAX and not is_identity(cid):
+            if len(_child_cids) >= CHILD_CID_CACHE:
+                _child_cids.clear()
+            _child_cids[bytes(raw)] = cid
     return cid
 
 

@@ -169,3 +169,30 @@ async def test_reads_ahead_of_a_deep_dag_are_bounded_for_the_walk(tmp_path: Path
     assert got == content
     assert READ_AHEAD < counting.most <= READ_AHEAD_TOTAL < 7 * depth
     await store.close()
+
+
+async def test_identity_children_are_not_kept_in_the_cid_cache(tmp_path: Path) -> None:
+    """The walk's cache of child CIDs keeps short ones only: an identity CID carries its
+    data (up to a block), so a DAG of big identity links would pin twice its size."""
+    from multiformats import multihash
+
+    from ipfs_kit_node import dagwalk
+
+    store = await TieredStore.open(tmp_path, StoreConfig(max_size=10**8))
+    inline = os.urandom(20_000)
+    big = CID("base32", 1, "raw", multihash.digest(inline, "identity"))
+    small = CID("base32", 1, "raw", multihash.digest(b"tiny", "identity"))
+    stored, data = raw_block(size=3000)
+    await store.put(stored, data)
+    sizes = (len(inline), 4, len(data))
+    node_cid, node_data = dagpb_block(
+        [(big, len(inline)), (small, 4), (stored, len(data))],
+        data=fs.UnixFSData(fs.FILE, filesize=sum(sizes), blocksizes=sizes).encode())
+    await store.put(node_cid, node_data)
+    root = (await resolve_path(store, node_cid, [])).node
+    assert root is not None
+    dagwalk._child_cids.clear()
+    got = b"".join([c async for c in file_bytes(store, root, 0, sum(sizes))])
+    assert got == inline + b"tiny" + data
+    assert list(dagwalk._child_cids) == [bytes(stored)]
+    await store.close()
