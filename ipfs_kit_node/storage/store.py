@@ -1219,7 +1219,12 @@ class TieredStore:
 
 class PendingRead:
     """A block read started by ``TieredStore.read_soon``; ``await result()`` for its bytes
-    (verified) or the error reading it raised."""
+    (verified) or the error reading it raised.
+
+    A block found corrupt (quarantined) or gone is dropped from the index and logged as soon
+    as the read ends, in the store's background nursery, whether or not anyone awaits the
+    result: a walk whose client left never does, and the index would go on naming a block
+    whose file is gone."""
 
     def __init__(self, store: TieredStore, cid: CID, key: bytes, data: bytes | None) -> None:
         self._store = store
@@ -1228,18 +1233,47 @@ class PendingRead:
         self._data = data  # a memory-tier hit is ready at once
         self._outcome: Any = None
         self._event: trio.Event | None = None if data is not None else trio.Event()
+        self._settled: trio.Event | None = None  # set once a bad block is dealt with
+        self._error: BaseException | None = None
 
     def _arrived(self, outcome: Any) -> None:  # on the event loop
         self._store._threads.release_on_behalf_of(self)
         self._outcome = outcome
         assert self._event is not None
+        value = getattr(outcome, "value", None)  # (data, corrupt), unless the read raised
+        nursery = self._store.background
+        if value is not None and value[0] is None and nursery is not None:
+            self._settled = trio.Event()
+            nursery.start_soon(self._settle, bool(value[1]))
         self._event.set()
+
+    async def _settle(self, corrupt: bool) -> None:
+        """Drop and log a block the read found bad; keep the answer for ``result``."""
+        assert self._settled is not None
+        try:
+            self._data = await self._store._read_done(self._cid, self._key, None, corrupt)
+        except BlockNotFoundError as exc:
+            self._error = exc
+        except Exception as exc:  # nobody may be awaiting: logged here
+            log.error("dropping a bad block failed", cid=_text(self._cid),
+                      error=f"{type(exc).__name__}: {exc}"[:500])
+            self._error = exc
+        finally:
+            if self._data is None and self._error is None:  # cancelled: the store closes
+                self._error = StoreError("the store is closed")
+            self._settled.set()
 
     async def result(self) -> bytes:
         if self._data is not None:
             return self._data
         assert self._event is not None
         await self._event.wait()
+        if self._settled is not None:
+            await self._settled.wait()
+            if self._error is not None:
+                raise self._error
+            assert self._data is not None
+            return self._data
         data, corrupt = self._outcome.unwrap()
         return await self._store._read_done(self._cid, self._key, data, corrupt)
 

@@ -196,3 +196,31 @@ async def test_identity_children_are_not_kept_in_the_cid_cache(tmp_path: Path) -
     assert got == inline + b"tiny" + data
     assert list(dagwalk._child_cids) == [bytes(stored)]
     await store.close()
+
+
+async def test_corrupt_block_read_ahead_and_left_is_dropped(tmp_path: Path) -> None:
+    """A read started ahead that nobody awaits (the client left) still drops a corrupt
+    block from the index and logs it: the file is quarantined either way, and the index
+    must not go on saying the block is here."""
+    import structlog
+    import trio
+
+    store = await TieredStore.open(tmp_path, DISK_ONLY)
+    cid, data = raw_block(size=5000)
+    await store.put(cid, data)
+    path = DiskTier(tmp_path / "blocks").path_for(bytes(cid.digest))
+    path.write_bytes(b"flipped" + path.read_bytes()[7:])
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            pending = store.read_soon(cid)
+            assert pending is not None and store.is_local(cid)
+            del pending  # never awaited
+            with trio.fail_after(10):
+                while store.is_local(cid) or store.is_held(cid):
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert not path.exists()
+    assert [e for e in logs if e["event"].startswith("corrupt block quarantined")
+            and e["cid"] == str(cid)], logs
+    assert store.read_soon(cid) is None
