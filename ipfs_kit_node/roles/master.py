@@ -195,10 +195,15 @@ class MasterRole:
 
     async def _finish(self, records: list[Record]) -> bool:
         """``outcomes.finish``, once the submissions of these tasks are journaled (an outcome
-        is never journaled before its task); a task withdrawn meanwhile is dropped."""
+        is never journaled before its task); a task withdrawn meanwhile is dropped.
+
+        The wait is shielded (``submit`` always sets the event, see there): cancelled here,
+        the records are final in the scheduler but in no retry list; the cancellation then
+        lands in ``outcomes.finish``, which keeps them for the ticker's retry."""
         for event in {self._unaccepted[r.task.task_id] for r in records
                       if r.task.task_id in self._unaccepted}:
-            await event.wait()
+            with trio.CancelScope(shield=True):
+                await event.wait()
         return await self.outcomes.finish(
             [r for r in records if self.scheduler.tasks.get(r.task.task_id) is r])
 

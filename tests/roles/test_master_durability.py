@@ -8,6 +8,7 @@ tests/hostile/test_mesh_hostile.py)."""
 from __future__ import annotations
 
 import errno
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -177,3 +178,54 @@ async def test_a_submission_the_journal_refuses_is_withdrawn(
         nursery.cancel_scope.cancel()
     m.journal.close()
     assert TaskJournal(tmp_path / "journal").open() == []
+
+
+def _slow_journal(m: MasterRole, monkeypatch: pytest.MonkeyPatch,
+                  fail: bool = False) -> threading.Event:
+    """Appends wait for the returned event (a slow fsync), then write (or fail: ENOSPC)."""
+    gate = threading.Event()
+    real = m.journal.append
+
+    def slow(docs: list[dict[str, Any]]) -> None:
+        gate.wait(20)
+        if fail:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(docs)
+
+    monkeypatch.setattr(m.journal, "append", slow)
+    return gate
+
+
+async def test_an_outcome_cancelled_while_its_submission_is_journaled_is_retried(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's session closes while its result waits for the task's submission to be
+    journaled: the outcome is neither shown nor acknowledged, and the ticker journals,
+    delivers and acknowledges it (it was shown done, acked and never journaled)."""
+    m = bare_master(tmp_path)
+    gate = _slow_journal(m, monkeypatch)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m.committer.run)
+        m.scheduler.join(WORKER, 4, (), time.time())
+        nursery.start_soon(m.submit, [Task("t1", "noop")])
+        await trio.sleep(0.05)
+        assert "t1" in m._unaccepted and m.scheduler.assign(time.time())[WORKER]
+
+        async def release() -> None:
+            await trio.sleep(0.2)
+            gate.set()
+
+        nursery.start_soon(release)
+        with trio.fail_after(15), trio.CancelScope() as scope:
+            scope.cancel()  # the session that brought the result closes
+            await m._on_results(WORKER, (Result("t1", WORKER, "bafyout", None, 1),))
+        assert "t1" in m.outcomes.unjournaled and acked(m) == []
+        assert (await m.info("t1")).state == "assigned"
+        m.outcomes.retry_at = 0.0
+        await m._tick()
+        assert acked(m) == ["t1"]
+        assert (await m.info("t1")).state == "done"
+        nursery.cancel_scope.cancel()
+    m.journal.close()
+    kept = TaskJournal(tmp_path / "journal").open()
+    assert {r.task.task_id: r.state.value for r in kept} == {"t1": "done"}
+
