@@ -164,7 +164,12 @@ class MasterRole:
         if records:
             self._wake.set()  # the dispatcher assigns them while the journal is written
         try:
-            await self.committer.durable(docs)
+            # Shielded: a caller that leaves (HTTP client gone, session replaced) must not
+            # end this before the write does, or a resubmission would be acknowledged while
+            # the journal may never hold the task. Bounded: the committer settles every
+            # commit, failing those still queued when it stops.
+            with trio.CancelScope(shield=True):
+                await self.committer.durable(docs)
         except (DiskFullError, JournalError):
             self._withdraw(records)
             raise

@@ -21,7 +21,7 @@ from ipfs_kit_node.errors import DiskFullError
 from ipfs_kit_node.logs import get_logger
 from ipfs_kit_node.protocols.tasks import Result, Task
 from ipfs_kit_node.protocols.tasks.frames import Ack, Assign, Cancel
-from ipfs_kit_node.roles.committer import JournalCommitter
+from ipfs_kit_node.roles.committer import JournalCommitter, JournalError
 from ipfs_kit_node.roles.gossip import TaskGossip
 from ipfs_kit_node.roles.journal import TaskJournal
 from ipfs_kit_node.roles.master import MasterRole
@@ -229,3 +229,74 @@ async def test_an_outcome_cancelled_while_its_submission_is_journaled_is_retried
     kept = TaskJournal(tmp_path / "journal").open()
     assert {r.task.task_id: r.state.value for r in kept} == {"t1": "done"}
 
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_a_resubmission_waits_for_a_cancelled_submission_s_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail: bool) -> None:
+    """The submitter leaves while its submission is journaled, and submits again: the second
+    call is acknowledged only once the first write is durable, and refused if that write
+    failed (the task withdrawn, not left in memory unjournaled)."""
+    m = bare_master(tmp_path)
+    gate = _slow_journal(m, monkeypatch, fail)
+    answer: dict[str, Any] = {}
+    first = trio.CancelScope()
+
+    async def submit_first() -> None:
+        with first:
+            try:
+                await m.submit([Task("t1", "noop")])
+            except DiskFullError:  # the write failed: its caller hears of it, if still there
+                assert fail
+
+    async def submit_again() -> None:
+        answer["ids"] = await m.submit([Task("t1", "noop")])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m.committer.run)
+        nursery.start_soon(submit_first)
+        await trio.sleep(0.05)
+        first.cancel()  # the HTTP client hung up, or the submitter's session was replaced
+        nursery.start_soon(submit_again)
+        await trio.sleep(0.3)
+        assert "ids" not in answer  # nothing durable yet: not acknowledged
+        gate.set()
+        with trio.fail_after(15):
+            while "ids" not in answer:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    m.journal.close()
+    kept = TaskJournal(tmp_path / "journal").open()
+    if fail:
+        ids, refused = answer["ids"]
+        assert ids == [] and [i for i, _ in refused] == ["t1"]
+        assert m.scheduler.tasks == {} and kept == []
+    else:
+        assert answer["ids"] == (["t1"], [])
+        assert [r.task.task_id for r in kept] == ["t1"]
+
+
+async def test_a_submission_queued_when_the_committer_stops_is_refused(tmp_path: Path) -> None:
+    """The master stopping: a commit still queued fails (a shielded submit returns, the task
+    withdrawn) and later ones are refused at once, instead of waiting forever."""
+    m = bare_master(tmp_path)
+    async with trio.open_nursery() as nursery:
+        refused: list[BaseException] = []
+
+        async def submit() -> None:
+            try:
+                await m.submit([Task("t1", "noop")])
+            except JournalError as exc:
+                refused.append(exc)
+
+        nursery.start_soon(submit)
+        await trio.sleep(0.05)  # queued; the committer is not running yet
+        with trio.CancelScope() as stopping:
+            stopping.cancel()
+            await m.committer.run()
+        with trio.fail_after(10):
+            while not refused:
+                await trio.sleep(0.01)
+        assert m.scheduler.tasks == {} and "t1" not in m._unaccepted
+        with pytest.raises(JournalError):
+            await m.submit([Task("t2", "noop")])
+    m.journal.close()
