@@ -402,12 +402,21 @@ class MasterRole:
             elif result.error is not None:
                 self.log.info("task failed; retried", task_id=result.task_id,
                               worker=peer, error=result.error)
+        # A result that finished nothing (a failure requeued, a duplicate) is acknowledged
+        # now, before the wait below: a failed task may be assigned again meanwhile, and its
+        # ack must reach the worker before that Assign (it would send the failure again as
+        # the new attempt instead of running it). A resent result whose outcome is not
+        # journaled yet (waiting for disk space, or being written for its first copy) is not
+        # acknowledged: the ticker (or that first copy's handler) does it once it is durable.
+        finished = {r.task.task_id for r in finals}
+        undurable = self.outcomes.undurable
+        now_ids = [r.task_id for r in results
+                   if r.task_id not in finished and r.task_id not in undurable]
+        if now_ids:
+            self._ack(peer, now_ids)
         if await self._finish(finals):  # acknowledged once journaled; else resent
-            # A resent result whose outcome is still not journaled (waiting for disk space,
-            # or being written for its first copy) is not acknowledged yet either: the ticker
-            # (or that first copy's handler) acknowledges it once it is durable.
             undurable = self.outcomes.undurable
-            ids = tuple(r.task_id for r in results if r.task_id not in undurable)
+            ids = [r.task.task_id for r in finals if r.task.task_id not in undurable]
             if ids:
                 self._ack(peer, ids)
         self._wake.set()

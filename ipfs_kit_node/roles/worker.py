@@ -106,10 +106,13 @@ class WorkerRole(MeshMember):
             running.attempt, running.master = task.attempt, master
             return
         done = self.unacked.get(task.task_id)
-        if done is not None:  # finished, the ack was lost: send the result again
-            self._queue(master, Result(task.task_id, self.me, done[1].output, done[1].error,
+        if done is not None and done[1].error is None:  # done, the ack was lost: resend
+            self._queue(master, Result(task.task_id, self.me, done[1].output, None,
                                        task.attempt))
             return
+        # A failure kept is not sent as this new attempt (the master may have counted it
+        # already, and a retry would be used up without running): the task runs again.
+        self.unacked.pop(task.task_id, None)
         deadline = math.inf
         if task.deadline is not None:
             deadline = trio.current_time() + max(0.0, task.deadline - time.time())

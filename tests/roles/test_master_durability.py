@@ -300,3 +300,37 @@ async def test_a_submission_queued_when_the_committer_stops_is_refused(tmp_path:
         with pytest.raises(JournalError):
             await m.submit([Task("t2", "noop")])
     m.journal.close()
+
+
+async def test_a_failure_is_acknowledged_before_its_task_is_assigned_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed result is requeued at once while the batch's other outcome is fsynced: its
+    ack goes before (or with) the next Assign of that task, so the worker, no longer holding
+    the failure, runs the task instead of sending the failure again as the new attempt."""
+    m = bare_master(tmp_path)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m.committer.run)
+        await m.submit([Task("ok", "noop"), Task("bad", "noop")])
+        m.scheduler.join(WORKER, 2, (), time.time())
+        assert len(m.scheduler.assign(time.time())[WORKER]) == 2
+        gate = _slow_journal(m, monkeypatch)
+        results = (Result("ok", WORKER, None, None, 1), Result("bad", WORKER, None, "boom", 1))
+        nursery.start_soon(m._on_results, WORKER, results)
+        await trio.sleep(0.1)  # "ok" is being journaled; "bad" is queued again
+        nursery.start_soon(m._dispatcher)
+        m._wake.set()
+        frames = m.sessions.by_peer[WORKER].queue.frames  # type: ignore[attr-defined]
+        with trio.fail_after(10):
+            while not any(isinstance(f, Assign) for f in frames):
+                await trio.sleep(0.01)
+        first_assign = next(i for i, f in enumerate(frames) if isinstance(f, Assign))
+        acked_before = [i for f in frames[:first_assign] if isinstance(f, Ack) for i in f.ids]
+        assert acked_before == ["bad"]
+        assert [t.task_id for t in frames[first_assign].tasks] == ["bad"]
+        gate.set()
+        with trio.fail_after(10):
+            while "ok" not in acked(m):
+                await trio.sleep(0.01)
+        assert acked(m) == ["bad", "ok"]
+        nursery.cancel_scope.cancel()
+    m.journal.close()
