@@ -51,6 +51,7 @@ class _Running:
     master: ID
     attempt: int
     scope: trio.CancelScope
+    dropped: bool = False  # the master cancelled or withdrew the task: nothing to report
 
 
 class WorkerRole(MeshMember):
@@ -94,8 +95,12 @@ class WorkerRole(MeshMember):
                 self.unacked.pop(task_id, None)
         elif isinstance(frame, Cancel):
             for task_id in frame.ids:
-                running = self.running.get(task_id)
+                # Forgotten at once: an Assign of the same ID right behind this Cancel (a
+                # resubmission after a withdrawal) starts a new run instead of taking over
+                # this one, whose "cancelled" would use up the new attempt.
+                running = self.running.pop(task_id, None)
                 if running is not None:
+                    running.dropped = True
                     running.scope.cancel()
         else:
             await super().on_frame(master, frame)
@@ -145,7 +150,11 @@ class WorkerRole(MeshMember):
             error = f"handler crashed: {type(exc).__name__}: {exc}"
             log.exception("handler crashed")
         finally:
-            self.running.pop(task.task_id, None)
+            if self.running.get(task.task_id) is running:
+                del self.running[task.task_id]
+        if running.dropped:
+            log.debug("task cancelled by the master")
+            return
         if error is not None and len(error) > MAX_ERROR:
             error = error[:MAX_ERROR] + "… (cut)"
         if error is None:

@@ -9,7 +9,7 @@ from libp2p.peer.id import ID
 
 from ipfs_kit_node.logs import get_logger
 from ipfs_kit_node.protocols.tasks import Result, Task
-from ipfs_kit_node.protocols.tasks.frames import Assign
+from ipfs_kit_node.protocols.tasks.frames import Assign, Cancel
 from ipfs_kit_node.roles.handlers import load_handlers
 from ipfs_kit_node.roles.worker import WorkerRole
 
@@ -53,3 +53,18 @@ async def test_a_failure_kept_unacked_is_not_replayed_as_a_new_attempt() -> None
         assert sorted(sent(w)) == [("bad", None, 2), ("ok", None, 2)]
         assert w.unacked["ok"][1].output == "bafyout"
 
+
+async def test_cancel_then_assign_of_the_same_id_runs_the_new_attempt() -> None:
+    """A Cancel (the submission withdrawn) right before an Assign of the same ID (submitted
+    again): the new attempt runs, and the cancelled run reports nothing (its "cancelled"
+    would have been counted against the new attempt)."""
+    async with trio.open_nursery() as nursery:
+        w = bare_worker(nursery)
+        await w.on_frame(MASTER, Assign((Task("t1", "noop", params={"ms": 5000}, attempt=1),)))
+        await trio.sleep(0.05)
+        first = w.running["t1"]
+        await w.on_frame(MASTER, Cancel(("t1",)))
+        await w.on_frame(MASTER, Assign((Task("t1", "noop", attempt=1),)))
+        assert w.running["t1"] is not first
+        await settle(w)
+        assert sent(w) == [("t1", None, 1)]
