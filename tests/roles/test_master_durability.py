@@ -8,6 +8,7 @@ tests/hostile/test_mesh_hostile.py)."""
 from __future__ import annotations
 
 import errno
+import json
 import threading
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 import trio
 
+from ipfs_kit_node.api.routes.tasks import register_task_routes
+from ipfs_kit_node.api.server import Request, Router
 from ipfs_kit_node.errors import DiskFullError
 from ipfs_kit_node.logs import get_logger
 from ipfs_kit_node.protocols.tasks import Result, Task
@@ -334,3 +337,42 @@ async def test_a_failure_is_acknowledged_before_its_task_is_assigned_again(
         assert acked(m) == ["bad", "ok"]
         nursery.cancel_scope.cancel()
     m.journal.close()
+
+
+async def test_submit_and_wait_reports_a_task_it_cannot_wait_on_in_its_entry(
+        tmp_path: Path) -> None:
+    """``task/submit?wait=true`` (its route on the real master): a task forgotten while the
+    request waits on another (the journal's compaction, here ``forget_finished`` called
+    directly) gets its error in its own entry; the answer is not an error."""
+    m = bare_master(tmp_path)
+    router = Router()
+    register_task_routes(router, m, "me", lambda: ())
+    submit = router._routes["/api/v0/task/submit"]["POST"]
+    body = json.dumps({"tasks": [{"handler": "noop", "task_id": i} for i in ("t1", "t2")]})
+    request = Request("POST", "/api/v0/task/submit", {"wait": ["true"], "timeout": ["30"]},
+                      body.encode())
+    answer: dict[str, Any] = {}
+
+    async def call() -> None:
+        answer.update(json.loads((await submit(request)).body))  # type: ignore[arg-type]
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m.committer.run)
+        m.scheduler.join(WORKER, 4, (), time.time())
+        nursery.start_soon(call)
+        with trio.fail_after(10):
+            while len(m.scheduler.tasks) < 2 or m._unaccepted:
+                await trio.sleep(0.01)
+        assert len(m.scheduler.assign(time.time())[WORKER]) == 2
+        await m._on_results(WORKER, (Result("t2", WORKER, None, None, 1),))
+        assert m.scheduler.forget_finished(0) == 1  # what a compaction does
+        await m._on_results(WORKER, (Result("t1", WORKER, None, None, 1),))
+        with trio.fail_after(10):
+            while not answer:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    m.journal.close()
+    assert answer["Accepted"] == ["t1", "t2"]
+    t1, t2 = answer["Tasks"]
+    assert (t1["ID"], t1["State"]) == ("t1", "done")
+    assert t2["ID"] == "t2" and t2["State"] is None and "no task t2" in t2["Error"]
