@@ -25,13 +25,13 @@ from pathlib import Path
 
 import pytest
 import trio
+from blockfiles import assert_matches_index
 from helpers import kill_after_acks
 from multiformats import CID
 from powerloss_shim import rebuild
 from powerloss_writer import EVICT, PLAIN, DirRemote
 
 from ipfs_kit_node.storage import TieredStore
-from ipfs_kit_node.storage.disk import DiskTier
 
 WRITER = Path(__file__).with_name("powerloss_writer.py")
 ROUNDS = 4
@@ -64,9 +64,7 @@ async def check(repo: Path, mode: str, remote: DirRemote, puts: list[str], pins:
     # A file written but not yet indexed when the power went (never acknowledged) is
     # indexed by the background reconcile an unclean start runs (store.run); run it here.
     await store.reconcile()
-    on_disk = {key for key, _ in DiskTier(repo / "blocks").scan()}
-    local = {bytes(c.digest) async for c in store}
-    assert local == on_disk, "the index and the block files disagree"
+    assert_matches_index(repo, {bytes(c.digest) async for c in store})
     assert not any((repo / "blocks" / ".quarantine").iterdir()), "a torn block was stored"
     return store
 
