@@ -227,6 +227,9 @@ class StorageSection:
         300.0, positive(parse_duration), "time between Parquet snapshots of the index"
     )
     sync: bool = _setting(True, parse_bool, "fsync every block before acknowledging it")
+    pack_threshold: int = _setting(
+        64 * 1024, parse_size, "blocks up to this size are appended to pack files (0: none)"
+    )
 
 
 @dataclass(frozen=True)

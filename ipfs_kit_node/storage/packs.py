@@ -108,7 +108,8 @@ class PackFiles:
         mkdir_durably(root)
         self._lock = threading.Lock()
         self._fds: dict[int, _Fd] = {}  # insertion order = least recently opened first
-        self.active = 0  # 0: none yet (the first append creates pack 1)
+        self.active = 0  # 0: none (the next append creates pack ``newest + 1``)
+        self.newest = 0  # the highest pack id used
         self._end = 0  # where the next append to the active pack goes
         self._pending: dict[int, int] = {}  # appends not yet committed or abandoned, per pack
 
@@ -181,26 +182,27 @@ class PackFiles:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def set_active(self, pack: int, end: int) -> None:
-        """Append to ``pack`` from ``end`` on (after the start's recovery)."""
+    def set_active(self, pack: int, end: int | None) -> None:
+        """Append to ``pack`` from ``end`` on (after the start's recovery); ``end`` None:
+        ``pack`` is only the newest id used, the next append starts a new pack."""
         with self._lock:
-            self.active, self._end = pack, end
+            self.newest = max(self.newest, pack)
+            self.active, self._end = (0, 0) if end is None else (pack, end)
 
     def _roll(self) -> None:
         """A new active pack (lock held): created and its name made durable before any
         record in it can be acknowledged."""
-        new = self.active + 1
+        new = self.newest + 1
         fd = os.open(self.path(new), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         if self.sync:
             fsync_dir(self.root)
         self._fds[new] = _Fd(fd)
-        self.active, self._end = new, 0
+        self.active, self.newest, self._end = new, new, 0
 
-    def roll(self) -> int:
-        """Start a new active pack (compaction may then take the old one); its id."""
+    def roll(self) -> None:
+        """The next append starts a new pack (compaction may then take the active one)."""
         with self._lock:
-            self._roll()
-            return self.active
+            self.active, self._end = 0, 0
 
     def append(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> tuple[int, list[int]]:
         """Append records for ``items`` (key, data) in one write, then fsync (with sync on):

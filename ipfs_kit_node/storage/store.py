@@ -342,7 +342,7 @@ class TieredStore:
         if kept and kept[-1] == newest:
             self._packs.set_active(newest, self._packs.size(newest) or 0)
         elif newest:
-            self._packs.set_active(newest, self.config.pack_size)  # the next append rolls
+            self._packs.set_active(newest, None)  # the next append starts a new pack
 
     async def reconcile(self) -> int:
         """Index block files the index lacks (a crash between a file's write and its row)

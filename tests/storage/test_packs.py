@@ -1,0 +1,256 @@
+"""Pack files for small blocks (storage/packs.py) on real files: round trip, torn tails, an
+index rebuilt from packs, compaction, GC while packed blocks are read, kill -9 of a daemon
+in the middle of GC's compaction, and a repo of one-file small blocks kept working."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import trio
+from blockfiles import assert_matches_index, blocks_on_disk, pack_files
+from dag import raw_block
+from helpers import BIN, Daemon
+
+from ipfs_kit_node.storage import StoreConfig, TieredStore
+from ipfs_kit_node.storage.disk import DiskTier
+from ipfs_kit_node.storage.packs import encode_record
+
+# memory_size=0: every read goes to the disk tier, so packs are what is read.
+CONFIG = StoreConfig(max_size=10**9, memory_size=0, parquet_export=False)
+SMALL_PACKS = dataclasses.replace(CONFIG, pack_size=64 * 1024)
+
+
+def keys(blocks: list[tuple[object, bytes]]) -> set[bytes]:
+    return {bytes(c.digest) for c, _ in blocks}  # type: ignore[attr-defined]
+
+
+async def test_round_trip_small_blocks_in_packs_big_ones_in_files(tmp_path: Path) -> None:
+    store = await TieredStore.open(tmp_path, CONFIG)
+    threshold = CONFIG.pack_threshold
+    small = [raw_block(size=s) for s in (0, 1, 1000, threshold)]
+    big = raw_block(size=threshold + 1)
+    for cid, data in [*small, big]:
+        assert await store.put(cid, data)
+    batch = [raw_block(size=random.randint(1, 5000)) for _ in range(300)]
+    assert await store.put_many(batch) == 300
+    for cid, data in [*small, big, *batch]:
+        assert await store.get(cid) == data
+    files = {k for k, _ in DiskTier(tmp_path / "blocks").scan()}
+    assert files == {bytes(big[0].digest)}, "only the block over the threshold has a file"
+    assert len(pack_files(tmp_path)) == 1
+    stats = store.stats().as_dict()["disk"]
+    assert stats["packs"] == 1 and stats["pack_dead_bytes"] < 64 * 304  # headers only
+    await store.close()
+
+    store = await TieredStore.open(tmp_path, CONFIG)  # read back after a restart
+    for cid, data in [*small, big, *batch]:
+        assert await store.get(cid) == data
+    assert (await store.verify()).ok
+    assert_matches_index(tmp_path, {bytes(c.digest) async for c in store})
+    await store.close()
+
+
+async def test_torn_tail_is_cut_at_restart_and_whole_records_indexed(tmp_path: Path) -> None:
+    """After a crash a pack may end with records appended but never indexed: a whole valid
+    one is indexed, a torn one (cut short, or zeros where the disk grew the file without
+    its data) is cut off, and appends go on after the valid part."""
+    store = await TieredStore.open(tmp_path, CONFIG)
+    kept = [raw_block(size=2000) for _ in range(20)]
+    await store.put_many(kept)
+    await store.close()
+    (pack,) = pack_files(tmp_path)
+    whole = raw_block(size=700)
+    torn = raw_block(size=3000)
+    record = encode_record(bytes(torn[0].digest), torn[1])
+    for tail in (record[:100], record[:-1000] + bytes(1000), bytes(4096)):
+        size = pack.stat().st_size
+        with open(pack, "ab") as f:
+            f.write(encode_record(bytes(whole[0].digest), whole[1]) + tail)
+        os.remove(tmp_path / "datastore" / "CLEAN")  # as after a crash
+        store = await TieredStore.open(tmp_path, CONFIG)
+        assert await store.get(whole[0]) == whole[1], "a whole unindexed record was lost"
+        assert not await store.has(torn[0])
+        # Cut right after the whole record: nothing torn stays before new appends.
+        assert pack.stat().st_size == size + len(encode_record(bytes(whole[0].digest),
+                                                               whole[1]))
+        extra = raw_block(size=500)
+        await store.put(*extra)
+        for cid, data in [*kept, extra]:
+            assert await store.get(cid) == data
+        assert (await store.verify()).ok
+        assert_matches_index(tmp_path, {bytes(c.digest) async for c in store})
+        await store.delete(whole[0])  # the next round appends it again
+        await store.close()
+
+
+async def test_index_rebuilt_from_packs(tmp_path: Path) -> None:
+    store = await TieredStore.open(tmp_path, CONFIG)
+    blocks = [raw_block(size=random.randint(10, 90_000)) for _ in range(60)]
+    await store.put_many(blocks[:30])
+    for cid, data in blocks[30:]:
+        await store.put(cid, data)
+    await store.close()
+    (tmp_path / "datastore" / "index.sqlite").write_bytes(b"\x93garbage" * 1000)
+    store = await TieredStore.open(tmp_path, CONFIG)
+    assert len(store) == 60
+    for cid, data in blocks:
+        assert await store.get(cid) == data
+    assert (await store.verify()).ok
+    assert_matches_index(tmp_path, {bytes(c.digest) async for c in store})
+    # Packs' dead and live bytes are counted again: a GC compacts as before.
+    await store.gc(full=True)
+    assert len(store) == 0 and not pack_files(tmp_path) and not blocks_on_disk(tmp_path)
+    await store.close()
+
+
+async def test_compaction_keeps_live_blocks_and_frees_space(tmp_path: Path) -> None:
+    store = await TieredStore.open(tmp_path, SMALL_PACKS)
+    blocks = [raw_block(size=1000) for _ in range(600)]
+    await store.put_many(blocks[:300])
+    for cid, data in blocks[300:]:
+        await store.put(cid, data)
+    pinned = blocks[::4]
+    for cid, _ in pinned:
+        await store.pin(cid, recursive=False)
+    before = sum(p.stat().st_size for p in pack_files(tmp_path))
+    result = await store.gc(full=True)
+    assert result.removed == 450 and result.packs_removed >= 5 and result.moved > 0, result
+    after = sum(p.stat().st_size for p in pack_files(tmp_path))
+    assert after < before / 2, (before, after)
+    for cid, data in pinned:
+        assert await store.get(cid) == data
+    assert len(store) == 150
+    stats = store.stats().as_dict()["disk"]
+    assert stats["pack_dead_bytes"] < stats["pack_bytes"] // 2
+    assert (await store.verify()).ok
+    assert_matches_index(tmp_path, {bytes(c.digest) async for c in store})
+    await store.close()
+    store = await TieredStore.open(tmp_path, SMALL_PACKS)  # the moves survive a restart
+    for cid, data in pinned:
+        assert await store.get(cid) == data
+    for cid, _ in pinned:
+        await store.unpin(cid)
+    await store.gc(full=True)
+    assert len(store) == 0 and not pack_files(tmp_path)
+    await store.close()
+
+
+async def test_gc_and_compaction_while_packed_blocks_are_read(tmp_path: Path) -> None:
+    """Readers loop over pinned packed blocks while GCs collect the unpinned blocks stored
+    beside them and compaction moves the pinned ones out of those packs: every read returns
+    the right bytes."""
+    store = await TieredStore.open(tmp_path, SMALL_PACKS)
+    pinned: list[tuple[object, bytes]] = []
+    reads = compacted = moved = 0
+    done = False
+
+    async def add_round() -> list[tuple[object, bytes]]:
+        """One pack: a few blocks pinned among many that are not."""
+        batch = [raw_block(size=random.randint(100, 3000)) for _ in range(300)]
+        await store.put_many(batch)
+        for cid, _ in batch[::10]:
+            await store.pin(cid, recursive=False)
+        return batch[::10]
+
+    async def reader() -> None:
+        nonlocal reads
+        while not done:
+            cid, data = random.choice(pinned)
+            assert await store.get(cid) == data
+            reads += 1
+
+    pinned += await add_round()
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(reader)
+        for _ in range(6):
+            pinned += await add_round()
+            result = await store.gc(full=True)
+            compacted += result.packs_removed
+            moved += result.moved
+        done = True
+    assert compacted >= 6 and moved >= 180 and reads > 100, (compacted, moved, reads)
+
+    # A reader that took a block's place before compaction moved it reads it again by key.
+    (cid, data), *_ = await add_round()
+    key = bytes(cid.digest)  # type: ignore[attr-defined]
+    stale = store._db.get(key)
+    assert stale is not None and stale.pack is not None
+    await store.gc(full=True)
+    now = store._db.get(key)
+    assert now is not None and (now.pack, now.off) != (stale.pack, stale.off)
+    got, corrupt, _ = await store._read_disk(key, stale)
+    assert got == data and not corrupt
+    assert (await store.verify()).ok
+    assert_matches_index(tmp_path, {bytes(c.digest) async for c in store})
+    await store.close()
+
+
+async def test_repo_of_one_file_small_blocks_keeps_working(tmp_path: Path) -> None:
+    old = dataclasses.replace(CONFIG, pack_threshold=0)  # the layout before packs
+    store = await TieredStore.open(tmp_path, old)
+    legacy = [raw_block(size=500) for _ in range(20)]
+    await store.put_many(legacy)
+    await store.close()
+    assert len({k for k, _ in DiskTier(tmp_path / "blocks").scan()}) == 20
+    store = await TieredStore.open(tmp_path, CONFIG)
+    new = [raw_block(size=500) for _ in range(20)]
+    await store.put_many(new)
+    for cid, data in legacy + new:
+        assert await store.get(cid) == data
+    assert (await store.verify()).ok
+    assert_matches_index(tmp_path, {bytes(c.digest) async for c in store})
+    await store.pin(legacy[0][0], recursive=False)
+    await store.gc(full=True)
+    assert {k for k, _ in DiskTier(tmp_path / "blocks").scan()} == {bytes(legacy[0][0].digest)}
+    assert await store.get(legacy[0][0]) == legacy[0][1]
+    await store.close()
+
+
+def test_kill_9_during_gc_compaction_then_clean_restart(short_tmp: Path) -> None:
+    """A daemon killed while `repo gc --full` removes and compacts thousands of packed
+    blocks restarts cleanly: pinned files cat right, `repo verify` is clean, and the next GC
+    finishes the job."""
+    env = {"IPFS_KIT_STORAGE_MEMORY_SIZE": "0"}
+    keep, drop = short_tmp / "keep", short_tmp / "drop"
+    for folder, n in ((keep, 300), (drop, 3000)):
+        folder.mkdir()
+        for i in range(n):
+            (folder / f"{i}").write_bytes(os.urandom(1024))
+    d = Daemon(short_tmp, name="gc")
+
+    def cat_ok(root: str, i: int) -> bool:
+        out = subprocess.run([str(BIN), "cat", f"{root}/{i}", "--repo", str(d.repo)],
+                             capture_output=True, timeout=30)
+        return out.stdout == (keep / f"{i}").read_bytes()
+
+    try:
+        d.start(env=env)
+        root = d.cli("add", "-r", "-Q", str(keep), timeout=120).stdout.strip()
+        for delay in (0.3, 1.0):  # the second kill lands later in a GC
+            assert d.cli("add", "-r", "-Q", "--pin", "false", str(drop),
+                         timeout=120).returncode == 0
+            assert d.api("repo/stat")["NumObjects"] > 3300
+            threading.Thread(target=d.cli, args=("repo", "gc", "--full"),
+                             kwargs={"timeout": 120}, daemon=True).start()
+            time.sleep(delay)
+            assert d.proc is not None
+            d.proc.send_signal(signal.SIGKILL)
+            d.proc.wait(10)
+            d.start(env=env)
+            out = d.cli("repo", "verify", timeout=120)
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert all(cat_ok(root, i) for i in (0, 150, 299))
+        assert d.cli("repo", "gc", "--full", timeout=120).returncode == 0
+        assert d.api("repo/stat")["NumObjects"] <= 302  # the folder's files and its node
+        assert d.cli("repo", "verify", timeout=120).returncode == 0
+        assert all(cat_ok(root, i) for i in range(0, 300, 7))
+    finally:
+        d.kill()
