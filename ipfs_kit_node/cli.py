@@ -482,6 +482,10 @@ def _repo(args: argparse.Namespace, client: Any) -> int:
     print(f"disk budget {stat['StorageMax']:,} bytes; memory budget "
           f"{tiers['memory']['budget']:,} bytes; pins {tiers['pins']} "
           f"({tiers['pinned_blocks']} blocks)")
+    disk = tiers["disk"]
+    if disk.get("packs"):
+        print(f"packs:      {disk['packs']:,} files, {disk['pack_bytes']:,} bytes, of which "
+              f"{disk['pack_dead_bytes']:,} dead (GC's compaction reclaims them)")
     return 0
 
 

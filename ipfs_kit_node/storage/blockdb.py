@@ -581,7 +581,15 @@ class BlockDB:
     def move(self, moves: list[tuple[bytes, int, int, int, int, int]]) -> int:
         """Compaction: (key, size, old pack, old offset, new pack, new offset) each, in one
         transaction; a row that changed meanwhile (deleted, moved) stays as it is and its
-        copy is dead bytes. Returns how many moved."""
+        copy is dead bytes. Returns how many moved. Durable (FULL sync for this commit) even
+        with sync off: the old pack is unlinked next, and with it the only durable copy."""
+        self._wr.execute("PRAGMA synchronous = FULL")
+        try:
+            return self._move(moves)
+        finally:
+            self._wr.execute(f"PRAGMA synchronous = {'FULL' if self._sync else 'NORMAL'}")
+
+    def _move(self, moves: list[tuple[bytes, int, int, int, int, int]]) -> int:
         moved = 0
         with self._txn() as db:
             for key, size, old, old_off, new, new_off in moves:

@@ -204,10 +204,11 @@ class PackFiles:
         with self._lock:
             self.active, self._end = 0, 0
 
-    def append(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> tuple[int, list[int]]:
-        """Append records for ``items`` (key, data) in one write, then fsync (with sync on):
-        (pack, data offsets). The caller must call ``settle(pack)`` once their rows are
-        committed or abandoned: until then compaction leaves that pack alone."""
+    def append(self, items: Sequence[tuple[bytes, bytes | memoryview]], *,
+               durable: bool = False) -> tuple[int, list[int]]:
+        """Append records for ``items`` (key, data) in one write, then fsync (with sync on,
+        or ``durable``): (pack, data offsets). The caller must call ``settle(pack)`` once
+        their rows are committed or abandoned: until then compaction leaves that pack alone."""
         buf = bytearray()
         offs = []
         for key, data in items:
@@ -228,7 +229,7 @@ class PackFiles:
                 while view:
                     n = os.pwrite(entry.fd, view, pos)
                     view, pos = view[n:], pos + n
-                if self.sync:
+                if self.sync or durable:
                     os.fsync(entry.fd)
             except BaseException:
                 self.settle(pack)

@@ -1277,7 +1277,8 @@ class TieredStore:
                         items.append((key, off, data))
                 if not items:
                     return None, [], bad
-                new, offs = self._packs.append([(k, d) for k, _, d in items])
+                # fsynced whatever [storage] sync says: the old pack, durable, goes next
+                new, offs = self._packs.append([(k, d) for k, _, d in items], durable=True)
                 return new, [(k, len(d), pack, o, new, n)
                              for (k, o, d), n in zip(items, offs, strict=True)], bad
 

@@ -41,6 +41,7 @@ async def test_parquet_export_matches_the_index(tmp_path: Path) -> None:
     assert set(rows) == {str(c) for c, _ in blocks}
     assert rows[str(blocks[0][0])]["pinned"] and not rows[str(blocks[1][0])]["pinned"]
     assert rows[str(blocks[3][0])]["size"] == 103
+    assert {r["pack"] for r in rows.values()} == {1}  # small blocks: all in the first pack
     assert table.schema.metadata[b"ipfs_kit_node.half_life"] == b"3600.0"
     await store.close()
 
