@@ -117,7 +117,7 @@ class StoreStats:
     pinned_blocks: int
     packs: int = 0
     pack_bytes: int = 0  # bytes of pack files up to their committed ends
-    pack_dead_bytes: int = 0  # of those, records of deleted blocks and headers of live ones
+    pack_dead_bytes: int = 0  # of those, records of deleted (or never indexed) blocks
 
     def as_dict(self) -> dict[str, Any]:
         return {"memory": {**self.memory.as_dict(), "budget": self.memory_budget},
