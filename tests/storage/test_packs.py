@@ -1,6 +1,7 @@
 """Pack files for small blocks (storage/packs.py) on real files: round trip, torn tails, an
-index rebuilt from packs, compaction, GC while packed blocks are read, kill -9 of a daemon
-in the middle of GC's compaction, and a repo of one-file small blocks kept working."""
+index rebuilt from packs, compaction, GC while packed blocks are read, kill -9 in the middle
+of GC's compaction (a store process stopped at chosen points, and a daemon), and a repo of
+one-file small blocks kept working."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
 import trio
 from blockfiles import assert_matches_index, blocks_on_disk, pack_files
 from dag import raw_block
@@ -25,6 +28,7 @@ from ipfs_kit_node.storage.packs import encode_record
 # memory_size=0: every read goes to the disk tier, so packs are what is read.
 CONFIG = StoreConfig(max_size=10**9, memory_size=0, parquet_export=False)
 SMALL_PACKS = dataclasses.replace(CONFIG, pack_size=64 * 1024)
+CHILD = Path(__file__).with_name("compact_child.py")
 
 
 def keys(blocks: list[tuple[object, bytes]]) -> set[bytes]:
@@ -214,10 +218,60 @@ async def test_repo_of_one_file_small_blocks_keeps_working(tmp_path: Path) -> No
     await store.close()
 
 
-def test_kill_9_during_gc_compaction_then_clean_restart(short_tmp: Path) -> None:
-    """A daemon killed while `repo gc --full` removes and compacts thousands of packed
-    blocks restarts cleanly: pinned files cat right, `repo verify` is clean, and the next GC
-    finishes the job."""
+@pytest.mark.parametrize("point", ["move", "drop", "unlink"])
+async def test_kill_9_during_gc_compaction_then_clean_restart(tmp_path: Path, point: str
+                                                              ) -> None:
+    """A process killed in the middle of GC's compaction (compact_child.py stops it right
+    after a slice's moves are committed, after an emptied pack is marked gone, or after its
+    file is unlinked): the next start is clean, every pinned block reads back verified,
+    verify is clean, the index matches the disk, and the next GC finishes the job."""
+    def run_child() -> list[str]:
+        with open(tmp_path / "child.log", "wb") as log:
+            proc = subprocess.Popen([sys.executable, str(CHILD), str(tmp_path / "repo"), point],
+                                    stdout=subprocess.PIPE, stderr=log, text=True)
+        watchdog = threading.Timer(60, proc.kill)  # a hung child fails instead of hanging
+        watchdog.start()
+        pins: list[str] = []
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("PIN "):
+                    pins.append(line.split()[1])
+                elif line.strip() == f"AT {point}":
+                    return pins
+                elif line.startswith("GC DONE"):
+                    break
+            raise AssertionError(f"the child never stopped at {point}: "
+                                 f"{(tmp_path / 'child.log').read_text()[-2000:]}")
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            watchdog.cancel()
+
+    pins = await trio.to_thread.run_sync(run_child)
+    repo = tmp_path / "repo"
+    assert len(pins) == 500
+    store = await TieredStore.open(repo, SMALL_PACKS)  # unclean: no CLEAN marker
+    await store.reconcile()
+    for text in pins:
+        assert store.is_pinned(text)
+        data = await store.get(text)  # verified against its CID
+        assert len(data) == 1024
+    assert (await store.verify()).ok
+    assert_matches_index(repo, {bytes(c.digest) async for c in store})
+    await store.gc(full=True)
+    assert len(store) == 500
+    assert (await store.verify()).ok
+    assert_matches_index(repo, {bytes(c.digest) async for c in store})
+    on_disk = sum(p.stat().st_size for p in pack_files(repo))
+    assert on_disk <= 2 * 500 * (1024 + 48) + 64 * 1024, on_disk  # compacted
+    await store.close()
+
+
+def test_daemon_killed_as_gc_ends_restarts_clean(short_tmp: Path) -> None:
+    """A daemon SIGKILLed the moment its log says GC's deletions are done (so during or
+    right after the compaction of thousands of packed blocks) restarts cleanly: pinned files
+    cat right, `repo verify` is clean, and the next GC leaves only the pinned blocks."""
     env = {"IPFS_KIT_STORAGE_MEMORY_SIZE": "0"}
     keep, drop = short_tmp / "keep", short_tmp / "drop"
     for folder, n in ((keep, 300), (drop, 3000)):
@@ -234,20 +288,21 @@ def test_kill_9_during_gc_compaction_then_clean_restart(short_tmp: Path) -> None
     try:
         d.start(env=env)
         root = d.cli("add", "-r", "-Q", str(keep), timeout=120).stdout.strip()
-        for delay in (0.3, 1.0):  # the second kill lands later in a GC
-            assert d.cli("add", "-r", "-Q", "--pin", "false", str(drop),
-                         timeout=120).returncode == 0
-            assert d.api("repo/stat")["NumObjects"] > 3300
-            threading.Thread(target=d.cli, args=("repo", "gc", "--full"),
-                             kwargs={"timeout": 120}, daemon=True).start()
-            time.sleep(delay)
-            assert d.proc is not None
-            d.proc.send_signal(signal.SIGKILL)
-            d.proc.wait(10)
-            d.start(env=env)
-            out = d.cli("repo", "verify", timeout=120)
-            assert out.returncode == 0, out.stdout + out.stderr
-            assert all(cat_ok(root, i) for i in (0, 150, 299))
+        assert d.cli("add", "-r", "-Q", "--pin", "false", str(drop), timeout=120).returncode == 0
+        assert d.api("repo/stat")["NumObjects"] > 3300
+        threading.Thread(target=d.cli, args=("repo", "gc", "--full"),
+                         kwargs={"timeout": 120}, daemon=True).start()
+        deadline = time.monotonic() + 60
+        while "gc done" not in d.log():
+            assert time.monotonic() < deadline, "GC never finished its deletions"
+            time.sleep(0.002)
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(10)
+        d.start(env=env)
+        out = d.cli("repo", "verify", timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert all(cat_ok(root, i) for i in (0, 150, 299))
         assert d.cli("repo", "gc", "--full", timeout=120).returncode == 0
         assert d.api("repo/stat")["NumObjects"] <= 302  # the folder's files and its node
         assert d.cli("repo", "verify", timeout=120).returncode == 0
