@@ -459,6 +459,9 @@ def _repo(args: argparse.Namespace, client: Any) -> int:
         print(f"removed {result['Removed']} blocks ({result['Freed']} bytes); "
               f"{result['EvictedToRemote']} moved to the remote tier; "
               f"{result['Remaining']} bytes remain")
+        if result.get("PacksRemoved"):
+            print(f"compacted: {result['PacksRemoved']} pack files removed "
+                  f"({result['PacksReclaimed']} bytes)")
         return 0
     if args.repo_command == "verify":
         result = client.call("repo/verify")
