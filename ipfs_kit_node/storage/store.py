@@ -1500,7 +1500,9 @@ class PendingRead:
         """Drop and log a block the read found bad; keep the answer for ``result``."""
         assert self._settled is not None
         try:
-            self._data = await self._store._read_done(self._cid, self._key, None, corrupt)
+            assert self._meta is not None
+            self._data = await self._store._read_done(self._cid, self._key, self._meta, None,
+                                                      corrupt)
         except BlockNotFoundError as exc:
             self._error = exc
         except Exception as exc:  # nobody may be awaiting: logged here
