@@ -16,6 +16,8 @@ import msgpack
 import pytest
 from helpers import BIN, Daemon, Mesh, cat, journal_finals, submit, wait_until
 
+from ipfs_kit_node.client import Client
+from ipfs_kit_node.errors import ApiError
 from ipfs_kit_node.protocols.tasks import ResultBatch, Task, decode, encode
 
 pytestmark = pytest.mark.slow
@@ -126,6 +128,17 @@ def test_200_tasks_with_real_inputs_end_to_end(mesh: Mesh, short_tmp: Path) -> N
     # The master pinned the results it fetched from the workers.
     outputs = {o["Output"] for o in outcomes.values()}
     assert wait_until(lambda: outputs <= set(mesh.master.api("pin/ls")["Keys"]), 30)
+    # Submit and wait in one request, on the master and forwarded by the leecher: the answer
+    # carries each accepted task's outcome.
+    body = json.dumps({"tasks": [{"handler": "sha256", "inputs": [files[0][0]]}] * 2}).encode()
+    for daemon in (mesh.master, leecher):
+        with Client(daemon.repo / "api.sock", repo=daemon.repo, timeout=60) as client:
+            answer = client.call("task/submit", {"wait": "true", "timeout": "30"}, body=body)
+            assert [t["ID"] for t in answer["Tasks"]] == answer["Accepted"]
+            assert all(t["State"] == "done" and t["Output"] == outcomes[ids[0]]["Output"]
+                       for t in answer["Tasks"]), answer
+            with pytest.raises(ApiError, match="timeout must be"):
+                client.call("task/submit", {"wait": "true", "timeout": "-1"}, body=body)
 
 
 def test_kill_9_a_worker_mid_run(mesh: Mesh) -> None:

@@ -13,7 +13,7 @@ the file is rewritten compactly (open tasks plus the newest ``keep_finished`` ou
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,13 @@ log = get_logger(__name__)
 KEEP_FINISHED = 100_000
 
 
+_TASK_FIELDS = tuple(f.name for f in fields(Task))
+
+
 def submit_record(record: Record) -> dict[str, Any]:
-    task = asdict(record.task)
-    task["inputs"] = list(record.task.inputs)
+    """The task's fields as they are (``asdict`` deep-copies: ~20 us a task, a tenth of the
+    master's time in a burst); msgpack packs tuples and lists alike."""
+    task = {name: getattr(record.task, name) for name in _TASK_FIELDS}
     return {"op": "submit", "task": task, "origin": record.origin, "at": record.submitted_at}
 
 

@@ -180,6 +180,10 @@ class TieredStore:
         # Heat updates not yet written: key -> (heat, epoch, last access, new accesses).
         self._touched: dict[bytes, tuple[float, int, float, int]] = {}
         self._inflight: dict[bytes, trio.Event] = {}
+        #: Removals started (_remove, _drop): a read that began before one checks that its
+        #: block is still here before offering it to the memory tier, which must never hold
+        #: a block the store has not (read_soon trusts it without an index lookup).
+        self._removals = 0
         self._holds: Counter[bytes] = Counter()  # keys held by pins and adds under way
         self._gc_lock = trio.Lock()
         self._pin_lock = trio.Lock()
@@ -808,12 +812,12 @@ class TieredStore:
             if data is not None:
                 self._note_held(key)
                 self._touch(key, None)
-                return PendingRead(self, cid, key, data, None)
+                return PendingRead(self, cid, key, data, None, self._removals)
         meta = self._meta(key)
         if meta is None or meta.remote:
             return None
         data = self._memory.get(key)
-        pending = PendingRead(self, cid, key, data, meta)
+        pending = PendingRead(self, cid, key, data, meta, self._removals)
         if data is None:
             try:
                 self._threads.acquire_on_behalf_of_nowait(pending)
@@ -836,18 +840,19 @@ class TieredStore:
         data = self._memory.get(key)
         if data is not None:
             return data
+        removals = self._removals
         if meta.remote:
-            return await self._get_remote(cid, key)
+            return await self._get_remote(cid, key, removals)
         self._disk_stats.lookups += 1
         async with self._threads:
             data, corrupt = await trio.to_thread.run_sync(self._read_local, key, meta)
-        return await self._read_done(cid, key, meta, data, corrupt)
+        return await self._read_done(cid, key, meta, data, corrupt, removals)
 
     async def _read_done(self, cid: CID, key: bytes, meta: BlockMeta, data: bytes | None,
-                         corrupt: bool) -> bytes:
-        """After a disk read: a block compaction moved meanwhile is read where it is now; one
-        gone or corrupt is dropped from the index (and then missing); an intact one offered
-        to the memory tier."""
+                         corrupt: bool, removals: int) -> bytes:
+        """After a disk read begun when ``_removals`` was ``removals``: a block compaction
+        moved meanwhile is read where it is now; one gone or corrupt is dropped from the
+        index (and then missing); an intact one offered to the memory tier if still here."""
         now: BlockMeta | None = meta
         if data is None:
             data, corrupt, now = await self._read_disk(key, meta, tried=(data, corrupt))
@@ -855,7 +860,7 @@ class TieredStore:
             if now is None:
                 raise BlockNotFoundError(str(cid))  # deleted while we read
             if now.remote:  # moved to the remote tier while we read
-                return await self._get_remote(cid, key)
+                return await self._get_remote(cid, key, self._removals)
             await self._drop([key])
             if corrupt:
                 log.error("corrupt block quarantined; reported as missing", cid=str(cid),
@@ -864,7 +869,7 @@ class TieredStore:
                 log.warning("block file vanished from disk", cid=str(cid))
             raise BlockNotFoundError(str(cid))
         self._disk_stats.hits += 1
-        self._memory.put(key, data, heat=self._heat_of(key))
+        self._offer_memory(key, data, removals)
         return data
 
     def _read_local(self, key: bytes, meta: BlockMeta) -> tuple[bytes | None, bool]:
@@ -906,14 +911,20 @@ class TieredStore:
             meta = now  # moved: read it where it is now
         return None, False, meta
 
-    async def _get_remote(self, cid: CID, key: bytes) -> bytes:
+    def _offer_memory(self, key: bytes, data: bytes, removals: int) -> None:
+        """Offer a block read to the memory tier, unless it was removed (or is being removed)
+        since its read began (``removals``, the count then)."""
+        if removals == self._removals or (key not in self._inflight and self._db.exists(key)):
+            self._memory.put(key, data, heat=self._heat_of(key))
+
+    async def _get_remote(self, cid: CID, key: bytes, removals: int) -> bytes:
         self._remote_stats.lookups += 1
         data = await self.remote.fetch(cid)
         if data is None:
             raise BlockNotFoundError(str(cid))
         verify(cid, data)
         self._remote_stats.hits += 1
-        self._memory.put(key, data, heat=self._heat_of(key))
+        self._offer_memory(key, data, removals)
         return data
 
     async def has(self, cid: CidLike) -> bool:
@@ -959,16 +970,27 @@ class TieredStore:
         return True
 
     async def _drop(self, keys: list[bytes]) -> None:
-        """Forget blocks whose files are gone or bad (pinned or not)."""
+        """Forget blocks whose files are gone or bad (pinned or not); reads of them wait
+        meanwhile (read_soon starts none, so no access is buffered for them again)."""
+        self._removals += 1
+        events = {}
         for key in keys:
             self._memory.discard(key)
             self._touched.pop(key, None)
-        await self._write(self._db.delete_many, keys, only_unpinned=False)
+            if key not in self._inflight:
+                self._inflight[key] = events[key] = trio.Event()
+        try:
+            await self._write(self._db.delete_many, keys, only_unpinned=False)
+        finally:
+            for key, event in events.items():
+                del self._inflight[key]
+                event.set()
 
     async def _remove(self, keys: list[bytes], *, only_unpinned: bool
                       ) -> list[tuple[bytes, int]]:
         """Drop rows, then unlink files; puts and reads of them wait meanwhile. Returns
         (key, size) of those removed (a block pinned since it was chosen stays)."""
+        self._removals += 1
         events = {}
         for key in keys:
             if key not in self._inflight:
@@ -1474,11 +1496,12 @@ class PendingRead:
     whose file is gone."""
 
     def __init__(self, store: TieredStore, cid: CID, key: bytes, data: bytes | None,
-                 meta: BlockMeta | None) -> None:
+                 meta: BlockMeta | None, removals: int) -> None:
         self._store = store
         self._cid = cid
         self._key = key
         self._meta = meta  # where a disk read looks (None: ``data`` is the block)
+        self._removals = removals  # the store's count of removals when the read began
         self._data = data  # a memory-tier hit is ready at once
         self._outcome: Any = None
         self._event: trio.Event | None = None if data is not None else trio.Event()
@@ -1502,7 +1525,7 @@ class PendingRead:
         try:
             assert self._meta is not None
             self._data = await self._store._read_done(self._cid, self._key, self._meta, None,
-                                                      corrupt)
+                                                      corrupt, self._removals)
         except BlockNotFoundError as exc:
             self._error = exc
         except Exception as exc:  # nobody may be awaiting: logged here
@@ -1527,7 +1550,8 @@ class PendingRead:
             return self._data
         data, corrupt = self._outcome.unwrap()
         assert self._meta is not None
-        return await self._store._read_done(self._cid, self._key, self._meta, data, corrupt)
+        return await self._store._read_done(self._cid, self._key, self._meta, data, corrupt,
+                                            self._removals)
 
 
 def _text(cid: CID) -> str:

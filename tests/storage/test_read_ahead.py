@@ -224,3 +224,42 @@ async def test_corrupt_block_read_ahead_and_left_is_dropped(tmp_path: Path) -> N
     assert [e for e in logs if e["event"].startswith("corrupt block quarantined")
             and e["cid"] == str(cid)], logs
     assert store.read_soon(cid) is None
+
+
+async def test_a_block_removed_while_read_stays_out_of_memory(tmp_path: Path) -> None:
+    """The memory tier holds only blocks the store holds (read_soon trusts it without an
+    index lookup): a disk read begun before a delete and ending after it leaves nothing in
+    memory, and while a corrupt block is being dropped no read of it starts (one buffered an
+    access again for a block leaving the index)."""
+    import trio
+
+    from ipfs_kit_node.storage.blocks import key_of
+
+    config = StoreConfig(max_size=10**8, memory_size=10**8)
+    store = await TieredStore.open(tmp_path, config)
+    (cid, data), (bad, bad_data) = raw_block(size=5000), raw_block(size=5001)
+    await store.put(cid, data)
+    await store.put(bad, bad_data)
+    await store.close()
+    store = await TieredStore.open(tmp_path, config)  # memory tier empty: reads go to disk
+    pending = store.read_soon(cid)
+    assert pending is not None
+    assert await store.delete(cid)
+    assert await pending.result() == data  # begun before the delete: its bytes
+    assert key_of(cid) not in store._memory and store.read_soon(cid) is None
+    path = DiskTier(tmp_path / "blocks").path_for(bytes(bad.digest))
+    path.write_bytes(b"flipped" + path.read_bytes()[7:])
+
+    async def read_meanwhile() -> None:  # as a walk would, at every turn of the loop
+        while True:
+            store.read_soon(bad)
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_meanwhile)
+        with pytest.raises(BlockNotFoundError):
+            await store.get(bad)
+        nursery.cancel_scope.cancel()
+    assert key_of(bad) not in store._touched  # no access buffered after the drop
+    assert key_of(bad) not in store._memory and not store.is_held(bad)
+    await store.close()
