@@ -247,8 +247,7 @@ async def test_a_block_removed_while_read_stays_out_of_memory(tmp_path: Path) ->
     assert await store.delete(cid)
     assert await pending.result() == data  # begun before the delete: its bytes
     assert key_of(cid) not in store._memory and store.read_soon(cid) is None
-    path = DiskTier(tmp_path / "blocks").path_for(bytes(bad.digest))
-    path.write_bytes(b"flipped" + path.read_bytes()[7:])
+    damage_block(tmp_path, bytes(bad.digest), b"flipped")  # a pack record here
 
     async def read_meanwhile() -> None:  # as a walk would, at every turn of the loop
         while True:
