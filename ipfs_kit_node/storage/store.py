@@ -186,6 +186,7 @@ class TieredStore:
         self._removals = 0
         self._holds: Counter[bytes] = Counter()  # keys held by pins and adds under way
         self._gc_lock = trio.Lock()
+        self._export_lock = trio.Lock()  # one Parquet export at a time (see _export_parquet)
         self._pin_lock = trio.Lock()
         self._db_lock = trio.Lock()  # one write transaction at a time
         self._batch = _Batch()
@@ -486,11 +487,15 @@ class TieredStore:
             await self._export_parquet(export_timeout or PARQUET_EXPORT_TIMEOUT)
 
     async def _export_parquet(self, timeout: float = PARQUET_EXPORT_TIMEOUT) -> None:
-        """Best effort, in a child process (see index.py); a failure is only logged."""
+        """Best effort, in a child process (see index.py); a failure is only logged. One at
+        a time: the export at start and the first periodic one ran side by side, both writing
+        ``index.parquet.tmp``, so one renamed into place a file the other was still writing
+        (a reader then met a footer that was not there yet: "Invalid data")."""
         if not self.db_path.exists():
             return
-        await run_exporter("ipfs_kit_node.storage.parquet_export", str(self.db_path),
-                           str(self.parquet_path), timeout=timeout, what="parquet export")
+        async with self._export_lock:
+            await run_exporter("ipfs_kit_node.storage.parquet_export", str(self.db_path),
+                               str(self.parquet_path), timeout=timeout, what="parquet export")
 
     # -- helpers -----------------------------------------------------------------------------
 
