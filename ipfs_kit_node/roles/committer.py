@@ -48,6 +48,7 @@ class JournalCommitter:
         self.log = log
         self._commits: list[_Commit] = []
         self._wake = trio.Event()
+        self.stopped = False
 
     async def durable(self, docs: list[dict[str, Any]]) -> None:
         """Returns once the records are fsynced (group commit with concurrent callers).
@@ -58,6 +59,9 @@ class JournalCommitter:
         """
         if not docs:
             return
+        if self.stopped:
+            raise JournalError(f"the task journal {self.journal.path} is closed: the master "
+                               "is stopping")
         commit = _Commit(docs)
         self._commits.append(commit)
         self._wake.set()
@@ -73,6 +77,20 @@ class JournalCommitter:
                            f"{error}") from error
 
     async def run(self) -> None:
+        self.stopped = False  # restarted after a crash: writing again
+        try:
+            await self._run()
+        except trio.Cancelled:  # the master stopping: nothing is written any more
+            self.stopped = True
+            raise
+        finally:  # commits still queued fail (their callers may be shielded)
+            stopping = OSError("the task journal's writer stopped")
+            batch, self._commits = self._commits, []
+            for commit in batch:
+                commit.error = stopping
+                commit.done.set()
+
+    async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake = trio.Event()

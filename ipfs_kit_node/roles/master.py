@@ -164,7 +164,12 @@ class MasterRole:
         if records:
             self._wake.set()  # the dispatcher assigns them while the journal is written
         try:
-            await self.committer.durable(docs)
+            # Shielded: a caller that leaves (HTTP client gone, session replaced) must not
+            # end this before the write does, or a resubmission would be acknowledged while
+            # the journal may never hold the task. Bounded: the committer settles every
+            # commit, failing those still queued when it stops.
+            with trio.CancelScope(shield=True):
+                await self.committer.durable(docs)
         except (DiskFullError, JournalError):
             self._withdraw(records)
             raise
@@ -195,10 +200,15 @@ class MasterRole:
 
     async def _finish(self, records: list[Record]) -> bool:
         """``outcomes.finish``, once the submissions of these tasks are journaled (an outcome
-        is never journaled before its task); a task withdrawn meanwhile is dropped."""
+        is never journaled before its task); a task withdrawn meanwhile is dropped.
+
+        The wait is shielded (``submit`` always sets the event, see there): cancelled here,
+        the records are final in the scheduler but in no retry list; the cancellation then
+        lands in ``outcomes.finish``, which keeps them for the ticker's retry."""
         for event in {self._unaccepted[r.task.task_id] for r in records
                       if r.task.task_id in self._unaccepted}:
-            await event.wait()
+            with trio.CancelScope(shield=True):
+                await event.wait()
         return await self.outcomes.finish(
             [r for r in records if self.scheduler.tasks.get(r.task.task_id) is r])
 
@@ -392,12 +402,21 @@ class MasterRole:
             elif result.error is not None:
                 self.log.info("task failed; retried", task_id=result.task_id,
                               worker=peer, error=result.error)
+        # A result that finished nothing (a failure requeued, a duplicate) is acknowledged
+        # now, before the wait below: a failed task may be assigned again meanwhile, and its
+        # ack must reach the worker before that Assign (it would send the failure again as
+        # the new attempt instead of running it). A resent result whose outcome is not
+        # journaled yet (waiting for disk space, or being written for its first copy) is not
+        # acknowledged: the ticker (or that first copy's handler) does it once it is durable.
+        finished = {r.task.task_id for r in finals}
+        undurable = self.outcomes.undurable
+        now_ids = [r.task_id for r in results
+                   if r.task_id not in finished and r.task_id not in undurable]
+        if now_ids:
+            self._ack(peer, now_ids)
         if await self._finish(finals):  # acknowledged once journaled; else resent
-            # A resent result whose outcome is still not journaled (waiting for disk space,
-            # or being written for its first copy) is not acknowledged yet either: the ticker
-            # (or that first copy's handler) acknowledges it once it is durable.
             undurable = self.outcomes.undurable
-            ids = tuple(r.task_id for r in results if r.task_id not in undurable)
+            ids = [r.task.task_id for r in finals if r.task.task_id not in undurable]
             if ids:
                 self._ack(peer, ids)
         self._wake.set()

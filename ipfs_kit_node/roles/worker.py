@@ -51,6 +51,7 @@ class _Running:
     master: ID
     attempt: int
     scope: trio.CancelScope
+    dropped: bool = False  # the master cancelled or withdrew the task: nothing to report
 
 
 class WorkerRole(MeshMember):
@@ -94,8 +95,12 @@ class WorkerRole(MeshMember):
                 self.unacked.pop(task_id, None)
         elif isinstance(frame, Cancel):
             for task_id in frame.ids:
-                running = self.running.get(task_id)
+                # Forgotten at once: an Assign of the same ID right behind this Cancel (a
+                # resubmission after a withdrawal) starts a new run instead of taking over
+                # this one, whose "cancelled" would use up the new attempt.
+                running = self.running.pop(task_id, None)
                 if running is not None:
+                    running.dropped = True
                     running.scope.cancel()
         else:
             await super().on_frame(master, frame)
@@ -106,10 +111,13 @@ class WorkerRole(MeshMember):
             running.attempt, running.master = task.attempt, master
             return
         done = self.unacked.get(task.task_id)
-        if done is not None:  # finished, the ack was lost: send the result again
-            self._queue(master, Result(task.task_id, self.me, done[1].output, done[1].error,
+        if done is not None and done[1].error is None:  # done, the ack was lost: resend
+            self._queue(master, Result(task.task_id, self.me, done[1].output, None,
                                        task.attempt))
             return
+        # A failure kept is not sent as this new attempt (the master may have counted it
+        # already, and a retry would be used up without running): the task runs again.
+        self.unacked.pop(task.task_id, None)
         deadline = math.inf
         if task.deadline is not None:
             deadline = trio.current_time() + max(0.0, task.deadline - time.time())
@@ -142,7 +150,11 @@ class WorkerRole(MeshMember):
             error = f"handler crashed: {type(exc).__name__}: {exc}"
             log.exception("handler crashed")
         finally:
-            self.running.pop(task.task_id, None)
+            if self.running.get(task.task_id) is running:
+                del self.running[task.task_id]
+        if running.dropped:
+            log.debug("task cancelled by the master")
+            return
         if error is not None and len(error) > MAX_ERROR:
             error = error[:MAX_ERROR] + "… (cut)"
         if error is None:

@@ -8,6 +8,8 @@ tests/hostile/test_mesh_hostile.py)."""
 from __future__ import annotations
 
 import errno
+import json
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,11 +18,13 @@ from typing import Any
 import pytest
 import trio
 
+from ipfs_kit_node.api.routes.tasks import register_task_routes
+from ipfs_kit_node.api.server import Request, Router
 from ipfs_kit_node.errors import DiskFullError
 from ipfs_kit_node.logs import get_logger
 from ipfs_kit_node.protocols.tasks import Result, Task
 from ipfs_kit_node.protocols.tasks.frames import Ack, Assign, Cancel
-from ipfs_kit_node.roles.committer import JournalCommitter
+from ipfs_kit_node.roles.committer import JournalCommitter, JournalError
 from ipfs_kit_node.roles.gossip import TaskGossip
 from ipfs_kit_node.roles.journal import TaskJournal
 from ipfs_kit_node.roles.master import MasterRole
@@ -177,3 +181,198 @@ async def test_a_submission_the_journal_refuses_is_withdrawn(
         nursery.cancel_scope.cancel()
     m.journal.close()
     assert TaskJournal(tmp_path / "journal").open() == []
+
+
+def _slow_journal(m: MasterRole, monkeypatch: pytest.MonkeyPatch,
+                  fail: bool = False) -> threading.Event:
+    """Appends wait for the returned event (a slow fsync), then write (or fail: ENOSPC)."""
+    gate = threading.Event()
+    real = m.journal.append
+
+    def slow(docs: list[dict[str, Any]]) -> None:
+        gate.wait(20)
+        if fail:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(docs)
+
+    monkeypatch.setattr(m.journal, "append", slow)
+    return gate
+
+
+async def test_an_outcome_cancelled_while_its_submission_is_journaled_is_retried(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's session closes while its result waits for the task's submission to be
+    journaled: the outcome is neither shown nor acknowledged, and the ticker journals,
+    delivers and acknowledges it (it was shown done, acked and never journaled)."""
+    m = bare_master(tmp_path)
+    gate = _slow_journal(m, monkeypatch)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m.committer.run)
+        m.scheduler.join(WORKER, 4, (), time.time())
+        nursery.start_soon(m.submit, [Task("t1", "noop")])
+        await trio.sleep(0.05)
+        assert "t1" in m._unaccepted and m.scheduler.assign(time.time())[WORKER]
+
+        async def release() -> None:
+            await trio.sleep(0.2)
+            gate.set()
+
+        nursery.start_soon(release)
+        with trio.fail_after(15), trio.CancelScope() as scope:
+            scope.cancel()  # the session that brought the result closes
+            await m._on_results(WORKER, (Result("t1", WORKER, "bafyout", None, 1),))
+        assert "t1" in m.outcomes.unjournaled and acked(m) == []
+        assert (await m.info("t1")).state == "assigned"
+        m.outcomes.retry_at = 0.0
+        await m._tick()
+        assert acked(m) == ["t1"]
+        assert (await m.info("t1")).state == "done"
+        nursery.cancel_scope.cancel()
+    m.journal.close()
+    kept = TaskJournal(tmp_path / "journal").open()
+    assert {r.task.task_id: r.state.value for r in kept} == {"t1": "done"}
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_a_resubmission_waits_for_a_cancelled_submission_s_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail: bool) -> None:
+    """The submitter leaves while its submission is journaled, and submits again: the second
+    call is acknowledged only once the first write is durable, and refused if that write
+    failed (the task withdrawn, not left in memory unjournaled)."""
+    m = bare_master(tmp_path)
+    gate = _slow_journal(m, monkeypatch, fail)
+    answer: dict[str, Any] = {}
+    first = trio.CancelScope()
+
+    async def submit_first() -> None:
+        with first:
+            try:
+                await m.submit([Task("t1", "noop")])
+            except DiskFullError:  # the write failed: its caller hears of it, if still there
+                assert fail
+
+    async def submit_again() -> None:
+        answer["ids"] = await m.submit([Task("t1", "noop")])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m.committer.run)
+        nursery.start_soon(submit_first)
+        await trio.sleep(0.05)
+        first.cancel()  # the HTTP client hung up, or the submitter's session was replaced
+        nursery.start_soon(submit_again)
+        await trio.sleep(0.3)
+        assert "ids" not in answer  # nothing durable yet: not acknowledged
+        gate.set()
+        with trio.fail_after(15):
+            while "ids" not in answer:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    m.journal.close()
+    kept = TaskJournal(tmp_path / "journal").open()
+    if fail:
+        ids, refused = answer["ids"]
+        assert ids == [] and [i for i, _ in refused] == ["t1"]
+        assert m.scheduler.tasks == {} and kept == []
+    else:
+        assert answer["ids"] == (["t1"], [])
+        assert [r.task.task_id for r in kept] == ["t1"]
+
+
+async def test_a_submission_queued_when_the_committer_stops_is_refused(tmp_path: Path) -> None:
+    """The master stopping: a commit still queued fails (a shielded submit returns, the task
+    withdrawn) and later ones are refused at once, instead of waiting forever."""
+    m = bare_master(tmp_path)
+    async with trio.open_nursery() as nursery:
+        refused: list[BaseException] = []
+
+        async def submit() -> None:
+            try:
+                await m.submit([Task("t1", "noop")])
+            except JournalError as exc:
+                refused.append(exc)
+
+        nursery.start_soon(submit)
+        await trio.sleep(0.05)  # queued; the committer is not running yet
+        with trio.CancelScope() as stopping:
+            stopping.cancel()
+            await m.committer.run()
+        with trio.fail_after(10):
+            while not refused:
+                await trio.sleep(0.01)
+        assert m.scheduler.tasks == {} and "t1" not in m._unaccepted
+        with pytest.raises(JournalError):
+            await m.submit([Task("t2", "noop")])
+    m.journal.close()
+
+
+async def test_a_failure_is_acknowledged_before_its_task_is_assigned_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed result is requeued at once while the batch's other outcome is fsynced: its
+    ack goes before (or with) the next Assign of that task, so the worker, no longer holding
+    the failure, runs the task instead of sending the failure again as the new attempt."""
+    m = bare_master(tmp_path)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m.committer.run)
+        await m.submit([Task("ok", "noop"), Task("bad", "noop")])
+        m.scheduler.join(WORKER, 2, (), time.time())
+        assert len(m.scheduler.assign(time.time())[WORKER]) == 2
+        gate = _slow_journal(m, monkeypatch)
+        results = (Result("ok", WORKER, None, None, 1), Result("bad", WORKER, None, "boom", 1))
+        nursery.start_soon(m._on_results, WORKER, results)
+        await trio.sleep(0.1)  # "ok" is being journaled; "bad" is queued again
+        nursery.start_soon(m._dispatcher)
+        m._wake.set()
+        frames = m.sessions.by_peer[WORKER].queue.frames  # type: ignore[attr-defined]
+        with trio.fail_after(10):
+            while not any(isinstance(f, Assign) for f in frames):
+                await trio.sleep(0.01)
+        first_assign = next(i for i, f in enumerate(frames) if isinstance(f, Assign))
+        acked_before = [i for f in frames[:first_assign] if isinstance(f, Ack) for i in f.ids]
+        assert acked_before == ["bad"]
+        assert [t.task_id for t in frames[first_assign].tasks] == ["bad"]
+        gate.set()
+        with trio.fail_after(10):
+            while "ok" not in acked(m):
+                await trio.sleep(0.01)
+        assert acked(m) == ["bad", "ok"]
+        nursery.cancel_scope.cancel()
+    m.journal.close()
+
+
+async def test_submit_and_wait_reports_a_task_it_cannot_wait_on_in_its_entry(
+        tmp_path: Path) -> None:
+    """``task/submit?wait=true`` (its route on the real master): a task forgotten while the
+    request waits on another (the journal's compaction, here ``forget_finished`` called
+    directly) gets its error in its own entry; the answer is not an error."""
+    m = bare_master(tmp_path)
+    router = Router()
+    register_task_routes(router, m, "me", lambda: ())
+    submit = router._routes["/api/v0/task/submit"]["POST"]
+    body = json.dumps({"tasks": [{"handler": "noop", "task_id": i} for i in ("t1", "t2")]})
+    request = Request("POST", "/api/v0/task/submit", {"wait": ["true"], "timeout": ["30"]},
+                      body.encode())
+    answer: dict[str, Any] = {}
+
+    async def call() -> None:
+        answer.update(json.loads((await submit(request)).body))  # type: ignore[arg-type]
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m.committer.run)
+        m.scheduler.join(WORKER, 4, (), time.time())
+        nursery.start_soon(call)
+        with trio.fail_after(10):
+            while len(m.scheduler.tasks) < 2 or m._unaccepted:
+                await trio.sleep(0.01)
+        assert len(m.scheduler.assign(time.time())[WORKER]) == 2
+        await m._on_results(WORKER, (Result("t2", WORKER, None, None, 1),))
+        assert m.scheduler.forget_finished(0) == 1  # what a compaction does
+        await m._on_results(WORKER, (Result("t1", WORKER, None, None, 1),))
+        with trio.fail_after(10):
+            while not answer:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    m.journal.close()
+    assert answer["Accepted"] == ["t1", "t2"]
+    t1, t2 = answer["Tasks"]
+    assert (t1["ID"], t1["State"]) == ("t1", "done")
+    assert t2["ID"] == "t2" and t2["State"] is None and "no task t2" in t2["Error"]

@@ -13,7 +13,7 @@ import trio
 
 from ...errors import ApiError
 from ...jsonsafe import loads as json_loads
-from ...roles.mesh import TaskBackend
+from ...roles.mesh import TaskBackend, TaskError
 from ...roles.submission import info_json, parse_submission
 from ..server import Request, Response, Router
 
@@ -26,7 +26,9 @@ def register_task_routes(router: Router, backend: TaskBackend, me: str,
 
     async def submit(request: Request) -> Response:
         """``wait=true``: answer once every accepted task has finished (or ``timeout``
-        passed), its outcomes in ``Tasks``: one request where submit + wait take two."""
+        passed), its outcomes in ``Tasks``: one request where submit + wait take two. A task
+        that cannot be waited on (forgotten since, no master reachable) gets its error in its
+        own entry: the others were accepted and their outcomes still count."""
         doc = json_loads(request.body or b"{}")  # JsonInputError (400) if not JSON or too deep
         items = doc.get("tasks") if isinstance(doc, dict) else None
         if not isinstance(items, list) or not items:
@@ -40,8 +42,8 @@ def register_task_routes(router: Router, backend: TaskBackend, me: str,
         answer: dict[str, object] = {"Accepted": accepted, "Refused": [list(r) for r in refused]}
         if waits:
             deadline = trio.current_time() + timeout
-            answer["Tasks"] = [info_json(await backend.wait(
-                task_id, max(0.0, deadline - trio.current_time()))) for task_id in accepted]
+            answer["Tasks"] = [await _outcome(backend, task_id, deadline)
+                               for task_id in accepted]
         return Response.json(answer)
 
     async def status(request: Request) -> Response:
@@ -74,6 +76,16 @@ def register_task_routes(router: Router, backend: TaskBackend, me: str,
     router.add("POST", "/api/v0/task/stats", stats)
     router.add("POST", "/api/v0/workers", workers)
     router.add("POST", "/api/v0/cluster/state", state)
+
+
+async def _outcome(backend: TaskBackend, task_id: str, deadline: float) -> dict[str, object]:
+    """One entry of ``task/submit?wait=true``'s ``Tasks``; ``State`` null and the reason in
+    ``Error`` when the task cannot be waited on."""
+    try:
+        return info_json(await backend.wait(task_id, max(0.0, deadline - trio.current_time())))
+    except TaskError as exc:
+        return {"ID": task_id, "State": None, "Handler": None, "Worker": None, "Output": None,
+                "Error": str(exc), "Attempts": None}
 
 
 def _timeout(request: Request) -> float:

@@ -1,0 +1,70 @@
+"""The worker's handling of the master's frames, on a WorkerRole without a host (its
+__init__ needs one): the real frame handling and task runs (the built-in ``noop``), with the
+result sender's outbox read directly instead of a stream."""
+
+from __future__ import annotations
+
+import trio
+from libp2p.peer.id import ID
+
+from ipfs_kit_node.logs import get_logger
+from ipfs_kit_node.protocols.tasks import Result, Task
+from ipfs_kit_node.protocols.tasks.frames import Assign, Cancel
+from ipfs_kit_node.roles.handlers import load_handlers
+from ipfs_kit_node.roles.worker import WorkerRole
+
+MASTER = ID(b"master-peer")
+ME = "worker-peer"
+
+
+def bare_worker(nursery: trio.Nursery) -> WorkerRole:
+    w = object.__new__(WorkerRole)
+    w.me, w.log, w.nursery = ME, get_logger(__name__), nursery
+    w.handlers = load_handlers()
+    w.limit, w.limiter = 4, trio.CapacityLimiter(4)
+    w.running, w.unacked, w.outbox = {}, {}, {}
+    w._flush = trio.Event()
+    w.blocks = None  # type: ignore[assignment]  # noop reads no blocks
+    return w
+
+
+def sent(w: WorkerRole) -> list[tuple[str, str | None, int]]:
+    return [(r.task_id, r.error, r.attempt) for r in w.outbox.get(MASTER, [])]
+
+
+async def settle(w: WorkerRole) -> None:
+    with trio.fail_after(10):
+        while w.running:
+            await trio.sleep(0.01)
+
+
+async def test_a_failure_kept_unacked_is_not_replayed_as_a_new_attempt() -> None:
+    """Assigned again while it still holds the task's failure (its ack not arrived): the
+    worker runs the task instead of sending the failure as the new attempt; a success kept
+    is still sent again (its output exists) without running the task."""
+    async with trio.open_nursery() as nursery:
+        w = bare_worker(nursery)
+        w.unacked["bad"] = (MASTER, Result("bad", ME, None, "boom", 1))
+        w.unacked["ok"] = (MASTER, Result("ok", ME, "bafyout", None, 1))
+        await w.on_frame(MASTER, Assign((Task("bad", "noop", attempt=2),
+                                         Task("ok", "noop", attempt=2))))
+        assert set(w.running) == {"bad"}
+        await settle(w)
+        assert sorted(sent(w)) == [("bad", None, 2), ("ok", None, 2)]
+        assert w.unacked["ok"][1].output == "bafyout"
+
+
+async def test_cancel_then_assign_of_the_same_id_runs_the_new_attempt() -> None:
+    """A Cancel (the submission withdrawn) right before an Assign of the same ID (submitted
+    again): the new attempt runs, and the cancelled run reports nothing (its "cancelled"
+    would have been counted against the new attempt)."""
+    async with trio.open_nursery() as nursery:
+        w = bare_worker(nursery)
+        await w.on_frame(MASTER, Assign((Task("t1", "noop", params={"ms": 5000}, attempt=1),)))
+        await trio.sleep(0.05)
+        first = w.running["t1"]
+        await w.on_frame(MASTER, Cancel(("t1",)))
+        await w.on_frame(MASTER, Assign((Task("t1", "noop", attempt=1),)))
+        assert w.running["t1"] is not first
+        await settle(w)
+        assert sent(w) == [("t1", None, 1)]
