@@ -191,11 +191,12 @@ class PackFiles:
 
     def _roll(self) -> None:
         """A new active pack (lock held): created and its name made durable before any
-        record in it can be acknowledged."""
+        record in it can be acknowledged. The folder is fsynced even with ``sync`` off:
+        compaction fsyncs the records it moves (``durable``) and then unlinks their old
+        pack, which is only safe if the new pack's name survives a power cut too."""
         new = self.newest + 1
         fd = os.open(self.path(new), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        if self.sync:
-            fsync_dir(self.root)
+        fsync_dir(self.root)
         self._fds[new] = _Fd(fd)
         self.active, self.newest, self._end = new, new, 0
 

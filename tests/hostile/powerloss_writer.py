@@ -11,6 +11,8 @@ Usage: python powerloss_writer.py REPO SHADOW MODE REMOTE_DIR
 - ``compact``: small blocks (in pack files of 64 KiB), every third pinned, a full GC every
   40 puts: the unpinned ones are collected and GC's compaction keeps copying the pinned ones
   out of mostly dead packs and unlinking those.
+- ``gc-nosync``: one full GC of the repo as it is, with ``sync`` off, then the process exits
+  without closing the store (a power cut right after compaction unlinked the emptied packs).
 
 After each put or pin returns it prints ``PUT <cid>`` or ``PIN <cid>`` and flushes, so every
 line the parent reads was acknowledged by the store.
@@ -18,7 +20,9 @@ line the parent reads was acknowledged by the store.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import random
 import sys
 from pathlib import Path
@@ -71,6 +75,12 @@ def random_size(top: int) -> int:
     return max(1, min(top, int(2 ** random.uniform(0, math.log2(top)))))
 
 
+async def gc_nosync(repo: Path) -> None:
+    store = await TieredStore.open(repo, dataclasses.replace(COMPACT, sync=False))
+    result = await store.gc(full=True)
+    print(f"GC {result.moved} {result.packs_removed}", flush=True)
+
+
 async def main(repo: Path, mode: str, remote_dir: Path) -> None:
     remote = DirRemote(remote_dir)
     store = await TieredStore.open(repo, CONFIGS[mode], remote=remote)
@@ -101,4 +111,7 @@ if __name__ == "__main__":
     # The store calls os.fsync & co. through the os module, so wrapping them now is enough.
     powerloss_shim.install(Path(sys.argv[1]), Path(sys.argv[2]))
     configure_logging(level="warning", fmt="json", stream=sys.stderr)
+    if sys.argv[3] == "gc-nosync":
+        trio.run(gc_nosync, Path(sys.argv[1]))
+        os._exit(0)  # no close: what was not made durable is lost
     trio.run(main, Path(sys.argv[1]), sys.argv[3], Path(sys.argv[4]))
