@@ -163,13 +163,13 @@ class PackFiles:
                 excess -= 1
 
     def _forget_fd(self, pack: int) -> None:
-        with self._lock:
-            entry = self._fds.pop(pack, None)
-            if entry is not None:
-                if entry.users:
-                    entry.doomed = True  # a reader still uses it: its bytes stay readable
-                else:
-                    os.close(entry.fd)
+        """Drop ``pack``'s cached descriptor (lock held)."""
+        entry = self._fds.pop(pack, None)
+        if entry is not None:
+            if entry.users:
+                entry.doomed = True  # a reader still uses it: its bytes stay readable
+            else:
+                os.close(entry.fd)
 
     def close(self) -> None:
         with self._lock:
@@ -317,10 +317,14 @@ class PackFiles:
             os.close(fd)
 
     def unlink(self, pack: int) -> None:
-        """Remove a pack whose records are all dead or moved (the moves committed first)."""
-        self._forget_fd(pack)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(pack))
+        """Remove a pack whose records are all dead or moved (the moves committed first).
+
+        Under the descriptor lock: a read opening the pack between forgetting its descriptor
+        and the unlink would otherwise cache a descriptor of the deleted file for good."""
+        with self._lock:
+            self._forget_fd(pack)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path(pack))
 
 
 __all__ = ["MAGIC", "PACKS_DIR", "PackFiles", "Record", "encode_record", "record_overhead",

@@ -5,6 +5,7 @@ one-file small blocks kept working."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -21,7 +22,8 @@ from blockfiles import assert_matches_index, blocks_on_disk, pack_files
 from dag import raw_block
 from helpers import BIN, Daemon
 
-from ipfs_kit_node.storage import StoreConfig, TieredStore
+from ipfs_kit_node.storage import StoreConfig, TieredStore, packs
+from ipfs_kit_node.storage.blocks import key_of
 from ipfs_kit_node.storage.disk import DiskTier
 from ipfs_kit_node.storage.packs import encode_record
 
@@ -309,3 +311,39 @@ def test_daemon_killed_as_gc_ends_restarts_clean(short_tmp: Path) -> None:
         assert all(cat_ok(root, i) for i in range(0, 300, 7))
     finally:
         d.kill()
+
+
+def test_unlinked_pack_leaves_no_cached_descriptor(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read racing a pack's unlink never caches a descriptor of the deleted file (it kept
+    the file's space, and an fd slot, for as long as the process ran)."""
+    pf = packs.PackFiles(tmp_path / "packs", sync=False, pack_size=1)
+    cid, data = raw_block(size=1000)
+    key = key_of(cid)
+    old, (off,) = pf.append([(key, data)])
+    pf.settle(old)
+    pf.settle(pf.append([(key, data)])[0])  # the first pack is no longer the active one
+    results: list[bytes | None] = []
+    real_unlink = os.unlink
+
+    def unlink_with_a_racing_read(path: str | os.PathLike[str]) -> None:
+        reader = threading.Thread(target=lambda: results.append(pf.read(old, off, len(data))))
+        reader.start()
+        reader.join(0.3)  # it cannot get in while the unlink is under way
+        real_unlink(path)
+        monkeypatch.setattr(os, "unlink", real_unlink)
+        threads.append(reader)
+
+    threads: list[threading.Thread] = []
+    monkeypatch.setattr(os, "unlink", unlink_with_a_racing_read)
+    pf.unlink(old)
+    for thread in threads:
+        thread.join(10)
+    assert results in ([None], [data])
+    assert old not in pf._fds
+    open_files = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            open_files.append(os.readlink(f"/proc/self/fd/{fd}"))
+    assert not [f for f in open_files if f.startswith(str(tmp_path)) and "(deleted)" in f]
+    pf.close()
