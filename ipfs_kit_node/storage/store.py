@@ -39,6 +39,7 @@ from ..errors import (
     BlockNotFoundError,
     CodecError,
     PinnedBlockError,
+    StoreBusyError,
     StoreError,
     StoreFullError,
     is_disk_full,
@@ -914,7 +915,10 @@ class TieredStore:
                     or (now.pack, now.off) == (meta.pack, meta.off)):
                 return None, corrupt, now
             meta = now  # moved: read it where it is now
-        return None, False, meta
+        # Still moving after every retry: the block is there, only not readable right now
+        # (reporting it missing would drop a good, maybe pinned, block).
+        raise StoreBusyError(f"block {meta.cid} moved while read {READ_RETRIES} times; "
+                             "try again")
 
     def _offer_memory(self, key: bytes, data: bytes, removals: int) -> None:
         """Offer a block read to the memory tier, unless it was removed (or is being removed)
@@ -1239,7 +1243,11 @@ class TieredStore:
                 if pin.mode == "recursive" and cid.codec.code == DAG_PB:
                     stack.extend(self.links(cid, await self._read(cid, key, meta)))
                 continue  # held by the remote tier: not re-hashed here
-            data, corrupt, now = await self._read_disk(key, meta)
+            try:
+                data, corrupt, now = await self._read_disk(key, meta)
+            except StoreBusyError as exc:
+                bad.append((str(cid), str(exc)))  # not dropped: it is there
+                continue
             if data is None:
                 bad.append((str(cid), "corrupt (quarantined)" if corrupt else "missing"))
                 if now is not None and not now.remote:
@@ -1424,7 +1432,11 @@ class TieredStore:
             for key, meta in page:
                 if key in self._inflight:
                     continue
-                data, corrupt, now = await self._read_disk(key, meta)
+                try:
+                    data, corrupt, now = await self._read_disk(key, meta)
+                except StoreBusyError:
+                    log.warning("verify: block kept moving while read; skipped", cid=meta.cid)
+                    continue
                 result.checked += 1
                 if data is None and key not in self._inflight and now is not None \
                         and not now.remote:

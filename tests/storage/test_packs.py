@@ -22,6 +22,7 @@ from blockfiles import assert_matches_index, blocks_on_disk, pack_files
 from dag import raw_block
 from helpers import BIN, Daemon
 
+from ipfs_kit_node.errors import StoreBusyError
 from ipfs_kit_node.storage import StoreConfig, TieredStore, packs
 from ipfs_kit_node.storage.blocks import key_of
 from ipfs_kit_node.storage.disk import DiskTier
@@ -347,3 +348,34 @@ def test_unlinked_pack_leaves_no_cached_descriptor(tmp_path: Path,
             open_files.append(os.readlink(f"/proc/self/fd/{fd}"))
     assert not [f for f in open_files if f.startswith(str(tmp_path)) and "(deleted)" in f]
     pf.close()
+
+
+async def test_block_moving_on_every_retry_is_busy_not_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A packed block not found where its row says, READ_RETRIES times over (compaction kept
+    moving it), is a temporary error: it stays indexed and readable, pinned or not (it was
+    reported missing and dropped from the index)."""
+    store = await TieredStore.open(tmp_path, CONFIG)
+    try:
+        cid, data = raw_block(size=1000)
+        await store.put(cid, data)
+        await store.pin(cid, recursive=False)
+        real_get = store._db.get
+        moves = iter(range(1000, 2000))
+
+        def moving_row(key: bytes) -> object:
+            """Fake index lookup (a compaction that never ends can't be staged): each
+            lookup names a pack the block has supposedly just moved to."""
+            meta = real_get(key)
+            assert meta is not None and meta.pack is not None
+            return dataclasses.replace(meta, pack=meta.pack + next(moves))
+
+        monkeypatch.setattr(store._db, "get", moving_row)
+        with pytest.raises(StoreBusyError):
+            await store.get(cid)
+        monkeypatch.setattr(store._db, "get", real_get)
+        assert store.is_local(cid) and store.is_pinned(cid)
+        assert await store.get(cid) == data
+        assert (await store.verify()).ok
+    finally:
+        await store.close()
