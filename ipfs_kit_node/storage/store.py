@@ -70,7 +70,8 @@ DAG_PB = 0x70
 RAW = 0x55
 COMPACT_LIVE = 0.5  # GC rewrites a pack whose live bytes fell below this share of it
 COMPACT_MIN = 1 << 20  # the active pack is rolled for compaction only past this size
-COMPACT_ROWS = 1000  # records copied per compaction slice
+COMPACT_ROWS = 1000  # records copied per compaction slice, at most
+COMPACT_BYTES = 8 << 20  # bytes copied per compaction slice, at most (one record at least)
 READ_RETRIES = 3  # a packed block moved by compaction while read: read again by key
 
 # Keys a task (and the tasks it starts) has stored or found while it holds them (see hold()).
@@ -1297,6 +1298,7 @@ class TieredStore:
         after = -1
         skipped = False
         while rows := self._db.pack_rows(pack, after, COMPACT_ROWS):
+            rows = _bounded(rows, COMPACT_BYTES)  # held in memory: 64 MiB at 64 KiB records
             after = rows[-1][1]
             todo = [r for r in rows if r[0] not in self._inflight]
             skipped |= len(todo) < len(rows)
@@ -1584,6 +1586,17 @@ def _take(it: Iterator[T], n: int) -> list[T]:
         if len(out) >= n:
             break
     return out
+
+
+def _bounded(rows: list[tuple[bytes, int, int]], limit: int) -> list[tuple[bytes, int, int]]:
+    """The first of ``rows`` (key, offset, size) whose sizes add up to ``limit`` (one at
+    least)."""
+    total = 0
+    for n, (_, _, size) in enumerate(rows):
+        total += size
+        if total > limit and n:
+            return rows[:n]
+    return rows
 
 
 def _take_page(pages: Iterator[T]) -> T | None:

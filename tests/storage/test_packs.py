@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -22,8 +23,10 @@ from blockfiles import assert_matches_index, blocks_on_disk, pack_files
 from dag import raw_block
 from helpers import BIN, Daemon
 
-from ipfs_kit_node.errors import StoreBusyError
+from ipfs_kit_node.config import load_config
+from ipfs_kit_node.errors import ConfigError, StoreBusyError
 from ipfs_kit_node.storage import StoreConfig, TieredStore, packs
+from ipfs_kit_node.storage import store as store_module
 from ipfs_kit_node.storage.blocks import key_of
 from ipfs_kit_node.storage.disk import DiskTier
 from ipfs_kit_node.storage.packs import encode_record
@@ -379,3 +382,45 @@ async def test_block_moving_on_every_retry_is_busy_not_missing(
         assert (await store.verify()).ok
     finally:
         await store.close()
+
+
+async def test_compaction_slices_are_bounded_by_bytes(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compaction slice copies at most COMPACT_BYTES (one record at least), not only
+    COMPACT_ROWS records: 1,000 records of 64 KiB (or of the 4 MiB pack_threshold allowed
+    before) were one 64 MiB-4 GiB slice in memory."""
+    monkeypatch.setattr(store_module, "COMPACT_BYTES", 16 * 1024)
+    store = await TieredStore.open(tmp_path, SMALL_PACKS)
+    try:
+        kept = []
+        for i in range(300):
+            cid, data = raw_block(size=3000)
+            await store.put(cid, data)
+            if i % 3 == 0:
+                await store.pin(cid, recursive=False)
+                kept.append((cid, data))
+        slices: list[int] = []
+        real_append = store._packs.append
+
+        def counting_append(items: Any, *, durable: bool = False) -> tuple[int, list[int]]:
+            if durable:  # compaction's copies
+                slices.append(sum(len(d) for _, d in items))
+            return real_append(items, durable=durable)
+
+        monkeypatch.setattr(store._packs, "append", counting_append)
+        result = await store.gc(full=True)
+        assert result.moved >= len(kept) // 2 and slices
+        assert max(slices) <= 16 * 1024, slices
+        for cid, data in kept:
+            assert await store.get(cid) == data
+    finally:
+        await store.close()
+
+
+def test_pack_threshold_over_1mib_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "node.toml").write_text('[storage]\npack_threshold = "4MiB"\n')
+    with pytest.raises(ConfigError, match=r"pack_threshold.*at most 1MiB"):
+        load_config("worker", config_file=tmp_path / "node.toml", env={})
+    (tmp_path / "node.toml").write_text('[storage]\npack_threshold = "1MiB"\n')
+    config = load_config("worker", config_file=tmp_path / "node.toml", env={})
+    assert config.storage.pack_threshold == 1 << 20
