@@ -571,6 +571,12 @@ class BlockDB:
             db.execute("INSERT INTO packs (id, end) VALUES (?, ?) ON CONFLICT(id) DO UPDATE "
                        "SET end=excluded.end", (pack, end))
 
+    def pack_keys_past(self, pack: int, end: int) -> list[bytes]:
+        """Keys of the blocks whose record in ``pack`` does not end by ``end``."""
+        rows = self._rd.execute("SELECT key FROM blocks WHERE pack=? AND off+size>?",
+                                (pack, end)).fetchall()
+        return [bytes(k) for (k,) in rows]
+
     def pack_rows(self, pack: int, after: int, limit: int = PAGE_ROWS
                   ) -> list[tuple[bytes, int, int]]:
         """(key, offset, size) of the local blocks in ``pack`` past ``after``, by offset."""

@@ -338,6 +338,14 @@ class TieredStore:
                     log.info("unacknowledged records of a pack indexed", pack=pack,
                              records=len(records))
                 size = valid
+            if size < end:  # (sync off) acknowledged records lost with the power
+                # Their rows go before appends reuse those offsets: a read of such a row
+                # would find another block's bytes there and quarantine them.
+                lost = self._db.pack_keys_past(pack, size)
+                if lost:
+                    await self._drop(lost)
+                    log.warning("blocks lost from a pack's unsynced tail forgotten (sync is "
+                                "off)", pack=pack, blocks=len(lost), bytes=end - size)
             if size != end:  # grown as above, or (sync off) the index ran ahead of the file
                 await self._write(self._db.set_pack_end, pack, size)
         if gone:
