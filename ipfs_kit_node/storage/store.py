@@ -897,10 +897,14 @@ class TieredStore:
             return None, False
         if hash_matches(key, data):
             return data, False
-        # A copy for inspection; the record itself stays, dead once its row is dropped.
+        self._quarantine_copy(key, data)
+        return None, True
+
+    def _quarantine_copy(self, key: bytes, data: bytes) -> None:
+        """A copy of a corrupt pack record for inspection (worker thread); the record itself
+        stays, dead once its row is dropped."""
         with contextlib.suppress(OSError):
             (self._disk.quarantine_dir / self._disk.path_for(key).name).write_bytes(data)
-        return None, True
 
     async def _read_disk(self, key: bytes, meta: BlockMeta,
                          tried: tuple[bytes | None, bool] | None = None
@@ -1312,12 +1316,16 @@ class TieredStore:
             skipped |= len(todo) < len(rows)
 
             def copy(todo: list[tuple[bytes, int, int]] = todo) -> tuple[
-                    int | None, list[tuple[bytes, int, int, int, int, int]], list[bytes]]:
-                items, bad = [], []
+                    int | None, list[tuple[bytes, int, int, int, int, int]],
+                    dict[bytes, bool]]:
+                items, bad = [], {}  # bad: key -> corrupt (else missing)
                 for key, off, size in todo:
                     data = self._packs.read(pack, off, size)
-                    if data is None or not hash_matches(key, data):
-                        bad.append(key)
+                    if data is None:
+                        bad[key] = False  # the pack is gone or too short
+                    elif not hash_matches(key, data):
+                        self._quarantine_copy(key, data)
+                        bad[key] = True
                     else:
                         items.append((key, off, data))
                 if not items:
@@ -1340,11 +1348,17 @@ class TieredStore:
                 if new is not None:
                     self._packs.settle(new)
             if bad:  # checked again by key: a row may have changed since
-                bad = [k for k in bad if (m := self._db.get(k)) is not None and m.pack == pack]
-                if bad:
-                    log.error("corrupt packed blocks found by compaction; dropped", pack=pack,
-                              blocks=len(bad))
-                    await self._drop(bad)
+                gone = [k for k in bad if (m := self._db.get(k)) is not None and m.pack == pack]
+                corrupt = sum(bad[k] for k in gone)
+                if corrupt:
+                    log.error("corrupt packed blocks found by compaction; quarantined and "
+                              "dropped", pack=pack, blocks=corrupt,
+                              path=str(self._disk.quarantine_dir))
+                if len(gone) > corrupt:
+                    log.error("packed blocks missing (pack file gone or cut short) found by "
+                              "compaction; dropped", pack=pack, blocks=len(gone) - corrupt)
+                if gone:
+                    await self._drop(gone)
             await trio.sleep(0)
         if skipped:
             return  # a block being put or deleted: the next GC finishes this pack

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 import trio
-from blockfiles import assert_matches_index, blocks_on_disk, pack_files
+from blockfiles import assert_matches_index, blocks_on_disk, damage_block, pack_files
 from dag import raw_block
 from helpers import BIN, Daemon
+from structlog.testing import capture_logs
 
 from ipfs_kit_node.config import load_config
 from ipfs_kit_node.errors import ConfigError, StoreBusyError
@@ -451,5 +452,33 @@ async def test_rows_past_a_pack_cut_short_are_dropped_before_appends(tmp_path: P
         assert not any((tmp_path / "blocks" / ".quarantine").iterdir())
         for cid, data in survivors:
             assert await store.get(cid) == data
+    finally:
+        await store.close()
+
+
+async def test_compaction_quarantines_a_corrupt_record(tmp_path: Path) -> None:
+    """A record compaction finds corrupt is copied to the quarantine folder (as a read of it
+    would) before its row is dropped, and logged as corrupt, not as missing."""
+    store = await TieredStore.open(tmp_path, SMALL_PACKS)
+    try:
+        blocks = [raw_block(size=1000) for _ in range(90)]
+        for i, (cid, data) in enumerate(blocks):
+            await store.put(cid, data)
+            if i % 3 == 0:
+                await store.pin(cid, recursive=False)
+        bad_cid = blocks[0][0]
+        damage_block(tmp_path, key_of(bad_cid))
+        with capture_logs() as logs:
+            result = await store.gc(full=True)
+        assert result.packs_removed and not store.is_local(bad_cid)
+        quarantined = tmp_path / "blocks" / ".quarantine" / DiskTier(
+            tmp_path / "blocks").path_for(key_of(bad_cid)).name
+        assert quarantined.read_bytes().startswith(b"bit rot")
+        events = [e["event"] for e in logs if e.get("log_level") == "error"]
+        assert any("corrupt" in e and "quarantined" in e for e in events), events
+        assert not any("missing" in e for e in events), events
+        for i, (cid, data) in enumerate(blocks):
+            if i % 3 == 0 and i:
+                assert await store.get(cid) == data
     finally:
         await store.close()
