@@ -571,6 +571,11 @@ class BlockDB:
             db.execute("INSERT INTO packs (id, end) VALUES (?, ?) ON CONFLICT(id) DO UPDATE "
                        "SET end=excluded.end", (pack, end))
 
+    def pack_end(self, pack: int) -> int | None:
+        """A pack's committed end (-1: emptied by compaction), None if unknown."""
+        row = self._rd.execute("SELECT end FROM packs WHERE id=?", (pack,)).fetchone()
+        return None if row is None else int(row[0])
+
     def pack_keys_past(self, pack: int, end: int) -> list[bytes]:
         """Keys of the blocks whose record in ``pack`` does not end by ``end``."""
         rows = self._rd.execute("SELECT key FROM blocks WHERE pack=? AND off+size>?",

@@ -1279,8 +1279,7 @@ class TieredStore:
         """Remove unpinned blocks, coldest first, down to the watermark (or all, with full)."""
         target = 0 if full else int(self.config.max_size * self.config.gc_watermark)
         result = await self._collect(target, full=full)
-        async with self._gc_lock:
-            await self._compact(result)
+        await self._compact(result)  # _gc_lock taken a slice at a time
         return result
 
     async def _compact(self, result: GcResult) -> None:
@@ -1288,10 +1287,11 @@ class TieredStore:
         records are copied to the active pack (fsynced), the new places committed in one
         transaction a slice, and the emptied pack unlinked. A reader that holds an old
         place still reads it (its descriptor stays open) or reads the row again."""
-        packs = self._db.packs()
-        end, live = packs.get(self._packs.active, (0, 0))
-        if end and (not live or (end >= COMPACT_MIN and live < end * COMPACT_LIVE)):
-            await trio.to_thread.run_sync(self._packs.roll)  # so the active one may go too
+        async with self._gc_lock:
+            packs = self._db.packs()
+            end, live = packs.get(self._packs.active, (0, 0))
+            if end and (not live or (end >= COMPACT_MIN and live < end * COMPACT_LIVE)):
+                await trio.to_thread.run_sync(self._packs.roll)  # so the active one may go
         started = time.time()
         for pack, (end, live) in sorted(packs.items()):
             if end < 0 or self._packs.busy(pack) or (end and live >= end * COMPACT_LIVE):
@@ -1307,65 +1307,85 @@ class TieredStore:
                      reclaimed=result.reclaimed, seconds=round(time.time() - started, 2))
 
     async def _compact_pack(self, pack: int, end: int, result: GcResult) -> None:
+        """Slice by slice, each under ``_gc_lock`` (a put over budget collects between
+        two slices instead of waiting for the whole pass); another GC may have emptied the
+        pack meanwhile."""
         after = -1
         skipped = False
-        while rows := self._db.pack_rows(pack, after, COMPACT_ROWS):
-            rows = _bounded(rows, COMPACT_BYTES)  # held in memory: 64 MiB at 64 KiB records
-            after = rows[-1][1]
-            todo = [r for r in rows if r[0] not in self._inflight]
-            skipped |= len(todo) < len(rows)
-
-            def copy(todo: list[tuple[bytes, int, int]] = todo) -> tuple[
-                    int | None, list[tuple[bytes, int, int, int, int, int]],
-                    dict[bytes, bool]]:
-                items, bad = [], {}  # bad: key -> corrupt (else missing)
-                for key, off, size in todo:
-                    data = self._packs.read(pack, off, size)
-                    if data is None:
-                        bad[key] = False  # the pack is gone or too short
-                    elif not hash_matches(key, data):
-                        self._quarantine_copy(key, data)
-                        bad[key] = True
-                    else:
-                        items.append((key, off, data))
-                if not items:
-                    return None, [], bad
-                # fsynced whatever [storage] sync says: the old pack, durable, goes next
-                new, offs = self._packs.append([(k, d) for k, _, d in items], durable=True)
-                return new, [(k, len(d), pack, o, new, n)
-                             for (k, o, d), n in zip(items, offs, strict=True)], bad
-
-            async with self._threads:
-                try:
-                    new, moves, bad = await trio.to_thread.run_sync(copy)
-                except OSError as exc:
-                    raise self._os_error(exc, f"cannot compact pack {pack}") from exc
-            try:
-                if moves:
-                    with trio.CancelScope(shield=True):  # copies fsynced: commit them
-                        result.moved += await self._write(self._db.move, moves)
-            finally:
-                if new is not None:
-                    self._packs.settle(new)
-            if bad:  # checked again by key: a row may have changed since
-                gone = [k for k in bad if (m := self._db.get(k)) is not None and m.pack == pack]
-                corrupt = sum(bad[k] for k in gone)
-                if corrupt:
-                    log.error("corrupt packed blocks found by compaction; quarantined and "
-                              "dropped", pack=pack, blocks=corrupt,
-                              path=str(self._disk.quarantine_dir))
-                if len(gone) > corrupt:
-                    log.error("packed blocks missing (pack file gone or cut short) found by "
-                              "compaction; dropped", pack=pack, blocks=len(gone) - corrupt)
-                if gone:
-                    await self._drop(gone)
+        while True:
+            async with self._gc_lock:
+                if self._pack_gone(pack):
+                    return  # emptied by another GC meanwhile
+                rows = self._db.pack_rows(pack, after, COMPACT_ROWS)
+                if not rows:
+                    break
+                rows = _bounded(rows, COMPACT_BYTES)  # held in memory: 64 MiB at 64 KiB
+                after = rows[-1][1]
+                todo = [r for r in rows if r[0] not in self._inflight]
+                skipped |= len(todo) < len(rows)
+                await self._compact_slice(pack, todo, result)
             await trio.sleep(0)
         if skipped:
             return  # a block being put or deleted: the next GC finishes this pack
-        if await self._write(self._db.drop_pack, pack):
-            await trio.to_thread.run_sync(self._packs.unlink, pack)
-            result.packs_removed += 1
-            result.reclaimed += end
+        async with self._gc_lock:
+            if not self._pack_gone(pack) and await self._write(self._db.drop_pack, pack):
+                await trio.to_thread.run_sync(self._packs.unlink, pack)
+                result.packs_removed += 1
+                result.reclaimed += end
+
+    def _pack_gone(self, pack: int) -> bool:
+        end = self._db.pack_end(pack)
+        return end is None or end < 0
+
+    async def _compact_slice(self, pack: int, todo: list[tuple[bytes, int, int]],
+                             result: GcResult) -> None:
+        """Copy ``todo`` (key, offset, size) of ``pack`` to the active pack, commit the
+        moves; records unreadable or corrupt are dropped (``_gc_lock`` held)."""
+
+        def copy(todo: list[tuple[bytes, int, int]] = todo) -> tuple[
+                int | None, list[tuple[bytes, int, int, int, int, int]],
+                dict[bytes, bool]]:
+            items, bad = [], {}  # bad: key -> corrupt (else missing)
+            for key, off, size in todo:
+                data = self._packs.read(pack, off, size)
+                if data is None:
+                    bad[key] = False  # the pack is gone or too short
+                elif not hash_matches(key, data):
+                    self._quarantine_copy(key, data)
+                    bad[key] = True
+                else:
+                    items.append((key, off, data))
+            if not items:
+                return None, [], bad
+            # fsynced whatever [storage] sync says: the old pack, durable, goes next
+            new, offs = self._packs.append([(k, d) for k, _, d in items], durable=True)
+            return new, [(k, len(d), pack, o, new, n)
+                         for (k, o, d), n in zip(items, offs, strict=True)], bad
+
+        async with self._threads:
+            try:
+                new, moves, bad = await trio.to_thread.run_sync(copy)
+            except OSError as exc:
+                raise self._os_error(exc, f"cannot compact pack {pack}") from exc
+        try:
+            if moves:
+                with trio.CancelScope(shield=True):  # copies fsynced: commit them
+                    result.moved += await self._write(self._db.move, moves)
+        finally:
+            if new is not None:
+                self._packs.settle(new)
+        if bad:  # checked again by key: a row may have changed since
+            gone = [k for k in bad if (m := self._db.get(k)) is not None and m.pack == pack]
+            corrupt = sum(bad[k] for k in gone)
+            if corrupt:
+                log.error("corrupt packed blocks found by compaction; quarantined and "
+                          "dropped", pack=pack, blocks=corrupt,
+                          path=str(self._disk.quarantine_dir))
+            if len(gone) > corrupt:
+                log.error("packed blocks missing (pack file gone or cut short) found by "
+                          "compaction; dropped", pack=pack, blocks=len(gone) - corrupt)
+            if gone:
+                await self._drop(gone)
 
     async def _collect(self, target: int, *, full: bool = False) -> GcResult:
         """In slices: each page of candidates is re-checked (not written to, not held, not

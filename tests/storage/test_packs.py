@@ -482,3 +482,38 @@ async def test_compaction_quarantines_a_corrupt_record(tmp_path: Path) -> None:
                 assert await store.get(cid) == data
     finally:
         await store.close()
+
+
+async def test_put_over_budget_does_not_wait_for_a_whole_compaction(tmp_path: Path) -> None:
+    """GC's compaction takes the GC lock a slice at a time: a put over budget collects
+    between two slices (it waited for the whole pass, minutes on a big repo)."""
+    config = dataclasses.replace(SMALL_PACKS, max_size=200_000, gc_watermark=0.5)
+    store = await TieredStore.open(tmp_path, config)
+    try:
+        for _ in range(190):
+            cid, data = raw_block(size=1000)
+            await store.put(cid, data)
+        real = store._compact_pack
+        first_done, gate = trio.Event(), trio.Event()
+
+        async def parked_after_first_pack(pack: int, end: int, result: Any) -> None:
+            await real(pack, end, result)
+            first_done.set()
+            await gate.wait()  # the pass goes on only once the put below is done
+
+        store._compact_pack = parked_after_first_pack  # type: ignore[method-assign]
+        gc_result: list[Any] = []
+
+        async def run_gc() -> None:
+            gc_result.append(await store.gc())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_gc)
+            await first_done.wait()
+            big, data = raw_block(size=150_000)  # one file; over budget: collects first
+            with trio.fail_after(20):
+                await store.put(big, data)
+            gate.set()
+        assert store.is_local(big) and gc_result[0].packs_removed >= 1
+    finally:
+        await store.close()
