@@ -459,6 +459,9 @@ def _repo(args: argparse.Namespace, client: Any) -> int:
         print(f"removed {result['Removed']} blocks ({result['Freed']} bytes); "
               f"{result['EvictedToRemote']} moved to the remote tier; "
               f"{result['Remaining']} bytes remain")
+        if result.get("PacksRemoved"):
+            print(f"compacted: {result['PacksRemoved']} pack files removed "
+                  f"({result['PacksReclaimed']} bytes)")
         return 0
     if args.repo_command == "verify":
         result = client.call("repo/verify")
@@ -482,6 +485,10 @@ def _repo(args: argparse.Namespace, client: Any) -> int:
     print(f"disk budget {stat['StorageMax']:,} bytes; memory budget "
           f"{tiers['memory']['budget']:,} bytes; pins {tiers['pins']} "
           f"({tiers['pinned_blocks']} blocks)")
+    disk = tiers["disk"]
+    if disk.get("packs"):
+        print(f"packs:      {disk['packs']:,} files, {disk['pack_bytes']:,} bytes, of which "
+              f"{disk['pack_dead_bytes']:,} dead (GC's compaction reclaims them)")
     return 0
 
 

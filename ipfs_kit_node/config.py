@@ -87,6 +87,19 @@ def positive(parse: Parser) -> Parser:
     return parse_positive
 
 
+PACK_THRESHOLD_MAX = 1 << 20
+
+
+def parse_pack_threshold(value: Any) -> int:
+    """A size up to 1 MiB: compaction copies records a slice at a time, and a pack of
+    multi-MiB records would make each slice (and its memory) that much bigger."""
+    size = parse_size(value)
+    if size > PACK_THRESHOLD_MAX:
+        raise _Invalid(f"must be at most 1MiB ({PACK_THRESHOLD_MAX} bytes), got {value!r}; "
+                       "bigger blocks are stored one file each anyway")
+    return size
+
+
 def parse_fraction(value: Any) -> float:
     """A fraction in (0, 1] from 0.9 or "90%"."""
     try:
@@ -227,6 +240,10 @@ class StorageSection:
         300.0, positive(parse_duration), "time between Parquet snapshots of the index"
     )
     sync: bool = _setting(True, parse_bool, "fsync every block before acknowledging it")
+    pack_threshold: int = _setting(
+        64 * 1024, parse_pack_threshold,
+        "blocks up to this size are appended to pack files (0: none; at most 1MiB)"
+    )
 
 
 @dataclass(frozen=True)

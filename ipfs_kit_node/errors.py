@@ -192,3 +192,10 @@ class TaskFailedError(IpfsKitError):
         self.state = state
         self.error = error
         super().__init__(f"task {task_id} {state}" + (f": {error}" if error else ""))
+
+
+class StoreBusyError(StoreError):
+    """A block kept moving while it was read (compaction): temporary, try again. Never
+    reported as missing, which would drop a good block from the index."""
+
+    http_status = 503

@@ -8,10 +8,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from blockfiles import damage_block
 from helpers import Daemon
 
 from ipfs_kit_node.storage.blocks import to_cid
-from ipfs_kit_node.storage.disk import DiskTier
 
 MakeDaemon = Callable[..., Daemon]
 NO_MEMORY = {"IPFS_KIT_STORAGE_MEMORY_SIZE": "0"}  # every read hits the disk tier
@@ -77,8 +77,7 @@ def test_verify_finds_a_corrupt_block(daemon: MakeDaemon, short_tmp: Path) -> No
     f = short_tmp / "x"
     f.write_bytes(b"soon to be corrupted")
     cid = d.cli("block", "put", str(f)).stdout.strip()
-    path = DiskTier(d.repo / "blocks").path_for(bytes(to_cid(cid).digest))
-    path.write_bytes(b"bit rot")
+    damage_block(d.repo, bytes(to_cid(cid).digest), b"bit rot")
     out = d.cli("repo", "verify")
     assert out.returncode == 1
     assert f"corrupt (quarantined): {cid}" in out.stdout

@@ -33,6 +33,9 @@ from typing import Any, Literal
 
 from ..cid import cid_text as _cid_text
 from ..errors import StoreError, StoreFullError
+from .packs import HEADER, record_overhead, record_span
+
+HEADER_SIZE = HEADER.size
 
 PinMode = Literal["recursive", "direct"]
 CACHE_KIB = 8 * 1024  # page cache per connection: the index's whole RAM budget
@@ -44,7 +47,7 @@ CREATE TABLE IF NOT EXISTS blocks (
     remote INTEGER NOT NULL DEFAULT 0, pins INTEGER NOT NULL DEFAULT 0,
     heat REAL NOT NULL DEFAULT 0, epoch INTEGER NOT NULL DEFAULT 0,
     first REAL NOT NULL DEFAULT 0, last REAL NOT NULL DEFAULT 0,
-    count INTEGER NOT NULL DEFAULT 0
+    count INTEGER NOT NULL DEFAULT 0, pack INTEGER, off INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pins (
     cid TEXT PRIMARY KEY, key BLOB NOT NULL, mode TEXT NOT NULL,
@@ -57,9 +60,18 @@ CREATE TABLE IF NOT EXISTS counters (
     pinned_blocks INTEGER NOT NULL, pins INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO counters VALUES (0, 0, 0, 0, 0, 0, 0);
+CREATE TABLE IF NOT EXISTS packs (
+    id INTEGER PRIMARY KEY, end INTEGER NOT NULL DEFAULT 0, live INTEGER NOT NULL DEFAULT 0
+);
 """
+# After SCHEMA and the columns an older index lacks (see BlockDB.__init__).
+PACK_INDEX = ("CREATE INDEX IF NOT EXISTS blocks_by_pack ON blocks(pack, off) "
+              "WHERE pack IS NOT NULL")
 
-COLUMNS = "key, cid, size, remote, pins, heat, epoch, first, last, count"
+COLUMNS = "key, cid, size, remote, pins, heat, epoch, first, last, count, pack, off"
+#: A new local block's row: key, binary CID, size, time, pack id (None: its own file), the
+#: data's offset in the pack.
+Row = tuple[bytes, bytes, int, float, int | None, int]
 
 
 @dataclass(slots=True)
@@ -75,6 +87,8 @@ class BlockMeta:
     access_count: int = 0
     pins: int = 0  # how many pins cover it (a recursive pin counts once per block)
     remote: bool = False  # evicted locally, held by the remote tier
+    pack: int | None = None  # the pack holding it (packs.py), None: its own block file
+    off: int = 0  # where its data starts in that pack
 
 
 @dataclass
@@ -104,10 +118,10 @@ def cid_text(raw: bytes) -> str:
 
 
 def _meta(row: tuple[Any, ...]) -> BlockMeta:
-    _, cid, size, remote, pins, heat, epoch, first, last, count = row
+    _, cid, size, remote, pins, heat, epoch, first, last, count, pack, off = row
     return BlockMeta(cid=cid_text(cid), size=size, first_access=first,
                      last_access=last, heat=heat, heat_epoch=epoch, access_count=count,
-                     pins=pins, remote=bool(remote))
+                     pins=pins, remote=bool(remote), pack=pack, off=off)
 
 
 def _connect(path: Path, *, sync: bool, readonly: bool = False) -> sqlite3.Connection:
@@ -164,6 +178,12 @@ class BlockDB:
         try:
             self._wr = _connect(path, sync=sync)
             self._wr.executescript(SCHEMA)
+            columns = {r[1] for r in self._wr.execute("PRAGMA table_info(blocks)")}
+            if "pack" not in columns:  # an index made before packs: its rows are files
+                self._wr.execute("ALTER TABLE blocks ADD COLUMN pack INTEGER")
+                self._wr.execute("ALTER TABLE blocks ADD COLUMN off INTEGER NOT NULL "
+                                 "DEFAULT 0")
+            self._wr.execute(PACK_INDEX)
             self._rd = _connect(path, sync=sync, readonly=True)
         except sqlite3.OperationalError as exc:
             if "I/O" not in str(exc) and "full" not in str(exc):
@@ -310,24 +330,49 @@ class BlockDB:
 
     # -- writes (worker thread, one at a time) -----------------------------------------------
 
-    def put_many(self, rows: list[tuple[bytes, bytes, int, float]]) -> None:
-        """New local blocks (key, binary CID, size, time); a remote one comes back home."""
+    def put_many(self, rows: list[Row]) -> list[bytes]:
+        """New local blocks (see ``Row``); a remote one comes back home. Returns the keys
+        already held locally (their new copy in a pack is dead bytes, not counted live)."""
         c = self.counters
+        skipped = []
         with self._txn() as db:
-            for key, cid, size, t in rows:
+            for key, cid, size, t, pack, off in rows:
                 old = db.execute("SELECT remote, size FROM blocks WHERE key=?",
                                  (key,)).fetchone()
                 if old is None:
-                    db.execute("INSERT INTO blocks (key, cid, size, first, last, count) "
-                               "VALUES (?, ?, ?, ?, ?, 0)", (key, cid, size, t, t))
+                    db.execute("INSERT INTO blocks (key, cid, size, first, last, count, pack, "
+                               "off) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+                               (key, cid, size, t, t, pack, off))
                 elif old[0]:
-                    db.execute("UPDATE blocks SET remote=0 WHERE key=?", (key,))
+                    db.execute("UPDATE blocks SET remote=0, pack=?, off=? WHERE key=?",
+                               (pack, off, key))
                     c.remote_blocks -= 1
                     c.remote_bytes -= old[1]
                 else:
+                    skipped.append(key)
+                    if pack is not None:
+                        self._pack_grew(db, pack, record_span(key, off, size)[1], 0)
                     continue
                 c.blocks += 1
                 c.bytes += size
+                if pack is not None:
+                    self._pack_grew(db, pack, record_span(key, off, size)[1],
+                                    size + record_overhead(key))
+        return skipped
+
+    @staticmethod
+    def _pack_grew(db: sqlite3.Connection, pack: int, end: int, live: int) -> None:
+        """A record up to ``end`` committed in ``pack``; ``live`` bytes of it in use."""
+        db.execute("INSERT INTO packs (id, end, live) VALUES (?, ?, ?) ON CONFLICT(id) DO "
+                   "UPDATE SET end=max(end, excluded.end), live=live+excluded.live",
+                   (pack, end, live))
+
+    @staticmethod
+    def _pack_lost(db: sqlite3.Connection, key: bytes, pack: int | None, size: int) -> None:
+        """A packed block's row went: its record is dead bytes now."""
+        if pack is not None:
+            db.execute("UPDATE packs SET live=live-? WHERE id=?",
+                       (size + record_overhead(key), pack))
 
     def touch_many(self, rows: Iterable[tuple[bytes, float, int, float, int]]) -> None:
         """Heat, epoch, last access and access count of blocks read (lost on a crash: only
@@ -336,18 +381,21 @@ class BlockDB:
             db.executemany("UPDATE blocks SET heat=?, epoch=?, last=?, count=count+? "
                            "WHERE key=?", ((h, e, t, n, k) for k, h, e, t, n in rows))
 
-    def delete_many(self, keys: list[bytes], *, only_unpinned: bool) -> list[tuple[bytes, int]]:
-        """Drop rows; returns (key, size) of the local ones dropped (their files may go)."""
+    def delete_many(self, keys: list[bytes], *, only_unpinned: bool
+                    ) -> list[tuple[bytes, int, int | None]]:
+        """Drop rows; returns (key, size, pack) of the local ones dropped: a block file may
+        then go (pack None); a packed one's record is dead bytes, reclaimed by compaction."""
         c = self.counters
-        gone: list[tuple[bytes, int]] = []
+        gone: list[tuple[bytes, int, int | None]] = []
         where = "key=? AND pins=0" if only_unpinned else "key=?"
         with self._txn() as db:
             for key in keys:
-                row = db.execute(f"DELETE FROM blocks WHERE {where} RETURNING size, remote, pins",
-                                 (key,)).fetchone()
+                row = db.execute(f"DELETE FROM blocks WHERE {where} RETURNING size, remote, "
+                                 "pins, pack", (key,)).fetchone()
                 if row is None:
                     continue
-                size, remote, pins = row
+                size, remote, pins, pack = row
+                self._pack_lost(db, key, pack, size)
                 if pins:
                     c.pinned_blocks -= 1
                 if remote:
@@ -356,25 +404,28 @@ class BlockDB:
                 else:
                     c.blocks -= 1
                     c.bytes -= size
-                    gone.append((key, size))
+                    gone.append((key, size, pack))
         return gone
 
-    def set_remote(self, key: bytes) -> bool:
+    def set_remote(self, key: bytes) -> bool | int:
         """Mark a pinned local block as held by the remote tier, durably (FULL sync for this
-        one commit: its file is deleted next). False if it changed meanwhile."""
+        one commit: its file is deleted next). False if it changed meanwhile, else True for
+        a block file, or the pack whose record of it is now dead bytes."""
         c = self.counters
         self._wr.execute("PRAGMA synchronous = FULL")
         try:
             with self._txn() as db:
-                row = db.execute("UPDATE blocks SET remote=1 WHERE key=? AND remote=0 AND "
-                                 "pins>0 RETURNING size", (key,)).fetchone()
+                row = db.execute("SELECT size, pack FROM blocks WHERE key=? AND remote=0 AND "
+                                 "pins>0", (key,)).fetchone()
                 if row is None:
                     return False
+                db.execute("UPDATE blocks SET remote=1, pack=NULL, off=0 WHERE key=?", (key,))
+                self._pack_lost(db, key, row[1], row[0])
                 c.blocks -= 1
                 c.bytes -= row[0]
                 c.remote_blocks += 1
                 c.remote_bytes += row[0]
-            return True
+            return True if row[1] is None else int(row[1])
         finally:
             self._wr.execute(f"PRAGMA synchronous = {'FULL' if self._sync else 'NORMAL'}")
 
@@ -454,27 +505,32 @@ class BlockDB:
             c.pinned_blocks = 0
             self._count(db, counted, +1)
 
-    def rebuild(self, on_disk: Iterable[tuple[bytes, bytes, int]], now: float) -> None:
-        """Make the block rows agree with the files (key, binary CID, size); remote rows stay.
-        """
+    def rebuild(self, on_disk: Iterable[tuple[bytes, bytes, int, int | None, int]],
+                now: float, pack_ends: dict[int, int]) -> None:
+        """Make the block rows agree with the files and pack records (key, binary CID, size,
+        pack or None, offset); remote rows stay. ``pack_ends``: each pack's size."""
         c = self.counters
         with self._txn() as db:
             db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (key BLOB PRIMARY KEY) "
                        "WITHOUT ROWID")
             db.execute("DELETE FROM temp.seen")
-            for key, cid, size in on_disk:
+            for key, cid, size, pack, off in on_disk:
                 db.execute("INSERT OR IGNORE INTO temp.seen VALUES (?)", (key,))
                 row = db.execute("SELECT size FROM blocks WHERE key=?", (key,)).fetchone()
                 if row is None:
-                    db.execute("INSERT INTO blocks (key, cid, size, first, last) VALUES "
-                               "(?, ?, ?, ?, ?)", (key, cid, size, now, now))
-                elif row[0] != size:
-                    db.execute("UPDATE blocks SET size=?, remote=0 WHERE key=?", (size, key))
+                    db.execute("INSERT INTO blocks (key, cid, size, first, last, pack, off) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)", (key, cid, size, now, now, pack,
+                                                                off))
                 else:
-                    db.execute("UPDATE blocks SET remote=0 WHERE key=?", (key,))
+                    db.execute("UPDATE blocks SET size=?, remote=0, pack=?, off=? WHERE key=?",
+                               (size, pack, off, key))
             db.execute("DELETE FROM blocks WHERE remote=0 AND key NOT IN (SELECT key FROM "
                        "temp.seen)")
             db.execute("DELETE FROM temp.seen")
+            db.execute("DELETE FROM packs")
+            db.executemany("INSERT INTO packs (id, end) VALUES (?, ?)", pack_ends.items())
+            db.execute("UPDATE packs SET live=(SELECT coalesce(sum(size + ? + length(key)), 0) "
+                       "FROM blocks WHERE pack=packs.id AND remote=0)", (HEADER_SIZE,))
             (c.blocks, c.bytes), = db.execute(
                 "SELECT count(*), coalesce(sum(size), 0) FROM blocks WHERE remote=0")
             (c.remote_blocks, c.remote_bytes), = db.execute(
@@ -482,7 +538,7 @@ class BlockDB:
             (c.pinned_blocks,), = db.execute("SELECT count(*) FROM blocks WHERE pins>0")
             (c.pins,), = db.execute("SELECT count(*) FROM pins")
 
-    def add_missing(self, rows: list[tuple[bytes, bytes, int, float]]) -> int:
+    def add_missing(self, rows: list[Row]) -> int:
         """Rows for block files the index lacks or counts as remote only (a crash between a
         file and its row, or before an unlink was durable)."""
         added = []
@@ -494,6 +550,85 @@ class BlockDB:
             self.put_many(added)
         return len(added)
 
+    # -- packs -------------------------------------------------------------------------------
+
+    def packs(self) -> dict[int, tuple[int, int]]:
+        """Every pack the index knows: id -> (committed end, live bytes); an end of -1
+        marks a pack compaction emptied (its file goes; the row keeps its id known)."""
+        return {r[0]: (r[1], r[2]) for r in
+                self._rd.execute("SELECT id, end, live FROM packs").fetchall()}
+
+    def pack_totals(self) -> tuple[int, int, int]:
+        """(packs, bytes up to their committed ends, live bytes) for stats."""
+        n, end, live = self._rd.execute(
+            "SELECT count(*), coalesce(sum(end), 0), coalesce(sum(live), 0) FROM packs "
+            "WHERE end >= 0").fetchone()
+        return int(n), int(end), int(live)
+
+    def set_pack_end(self, pack: int, end: int) -> None:
+        """A pack's committed end after the start's recovery (its file's valid size)."""
+        with self._txn() as db:
+            db.execute("INSERT INTO packs (id, end) VALUES (?, ?) ON CONFLICT(id) DO UPDATE "
+                       "SET end=excluded.end", (pack, end))
+
+    def pack_end(self, pack: int) -> int | None:
+        """A pack's committed end (-1: emptied by compaction), None if unknown."""
+        row = self._rd.execute("SELECT end FROM packs WHERE id=?", (pack,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def pack_keys_past(self, pack: int, end: int) -> list[bytes]:
+        """Keys of the blocks whose record in ``pack`` does not end by ``end``."""
+        rows = self._rd.execute("SELECT key FROM blocks WHERE pack=? AND off+size>?",
+                                (pack, end)).fetchall()
+        return [bytes(k) for (k,) in rows]
+
+    def pack_rows(self, pack: int, after: int, limit: int = PAGE_ROWS
+                  ) -> list[tuple[bytes, int, int]]:
+        """(key, offset, size) of the local blocks in ``pack`` past ``after``, by offset."""
+        rows = self._rd.execute("SELECT key, off, size FROM blocks WHERE pack=? AND off>? "
+                                "ORDER BY off LIMIT ?", (pack, after, limit)).fetchall()
+        return [(bytes(k), int(o), int(s)) for k, o, s in rows]
+
+    def move(self, moves: list[tuple[bytes, int, int, int, int, int]]) -> int:
+        """Compaction: (key, size, old pack, old offset, new pack, new offset) each, in one
+        transaction; a row that changed meanwhile (deleted, moved) stays as it is and its
+        copy is dead bytes. Returns how many moved. Durable (FULL sync for this commit) even
+        with sync off: the old pack is unlinked next, and with it the only durable copy."""
+        self._wr.execute("PRAGMA synchronous = FULL")
+        try:
+            return self._move(moves)
+        finally:
+            self._wr.execute(f"PRAGMA synchronous = {'FULL' if self._sync else 'NORMAL'}")
+
+    def _move(self, moves: list[tuple[bytes, int, int, int, int, int]]) -> int:
+        moved = 0
+        with self._txn() as db:
+            for key, size, old, old_off, new, new_off in moves:
+                rec = size + record_overhead(key)
+                hit = db.execute("UPDATE blocks SET pack=?, off=? WHERE key=? AND pack=? AND "
+                                 "off=? RETURNING 1", (new, new_off, key, old, old_off)
+                                 ).fetchone()
+                self._pack_grew(db, new, record_span(key, new_off, size)[1],
+                                rec if hit else 0)
+                if hit:
+                    db.execute("UPDATE packs SET live=live-? WHERE id=?", (rec, old))
+                    moved += 1
+        return moved
+
+    def drop_pack(self, pack: int) -> bool:
+        """Mark a pack no row names any more as emptied (end -1; then its file may go);
+        False if a row still names it."""
+        with self._txn() as db:
+            if db.execute("SELECT 1 FROM blocks WHERE pack=? LIMIT 1", (pack,)).fetchone():
+                return False
+            db.execute("UPDATE packs SET end=-1, live=0 WHERE id=?", (pack,))
+        return True
+
+    def forget_packs(self, packs: list[int]) -> None:
+        """Rows of emptied packs whose files are durably gone."""
+        with self._txn() as db:
+            db.executemany("DELETE FROM packs WHERE id=? AND end<0", ((p,) for p in packs))
+
 
 class MissingBlocks(StoreError):
     """Blocks a pin needs were not in the index when it was recorded."""
@@ -504,5 +639,5 @@ class MissingBlocks(StoreError):
 
 
 
-__all__ = ["BlockDB", "BlockMeta", "Counters", "MissingBlocks", "Pin", "PinMode",
+__all__ = ["BlockDB", "BlockMeta", "Counters", "MissingBlocks", "Pin", "PinMode", "Row",
            "storage_error"]

@@ -211,7 +211,7 @@ class DiskTier:
     def scan(self) -> Iterator[tuple[bytes, int]]:
         """Every block file: (key, size). Foreign files are skipped."""
         for shard in os.scandir(self.root):
-            if not shard.is_dir() or shard.name.startswith("."):
+            if not shard.is_dir() or shard.name.startswith(".") or shard.name == "packs":
                 continue
             for entry in os.scandir(shard.path):
                 if not entry.name.endswith(SUFFIX):

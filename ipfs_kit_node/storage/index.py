@@ -22,6 +22,7 @@ two makes it look for the footer at the old size):
 | first_access  | timestamp[ms, tz=UTC]   | when the block was stored                             |
 | last_access   | timestamp[ms, tz=UTC]   | last read or write                                    |
 | access_count  | int64                   | reads and writes since stored                         |
+| pack          | int64 (null: own file)  | the pack file holding it (``blocks/packs/N.pack``)    |
 
 File metadata key ``ipfs_kit_node.half_life`` holds the heat half-life in seconds.
 """
@@ -35,7 +36,7 @@ from ..journal import fsync_dir, replace_durably
 from .blockdb import cid_text
 
 COLUMNS = ("multihash", "cid", "size", "tier", "heat", "heat_epoch", "pinned",
-           "first_access", "last_access", "access_count")
+           "first_access", "last_access", "access_count", "pack")
 EXPORT_ROWS = 100_000  # rows per Parquet row group: the exporter's memory stays bounded
 
 
@@ -49,13 +50,14 @@ def export_parquet(db: Path, target: Path, half_life: float = 3600.0) -> int:
         ("tier", pa.string()), ("heat", pa.float64()), ("heat_epoch", pa.int64()),
         ("pinned", pa.bool_()), ("first_access", pa.timestamp("ms", tz="UTC")),
         ("last_access", pa.timestamp("ms", tz="UTC")), ("access_count", pa.int64()),
+        ("pack", pa.int64()),
     ], metadata={"ipfs_kit_node.half_life": str(half_life)})
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     tmp = target.with_suffix(".parquet.tmp")
     rows = 0
     try:
         cursor = conn.execute("SELECT key, cid, size, remote, heat, epoch, pins, first, last, "
-                              "count FROM blocks")
+                              "count, pack FROM blocks")
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             while batch := cursor.fetchmany(EXPORT_ROWS):
                 cols = list(zip(*batch, strict=True))
@@ -66,7 +68,7 @@ def export_parquet(db: Path, target: Path, half_life: float = 3600.0) -> int:
                     "heat": cols[4], "heat_epoch": cols[5], "pinned": [p > 0 for p in cols[6]],
                     "first_access": [int(t * 1000) for t in cols[7]],
                     "last_access": [int(t * 1000) for t in cols[8]],
-                    "access_count": cols[9],
+                    "access_count": cols[9], "pack": cols[10],
                 }, schema=schema))
                 rows += len(batch)
             if not rows:

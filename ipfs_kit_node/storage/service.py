@@ -18,7 +18,7 @@ def store_config(section: StorageSection) -> StoreConfig:
         max_size=section.max_size, memory_size=section.memory_size,
         gc_watermark=section.gc_watermark, gc_period=section.gc_period,
         half_life=section.heat_half_life, snapshot_period=section.snapshot_period,
-        sync=section.sync,
+        sync=section.sync, pack_threshold=section.pack_threshold,
     )
 
 

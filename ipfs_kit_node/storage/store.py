@@ -6,7 +6,9 @@ held elsewhere. Reads verify bytes against the CID whatever tier supplied them.
 
 The index and the pins live in SQLite (blockdb.py): memory stays bounded whatever the block
 count, a restart reads one row, and a pin moves with its blocks' reference counts in one
-transaction. Puts are group-committed: one commit (and fsync) for the puts under way at once.
+transaction. Blocks up to ``pack_threshold`` bytes are appended to pack files (packs.py),
+bigger ones get a file each (disk.py); a row says which, and both layouts are read. Puts are
+group-committed: one commit (and fsync) for the puts under way at once.
 GC works in slices of ``PAGE_ROWS`` blocks with a checkpoint between them, and never takes a
 block stored after it began, one being written, or one a pin in progress holds (``hold()``).
 
@@ -37,6 +39,7 @@ from ..errors import (
     BlockNotFoundError,
     CodecError,
     PinnedBlockError,
+    StoreBusyError,
     StoreError,
     StoreFullError,
     is_disk_full,
@@ -45,12 +48,13 @@ from ..journal import fsync_dir, mkdir_durably
 from ..logs import get_logger
 from ..service import TaskStatus
 from ..unixfs import pbscan
-from .blockdb import BlockDB, BlockMeta, MissingBlocks, Pin, PinMode, storage_error
-from .blocks import CidLike, cid_of_key, key_of, to_cid, verify
+from .blockdb import BlockDB, BlockMeta, MissingBlocks, Pin, PinMode, Row, storage_error
+from .blocks import CidLike, cid_of_key, hash_matches, key_of, to_cid, verify
 from .disk import DiskTier
 from .heat import HeatModel
 from .index import remove_quietly
 from .memory import MemoryTier
+from .packs import PACKS_DIR, PackFiles
 from .remote import NoRemoteTier, RemoteTier
 
 log = get_logger(__name__)
@@ -64,6 +68,11 @@ TOUCH_FLUSH = 20_000  # buffered heat updates flushed past this many (bounds the
 TOUCH_PERIOD = 10.0
 DAG_PB = 0x70
 RAW = 0x55
+COMPACT_LIVE = 0.5  # GC rewrites a pack whose live bytes fell below this share of it
+COMPACT_MIN = 1 << 20  # the active pack is rolled for compaction only past this size
+COMPACT_ROWS = 1000  # records copied per compaction slice, at most
+COMPACT_BYTES = 8 << 20  # bytes copied per compaction slice, at most (one record at least)
+READ_RETRIES = 3  # a packed block moved by compaction while read: read again by key
 
 # Keys a task (and the tasks it starts) has stored or found while it holds them (see hold()).
 _held: contextvars.ContextVar[set[bytes] | None] = contextvars.ContextVar("held", default=None)
@@ -79,6 +88,8 @@ class StoreConfig:
     snapshot_period: float = 300.0
     sync: bool = True
     parquet_export: bool = True
+    pack_threshold: int = 64 * 1024  # blocks up to this size go to pack files (0: none)
+    pack_size: int = 64 * 2**20  # the active pack is rolled past this size
 
 
 @dataclass
@@ -106,10 +117,15 @@ class StoreStats:
     memory_budget: int
     pins: int
     pinned_blocks: int
+    packs: int = 0
+    pack_bytes: int = 0  # bytes of pack files up to their committed ends
+    pack_dead_bytes: int = 0  # of those, records of deleted (or never indexed) blocks
 
     def as_dict(self) -> dict[str, Any]:
         return {"memory": {**self.memory.as_dict(), "budget": self.memory_budget},
-                "disk": {**self.disk.as_dict(), "max_size": self.max_size},
+                "disk": {**self.disk.as_dict(), "max_size": self.max_size,
+                         "packs": self.packs, "pack_bytes": self.pack_bytes,
+                         "pack_dead_bytes": self.pack_dead_bytes},
                 "remote": self.remote.as_dict(),
                 "pins": self.pins, "pinned_blocks": self.pinned_blocks}
 
@@ -121,6 +137,9 @@ class GcResult:
     evicted_to_remote: int = 0
     remaining: int = 0
     errors: list[str] = field(default_factory=list)
+    moved: int = 0  # live packed blocks compaction copied to the active pack
+    packs_removed: int = 0  # pack files compaction emptied and unlinked
+    reclaimed: int = 0  # bytes of those pack files
 
 
 @dataclass
@@ -138,7 +157,7 @@ class VerifyResult:
 class _Batch:
     """Puts waiting for one group commit."""
 
-    rows: list[tuple[bytes, bytes, int, float]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     done: bool = False
     error: StoreError | None = None
 
@@ -155,6 +174,8 @@ class TieredStore:
         self._datastore = root / "datastore"
         mkdir_durably(self._datastore)  # the index's name must survive a power cut
         self._disk = DiskTier(root / "blocks", sync=self.config.sync)
+        self._packs = PackFiles(root / "blocks" / PACKS_DIR, sync=self.config.sync,
+                                pack_size=self.config.pack_size)
         self._heat = HeatModel(self.config.half_life, clock)
         self._db_handle: BlockDB | None = None
         self._memory = MemoryTier(self.config.memory_size)
@@ -232,8 +253,10 @@ class TieredStore:
             self._db_handle = await trio.to_thread.run_sync(self._open_db)
             fresh = True
         tmp_removed = await trio.to_thread.run_sync(self._disk.clean_tmp)
-        if fresh and (any(self._disk.scan()) or (self._datastore / "pins.json").exists()):
+        if fresh and (any(self._disk.scan()) or self._packs.ids()
+                      or (self._datastore / "pins.json").exists()):
             await self._migrate()
+        await self._recover_packs()
         self._unclean = not clean and not fresh
         c = self._db.counters
         log.info("store opened", blocks=c.blocks, bytes=c.bytes, clean=clean, pins=c.pins,
@@ -248,11 +271,21 @@ class TieredStore:
     async def _migrate(self) -> None:
         """A repo without an index (older versions kept it in memory and pins.json): index
         the block files, then count the pins of ``pins.json``, walking each DAG once."""
-        def scan() -> list[tuple[bytes, bytes, int]]:
-            return [(k, bytes(cid_of_key(k)), s) for k, s in self._disk.scan()]
+        def scan() -> tuple[list[tuple[bytes, bytes, int, int | None, int]], dict[int, int]]:
+            rows: list[tuple[bytes, bytes, int, int | None, int]] = [
+                (k, bytes(cid_of_key(k)), s, None, 0) for k, s in self._disk.scan()]
+            ends = {}
+            for pack in self._packs.ids():
+                records, end = self._packs.scan(pack, resync=True)
+                if end < (self._packs.size(pack) or 0):
+                    self._packs.truncate(pack, end)
+                ends[pack] = end
+                rows.extend((r.key, bytes(cid_of_key(r.key)), r.size, pack, r.off)
+                            for r in records)
+            return rows, ends
 
-        rows = await trio.to_thread.run_sync(scan)
-        await self._write(self._db.rebuild, rows, time.time())
+        rows, ends = await trio.to_thread.run_sync(scan)
+        await self._write(self._db.rebuild, rows, time.time(), ends)
         legacy = self._datastore / "pins.json"
         if legacy.exists():
             import json
@@ -270,14 +303,68 @@ class TieredStore:
                     log.error("old pin not imported: its DAG is incomplete", cid=text,
                               error=str(exc))
             os.replace(legacy, legacy.with_name("pins.json.imported"))
-        log.info("block index built from the block files", blocks=len(rows))
+        log.info("block index built from the block files and packs", blocks=len(rows),
+                 packs=len(ends))
+
+    async def _recover_packs(self) -> None:
+        """Before any append. Records past a pack's committed end were appended but never
+        acknowledged (a crash came before their rows): each whole and valid one is indexed
+        (its copy is dead bytes if the block has a row already), and the pack is cut after
+        the last of them, so a torn tail never sits before new records. A pack file the
+        index does not know is either the newest, rolled just before a crash (recovered the
+        same way), or one compaction emptied (removed, as are those marked emptied)."""
+        known = self._db.packs()
+        present = await trio.to_thread.run_sync(self._packs.ids)
+        newest_known = max(known, default=0)
+        gone = [p for p, (end, _) in known.items() if end < 0]
+        for pack in present:
+            end = known.get(pack, (0, 0))[0]
+            if end < 0 or (pack not in known and pack < newest_known):
+                await trio.to_thread.run_sync(self._packs.unlink, pack)
+                gone.append(pack)
+                continue
+            size = self._packs.size(pack) or 0
+            if size > end:
+                records, valid = await trio.to_thread.run_sync(self._packs.scan, pack, end)
+                if valid < size:
+                    await trio.to_thread.run_sync(self._packs.truncate, pack, valid)
+                    log.warning("torn tail of a pack cut (never acknowledged)", pack=pack,
+                                bytes=size - valid)
+                now = time.time()
+                if records:
+                    await self._write(self._db.add_missing, [
+                        (r.key, bytes(cid_of_key(r.key)), r.size, now, pack, r.off)
+                        for r in records])
+                    log.info("unacknowledged records of a pack indexed", pack=pack,
+                             records=len(records))
+                size = valid
+            if size < end:  # (sync off) acknowledged records lost with the power
+                # Their rows go before appends reuse those offsets: a read of such a row
+                # would find another block's bytes there and quarantine them.
+                lost = self._db.pack_keys_past(pack, size)
+                if lost:
+                    await self._drop(lost)
+                    log.warning("blocks lost from a pack's unsynced tail forgotten (sync is "
+                                "off)", pack=pack, blocks=len(lost), bytes=end - size)
+            if size != end:  # grown as above, or (sync off) the index ran ahead of the file
+                await self._write(self._db.set_pack_end, pack, size)
+        if gone:
+            if self.config.sync:
+                await trio.to_thread.run_sync(fsync_dir, self._packs.root)
+            await self._write(self._db.forget_packs, gone)
+        kept = [p for p in present if p not in gone]
+        newest = max([newest_known, *present])
+        if kept and kept[-1] == newest:
+            self._packs.set_active(newest, self._packs.size(newest) or 0)
+        elif newest:
+            self._packs.set_active(newest, None)  # the next append starts a new pack
 
     async def reconcile(self) -> int:
         """Index block files the index lacks (a crash between a file's write and its row)
         and forget rows whose files are gone; runs in the background after an unclean stop,
         so a start never waits for it. Returns how many files were indexed."""
         added = 0
-        batch: list[tuple[bytes, bytes, int, float]] = []
+        batch: list[Row] = []
         now = time.time()
         scan = self._disk.scan()
         while True:
@@ -286,7 +373,7 @@ class TieredStore:
                 # A remote row whose file is back (its unlink was not durable) is local again.
                 if key not in self._inflight and (not self._db.exists(key)
                                                   or self._db.is_remote(key)):
-                    batch.append((key, bytes(cid_of_key(key)), size, now))
+                    batch.append((key, bytes(cid_of_key(key)), size, now, None, 0))
             if batch:
                 added += await self._index_strays(batch)
                 batch = []
@@ -296,8 +383,8 @@ class TieredStore:
         after = b""
         while page := self._db.page(after, local=True):
             after = page[-1][0]
-            gone = await trio.to_thread.run_sync(self._missing_files, [k for k, _ in page])
-            gone = [k for k in gone if k not in self._inflight and self._db.local_size(k)]
+            gone = await trio.to_thread.run_sync(self._missing_files, page)
+            gone = [k for k in gone if k not in self._inflight and self._same_place(k, page)]
             if gone:
                 await self._drop(gone)
                 dropped += len(gone)
@@ -306,7 +393,7 @@ class TieredStore:
                      added=added, dropped=dropped)
         return added
 
-    async def _index_strays(self, rows: list[tuple[bytes, bytes, int, float]]) -> int:
+    async def _index_strays(self, rows: list[Row]) -> int:
         """Index files found without a local row; each is claimed (as a put claims its block)
         and seen to still exist first, so an eviction or a GC under way cannot race it."""
         events = {}
@@ -314,7 +401,7 @@ class TieredStore:
             if row[0] not in self._inflight:
                 self._inflight[row[0]] = events[row[0]] = trio.Event()
         try:
-            def still_there() -> list[tuple[bytes, bytes, int, float]]:
+            def still_there() -> list[Row]:
                 return [r for r in rows if r[0] in events and self._disk.path_for(r[0]).exists()]
 
             present = await trio.to_thread.run_sync(still_there)
@@ -324,8 +411,26 @@ class TieredStore:
                 del self._inflight[key]
                 event.set()
 
-    def _missing_files(self, keys: list[bytes]) -> list[bytes]:
-        return [k for k in keys if not self._disk.path_for(k).exists()]
+    def _missing_files(self, page: list[tuple[bytes, BlockMeta]]) -> list[bytes]:
+        """Keys whose block file is gone, or whose pack is gone or too short to hold it."""
+        sizes: dict[int, int] = {}
+        out = []
+        for key, meta in page:
+            if meta.pack is None:
+                if not self._disk.path_for(key).exists():
+                    out.append(key)
+                continue
+            if meta.pack not in sizes:
+                sizes[meta.pack] = self._packs.size(meta.pack) or 0
+            if sizes[meta.pack] < meta.off + meta.size:
+                out.append(key)
+        return out
+
+    def _same_place(self, key: bytes, page: list[tuple[bytes, BlockMeta]]) -> bool:
+        """Still local where ``page`` saw it (compaction may have moved it since)."""
+        now = self._db.get(key)
+        was = next(m for k, m in page if k == key)
+        return now is not None and not now.remote and (now.pack, now.off) == (was.pack, was.off)
 
     async def close(self) -> None:
         """Flush, checkpoint and mark a clean shutdown. Safe to call twice."""
@@ -356,6 +461,7 @@ class TieredStore:
                 async with self._db_lock:
                     self._db_handle.close()
                     self._db_handle = None
+            self._packs.close()
         log.info("store closed")
 
     def _mark_clean(self) -> None:
@@ -515,18 +621,27 @@ class TieredStore:
                         "or in use; unpin data, or raise storage.max_size"
                     )
 
-            def verify_and_write() -> None:
+            def verify_and_write() -> tuple[int | None, int]:
                 if not hashed:
                     verify(cid, data)
+                if len(data) <= self.config.pack_threshold:
+                    pack, (off,) = self._packs.append([(key, data)])
+                    return pack, off
                 self._disk.write(key, data)
+                return None, 0
 
             async with self._threads:
                 try:
-                    await trio.to_thread.run_sync(verify_and_write)
+                    pack, off = await trio.to_thread.run_sync(verify_and_write)
                 except OSError as exc:
                     raise self._os_error(exc, f"cannot write block {cid}") from exc
-            with trio.CancelScope(shield=True):  # the file is there: its row must follow
-                await self._commit_put((key, bytes(cid), len(data), time.time()))
+            try:
+                with trio.CancelScope(shield=True):  # the bytes are there: the row follows
+                    await self._commit_put((key, bytes(cid), len(data), time.time(), pack,
+                                            off))
+            finally:
+                if pack is not None:
+                    self._packs.settle(pack)
             heat = self._touch(key, BlockMeta(_text(cid), len(data), 0.0, 0.0))
             self._memory.put(key, data, heat=heat)
             for listener in self._listeners:
@@ -586,11 +701,27 @@ class TieredStore:
                         "or in use; unpin data, or raise storage.max_size"
                     )
 
+            places: dict[bytes, tuple[int | None, int]] = {}
+
             def verify_and_write() -> None:
                 if not hashed:
                     for cid, data in todo.values():
                         verify(cid, data)
-                self._disk.write_many([(key, data) for key, (_, data) in todo.items()])
+                small = [(key, data) for key, (_, data) in todo.items()
+                         if len(data) <= self.config.pack_threshold]
+                big = [(key, data) for key, (_, data) in todo.items()
+                       if len(data) > self.config.pack_threshold]
+                if small:  # one write and one fsync for all of them
+                    pack, offs = self._packs.append(small)
+                    places.update((key, (pack, off)) for (key, _), off in zip(small, offs,
+                                                                               strict=True))
+                if big:
+                    try:
+                        self._disk.write_many(big)
+                    except BaseException:
+                        if small:
+                            self._packs.settle(pack)  # those records are dead bytes
+                        raise
 
             async with self._threads:
                 try:
@@ -598,9 +729,14 @@ class TieredStore:
                 except OSError as exc:
                     raise self._os_error(exc, f"cannot write {len(todo)} blocks") from exc
             now = time.time()
-            with trio.CancelScope(shield=True):  # the files are there: their rows must follow
-                await self._commit_rows([(key, bytes(cid), len(data), now)
-                                         for key, (cid, data) in todo.items()])
+            try:
+                with trio.CancelScope(shield=True):  # the bytes are there: the rows follow
+                    await self._commit_rows([(key, bytes(cid), len(data), now,
+                                              *places.get(key, (None, 0)))
+                                             for key, (cid, data) in todo.items()])
+            finally:
+                for pack in {p for p, _ in places.values() if p is not None}:
+                    self._packs.settle(pack)
             for key, (cid, data) in todo.items():
                 heat = self._touch(key, BlockMeta(_text(cid), len(data), 0.0, 0.0))
                 self._memory.put(key, data, heat=heat)
@@ -612,7 +748,7 @@ class TieredStore:
                 del self._inflight[key]
                 event.set()
 
-    async def _commit_rows(self, rows: list[tuple[bytes, bytes, int, float]]) -> None:
+    async def _commit_rows(self, rows: list[Row]) -> None:
         """Index a batch in one transaction; if that fails, its files must not linger."""
         async with self._db_lock:
             try:
@@ -621,12 +757,12 @@ class TieredStore:
                 error = storage_error(exc, "cannot index the blocks", self.root)
             else:
                 return
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # a packed one's record is dead bytes
             await trio.to_thread.run_sync(
-                lambda: [self._disk.delete(row[0]) for row in rows])
+                lambda: [self._disk.delete(row[0]) for row in rows if row[4] is None])
         raise error
 
-    async def _commit_put(self, row: tuple[bytes, bytes, int, float]) -> None:
+    async def _commit_put(self, row: Row) -> None:
         """Group commit: the first put to get the writer commits every row queued by then."""
         batch = self._batch
         batch.rows.append(row)
@@ -640,8 +776,9 @@ class TieredStore:
                 finally:
                     batch.done = True
         if batch.error is not None:
-            with contextlib.suppress(OSError):  # not indexed: its file must not linger
-                await trio.to_thread.run_sync(self._disk.delete, row[0])
+            if row[4] is None:
+                with contextlib.suppress(OSError):  # not indexed: its file must not linger
+                    await trio.to_thread.run_sync(self._disk.delete, row[0])
             raise batch.error
 
     async def _settled(self, cid: CidLike) -> tuple[CID, bytes, BlockMeta | None]:
@@ -690,12 +827,12 @@ class TieredStore:
             if data is not None:
                 self._note_held(key)
                 self._touch(key, None)
-                return PendingRead(self, cid, key, data, self._removals)
+                return PendingRead(self, cid, key, data, None, self._removals)
         meta = self._meta(key)
         if meta is None or meta.remote:
             return None
         data = self._memory.get(key)
-        pending = PendingRead(self, cid, key, data, self._removals)
+        pending = PendingRead(self, cid, key, data, meta, self._removals)
         if data is None:
             try:
                 self._threads.acquire_on_behalf_of_nowait(pending)
@@ -708,7 +845,7 @@ class TieredStore:
                 with contextlib.suppress(trio.RunFinishedError):
                     token.run_sync_soon(pending._arrived, outcome)
 
-            trio.lowlevel.start_thread_soon(partial(self._disk.read_verified, key), deliver)
+            trio.lowlevel.start_thread_soon(partial(self._read_local, key, meta), deliver)
         self._note_held(key)
         self._touch(key, meta)
         return pending
@@ -723,18 +860,18 @@ class TieredStore:
             return await self._get_remote(cid, key, removals)
         self._disk_stats.lookups += 1
         async with self._threads:
-            data, corrupt = await trio.to_thread.run_sync(self._disk.read_verified, key)
-        return await self._read_done(cid, key, data, corrupt, removals)
+            data, corrupt = await trio.to_thread.run_sync(self._read_local, key, meta)
+        return await self._read_done(cid, key, meta, data, corrupt, removals)
 
-    async def _read_done(self, cid: CID, key: bytes, data: bytes | None, corrupt: bool,
-                         removals: int) -> bytes:
-        """After a disk read begun when ``_removals`` was ``removals``: a block gone or
-        corrupt is dropped from the index (and then missing), an intact one offered to the
-        memory tier if still here."""
+    async def _read_done(self, cid: CID, key: bytes, meta: BlockMeta, data: bytes | None,
+                         corrupt: bool, removals: int) -> bytes:
+        """After a disk read begun when ``_removals`` was ``removals``: a block compaction
+        moved meanwhile is read where it is now; one gone or corrupt is dropped from the
+        index (and then missing); an intact one offered to the memory tier if still here."""
+        now: BlockMeta | None = meta
         if data is None:
-            if key in self._inflight:
-                await self._wait_inflight(key)
-            now = self._db.get(key)
+            data, corrupt, now = await self._read_disk(key, meta, tried=(data, corrupt))
+        if data is None:
             if now is None:
                 raise BlockNotFoundError(str(cid))  # deleted while we read
             if now.remote:  # moved to the remote tier while we read
@@ -749,6 +886,52 @@ class TieredStore:
         self._disk_stats.hits += 1
         self._offer_memory(key, data, removals)
         return data
+
+    def _read_local(self, key: bytes, meta: BlockMeta) -> tuple[bytes | None, bool]:
+        """(bytes, False) if intact, (None, False) if missing, (None, True) if corrupt
+        (quarantined) — from the block's file or its pack record (worker thread)."""
+        if meta.pack is None:
+            return self._disk.read_verified(key)
+        data = self._packs.read(meta.pack, meta.off, meta.size)
+        if data is None:
+            return None, False
+        if hash_matches(key, data):
+            return data, False
+        self._quarantine_copy(key, data)
+        return None, True
+
+    def _quarantine_copy(self, key: bytes, data: bytes) -> None:
+        """A copy of a corrupt pack record for inspection (worker thread); the record itself
+        stays, dead once its row is dropped."""
+        with contextlib.suppress(OSError):
+            (self._disk.quarantine_dir / self._disk.path_for(key).name).write_bytes(data)
+
+    async def _read_disk(self, key: bytes, meta: BlockMeta,
+                         tried: tuple[bytes | None, bool] | None = None
+                         ) -> tuple[bytes | None, bool, BlockMeta | None]:
+        """Read a local block; if it is not where ``meta`` says, the row is read again (a
+        compaction may have moved it, a delete or an eviction taken it): (bytes, corrupt,
+        the row as it was when the read failed, else ``meta``). ``tried``: the outcome of a
+        first read already made at ``meta``."""
+        for _ in range(READ_RETRIES):
+            if tried is not None:
+                (data, corrupt), tried = tried, None
+            else:
+                async with self._threads:
+                    data, corrupt = await trio.to_thread.run_sync(self._read_local, key, meta)
+            if data is not None:
+                return data, False, meta
+            if key in self._inflight:
+                await self._wait_inflight(key)
+            now = self._db.get(key)
+            if (now is None or now.remote or corrupt
+                    or (now.pack, now.off) == (meta.pack, meta.off)):
+                return None, corrupt, now
+            meta = now  # moved: read it where it is now
+        # Still moving after every retry: the block is there, only not readable right now
+        # (reporting it missing would drop a good, maybe pinned, block).
+        raise StoreBusyError(f"block {meta.cid} moved while read {READ_RETRIES} times; "
+                             "try again")
 
     def _offer_memory(self, key: bytes, data: bytes, removals: int) -> None:
         """Offer a block read to the memory tier, unless it was removed (or is being removed)
@@ -837,16 +1020,18 @@ class TieredStore:
         try:
             gone = await self._write(self._db.delete_many, list(events),
                                      only_unpinned=only_unpinned)
-            for key, _ in gone:
+            for key, _, _ in gone:
                 self._memory.discard(key)
                 self._touched.pop(key, None)
-            async with self._threads:
-                await trio.to_thread.run_sync(self._disk.delete_many, [k for k, _ in gone])
+            files = [k for k, _, pack in gone if pack is None]  # packed: dead bytes now
+            if files:
+                async with self._threads:
+                    await trio.to_thread.run_sync(self._disk.delete_many, files)
         finally:
             for key, event in events.items():
                 del self._inflight[key]
                 event.set()
-        return gone
+        return [(k, size) for k, size, _ in gone]
 
     async def __aiter__(self) -> AsyncIterator[CID]:
         after = b""
@@ -1071,11 +1256,15 @@ class TieredStore:
                 if pin.mode == "recursive" and cid.codec.code == DAG_PB:
                     stack.extend(self.links(cid, await self._read(cid, key, meta)))
                 continue  # held by the remote tier: not re-hashed here
-            async with self._threads:
-                data, corrupt = await trio.to_thread.run_sync(self._disk.read_verified, key)
+            try:
+                data, corrupt, now = await self._read_disk(key, meta)
+            except StoreBusyError as exc:
+                bad.append((str(cid), str(exc)))  # not dropped: it is there
+                continue
             if data is None:
                 bad.append((str(cid), "corrupt (quarantined)" if corrupt else "missing"))
-                await self._drop([key])
+                if now is not None and not now.remote:
+                    await self._drop([key])
                 continue
             if pin.mode == "recursive":
                 try:
@@ -1089,7 +1278,114 @@ class TieredStore:
     async def gc(self, *, full: bool = False) -> GcResult:
         """Remove unpinned blocks, coldest first, down to the watermark (or all, with full)."""
         target = 0 if full else int(self.config.max_size * self.config.gc_watermark)
-        return await self._collect(target, full=full)
+        result = await self._collect(target, full=full)
+        await self._compact(result)  # _gc_lock taken a slice at a time
+        return result
+
+    async def _compact(self, result: GcResult) -> None:
+        """Rewrite packs whose live bytes fell below ``COMPACT_LIVE`` of them: their live
+        records are copied to the active pack (fsynced), the new places committed in one
+        transaction a slice, and the emptied pack unlinked. A reader that holds an old
+        place still reads it (its descriptor stays open) or reads the row again."""
+        async with self._gc_lock:
+            packs = self._db.packs()
+            end, live = packs.get(self._packs.active, (0, 0))
+            if end and (not live or (end >= COMPACT_MIN and live < end * COMPACT_LIVE)):
+                await trio.to_thread.run_sync(self._packs.roll)  # so the active one may go
+        started = time.time()
+        for pack, (end, live) in sorted(packs.items()):
+            if end < 0 or self._packs.busy(pack) or (end and live >= end * COMPACT_LIVE):
+                continue
+            try:
+                await self._compact_pack(pack, end, result)
+            except StoreError as exc:
+                result.errors.append(f"compaction of pack {pack}: {exc}")
+                log.error("pack compaction failed; tried again at the next GC", pack=pack,
+                          error=str(exc))
+        if result.packs_removed:
+            log.info("packs compacted", moved=result.moved, removed=result.packs_removed,
+                     reclaimed=result.reclaimed, seconds=round(time.time() - started, 2))
+
+    async def _compact_pack(self, pack: int, end: int, result: GcResult) -> None:
+        """Slice by slice, each under ``_gc_lock`` (a put over budget collects between
+        two slices instead of waiting for the whole pass); another GC may have emptied the
+        pack meanwhile."""
+        after = -1
+        skipped = False
+        while True:
+            async with self._gc_lock:
+                if self._pack_gone(pack):
+                    return  # emptied by another GC meanwhile
+                rows = self._db.pack_rows(pack, after, COMPACT_ROWS)
+                if not rows:
+                    break
+                rows = _bounded(rows, COMPACT_BYTES)  # held in memory: 64 MiB at 64 KiB
+                after = rows[-1][1]
+                todo = [r for r in rows if r[0] not in self._inflight]
+                skipped |= len(todo) < len(rows)
+                await self._compact_slice(pack, todo, result)
+            await trio.sleep(0)
+        if skipped:
+            return  # a block being put or deleted: the next GC finishes this pack
+        async with self._gc_lock:
+            if not self._pack_gone(pack) and await self._write(self._db.drop_pack, pack):
+                await trio.to_thread.run_sync(self._packs.unlink, pack)
+                result.packs_removed += 1
+                result.reclaimed += end
+
+    def _pack_gone(self, pack: int) -> bool:
+        end = self._db.pack_end(pack)
+        return end is None or end < 0
+
+    async def _compact_slice(self, pack: int, todo: list[tuple[bytes, int, int]],
+                             result: GcResult) -> None:
+        """Copy ``todo`` (key, offset, size) of ``pack`` to the active pack, commit the
+        moves; records unreadable or corrupt are dropped (``_gc_lock`` held)."""
+
+        def copy(todo: list[tuple[bytes, int, int]] = todo) -> tuple[
+                int | None, list[tuple[bytes, int, int, int, int, int]],
+                dict[bytes, bool]]:
+            items, bad = [], {}  # bad: key -> corrupt (else missing)
+            for key, off, size in todo:
+                data = self._packs.read(pack, off, size)
+                if data is None:
+                    bad[key] = False  # the pack is gone or too short
+                elif not hash_matches(key, data):
+                    self._quarantine_copy(key, data)
+                    bad[key] = True
+                else:
+                    items.append((key, off, data))
+            if not items:
+                return None, [], bad
+            # fsynced whatever [storage] sync says: the old pack, durable, goes next
+            new, offs = self._packs.append([(k, d) for k, _, d in items], durable=True)
+            return new, [(k, len(d), pack, o, new, n)
+                         for (k, o, d), n in zip(items, offs, strict=True)], bad
+
+        async with self._threads:
+            try:
+                new, moves, bad = await trio.to_thread.run_sync(copy)
+            except OSError as exc:
+                raise self._os_error(exc, f"cannot compact pack {pack}") from exc
+        try:
+            if moves:
+                with trio.CancelScope(shield=True):  # copies fsynced: commit them
+                    result.moved += await self._write(self._db.move, moves)
+        finally:
+            if new is not None:
+                self._packs.settle(new)
+        if bad:  # checked again by key: a row may have changed since
+            gone = [k for k in bad if (m := self._db.get(k)) is not None and m.pack == pack]
+            corrupt = sum(bad[k] for k in gone)
+            if corrupt:
+                log.error("corrupt packed blocks found by compaction; quarantined and "
+                          "dropped", pack=pack, blocks=corrupt,
+                          path=str(self._disk.quarantine_dir))
+            if len(gone) > corrupt:
+                log.error("packed blocks missing (pack file gone or cut short) found by "
+                          "compaction; dropped", pack=pack, blocks=len(gone) - corrupt)
+            if gone:
+                await self._drop(gone)
 
     async def _collect(self, target: int, *, full: bool = False) -> GcResult:
         """In slices: each page of candidates is re-checked (not written to, not held, not
@@ -1160,7 +1456,8 @@ class TieredStore:
                         if not moved:
                             continue
                         self._memory.discard(key)
-                        await trio.to_thread.run_sync(self._disk.delete, key)
+                        if moved is True:  # its own file; a packed record is dead bytes now
+                            await trio.to_thread.run_sync(self._disk.delete, key)
                     finally:
                         del self._inflight[key]
                         event.set()
@@ -1179,11 +1476,14 @@ class TieredStore:
             for key, meta in page:
                 if key in self._inflight:
                     continue
-                async with self._threads:
-                    data, corrupt = await trio.to_thread.run_sync(self._disk.read_verified,
-                                                                  key)
+                try:
+                    data, corrupt, now = await self._read_disk(key, meta)
+                except StoreBusyError:
+                    log.warning("verify: block kept moving while read; skipped", cid=meta.cid)
+                    continue
                 result.checked += 1
-                if data is None and key not in self._inflight and self._db.local_size(key):
+                if data is None and key not in self._inflight and now is not None \
+                        and not now.remote:
                     (result.corrupt if corrupt else result.missing).append(meta.cid)
                     await self._drop([key])
                     log.error("verify: block bad", cid=meta.cid, corrupt=corrupt)
@@ -1198,9 +1498,11 @@ class TieredStore:
                          lookups=self._disk_stats.lookups)
         far = TierStats(blocks=c.remote_blocks, bytes=c.remote_bytes,
                         hits=self._remote_stats.hits, lookups=self._remote_stats.lookups)
+        packs, pack_bytes, pack_live = self._db.pack_totals()
         return StoreStats(memory=memory, disk=disk, remote=far, max_size=self.config.max_size,
                           memory_budget=self.config.memory_size, pins=c.pins,
-                          pinned_blocks=c.pinned_blocks)
+                          pinned_blocks=c.pinned_blocks, packs=packs, pack_bytes=pack_bytes,
+                          pack_dead_bytes=pack_bytes - pack_live)
 
     def heat(self, cid: CidLike) -> float:
         return self._heat_of(key_of(to_cid(cid)))
@@ -1255,10 +1557,11 @@ class PendingRead:
     whose file is gone."""
 
     def __init__(self, store: TieredStore, cid: CID, key: bytes, data: bytes | None,
-                 removals: int) -> None:
+                 meta: BlockMeta | None, removals: int) -> None:
         self._store = store
         self._cid = cid
         self._key = key
+        self._meta = meta  # where a disk read looks (None: ``data`` is the block)
         self._removals = removals  # the store's count of removals when the read began
         self._data = data  # a memory-tier hit is ready at once
         self._outcome: Any = None
@@ -1281,8 +1584,9 @@ class PendingRead:
         """Drop and log a block the read found bad; keep the answer for ``result``."""
         assert self._settled is not None
         try:
-            self._data = await self._store._read_done(self._cid, self._key, None, corrupt,
-                                                      self._removals)
+            assert self._meta is not None
+            self._data = await self._store._read_done(self._cid, self._key, self._meta, None,
+                                                      corrupt, self._removals)
         except BlockNotFoundError as exc:
             self._error = exc
         except Exception as exc:  # nobody may be awaiting: logged here
@@ -1306,7 +1610,8 @@ class PendingRead:
             assert self._data is not None
             return self._data
         data, corrupt = self._outcome.unwrap()
-        return await self._store._read_done(self._cid, self._key, data, corrupt,
+        assert self._meta is not None
+        return await self._store._read_done(self._cid, self._key, self._meta, data, corrupt,
                                             self._removals)
 
 
@@ -1323,6 +1628,17 @@ def _take(it: Iterator[T], n: int) -> list[T]:
         if len(out) >= n:
             break
     return out
+
+
+def _bounded(rows: list[tuple[bytes, int, int]], limit: int) -> list[tuple[bytes, int, int]]:
+    """The first of ``rows`` (key, offset, size) whose sizes add up to ``limit`` (one at
+    least)."""
+    total = 0
+    for n, (_, _, size) in enumerate(rows):
+        total += size
+        if total > limit and n:
+            return rows[:n]
+    return rows
 
 
 def _take_page(pages: Iterator[T]) -> T | None:

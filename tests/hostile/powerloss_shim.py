@@ -28,12 +28,21 @@ The ``-shm`` file is not recorded: SQLite never fsyncs it and rebuilds it from t
 the first connection opens (it comes back empty). What the model trusts and does not test:
 SQLite's own write ordering inside a commit or checkpoint (torn WAL frames, partial
 checkpoints), which its checksums and its own test suite cover.
+
+Pack files (``blocks/packs/*.pack``, storage/packs.py) are only ever appended to, so a power
+cut may also keep *part* of what was appended after their last fsync: the disk may have
+written some of those pages, or grown the file without writing its data (zeros). Given the
+killed repo (``live``), ``rebuild`` models that for each pack: after its last fsynced bytes
+it appends a random prefix of the bytes appended since, and zeroes the end of that prefix
+one time in three. The store must cut such a torn tail at start (or index the whole records
+in it, which were never acknowledged) and never serve it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import sqlite3
 import stat
@@ -213,8 +222,27 @@ def install(repo: Path, shadow: Path) -> None:
     os.rename = renaming(os.rename)
 
 
-def rebuild(shadow: Path, target: Path) -> dict[str, int]:
-    """Build ``target`` from the durable state recorded in ``shadow``; counts of what was kept."""
+def _torn_tail(durable: Path, live: Path, rng: random.Random) -> bytes:
+    """Part of what was appended to a pack after its last fsync, maybe partly zeroed."""
+    try:
+        now = live.read_bytes()
+    except OSError:
+        return b""
+    before = durable.stat().st_size
+    if len(now) <= before or now[:before] != durable.read_bytes():
+        return b""  # not an append of the durable bytes (truncated or rewritten since)
+    tail = now[before:before + rng.randint(0, len(now) - before)]
+    if tail and rng.random() < 1 / 3:
+        keep = rng.randint(0, len(tail) - 1)
+        tail = tail[:keep] + bytes(len(tail) - keep)
+    return tail
+
+
+def rebuild(shadow: Path, target: Path, live: Path | None = None,
+            seed: int | None = None) -> dict[str, int]:
+    """Build ``target`` from the durable state recorded in ``shadow``; counts of what was kept.
+    With ``live`` (the repo as the killed process left it), pack files also keep a torn part
+    of their unsynced appends (see the module docstring)."""
     files: dict[int, tuple[int, str]] = {}
     dirs: dict[int, tuple[int, dict[str, list[Any]]]] = {}
     links: list[dict[str, Any]] = []  # names made durable by a SQLite commit
@@ -238,20 +266,28 @@ def rebuild(shadow: Path, target: Path) -> dict[str, int]:
         seq, entries = dirs.get(link["dir"], (0, {}))
         if link["seq"] > seq:
             dirs[link["dir"]] = (seq, {**entries, link["name"]: [link["id"], False]})
-    counts = {"files": 0, "empty_files": 0, "dirs": 0}
+    counts = {"files": 0, "empty_files": 0, "dirs": 0, "torn_tails": 0}
+    rng = random.Random(seed)
 
-    def build(ident: int, path: Path) -> None:
+    def build(ident: int, path: Path, rel: Path) -> None:
         path.mkdir()
         counts["dirs"] += 1
         for name, (child, is_dir) in dirs.get(ident, (0, {}))[1].items():
             if is_dir:
-                build(child, path / name)
-            elif child in files:
+                build(child, path / name, rel / name)
+                continue
+            if child in files:
                 shutil.copyfile(shadow / OBJECTS / files[child][1], path / name)
                 counts["files"] += 1
             else:
                 (path / name).touch()  # its name is durable, none of its bytes
                 counts["empty_files"] += 1
+            if live is not None and name.endswith(".pack"):
+                tail = _torn_tail(path / name, live / rel / name, rng)
+                if tail:
+                    with open(path / name, "ab") as f:
+                        f.write(tail)
+                    counts["torn_tails"] += 1
 
-    build(root, target)
+    build(root, target, Path())
     return counts

@@ -383,11 +383,13 @@ async def test_disk_errors_and_evicted_blocks_never_end_bitswap(
     good, bad, odd, evicted, late = (os.urandom(5000) for _ in range(5))
     cid = {name: _raw_block(data) for name, data in
            (("good", good), ("bad", bad), ("odd", odd), ("evicted", evicted), ("late", late))}
-    store = await TieredStore.open(tmp_path / "repo", StoreConfig(parquet_export=False))
+    # One file a block (no pack files): the read and write errors are DiskTier's.
+    config = StoreConfig(parquet_export=False, pack_threshold=0)
+    store = await TieredStore.open(tmp_path / "repo", config)
     for name, data in (("good", good), ("bad", bad), ("odd", odd), ("evicted", evicted)):
         await store.put(cid[name], data)
     await store.close()  # reopened: the memory tier is empty, reads go to the disk tier
-    store = await TieredStore.open(tmp_path / "repo", StoreConfig(parquet_export=False))
+    store = await TieredStore.open(tmp_path / "repo", config)
     disk = store._disk
     real_read, key_bad, key_odd = disk.read, bytes(cid["bad"].digest), bytes(cid["odd"].digest)
 

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 import trio
+from blockfiles import blocks_on_disk
 from helpers import kill_after_acks
 from multiformats import CID
 
 from ipfs_kit_node.storage import StoreConfig, TieredStore
-from ipfs_kit_node.storage.disk import DiskTier
 
 WRITER = Path(__file__).with_name("crash_writer.py")
 CONFIG = StoreConfig(max_size=10**9, memory_size=10**6)  # GC never runs: nothing may vanish
@@ -29,7 +29,7 @@ WATCHDOG = 60.0  # seconds; a hung writer fails the test instead of hanging it
 
 
 def files_on_disk(root: Path) -> set[bytes]:
-    return {key for key, _ in DiskTier(root / "blocks").scan()}
+    return blocks_on_disk(root)  # block files and pack records (no GC runs here)
 
 
 def no_files_in(folder: Path) -> bool:

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from blockfiles import blocks_on_disk
 from dag import raw_block
 from helpers import small_tmpfs
 from multiformats import CID
 
 from ipfs_kit_node.storage import StoreConfig, StoreFullError, TieredStore
-from ipfs_kit_node.storage.disk import DiskTier
 
 CONFIG = StoreConfig(max_size=10**9, memory_size=64 * 1024, sync=True)
 BLOCK = 100 * 1024
@@ -34,7 +34,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def files_on_disk(root: Path) -> set[bytes]:
-    return {key for key, _ in DiskTier(root / "blocks").scan()}
+    return blocks_on_disk(root)  # block files and pack records (no GC runs here)
 
 
 def no_tmp_files(root: Path) -> bool:

@@ -9,6 +9,7 @@ while the other runs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from ipfs_kit_node.storage.blockdb import BlockDB
 from ipfs_kit_node.storage.index import export_parquet
 
 CONFIG = StoreConfig(max_size=100_000, memory_size=0, gc_watermark=0.5, parquet_export=False)
+FILES = dataclasses.replace(CONFIG, pack_threshold=0)  # one file a block: races on its unlink
 
 
 class Remote:
@@ -129,7 +131,7 @@ async def test_eviction_and_put_of_one_block_never_race(tmp_path: Path) -> None:
     """Eviction of X is deleting X's file (in a worker thread) when a put of X arrives: the
     put must wait, then store X again; never may the eviction delete the put's new file."""
     remote = Remote()
-    store, blocks = await pinned_store(tmp_path, remote)
+    store, blocks = await pinned_store(tmp_path, remote, config=FILES)
     disk = store._disk
     real_delete, real_write = disk.delete, disk.write
     deleting, release = threading.Event(), threading.Event()
@@ -174,7 +176,7 @@ async def test_read_during_eviction_falls_back_to_remote(tmp_path: Path) -> None
     """A get that found X on disk, then lost its file to eviction, fetches X remotely; it
     must not conclude X vanished (which would forget a pinned block)."""
     remote = Remote()
-    store, blocks = await pinned_store(tmp_path, remote)
+    store, blocks = await pinned_store(tmp_path, remote, config=FILES)
     disk = store._disk
     real_read = disk.read_verified
     reading, go = threading.Event(), threading.Event()

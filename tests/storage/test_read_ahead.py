@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from blockfiles import damage_block
 from dag import dagpb_block, raw_block
 from multiformats import CID
 
@@ -97,15 +98,14 @@ async def test_corrupt_block_read_ahead_is_quarantined(tmp_path: Path) -> None:
                  if child.unixfs is None]
     # Corrupt the fifth leaf on disk: the walk yields the four before it, then fails.
     bad = leaf_cids[4]
-    path = DiskTier(tmp_path / "repo" / "blocks").path_for(bytes(bad.digest))
-    path.write_bytes(b"flipped" + path.read_bytes()[7:])
+    name = DiskTier(tmp_path / "repo" / "blocks").path_for(bytes(bad.digest)).name
+    damage_block(tmp_path / "repo", bytes(bad.digest), b"flipped")  # a pack record here
     got = bytearray()
     with pytest.raises(BlockNotFoundError):
         async for chunk in file_bytes(store, node, 0, len(content)):
             got += chunk
     assert bytes(got) == content[:4 * 8192]
-    assert not path.exists()
-    assert (tmp_path / "repo" / "blocks" / ".quarantine" / path.name).exists()
+    assert (tmp_path / "repo" / "blocks" / ".quarantine" / name).exists()
     assert not store.is_held(bad)
     await store.close()
 
@@ -208,8 +208,8 @@ async def test_corrupt_block_read_ahead_and_left_is_dropped(tmp_path: Path) -> N
     store = await TieredStore.open(tmp_path, DISK_ONLY)
     cid, data = raw_block(size=5000)
     await store.put(cid, data)
-    path = DiskTier(tmp_path / "blocks").path_for(bytes(cid.digest))
-    path.write_bytes(b"flipped" + path.read_bytes()[7:])
+    name = DiskTier(tmp_path / "blocks").path_for(bytes(cid.digest)).name
+    damage_block(tmp_path, bytes(cid.digest), b"flipped")  # a pack record here
     with structlog.testing.capture_logs() as logs:
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)
@@ -220,7 +220,7 @@ async def test_corrupt_block_read_ahead_and_left_is_dropped(tmp_path: Path) -> N
                 while store.is_local(cid) or store.is_held(cid):
                     await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
-    assert not path.exists()
+    assert (tmp_path / "blocks" / ".quarantine" / name).exists()
     assert [e for e in logs if e["event"].startswith("corrupt block quarantined")
             and e["cid"] == str(cid)], logs
     assert store.read_soon(cid) is None
@@ -247,8 +247,7 @@ async def test_a_block_removed_while_read_stays_out_of_memory(tmp_path: Path) ->
     assert await store.delete(cid)
     assert await pending.result() == data  # begun before the delete: its bytes
     assert key_of(cid) not in store._memory and store.read_soon(cid) is None
-    path = DiskTier(tmp_path / "blocks").path_for(bytes(bad.digest))
-    path.write_bytes(b"flipped" + path.read_bytes()[7:])
+    damage_block(tmp_path, bytes(bad.digest), b"flipped")  # a pack record here
 
     async def read_meanwhile() -> None:  # as a walk would, at every turn of the loop
         while True:

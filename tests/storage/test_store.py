@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 import trio
+from blockfiles import blocks_on_disk, damage_block
 from dag import dagpb_block, raw_block
 from multiformats import CID
 
@@ -22,6 +24,7 @@ from ipfs_kit_node.storage import (
 from ipfs_kit_node.storage.disk import DiskTier
 
 CONFIG = StoreConfig(max_size=10**7, memory_size=10**5, gc_watermark=0.5)
+FILES = dataclasses.replace(CONFIG, pack_threshold=0)  # one file a block, as before packs
 
 
 async def test_parquet_export_matches_the_index(tmp_path: Path) -> None:
@@ -38,6 +41,7 @@ async def test_parquet_export_matches_the_index(tmp_path: Path) -> None:
     assert set(rows) == {str(c) for c, _ in blocks}
     assert rows[str(blocks[0][0])]["pinned"] and not rows[str(blocks[1][0])]["pinned"]
     assert rows[str(blocks[3][0])]["size"] == 103
+    assert {r["pack"] for r in rows.values()} == {1}  # small blocks: all in the first pack
     assert table.schema.metadata[b"ipfs_kit_node.half_life"] == b"3600.0"
     await store.close()
 
@@ -47,7 +51,7 @@ async def open_store(root: Path, config: StoreConfig = CONFIG, **kw: object) -> 
 
 
 def files_on_disk(root: Path) -> set[bytes]:
-    return {key for key, _ in DiskTier(root / "blocks").scan()}
+    return blocks_on_disk(root)  # block files and pack records
 
 
 def no_tmp_files(root: Path) -> bool:
@@ -98,13 +102,13 @@ async def test_corrupt_file_is_quarantined_and_reported_missing(tmp_path: Path) 
     store = await open_store(tmp_path, config)
     cid, data = raw_block(size=5000)
     await store.put(cid, data)
-    path = DiskTier(tmp_path / "blocks").path_for(bytes(cid.digest))
-    path.write_bytes(b"flipped" + data[7:])
+    name = DiskTier(tmp_path / "blocks").path_for(bytes(cid.digest)).name
+    path = damage_block(tmp_path, bytes(cid.digest), b"flipped")  # a pack record here
     with pytest.raises(BlockNotFoundError):
         await store.get(cid)
     assert not await store.has(cid)
-    assert not path.exists()
-    assert (tmp_path / "blocks" / ".quarantine" / path.name).exists()
+    assert (tmp_path / "blocks" / ".quarantine" / name).exists()
+    assert path.suffix == ".pack"
     # A good copy can be stored again.
     await store.put(cid, data)
     assert await store.get(cid) == data
@@ -117,7 +121,7 @@ async def test_verify_rehashes_everything(tmp_path: Path) -> None:
     for cid, data in good:
         await store.put(cid, data)
     bad_cid = good[2][0]
-    DiskTier(tmp_path / "blocks").path_for(bytes(bad_cid.digest)).write_bytes(b"junk")
+    damage_block(tmp_path, bytes(bad_cid.digest), b"junk")
     result = await store.verify()
     assert result.checked == 5 and result.corrupt == [str(bad_cid)] and not result.ok
     assert len(store) == 4
@@ -159,7 +163,7 @@ async def test_damaged_index_is_rebuilt_from_disk(tmp_path: Path) -> None:
 
 
 async def test_unclean_start_reconciles_with_disk(tmp_path: Path) -> None:
-    store = await open_store(tmp_path)
+    store = await open_store(tmp_path, FILES)
     kept = [raw_block(size=200) for _ in range(4)]
     for cid, data in kept:
         await store.put(cid, data)
@@ -168,7 +172,7 @@ async def test_unclean_start_reconciles_with_disk(tmp_path: Path) -> None:
     (tmp_path / "blocks" / ".tmp" / "half-written.data.1.2").write_bytes(b"partial")
     DiskTier(tmp_path / "blocks").delete(bytes(kept[0][0].digest))
     assert not (tmp_path / "datastore" / "CLEAN").exists()
-    store2 = await open_store(tmp_path)
+    store2 = await open_store(tmp_path, FILES)
     assert no_tmp_files(tmp_path)
     await store2.reconcile()  # the daemon runs it in the background after an unclean stop
     assert len(store2) == 3 and not await store2.has(kept[0][0])
@@ -341,7 +345,7 @@ async def test_put_many_stores_a_key_another_put_claimed_then_failed(tmp_path: P
     disk writes are a monkeypatched DiskTier.write (no real disk fails on cue)."""
     import time
 
-    store = await open_store(tmp_path)
+    store = await open_store(tmp_path, FILES)
     (a, a_data), (b, b_data), (c, c_data) = (raw_block(size=100 + i) for i in range(3))
     real_write = store._disk.write
     failed: list[bytes] = []
@@ -438,7 +442,7 @@ async def test_failed_fsync_after_rename_leaves_no_orphan_file(tmp_path: Path,
 
     from ipfs_kit_node.storage import disk
 
-    store = await open_store(tmp_path)
+    store = await open_store(tmp_path, FILES)
     real = disk.fsync_dir
 
     def failing_fsync_dir(path: Path) -> None:

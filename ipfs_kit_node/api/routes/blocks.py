@@ -55,7 +55,9 @@ class BlockRoutes:
         result = await self.store.gc(full=request.flag("full"))
         return Response.json({"Removed": result.removed, "Freed": result.freed,
                               "EvictedToRemote": result.evicted_to_remote,
-                              "Remaining": result.remaining})
+                              "Remaining": result.remaining,
+                              "PacksRemoved": result.packs_removed,
+                              "PacksReclaimed": result.reclaimed})
 
     async def _repo_verify(self, request: Request) -> Response:
         result = await self.store.verify()
