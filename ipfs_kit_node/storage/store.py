@@ -188,6 +188,7 @@ class TieredStore:
         self._removals = 0
         self._holds: Counter[bytes] = Counter()  # keys held by pins and adds under way
         self._gc_lock = trio.Lock()
+        self._compacting = False  # a compaction started by a put over budget is under way
         self._export_lock = trio.Lock()  # one Parquet export at a time (see _export_parquet)
         self._pin_lock = trio.Lock()
         self._db_lock = trio.Lock()  # one write transaction at a time
@@ -615,6 +616,7 @@ class TieredStore:
         try:
             if self._used + len(data) > self.config.max_size:
                 await self._collect(self.config.max_size - len(data))
+                self._compact_soon()
                 if self._used + len(data) > self.config.max_size:
                     raise StoreFullError(
                         f"store full: {self._used} of {self.config.max_size} bytes are pinned "
@@ -695,6 +697,7 @@ class TieredStore:
             size = sum(len(data) for _, data in todo.values())
             if self._used + size > self.config.max_size:
                 await self._collect(self.config.max_size - size)
+                self._compact_soon()
                 if self._used + size > self.config.max_size:
                     raise StoreFullError(
                         f"store full: {self._used} of {self.config.max_size} bytes are pinned "
@@ -1281,6 +1284,26 @@ class TieredStore:
         result = await self._collect(target, full=full)
         await self._compact(result)  # _gc_lock taken a slice at a time
         return result
+
+    def _compact_soon(self) -> None:
+        """A put over budget deletes, and a deleted packed block's bytes stay until a
+        compaction: under churn the packs would grow past ``max_size`` until the next periodic
+        GC. Once their dead bytes pass a quarter of ``max_size``, one compaction starts in the
+        background (one at a time; it takes the GC lock a slice at a time, so puts go on)."""
+        if self._compacting or self._nursery is None:
+            return
+        _, end, live = self._db.pack_totals()
+        if end - live <= self.config.max_size // 4:
+            return
+        self._compacting = True
+
+        async def compact() -> None:
+            try:
+                await self._compact(GcResult())
+            finally:
+                self._compacting = False
+
+        self._nursery.start_soon(self._guarded, compact)
 
     async def _compact(self, result: GcResult) -> None:
         """Rewrite packs whose live bytes fell below ``COMPACT_LIVE`` of them: their live

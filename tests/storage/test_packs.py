@@ -517,3 +517,32 @@ async def test_put_over_budget_does_not_wait_for_a_whole_compaction(tmp_path: Pa
         assert store.is_local(big) and gc_result[0].packs_removed >= 1
     finally:
         await store.close()
+
+
+async def test_puts_over_budget_compact_in_the_background(tmp_path: Path) -> None:
+    """Puts over max_size delete; the packs' dead bytes must not pile up until the next
+    periodic GC (5 MB of 1,000-byte blocks through a 1 MB budget left 5.2 MB of packs)."""
+    config = dataclasses.replace(CONFIG, max_size=1_000_000, gc_watermark=0.9,
+                                 pack_size=256 * 1024, gc_period=3600.0)
+    store = await TieredStore.open(tmp_path, config)
+
+    def on_disk() -> int:
+        return sum(p.stat().st_size for p in pack_files(tmp_path))
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        peak = 0
+        for _ in range(5000):
+            cid, data = raw_block(size=1000)
+            await store.put(cid, data)
+            peak = max(peak, on_disk())
+        with trio.fail_after(30):  # the last compaction started may still be running
+            while store._compacting:
+                await trio.sleep(0.05)
+        stats = store.stats().as_dict()["disk"]
+        assert stats["bytes"] <= config.max_size
+        # Live bytes, plus dead ones up to a quarter of the budget before a compaction starts,
+        # plus what compaction leaves (packs over half live) and the active pack.
+        assert on_disk() <= 2 * config.max_size + config.pack_size, (on_disk(), stats)
+        assert peak <= 3 * config.max_size + 2 * config.pack_size, peak
+        nursery.cancel_scope.cancel()
