@@ -113,7 +113,10 @@ def cid_like(decoys: list[str], peer: str) -> st.SearchStrategy[str]:
 
 def arg_values(decoys: list[str], peer: str) -> st.SearchStrategy[str]:
     return st.one_of(
-        st.text(max_size=40), st.text(alphabet=st.characters(min_codepoint=0x80), max_size=20),
+        # codec="utf-8": with only a minimum, hypothesis also draws lone surrogates, which no
+        # client can send (httpx raised UnicodeEncodeError in the test, not the daemon).
+        st.text(max_size=40),
+        st.text(alphabet=st.characters(min_codepoint=0x80, codec="utf-8"), max_size=20),
         st.just(""), huge_text(), cid_like(decoys, peer), cid_like(decoys, peer),
         st.integers(-2**70, 2**70).map(str), st.floats().map(str),
         st.sampled_from(["true", "false", "1", "0", "yes", "nan", "inf", "-1", "1e308",
