@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from ._roles import ROLES
-from .errors import ApiError, ConfigError, IpfsKitError
+from .. import __version__
+from .._roles import ROLES
+from ..errors import ApiError, ConfigError, IpfsKitError
 
 if TYPE_CHECKING:  # config.py costs ~45 ms: client commands never load it
-    from .config import NodeConfig
+    from ..config import NodeConfig
 
 PROFILE_NAMES = ("unixfs-v0-2015", "unixfs-v1-2025")
 ClientFn = Callable[[argparse.Namespace, Any], int]
@@ -309,13 +309,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _repo_path(args: argparse.Namespace) -> Path:
-    from .repo import default_repo_path
+    from ..repo import default_repo_path
 
     return Path(args.repo) if args.repo else default_repo_path()
 
 
 def _effective_config(args: argparse.Namespace) -> NodeConfig:
-    from .config import Layer, load_config, parse_table
+    from ..config import Layer, load_config, parse_table
 
     flags: dict[str, Any] = {}
     if args.listen:
@@ -334,9 +334,9 @@ def _effective_config(args: argparse.Namespace) -> NodeConfig:
 def run_daemon(args: argparse.Namespace) -> int:
     import trio
 
-    from .logs import configure_logging, get_logger
-    from .node import Node
-    from .repo import Repo
+    from ..logs import configure_logging, get_logger
+    from ..node import Node
+    from ..repo import Repo
 
     config = _effective_config(args)
     configure_logging(config.log.level, config.log.format, config.log.libp2p_level)
@@ -392,7 +392,7 @@ def _single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 async def _serve_until_signal(node: Any) -> None:
     import trio
 
-    from .service import TaskStatus
+    from ..service import TaskStatus
 
     async def stop_on_signal(*, task_status: TaskStatus[None]) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -728,7 +728,7 @@ def _print_pin(doc: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def _import_params(args: argparse.Namespace) -> Any:
-    from .unixfs.importer import ImportParams
+    from ..unixfs.importer import ImportParams
 
     try:
         return ImportParams.kubo(
@@ -743,7 +743,7 @@ def _import_params(args: argparse.Namespace) -> Any:
 
 
 def _add_items(args: argparse.Namespace) -> Iterator[Any]:
-    from .unixfs.importer import import_named_stream, import_paths
+    from ..unixfs.importer import import_named_stream, import_paths
 
     params = _import_params(args)
     if not args.paths:  # as Kubo: no path reads stdin
@@ -760,14 +760,14 @@ def _add_items(args: argparse.Namespace) -> Iterator[Any]:
 def _cid_out(raw: bytes, args: argparse.Namespace) -> str:
     """A CID as ``add`` prints it: v0 in base58btc, v1 in base32; with ``--cid-base`` v0 is
     upgraded to v1 (as Kubo, unless ``--upgrade-cidv0-in-output=false``) and v1 in that base."""
-    from .cidtext import cid_text
+    from ..cidtext import cid_text
 
     if not args.cid_base:
         return cid_text(raw)
     v0 = len(raw) == 34 and raw[0] == 0x12
     if v0 and args.upgrade_cidv0_in_output is False:
         return cid_text(raw)
-    from .cid import cid_from_bytes
+    from ..cid import cid_from_bytes
 
     cid = cid_from_bytes(b"\x01\x70" + raw if v0 else raw)
     try:
@@ -780,7 +780,7 @@ def _report(item: Any, args: argparse.Namespace, roots: list[str], progress: _Pr
             lines: list[str] | None = None) -> None:
     """Progress as blocks go by; an entry's line printed now, or kept in ``lines`` to be
     printed once the daemon has acknowledged its blocks (a line is a promise they are stored)."""
-    from .unixfs.importer import Added, Block
+    from ..unixfs.importer import Added, Block
 
     if isinstance(item, Block):
         progress.advance(len(item.data))
@@ -854,8 +854,8 @@ def _add_only_hash(args: argparse.Namespace) -> int:
 
 @_client_command("add")
 def _add(args: argparse.Namespace, client: Any) -> int:
-    from .codecs.putmany import encode_frame, encode_frame_head
-    from .unixfs.importer import Block
+    from ..codecs.putmany import encode_frame, encode_frame_head
+    from ..unixfs.importer import Block
 
     roots: list[str] = []
     progress = _Progress(args.paths, args.progress)
@@ -1214,7 +1214,7 @@ def _cluster(args: argparse.Namespace, client: Any) -> int:
         else:
             args.output.write_text(text + "\n")
         return 0
-    from .roles.state import write_parquet
+    from ..roles.state import write_parquet
 
     for name, path in write_parquet(state, args.output or Path("cluster-state")).items():
         print(f"{name}: {path}")
@@ -1233,7 +1233,7 @@ def _config_show(args: argparse.Namespace) -> int:
 def run_client(args: argparse.Namespace) -> int:
     """A client command through the public Client (the same one Python users get), on the
     repo's unix socket."""
-    from .client import Client
+    from ..client import Client
 
     repo = _repo_path(args)
     # cat/get may wait for peers (Bitswap gives up after 60 s): give them longer than that.
