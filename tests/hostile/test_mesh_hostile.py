@@ -240,7 +240,10 @@ def test_a_full_disk_refuses_submissions_and_the_node_recovers(
         # A listed submitter's task on the topic: refused with a log line, the master lives.
         topic = "/ipfs-kit/default/tasks"
         assert wait_until(lambda: leecher.peer_id in master.cli("pubsub", "peers", topic).stdout,
-                          40)  # a liveness bound: a loaded CI machine took over 15 s once
+                          40), (  # a liveness bound: a loaded CI machine took over 15 s once
+            master.cli("pubsub", "peers", topic).stdout,
+            leecher.cli("pubsub", "peers", topic).stdout,
+            master.log()[-3000:], leecher.log()[-3000:])
         published = subprocess.run(
             [str(BIN), "pubsub", "pub", topic, "--repo", str(leecher.repo)],
             input=encode(Task("from-topic", "noop", params=dict(pad))), capture_output=True,

@@ -59,3 +59,43 @@ async def _run_host(host, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_
     async with host.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
         task_status.started()
         await trio.sleep_forever()
+
+
+async def test_a_subscription_made_while_a_peer_registers_reaches_it() -> None:
+    """py-libp2p builds a new peer's hello, writes it, and only then lists the peer: a topic
+    subscribed during that write was announced to nobody there. The hello write is held here
+    until the subscription is made, so the race happens every run."""
+    hosts = [build_host(create_new_key_pair(), ["/ip4/127.0.0.1/tcp/0"], ConnMgrSection())
+             for _ in range(2)]
+    a, b = (PubsubService(h) for h in hosts)
+    topic = "/ipfs-kit/test/late"
+    hello_held, release = trio.Event(), trio.Event()
+    open_stream = hosts[0].new_stream
+
+    async def held_stream(*args, **kwargs):  # type: ignore[no-untyped-def]
+        stream = await open_stream(*args, **kwargs)
+        write = stream.write
+
+        async def first_write(data: bytes) -> None:
+            stream.write = write  # type: ignore[method-assign]
+            hello_held.set()
+            await release.wait()
+            await write(data)
+
+        stream.write = first_write  # type: ignore[method-assign]
+        return stream
+
+    hosts[0].new_stream = held_stream  # type: ignore[method-assign]
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            for h in hosts:
+                await nursery.start(_run_host, h)
+            for s in (a, b):
+                await nursery.start(s.run)
+            await hosts[1].connect(PeerInfo(hosts[0].get_id(), hosts[0].get_addrs()))
+            await hello_held.wait()  # a's hello to b is built (no topic) and not yet sent
+            await a.pubsub.subscribe(topic)  # announced to a's peers: b is not one yet
+            release.set()
+            while hosts[0].get_id() not in b.topic_peers(topic):
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()

@@ -9,6 +9,7 @@ the node starts this service before anything dials (bootstrap, mDNS, the API).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -29,8 +30,14 @@ from ...service import TaskStatus
 
 log = get_logger(__name__)
 
+# The topics named in the hello packet the current task just built (one task registers one
+# peer at a time, so a context variable pairs each hello with its peer).
+_hello_topics: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "_hello_topics", default=None)
+
+
 class _Pubsub(Pubsub):
-    """py-libp2p 0.8.1's Pubsub with two fixes we measured a need for.
+    """py-libp2p 0.8.1's Pubsub with three fixes we measured a need for.
 
     - Writes to a peer's stream come from several tasks (publish, forward, gossip) with no
       lock; Yamux splits a large RPC into frames and yields between them, so two writers
@@ -38,6 +45,11 @@ class _Pubsub(Pubsub):
     - A malformed RPC from a peer raised protobuf's DecodeError out of the stream handler and
       took down the whole swarm (the node exited). Now the stream is reset, the peer dropped
       from pubsub, and the node keeps running.
+    - A subscription made while a new peer was being registered never reached that peer: its
+      hello packet was built before the subscription, and the announcement went to
+      ``self.peers``, which it joins only after the hello is written. That peer then never
+      listed us on the topic (seen in CI: a leecher missing from the master's topic peers).
+      Once the peer is registered, whatever changed since its hello is announced to it.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -49,6 +61,33 @@ class _Pubsub(Pubsub):
         lock = self._write_locks.setdefault(stream, trio.Lock())
         async with lock:
             return bool(await super().write_msg(stream, rpc_msg))
+
+    def get_hello_packet(self) -> rpc_pb2.RPC:
+        packet = super().get_hello_packet()
+        sent = _hello_topics.get()
+        if sent is not None:
+            sent.update(sub.topicid for sub in packet.subscriptions if sub.subscribe)
+        return packet
+
+    async def _handle_new_peer(self, peer_id: ID) -> None:
+        already = peer_id in self.peers
+        sent: set[str] = set()
+        token = _hello_topics.set(sent)
+        try:
+            await super()._handle_new_peer(peer_id)
+        finally:
+            _hello_topics.reset(token)
+        queue = self.peer_queues.get(peer_id)
+        if already or queue is None:
+            return
+        now = set(self.topic_ids)
+        if now == sent:
+            return
+        catch_up = rpc_pb2.RPC(subscriptions=[
+            rpc_pb2.RPC.SubOpts(subscribe=topic in now, topicid=topic)
+            for topic in sorted(now ^ sent)])
+        if not queue.push(catch_up):
+            log.warning("pubsub subscription catch-up dropped: queue full", peer=str(peer_id))
 
     async def continuously_read_stream(self, stream: INetStream) -> None:
         try:
