@@ -31,6 +31,7 @@ from ._sync import (
     _import_items,
     _Multipart,
     _Uploaded,
+    _waited,
     dag_put_args,
     dag_value,
     task_doc,
@@ -548,6 +549,17 @@ class AsyncTaskApi:
                                     body=json.dumps({"tasks": list(tasks)}).encode())
         return Submitted(tuple(answer["Accepted"]),
                          tuple((i, r) for i, r in answer["Refused"]))
+
+    async def run(self, handler: str, inputs: Sequence[str] = (),
+                  params: Mapping[str, Any] | None = None, *, priority: int = 0,
+                  timeout: float | None = None, wait: float = 3600.0) -> TaskInfo:
+        """Submit one task and wait for its outcome in one round trip (as ``Client``'s)."""
+        answer = await self._c.call(
+            "task/submit", {"wait": "true", "timeout": str(wait)},
+            body=json.dumps({"tasks": [task_doc(handler, inputs, params, priority,
+                                                timeout)]}).encode(),
+            timeout=wait + self._c.timeout)
+        return TaskInfo.from_json(_waited(answer))
 
     async def status(self, task_id: str) -> TaskInfo:
         return TaskInfo.from_json(await self._c.call("task/status", {"arg": task_id}))

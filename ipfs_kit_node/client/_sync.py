@@ -723,6 +723,21 @@ class TaskApi:
         return Submitted(tuple(answer["Accepted"]),
                          tuple((i, r) for i, r in answer["Refused"]))
 
+    def run(self, handler: str, inputs: Sequence[str] = (), params: Mapping[str, Any]
+            | None = None, *, priority: int = 0, timeout: float | None = None,
+            wait: float = 3600.0) -> TaskInfo:
+        """Submit one task and wait for its outcome in one round trip
+        (``task/submit?wait=true``). Still running after ``wait`` seconds: its ``final`` is
+        false. Refused, or forgotten before its outcome could be read: ApiError."""
+        from .types import TaskInfo
+
+        answer = self._c.call(
+            "task/submit", {"wait": "true", "timeout": str(wait)},
+            body=json.dumps({"tasks": [task_doc(handler, inputs, params, priority,
+                                                timeout)]}).encode(),
+            timeout=wait + self._c.timeout)
+        return TaskInfo.from_json(_waited(answer))
+
     def status(self, task_id: str) -> TaskInfo:
         from .types import TaskInfo
 
@@ -757,6 +772,16 @@ class TaskApi:
         if info.state != "done":
             raise TaskFailedError(task_id, info.state, info.error)
         return self._c.cat(info.output) if info.output else b""
+
+
+def _waited(answer: dict[str, Any]) -> dict[str, Any]:
+    """The one outcome in a ``task/submit?wait=true`` answer, or its reason as ApiError."""
+    if answer["Refused"]:
+        raise ApiError(f"task refused: {answer['Refused'][0][1]}", 400)
+    (doc,) = answer["Tasks"]
+    if doc.get("State") is None:
+        raise ApiError(f"task {doc['ID']} accepted but not waited on: {doc.get('Error')}", 503)
+    return dict(doc)
 
 
 def task_doc(handler: str, inputs: Sequence[str] | str = (), params: Mapping[str, Any]

@@ -9,10 +9,12 @@ import signal
 from pathlib import Path
 
 import pytest
+import trio
 from helpers import Mesh
 
-from ipfs_kit_node import Client
-from ipfs_kit_node.errors import TaskFailedError
+from ipfs_kit_node import AsyncClient, Client
+from ipfs_kit_node.client.types import TaskInfo
+from ipfs_kit_node.errors import ApiError, TaskFailedError
 
 
 def test_map_500_tasks_survives_a_worker_killed(mesh: Mesh) -> None:
@@ -39,6 +41,16 @@ def test_map_500_tasks_survives_a_worker_killed(mesh: Mesh) -> None:
         assert done == [upper]  # resolved once
     assert client.task.stats().get("done", 0) >= 501
 
+    # One task, submitted and waited on in one request (task/submit?wait=true).
+    info = client.task.run("upper", [cids[1]], wait=60)
+    assert info.state == "done" and client.cat(info.output or "") == texts[1].upper()
+
+    async def run_async() -> TaskInfo:
+        async with AsyncClient(repo=mesh.master.repo) as c:
+            return await c.task.run("sha256", [cids[2]], wait=60)
+
+    assert trio.run(run_async).state == "done"
+
 
 def test_cancel_a_queued_task(short_tmp: Path) -> None:
     from helpers import Daemon
@@ -52,6 +64,10 @@ def test_cancel_a_queued_task(short_tmp: Path) -> None:
             future.submitted.wait(10)
             assert future.cancel() and future.cancelled()
             assert client.task.status(future.task_id or "").state == "cancelled"
+        unfinished = client.task.run("sha256", [cid], wait=0.5)  # no worker: still queued
+        assert unfinished.state == "queued" and not unfinished.final
+        with pytest.raises(ApiError, match="timeout must be"):
+            client.task.run("sha256", [cid], wait=0.5, timeout=-1)
     finally:
         master.kill()
 
