@@ -24,7 +24,7 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -1123,7 +1123,9 @@ class TieredStore:
         if cid.codec.code != DAG_PB:
             return []
         try:
-            layout, _, _ = pbscan.split(data, cid)
+            # Split over a view: a leaf's Data (256 KiB) is then not copied just to be dropped
+            # (the copy was most of a 64 MiB add's pin walk).
+            layout, _, _ = pbscan.split(memoryview(data), cid)  # type: ignore[arg-type]
             assert layout is not None  # read to the end: no max_links
             out, pos = [], 0
             while pos < layout.links_end:
@@ -1133,10 +1135,12 @@ class TieredStore:
         except CodecError as exc:
             raise StoreError(str(exc)) from exc
 
-    async def _dag_keys(self, root: CID, recursive: bool, *, tolerant: bool = False
-                        ) -> list[bytes]:
+    async def _dag_keys(self, root: CID, recursive: bool, *, tolerant: bool = False,
+                        links: Mapping[bytes, Sequence[CID]] | None = None) -> list[bytes]:
         """Keys of the root and (recursively) every block it links to; all must be here
-        (``tolerant``: those that are)."""
+        (``tolerant``: those that are). ``links``: the children of dag-pb blocks whose bytes
+        the caller verified against their keys (an upload's), so those are not read back;
+        every block must still be in the index."""
         seen: dict[bytes, None] = {}
         stack = [root]
         steps = 0
@@ -1154,13 +1158,16 @@ class TieredStore:
                 ) if cid != root else BlockNotFoundError(str(cid))
             seen[key] = None
             if recursive and cid.codec.code == DAG_PB:
-                try:
-                    data = await self._read(cid, key, meta)
-                except BlockNotFoundError:
-                    if tolerant:
-                        continue
-                    raise
-                stack.extend(self.links(cid, data))
+                children = links.get(key) if links else None
+                if children is None:
+                    try:
+                        data = await self._read(cid, key, meta)
+                    except BlockNotFoundError:
+                        if tolerant:
+                            continue
+                        raise
+                    children = self.links(cid, data)
+                stack.extend(children)
             steps += 1
             if steps % 256 == 0:
                 await trio.lowlevel.checkpoint()
@@ -1171,13 +1178,15 @@ class TieredStore:
             return []
         return await self._dag_keys(cid, current.mode == "recursive", tolerant=True)
 
-    async def pin(self, cid: CidLike, recursive: bool = True, *, name: str = "") -> None:
+    async def pin(self, cid: CidLike, recursive: bool = True, *, name: str = "",
+                  links: Mapping[bytes, Sequence[CID]] | None = None) -> None:
         """Pin a block (direct) or a whole DAG (recursive); every block must be here.
-        Recorded (with its blocks' counts, in one transaction) before returning."""
+        Recorded (with its blocks' counts, in one transaction) before returning. ``links``
+        as for ``_dag_keys`` (an upload's verified nodes: the walk reads none back)."""
         self._check_open()
         cid = to_cid(cid)
         mode: PinMode = "recursive" if recursive else "direct"
-        keys = await self._dag_keys(cid, recursive)
+        keys = await self._dag_keys(cid, recursive, links=links)
         async with self._pin_lock:
             current = self._db.pin(_text(cid))
             if current is not None and (current.mode == mode or current.mode == "recursive"):

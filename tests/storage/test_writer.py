@@ -10,7 +10,7 @@ from dag import dagpb_block, raw_block
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipfs_kit_node.storage import HashMismatchError, StoreConfig, TieredStore
+from ipfs_kit_node.storage import BlockNotFoundError, HashMismatchError, StoreConfig, TieredStore
 from ipfs_kit_node.storage.frames import FrameDecoder, FrameError, encode_frame
 from ipfs_kit_node.storage.writer import block_writer
 
@@ -100,6 +100,33 @@ async def test_links_of_a_pin_walk(tmp_path: Path) -> None:
         await store.put(cid, body)
         await store.pin(cid)
         assert store.is_pinned(leaves[1][0])
+    await store.close()
+
+
+async def test_an_uploads_pin_walks_the_links_it_verified(tmp_path: Path) -> None:
+    """The writer notes each verified dag-pb node's children: the pin at the end of an upload
+    reads no block back, yet counts every block, and still refuses a DAG with one gone."""
+    store = await TieredStore.open(tmp_path, CONFIG)  # no memory tier: a read is a disk read
+    leaves = [dagpb_block([], data=b"\x08\x02\x12\x04" + os.urandom(4), version=0)
+              for _ in range(5)]
+    mid_cid, mid = dagpb_block([(c, len(d)) for c, d in leaves[:3]], version=0)
+    root_cid, root = dagpb_block([(mid_cid, len(mid)), *[(c, len(d)) for c, d in leaves[3:]]],
+                                 version=0)
+    async with block_writer(store) as writer:
+        for cid, data in [*leaves, (mid_cid, mid), (root_cid, root)]:
+            await writer.add(bytes(cid), data)
+    assert writer.links[bytes(root_cid.digest)] == [mid_cid, *(c for c, _ in leaves[3:])]
+    assert writer.links[bytes(leaves[0][0].digest)] == []
+    before = store.stats().disk.lookups
+    await store.pin(root_cid, links=writer.links)
+    assert store.stats().disk.lookups == before  # nothing read back
+    assert all(store.pin_type(c) == "indirect" for c, _ in [*leaves, (mid_cid, mid)])
+    await store.unpin(root_cid)  # the counts went in right: they all come out
+    assert not any(store.is_pinned(c) for c, _ in [*leaves, (mid_cid, mid), (root_cid, root)])
+    await store.delete(leaves[4][0])
+    with pytest.raises(BlockNotFoundError):
+        await store.pin(root_cid, links=writer.links)
+    assert not store.is_pinned(root_cid)
     await store.close()
 
 

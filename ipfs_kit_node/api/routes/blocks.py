@@ -102,7 +102,8 @@ class BlockRoutes:
                         stored += 1
                 decoder.close()
             if request.flag("pin-last") and last is not None:
-                await self.store.pin(cid_from_bytes(last), recursive=True)
+                await self.store.pin(cid_from_bytes(last), recursive=True,
+                                     links=writer.links)
         return Response.json({"Blocks": stored, "New": writer.new,
                               "Last": cid_text(last) if last else None})
 
