@@ -421,7 +421,7 @@ def test_daemon_start_raises_the_soft_fd_limit_to_the_hard_one() -> None:
     import sys
 
     script = ("import resource\n"
-              "from ipfs_kit_node.cli import _raise_fd_limit\n"
+              "from ipfs_kit_node.cli.daemon import _raise_fd_limit\n"
               "from ipfs_kit_node.logs import get_logger\n"
               "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
               "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"

@@ -1,0 +1,70 @@
+"""Client commands on the local block store: repo (stat, gc, verify) and raw blocks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .commands import _client_command
+from .output import _print_json
+
+
+@_client_command("repo")
+def _repo(args: argparse.Namespace, client: Any) -> int:
+    if args.repo_command == "gc":
+        result = client.call("repo/gc", {"full": "true"} if args.full else {})
+        print(f"removed {result['Removed']} blocks ({result['Freed']} bytes); "
+              f"{result['EvictedToRemote']} moved to the remote tier; "
+              f"{result['Remaining']} bytes remain")
+        if result.get("PacksRemoved"):
+            print(f"compacted: {result['PacksRemoved']} pack files removed "
+                  f"({result['PacksReclaimed']} bytes)")
+        return 0
+    if args.repo_command == "verify":
+        result = client.call("repo/verify")
+        for cid in result["Corrupt"]:
+            print(f"corrupt (quarantined): {cid}")
+        for cid in result["Missing"]:
+            print(f"missing: {cid}")
+        print(f"verified {result['Checked']} blocks: "
+              + ("all good" if result["Ok"] else "problems found"))
+        return 0 if result["Ok"] else 1
+    stat = client.call("repo/stat")
+    if args.enc == "json":
+        _print_json(stat)
+        return 0
+    tiers = stat["Tiers"]
+    print(f"repo:       {stat['RepoPath']}")
+    print(f"{'tier':8} {'blocks':>10} {'bytes':>16} {'hit ratio':>10}")
+    for name in ("memory", "disk", "remote"):
+        t = tiers[name]
+        print(f"{name:8} {t['blocks']:>10,} {t['bytes']:>16,} {t['hit_ratio']:>10.1%}")
+    print(f"disk budget {stat['StorageMax']:,} bytes; memory budget "
+          f"{tiers['memory']['budget']:,} bytes; pins {tiers['pins']} "
+          f"({tiers['pinned_blocks']} blocks)")
+    disk = tiers["disk"]
+    if disk.get("packs"):
+        print(f"packs:      {disk['packs']:,} files, {disk['pack_bytes']:,} bytes, of which "
+              f"{disk['pack_dead_bytes']:,} dead (GC's compaction reclaims them)")
+    return 0
+
+
+@_client_command("block")
+def _block(args: argparse.Namespace, client: Any) -> int:
+    if args.block_command == "put":
+        args_ = {"cid-codec": args.cid_codec, "mhtype": args.mhtype}
+        if args.pin:
+            args_["pin"] = "true"
+        print(client.call("block/put", args_, body=args.file.read_bytes())["Key"])
+    elif args.block_command == "get":
+        with client.stream("block/get", {"arg": args.cid}) as response:
+            for chunk in response.iter_bytes():
+                sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    elif args.block_command == "stat":
+        stat = client.call("block/stat", {"arg": args.cid})
+        print(f"Key: {stat['Key']}\nSize: {stat['Size']}")
+    else:
+        print(f"removed {client.call('block/rm', {'arg': args.cid})['Hash']}")
+    return 0
