@@ -38,6 +38,7 @@ from . import __version__
 from .config import ConnMgrSection
 from .errors import ListenError
 from .transport import NoiseTransport, Yamux
+from .transport.multistream import install_fast_multiselect
 
 AGENT_VERSION = f"ipfs-kit-node/{__version__} py-libp2p/{version('libp2p')}"
 
@@ -152,7 +153,7 @@ def build_host(
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
     config = connection_config(connmgr)
     assert isinstance(config, QUICTransportConfig)
-    return new_host(
+    host = new_host(
         key_pair=key_pair,
         sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise,
                  TProtocol(TLS_PROTOCOL_ID): TLSTransport(key_pair)},
@@ -164,6 +165,8 @@ def build_host(
         connection_config=config,
         enable_mDNS=False,
     )
+    install_fast_multiselect(host)  # inbound streams negotiated in one write
+    return host
 
 
 def peer_addresses(host: IHost) -> list[str]:

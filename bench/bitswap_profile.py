@@ -1,0 +1,134 @@
+"""Where our daemons' CPU goes in a 64 MiB Bitswap fetch: cProfile of both of our ends.
+
+Runs one scenario (ours<-Kubo, Kubo<-ours or ours<-ours) with our daemon(s) under cProfile
+(CPU time of the trio thread only: store threads are not in it), prints each daemon's CPU
+seconds (from /proc, whole process) and the top functions by own time, and leaves the .prof
+files in --out for `python -m pstats`.
+
+    python bench/bitswap_profile.py [--case ours-kubo|kubo-ours|ours-ours] [--size-mib 64]
+                                     [--no-profile] [--top 35]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TESTS = HERE.parent / "tests"
+sys.path[:] = [str(TESTS)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
+from helpers import LOOPBACK, Daemon, run_cli  # noqa: E402 - tests/ is not a package
+from kubo.harness import KuboPeer  # noqa: E402
+
+WRAPPER = """\
+import cProfile, sys, time
+out = sys.argv[1]
+sys.argv = ["ipfs-kit-node", *sys.argv[2:]]
+from ipfs_kit_node.cli import main
+prof = cProfile.Profile(time.thread_time)  # CPU of the trio thread, not wall
+prof.enable()
+try:
+    code = main()
+finally:
+    prof.disable()
+    prof.dump_stats(out)
+sys.exit(code)
+"""
+
+
+class Profiled(Daemon):
+    """A daemon run under cProfile, its stats written when it exits (SIGTERM)."""
+
+    def __init__(self, root: Path, name: str, profile: bool) -> None:
+        super().__init__(root, name=name)
+        self.prof = root / f"{name}.prof"
+        self.profile = profile
+
+    def command(self, *extra: str, module: bool = False, listen: str = LOOPBACK,
+                prefix: tuple[str, ...] = ()) -> list[str]:
+        if not self.profile:
+            return super().command(*extra, module=True, listen=listen, prefix=prefix)
+        return [sys.executable, "-c", WRAPPER, str(self.prof), "--role", self.role,
+                "--repo", str(self.repo), "--listen", listen, *extra]
+
+    def cpu(self) -> float:
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def finish(self, top: int) -> None:
+        self.stop(timeout=30)
+        if self.profile and self.prof.exists():
+            print(f"\n--- {self.repo.name}: top {top} by own time ({self.prof})")
+            pstats.Stats(str(self.prof)).sort_stats("tottime").print_stats(top)
+
+
+def _tcp_addr(d: Daemon) -> str:
+    return next(a for a in d.api("id")["Addresses"] if "/tcp/" in a)
+
+
+def get(d: Daemon, cid: str, out: Path) -> float:
+    started = time.perf_counter()
+    done = run_cli("get", cid, "-o", str(out), "--repo", str(d.repo), timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-500:])
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", choices=("ours-kubo", "kubo-ours", "ours-ours"),
+                        default="ours-kubo")
+    parser.add_argument("--size-mib", type=int, default=64)
+    parser.add_argument("--top", type=int, default=35)
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    size = args.size_mib * 2**20
+    with tempfile.TemporaryDirectory(prefix="ikn-prof-", dir="/tmp") as d:
+        tmp = args.out or Path(d)
+        tmp.mkdir(parents=True, exist_ok=True)
+        f = tmp / "in"
+        f.write_bytes(os.urandom(size))
+        out = tmp / "out"
+        env = {"IPFS_KIT_STORAGE_MEMORY_SIZE": "16MiB"}
+        if args.case == "ours-ours":
+            ends = [Profiled(tmp, "seeder", not args.no_profile).start(),
+                    Profiled(tmp, "fetcher", not args.no_profile).start(env=env)]
+            cid = ends[0].cli("add", "-Q", "--cid-version", "0", str(f)).stdout.strip()
+            ends[1].cli("swarm", "connect", ends[0].addr)
+            before = [e.cpu() for e in ends]
+            seconds = get(ends[1], cid, out)
+        else:
+            ours = Profiled(tmp, "ours", not args.no_profile).start(env=env)
+            ends = [ours]
+            k = KuboPeer(tmp / "kubo").start()
+            try:
+                k.connect(_tcp_addr(ours))
+                before = [ours.cpu()]
+                if args.case == "kubo-ours":
+                    cid = ours.cli("add", "-Q", "--cid-version", "0", str(f)).stdout.strip()
+                    before = [ours.cpu()]
+                    started = time.perf_counter()
+                    k.download(cid, out, timeout=300)
+                    seconds = time.perf_counter() - started
+                else:
+                    cid = k.add_file(f)
+                    seconds = get(ours, cid, out)
+            finally:
+                k.stop()
+        used = [e.cpu() - b for e, b in zip(ends, before, strict=True)]
+        print(f"{args.case}: {size / seconds / 1e6:.1f} MB/s ({seconds:.2f} s); CPU "
+              + ", ".join(f"{e.repo.name} {u:.2f} s" for e, u in zip(ends, used, strict=True)))
+        for e in ends:
+            e.finish(args.top)
+
+
+if __name__ == "__main__":
+    main()
