@@ -139,3 +139,4 @@ async def test_bad_header_resets_the_stream_and_keeps_the_connection() -> None:
         await stream.write(b"ok")
         with trio.fail_after(10):
             assert await stream.read(100) == b"echo:ok"
+        assert got == [b"ok"]  # the refused stream never reached the handler
