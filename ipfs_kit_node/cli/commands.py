@@ -1,16 +1,25 @@
 """The client commands' registry and runner: each command module registers its functions with
-``_client_command``; ``run_client`` opens the Client on the repo and calls the named one."""
+``_client_command`` and is named in ``_MODULES``; ``run_client`` imports the named command's
+module, opens the Client on the repo and calls it."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from importlib import import_module
 from typing import Any
 
 from .settings import _repo_path
 
 ClientFn = Callable[[argparse.Namespace, Any], int]
 _CLIENT_COMMANDS: dict[str, ClientFn] = {}
+#: The module holding each client command: only that one is imported (~0.15 ms a module).
+_MODULES = {
+    "id": "network", "status": "network", "swarm": "network", "bitswap": "network",
+    "dht": "network", "pubsub": "network", "repo": "blocks", "block": "blocks", "pin": "pins",
+    "add": "add", "cat": "files", "ls": "files", "get": "files", "dag": "files",
+    "task": "tasks", "workers": "tasks", "cluster": "tasks",
+}
 
 
 def _client_command(name: str) -> Callable[[ClientFn], ClientFn]:
@@ -25,8 +34,8 @@ def run_client(args: argparse.Namespace) -> int:
     """A client command through the public Client (the same one Python users get), on the
     repo's unix socket."""
     from ..client import Client
-    from . import add, blocks, files, network, pins, tasks  # noqa: F401 (they register commands)
 
+    import_module(f"{__package__}.{_MODULES[args.command]}")  # it registers the command
     repo = _repo_path(args)
     # cat/get may wait for peers (Bitswap gives up after 60 s): give them longer than that.
     timeout = 90.0 if args.command in ("cat", "get", "ls", "dht", "dag") else 30.0
