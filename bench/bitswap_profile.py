@@ -6,7 +6,11 @@ seconds (from /proc, whole process) and the top functions by own time, and leave
 files in --out for `python -m pstats`.
 
     python bench/bitswap_profile.py [--case ours-kubo|kubo-ours|ours-ours] [--size-mib 64]
-                                     [--no-profile] [--top 35]
+                                     [--no-profile] [--top 35] [--spy PY-SPY]
+
+With --spy (a py-spy binary; implies --no-profile) each daemon is sampled during the fetch
+instead, all threads, native frames off: collapsed stacks in --out, and the functions with
+the most samples (own and total) printed per daemon.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import pstats
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -68,6 +75,39 @@ class Profiled(Daemon):
             pstats.Stats(str(self.prof)).sort_stats("tottime").print_stats(top)
 
 
+def spy_start(spy: str, d: Profiled, out: Path) -> subprocess.Popen[bytes]:
+    assert d.proc is not None
+    proc = subprocess.Popen([spy, "record", "--pid", str(d.proc.pid), "--rate", "250",
+                             "--format", "raw", "--nonblocking", "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the fetch starts
+    return proc
+
+
+def spy_report(proc: subprocess.Popen[bytes], out: Path, name: str, top: int) -> None:
+    proc.send_signal(signal.SIGINT)
+    proc.wait(30)
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].rstrip(")")
+                  for f in stack.split(";")[1:]]
+        if not frames or "epoll" in frames[-1] or "wait " in frames[-1]:
+            continue  # idle: the loop waiting, a thread parked
+        samples += n
+        own[frames[-1]] += n
+        for f in set(frames):
+            total[f] += n
+    print(f"\n--- {name}: {samples} busy samples (own / total %, top {top})")
+    for f, n in own.most_common(top):
+        print(f"  own {100 * n / samples:5.1f}%  {f}")
+    for f, n in total.most_common(top):
+        print(f"  tot {100 * n / samples:5.1f}%  {f}")
+
+
 def _tcp_addr(d: Daemon) -> str:
     return next(a for a in d.api("id")["Addresses"] if "/tcp/" in a)
 
@@ -89,7 +129,10 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--spy", default=None)
     args = parser.parse_args()
+    if args.spy:
+        args.no_profile = True
     size = args.size_mib * 2**20
     with tempfile.TemporaryDirectory(prefix="ikn-prof-", dir="/tmp") as d:
         tmp = args.out or Path(d)
@@ -104,6 +147,8 @@ def main() -> None:
             cid = ends[0].cli("add", "-Q", "--cid-version", "0", str(f)).stdout.strip()
             ends[1].cli("swarm", "connect", ends[0].addr)
             before = [e.cpu() for e in ends]
+            spies = [spy_start(args.spy, e, tmp / f"{e.repo.name}.spy") for e in ends] \
+                if args.spy else []
             seconds = get(ends[1], cid, out)
         else:
             ours = Profiled(tmp, "ours", not args.no_profile).start(env=env)
@@ -111,21 +156,25 @@ def main() -> None:
             k = KuboPeer(tmp / "kubo").start()
             try:
                 k.connect(_tcp_addr(ours))
-                before = [ours.cpu()]
                 if args.case == "kubo-ours":
                     cid = ours.cli("add", "-Q", "--cid-version", "0", str(f)).stdout.strip()
-                    before = [ours.cpu()]
+                else:
+                    cid = k.add_file(f)
+                before = [ours.cpu()]
+                spies = [spy_start(args.spy, ours, tmp / "ours.spy")] if args.spy else []
+                if args.case == "kubo-ours":
                     started = time.perf_counter()
                     k.download(cid, out, timeout=300)
                     seconds = time.perf_counter() - started
                 else:
-                    cid = k.add_file(f)
                     seconds = get(ours, cid, out)
             finally:
                 k.stop()
         used = [e.cpu() - b for e, b in zip(ends, before, strict=True)]
         print(f"{args.case}: {size / seconds / 1e6:.1f} MB/s ({seconds:.2f} s); CPU "
               + ", ".join(f"{e.repo.name} {u:.2f} s" for e, u in zip(ends, used, strict=True)))
+        for e, spy in zip(ends, spies, strict=False):
+            spy_report(spy, tmp / f"{e.repo.name}.spy", e.repo.name, args.top)
         for e in ends:
             e.finish(args.top)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import trio
 from libp2p.abc import IRawConnection, ISecureConn
-from libp2p.io.exceptions import IncompleteReadError
+from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
+from libp2p.io.trio import TrioTCPStream
 from libp2p.peer.id import ID
 from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH, NoiseTransportReadWriter
 from libp2p.security.noise.transport import Transport
@@ -32,18 +33,45 @@ class _NoiseReadWriter(NoiseTransportReadWriter):
         self._in = bytearray()
         self._write_lock = trio.Lock()  # nonces are used in the order bytes hit the wire
 
+    def _seal(self, msg: bytes) -> bytes:
+        """Noise messages of at most 65,519 plaintext bytes each, length-prefixed, joined once
+        (noiseprotocol takes only ``bytes``, so each slice is still copied once)."""
+        if len(msg) <= MAX_PLAINTEXT_LENGTH:
+            sealed = self.encrypt(msg)
+            return len(sealed).to_bytes(2, "big") + sealed
+        parts: list[bytes] = []
+        view = memoryview(msg)
+        for start in range(0, len(msg), MAX_PLAINTEXT_LENGTH):
+            sealed = self.encrypt(bytes(view[start:start + MAX_PLAINTEXT_LENGTH]))
+            parts.append(len(sealed).to_bytes(2, "big"))
+            parts.append(sealed)
+        return b"".join(parts)
+
     async def write_msg(self, msg: bytes, prefix_encoded: bool = False) -> None:
         if prefix_encoded:  # handshake framing; never used once the session is up
             await super().write_msg(msg, prefix_encoded)
             return
         async with self._write_lock:
-            out = bytearray()
-            view = memoryview(msg)
-            for start in range(0, max(len(msg), 1), MAX_PLAINTEXT_LENGTH):
-                sealed = self.encrypt(bytes(view[start:start + MAX_PLAINTEXT_LENGTH]))
-                out += len(sealed).to_bytes(2, "big")
-                out += sealed
-            await self._raw.write(bytes(out))
+            await self._raw.write(self._seal(msg))
+
+    async def write_serialized(self, msg: bytes) -> None:
+        """``write_msg`` for a caller that already serializes every write to this session
+        (our Yamux session's lock): sealed and sent straight to the TCP socket, without this
+        layer's lock and the library's socket lock, each a checkpoint (a task switch) per
+        frame. Whoever holds either lock meanwhile gets the locked path (same wire, same
+        errors as the library's TCP stream)."""
+        tcp = getattr(self._raw, "stream", None)
+        if not isinstance(tcp, TrioTCPStream) or not isinstance(tcp.stream, trio.SocketStream) \
+                or self._write_lock.locked() or tcp.write_lock.locked():
+            await self.write_msg(msg)
+            return
+        try:
+            await tcp.stream.send_all(self._seal(msg))
+        except trio.BrokenResourceError as error:
+            raise ConnectionClosedError(f"TCP connection reset by remote peer: {error}",
+                                        transport="tcp") from error
+        except trio.ClosedResourceError:
+            return  # closed here, as the library's stream treats it
 
     async def read_msg(self, prefix_encoded: bool = False) -> bytes:
         if prefix_encoded:
