@@ -12,6 +12,7 @@ from multiformats import CID, multihash
 
 from ipfs_kit_node.cid import to_cid
 from ipfs_kit_node.codecs.protobuf import bytes_field, int_field
+from ipfs_kit_node.codecs.varint import encode as varint
 from ipfs_kit_node.protocols.bitswap.codec import (
     MAX_MESSAGE_BYTES,
     MAX_WANT_ENTRIES,
@@ -48,6 +49,23 @@ def test_round_trip_all_fields() -> None:
         presences=((raw(a), Presence.HAVE), (v0(b), Presence.DONT_HAVE)), pending_bytes=77)
     (body,) = FrameDecoder().feed(encode(message))
     assert decode(body) == message
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 300, 256 * 1024])
+def test_block_messages_are_the_nested_protobuf_byte_for_byte(size: int) -> None:
+    """The encoder joins flat parts (one copy of the block): the bytes are exactly the nested
+    fields' (Message.payload = Block{prefix, data}; 1.0.0: Message.blocks), after a varint
+    length, and a presence and pending_bytes after the blocks."""
+    data = random.Random(size).randbytes(size)
+    cid = raw(data)
+    entry = bytes_field(1, cid_prefix(cid)) + bytes_field(2, data)
+    tail = bytes_field(4, bytes_field(1, bytes(cid)) + int_field(2, 1)) + int_field(5, 9)
+    message = Message(blocks=((cid, data),), presences=((cid, Presence.DONT_HAVE),),
+                      pending_bytes=9)
+    for protocol, body in (("/ipfs/bitswap/1.2.0", bytes_field(3, entry) + tail),
+                           ("/ipfs/bitswap/1.0.0", bytes_field(2, data) + tail)):
+        assert encode(message, protocol) == varint(len(body)) + body
+    assert decode(bytes_field(3, entry) + tail).blocks == ((cid, data),)
 
 
 def test_presence_type_defaults_to_have() -> None:
