@@ -408,7 +408,7 @@ class HttpServer:
                 if type(self.router).answer_now is not Router.answer_now:
                     await self._serve_kept_first(conns, stream, policy)
                 else:
-                    while await self._serve_one(conns[0], stream, policy):
+                    while await self._serve_one(conns[0], stream, policy, conns):
                         conns[0].start_next_cycle()
             except h11.RemoteProtocolError as exc:
                 await _send_if_possible(conns[0], stream,
@@ -460,9 +460,9 @@ class HttpServer:
             buf.clear()
             if closed:
                 conn.receive_data(b"")
-            if not await self._serve_one(conn, stream, policy):
+            if not await self._serve_one(conn, stream, policy, conns):
                 return
-            data, closed = conn.trailing_data  # what the client pipelined meanwhile
+            data, closed = conns[0].trailing_data  # what the client pipelined meanwhile
             buf += data
 
     async def _answer_kept(self, stream: trio.abc.Stream, policy: Policy, head: bytes
@@ -497,7 +497,9 @@ class HttpServer:
         return True
 
     async def _serve_one(self, conn: h11.Connection, stream: trio.abc.Stream,
-                         policy: Policy) -> bool:
+                         policy: Policy, conns: list[h11.Connection] | None = None) -> bool:
+        """Serve one request; True if the connection can take the next. ``conns[0]`` is
+        replaced when a streamed body is read without h11 (``_serve_streaming``)."""
         with trio.move_on_after(IDLE_TIMEOUT) as idle:  # waiting for a request, headers included
             event = await _next_event(conn, stream, timeout=math.inf)
         if idle.cancelled_caught or isinstance(event, h11.ConnectionClosed):
@@ -530,7 +532,8 @@ class HttpServer:
                     await stream.send_all(conn.send(h11.InformationalResponse(
                         status_code=100, headers=[])))
             if self.router.is_streaming(method, target.path):
-                return await self._serve_streaming(conn, stream, shell, policy, head, sent)
+                return await self._serve_streaming(conn, stream, shell, policy, head, sent,
+                                                   event, conns)
             body = bytearray()
             while True:
                 part = await _next_event(conn, stream)
@@ -564,9 +567,39 @@ class HttpServer:
                                      time.monotonic() - started)
 
     async def _serve_streaming(self, conn: h11.Connection, stream: trio.abc.Stream,
-                               shell: Request, policy: Policy, head: bool, sent: _Sent) -> bool:
+                               shell: Request, policy: Policy, head: bool, sent: _Sent,
+                               event: h11.Request | None = None,
+                               conns: list[h11.Connection] | None = None) -> bool:
         """A route that reads its body as it goes; its answer may stream out while the body
-        still comes in (``add`` reports each file as it is stored)."""
+        still comes in (``add`` reports each file as it is stored).
+
+        An HTTP/1.1 body on a socket is read without h11 (``_socket_body``): h11 copied every
+        uploaded byte three times (into its buffer, out of it twice) after ``recv`` had put it
+        in a fresh 1 MiB buffer each time. The answer then goes through a twin connection that
+        saw the same head with an empty body, which is in step with the client for the next
+        request once the body's end has been read here."""
+        fast = None if event is None or conns is None else _fast_body_setup(conn, stream, event)
+        if fast is not None:
+            assert conns is not None and isinstance(stream, trio.SocketStream)
+            twin, framing = fast
+            leftover: list[bytes] = []
+            chunks = _socket_body(stream, framing, conn.trailing_data[0], leftover)
+            conn = conns[0] = twin  # errors are answered on it too
+            try:
+                response = await self.router.dispatch(
+                    Request(method=shell.method, path=shell.path, query=shell.query,
+                            chunks=chunks, headers=shell.headers, kubo=shell.kubo))
+                await _send(conn, stream, response, head,
+                            trailer=policy.stream_errors == "trailer", sent=sent)
+                if not framing.done:
+                    async for _ in chunks:  # whatever the handler left unread
+                        pass
+            finally:
+                await chunks.aclose()
+            if leftover:
+                conn.receive_data(leftover[0])  # a request pipelined behind the body
+            return (framing.done and conn.our_state is h11.DONE
+                    and conn.their_state is h11.DONE)
         chunks = _body_chunks(conn, stream)
         try:
             response = await self.router.dispatch(
@@ -751,6 +784,150 @@ async def _body_chunks(conn: h11.Connection, stream: trio.abc.Stream
             return
         else:
             raise h11.RemoteProtocolError("connection closed in the middle of the body")
+
+
+#: Framing headers of a request: the twin connection of a body read here sees none of them.
+_FRAMING = (b"content-length", b"transfer-encoding", b"expect")
+
+
+def _fast_body_setup(conn: h11.Connection, stream: trio.abc.Stream, event: h11.Request
+                     ) -> tuple[h11.Connection, BodyFraming] | None:
+    """(twin connection, framing) to read this request's body without h11, or None to leave
+    it to h11 (not a socket, not HTTP/1.1, no body to read)."""
+    if not isinstance(stream, trio.SocketStream) or conn.their_state is not h11.SEND_BODY \
+            or event.http_version != b"1.1":
+        return None
+    headers = {name: value for name, value in event.headers}
+    if b"transfer-encoding" in headers:  # h11 refused any coding but chunked
+        framing = BodyFraming(None)
+    else:
+        framing = BodyFraming(int(headers.get(b"content-length", b"0")))
+    twin = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+    twin.receive_data(b"".join([
+        event.method, b" ", event.target, b" HTTP/1.1\r\n",
+        *(b"%s: %s\r\n" % (name, value) for name, value in event.headers
+          if name not in _FRAMING),
+        b"content-length: 0\r\n\r\n"]))
+    if not isinstance(twin.next_event(), h11.Request) or \
+            not isinstance(twin.next_event(), h11.EndOfMessage):
+        return None
+    return twin, framing
+
+
+_CHUNK_HEAD = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\r\n]*)?[ \t]*")
+#: A chunk's data up to this size is handed on whole, in one piece, when it is not all in
+#: yet: an uploader's block then reaches the frame decoder as one bytes object it keeps.
+HOLD_CHUNK = 1024 * 1024
+#: Chunk data pieces under this size are joined into one piece with their neighbours.
+SMALL_PIECE = 64 * 1024
+
+
+class BodyFraming:
+    """Sans-IO reader of a request body's framing (Content-Length, or chunked as RFC 9112
+    with trailers skipped): ``parse`` says which spans of a buffer are body data.
+    ``length`` None: chunked."""
+
+    def __init__(self, length: int | None) -> None:
+        self.chunked = length is None
+        self.remaining = length or 0  # data bytes left of the body, or of the current chunk
+        self.size = 0  # of the current chunk
+        self.crlf = 0  # bytes of the CRLF behind a chunk's data still to skip
+        self.trailer = False
+        self.done = length == 0
+
+    def parse(self, buf: bytearray, start: int, end: int
+              ) -> tuple[list[tuple[int, int]], int]:
+        """(spans of data in ``buf[start:end]``, where parsing stopped); the caller keeps
+        ``buf[stop:end]`` and adds to it. Raises h11.RemoteProtocolError on a bad framing."""
+        spans: list[tuple[int, int]] = []
+        pos = start
+        while pos < end and not self.done:
+            if self.remaining:
+                if (self.chunked and self.remaining == self.size <= HOLD_CHUNK
+                        and end - pos < self.remaining):
+                    break  # the whole chunk in one piece once it is in
+                n = min(self.remaining, end - pos)
+                spans.append((pos, pos + n))
+                pos += n
+                self.remaining -= n
+                if not self.remaining:
+                    if self.chunked:
+                        self.crlf = 2
+                    else:
+                        self.done = True
+            elif self.crlf:
+                n = min(self.crlf, end - pos)
+                if buf[pos:pos + n] != b"\r\n"[2 - self.crlf:2 - self.crlf + n]:
+                    raise h11.RemoteProtocolError("malformed chunk footer")
+                pos += n
+                self.crlf -= n
+            elif self.trailer:
+                if end - pos < 2:
+                    break
+                if buf[pos:pos + 2] == b"\r\n":
+                    pos += 2
+                else:
+                    found = buf.find(b"\r\n\r\n", pos, end)
+                    if found < 0:
+                        if end - pos > MAX_HEADER_BYTES:
+                            raise h11.RemoteProtocolError("chunked trailer too long")
+                        break
+                    pos = found + 4
+                self.done = True
+            else:
+                found = buf.find(b"\r\n", pos, end)
+                if found < 0:
+                    if end - pos > 1024:
+                        raise h11.RemoteProtocolError("chunk header too long")
+                    break
+                match = _CHUNK_HEAD.fullmatch(buf, pos, found)
+                if match is None:
+                    raise h11.RemoteProtocolError(
+                        f"illegal chunk header: {bytes(buf[pos:min(found, pos + 40)])!r}")
+                self.size = self.remaining = int(match[1], 16)
+                pos = found + 2
+                self.trailer = not self.size
+        return spans, pos
+
+
+async def _socket_body(stream: trio.SocketStream, framing: BodyFraming, pending: bytes,
+                       leftover: list[bytes]) -> AsyncGenerator[bytes, None]:
+    """A request body received into one reused buffer and handed on as bytes, one copy out
+    of it per piece; the bytes behind the body (a pipelined request) go to ``leftover``."""
+    buf = bytearray(max(2 * BODY_READ_SIZE, 2 * len(pending)))
+    view = memoryview(buf)
+    buf[:len(pending)] = pending
+    start, end = 0, len(pending)
+    try:
+        while True:
+            spans, start = framing.parse(buf, start, end)
+            small: list[memoryview] = []
+            for a, b in spans:
+                if b - a < SMALL_PIECE:
+                    small.append(view[a:b])
+                    continue
+                if small:
+                    yield b"".join(small)
+                    small = []
+                yield bytes(view[a:b])
+            if small:
+                yield b"".join(small)
+            if framing.done:
+                leftover.append(bytes(view[start:end]))
+                return
+            if start == end:
+                start = end = 0
+            elif len(buf) - end < SMALL_PIECE or start + framing.remaining > len(buf):
+                tail = bytes(view[start:end])  # a held chunk, or a cut header: to the front
+                buf[:len(tail)] = tail
+                start, end = 0, len(tail)
+            with trio.fail_after(READ_TIMEOUT):
+                got = await stream.socket.recv_into(view[end:])
+            if not got:
+                raise h11.RemoteProtocolError("connection closed in the middle of the body")
+            end += got
+    finally:
+        view.release()
 
 
 async def _next_event(conn: h11.Connection, stream: trio.abc.Stream,

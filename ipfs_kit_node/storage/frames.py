@@ -66,6 +66,12 @@ class FrameDecoder:
                 if pos > len(data):
                     self._buf += data
                     return frames
+                if data_at == len(self._buf) and pos == len(data) and type(data) is bytes:
+                    # the frame's bytes are this whole chunk (an uploader sends a big block's
+                    # bytes as a chunk of their own): kept as they are, not copied
+                    frames.append((bytes(self._buf[cid_at:cid_at + cid_len]), data))
+                    self._buf = bytearray()
+                    return frames
                 with memoryview(self._buf) as held, memoryview(data) as view:
                     frames.append((bytes(held[cid_at:cid_at + cid_len]),
                                    b"".join((held[data_at:], view[:pos]))))

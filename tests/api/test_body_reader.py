@@ -1,0 +1,161 @@
+"""The streamed request body read without h11 (api/server.py ``_socket_body``): the framing
+parser on a real socket pair under any cut of the bytes, and a daemon keeping a connection in
+step after an upload read that way (a request pipelined behind it is answered)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import h11
+import pytest
+import trio
+from dag import raw_block
+from helpers import Daemon
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ipfs_kit_node.api.server import BodyFraming, _socket_body
+from ipfs_kit_node.codecs.putmany import encode_frame
+
+MakeDaemon = Callable[..., Daemon]
+
+
+def chunked(pieces: list[bytes], ext: bool, trailer: bool) -> bytes:
+    out = b"".join(b"%x%s\r\n%s\r\n" % (len(p), b";x=1" if ext else b"", p)
+                   for p in pieces if p)
+    return out + b"0\r\n" + (b"X-A: 1\r\nX-B: 2\r\n" if trailer else b"") + b"\r\n"
+
+
+def read_over_socket(wire: bytes, cuts: list[int], framing: BodyFraming, head: int,
+                     close: bool = False) -> tuple[list[bytes], bytes]:
+    """Send ``wire`` over a socket pair in ``cuts``-sized writes (the first ``head`` bytes
+    as if already received with the request head); the pieces read and the bytes left."""
+    async def main() -> tuple[list[bytes], bytes]:
+        ours, theirs = socket.socketpair()
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        peer = trio.SocketStream(trio.socket.from_stdlib_socket(theirs))
+        got: list[bytes] = []
+        left: list[bytes] = []
+
+        async def send() -> None:
+            pos, i = head, 0
+            while pos < len(wire):
+                step = max(cuts[i % len(cuts)], len(wire) // 64)  # at most ~64 writes
+                await peer.send_all(wire[pos:pos + step])
+                pos, i = pos + step, i + 1
+                await trio.sleep(0)
+            if close:
+                await peer.aclose()
+
+        async with stream, peer, trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            async for piece in _socket_body(stream, framing, wire[:head], left):
+                assert type(piece) is bytes and piece
+                got.append(piece)
+        return got, left[0]
+    try:
+        return trio.run(main)
+    except BaseExceptionGroup as group:  # the reader's own error, out of the nursery
+        raise group.exceptions[0] from None
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.sampled_from([0, 1, 2, 40, 5000, 70_000, 300_000]), max_size=6),
+       cuts=st.lists(st.integers(1, 200_000), min_size=1, max_size=8),
+       head=st.integers(0, 100), ext=st.booleans(), trailer=st.booleans())
+def test_chunked_bodies_under_any_cut(sizes: list[int], cuts: list[int], head: int, ext: bool,
+                                      trailer: bool) -> None:
+    pieces = [os.urandom(n) for n in sizes]
+    after = b"POST /next HTTP/1.1\r\n"  # a pipelined request behind the body
+    wire = chunked(pieces, ext, trailer) + after
+    framing = BodyFraming(None)
+    got, left = read_over_socket(wire, cuts, framing, min(head, len(wire)))
+    assert b"".join(got) == b"".join(pieces)
+    assert framing.done and after.startswith(left)  # what came with the body's end
+    for p in pieces:  # a chunk that fits the buffer arrives whole, as the bytes it is
+        if len(p) >= 64 * 1024:
+            assert p in got
+
+
+@settings(max_examples=30, deadline=None)
+@given(size=st.integers(0, 400_000), cuts=st.lists(st.integers(1, 100_000), min_size=1,
+                                                    max_size=5))
+def test_sized_bodies_under_any_cut(size: int, cuts: list[int]) -> None:
+    body = os.urandom(size)
+    framing = BodyFraming(size)
+    got, left = read_over_socket(body + b"GET", cuts, framing, 0)
+    assert b"".join(got) == body and b"GET".startswith(left)
+
+
+@pytest.mark.parametrize("bad", [b"zz\r\n", b"5\r\nabcdeXY", b"1" * 2000])
+def test_bad_chunk_framing_is_refused(bad: bytes) -> None:
+    with pytest.raises(h11.RemoteProtocolError):
+        read_over_socket(bad + b"\r\n" * 2, [len(bad) + 4], BodyFraming(None), 0)
+
+
+def test_a_cut_body_is_refused() -> None:
+    with pytest.raises(h11.RemoteProtocolError, match="closed in the middle"):
+        read_over_socket(b"10\r\nabc", [5], BodyFraming(None), 0, close=True)
+
+
+def _ask(conn: h11.Connection) -> None:
+    """Put the client side in step with the request just sent by hand (its bytes unused)."""
+    conn.send(h11.Request(method="POST", target="/", headers=[("host", "x")]))
+    conn.send(h11.EndOfMessage())
+
+
+def _answers(sock: socket.socket, n: int) -> list[h11.Response | bytes]:
+    """``n`` answers read off the socket with h11: each one's head, then its body bytes."""
+    conn = h11.Connection(h11.CLIENT)
+    _ask(conn)
+    out: list[h11.Response | bytes] = []
+    body = b""
+    while len(out) < 2 * n:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = sock.recv(65536)
+            assert data, out
+            conn.receive_data(data)
+        elif isinstance(event, h11.Response):
+            out.append(event)
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            out.append(body)
+            body = b""
+            if len(out) < 2 * n:
+                conn.start_next_cycle()
+                _ask(conn)
+    return out
+
+
+def test_an_upload_then_a_pipelined_request_on_one_connection(daemon: MakeDaemon,
+                                                               short_tmp: Path) -> None:
+    d = daemon().start()
+    blocks = [raw_block(size=n) for n in (300_000, 10, 70_000)]
+    frames = [encode_frame(bytes(c), data) for c, data in blocks]
+    host, port = d.rpc_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        for sized in (False, True):
+            body = b"".join(frames) if sized else chunked(frames, False, True)
+            framing = b"Content-Length: %d\r\n" % len(body) if sized else \
+                b"Transfer-Encoding: chunked\r\n"
+            sock.sendall(b"POST /api/v0/block/put-many HTTP/1.1\r\nHost: x\r\n" + framing +
+                         b"\r\n" + body + b"POST /api/v0/block/stat?arg=" +
+                         str(blocks[0][0]).encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: 0\r\n\r\n")
+            put, put_body, stat, stat_body = _answers(sock, 2)
+            assert isinstance(put, h11.Response) and put.status_code == 200, put_body
+            assert isinstance(put_body, bytes) and json.loads(put_body)["Blocks"] == 3
+            assert isinstance(stat, h11.Response) and stat.status_code == 200
+            assert isinstance(stat_body, bytes) and json.loads(stat_body)["Size"] == 300_000
+        # a bad chunk header: a 400, and the node answers the next connection
+        sock.sendall(b"POST /api/v0/block/put-many HTTP/1.1\r\nHost: x\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\nnot hex\r\n")
+        bad = _answers(sock, 1)[0]
+        assert isinstance(bad, h11.Response) and bad.status_code == 400
+    assert d.cli("id").returncode == 0
