@@ -139,6 +139,12 @@ def test_200_tasks_with_real_inputs_end_to_end(mesh: Mesh, short_tmp: Path) -> N
                        for t in answer["Tasks"]), answer
             with pytest.raises(ApiError, match="timeout must be"):
                 client.call("task/submit", {"wait": "true", "timeout": "-1"}, body=body)
+    # The CLI's --wait is that one request: the IDs, then each outcome.
+    waited = leecher.cli("task", "submit", "sha256", "--input", files[0][0], "--count", "2",
+                         "--wait", timeout=60)
+    lines = waited.stdout.splitlines()
+    assert waited.returncode == 0 and len(lines) == 4, waited
+    assert lines[2:] == [f"{i} done: {outcomes[ids[0]]['Output']}" for i in lines[:2]]
 
 
 def test_kill_9_a_worker_mid_run(mesh: Mesh) -> None:
