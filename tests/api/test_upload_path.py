@@ -5,6 +5,7 @@ blocks, each sent without being copied into a chunk."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -118,3 +119,37 @@ def test_a_spooled_add_stays_on_the_store_disk_and_within_max_size(daemon: MakeD
     assert b"over storage.max_size" in answer, answer[-500:]
     assert d.api("id")["ID"] == d.peer_id
     assert not any((d.repo / "blocks" / ".tmp").iterdir())
+
+
+def test_rpc_add_pins_every_block_it_made(daemon: MakeDaemon, short_tmp: Path) -> None:
+    """The RPC add's pin walks the links it noted while importing (no block read back): the
+    pin still counts every block, so a GC keeps them all and, once unpinned, takes them."""
+    d = daemon().start()
+
+    def objects() -> int:
+        return int(json.loads(d.cli("repo", "stat", "--enc", "json").stdout)["NumObjects"])
+    d.cli("repo", "gc", "--full")
+    before = objects()
+    data = os.urandom(5 * 262_144 + 7)  # CIDv0: dag-pb leaves under a dag-pb root
+    path = short_tmp / "f.bin"
+    path.write_bytes(data)
+    body = (b"--zz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.bin\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n--zz--\r\n")
+    host, port = d.rpc_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /api/v0/add?quiet=true HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: multipart/form-data; boundary=zz\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        answer = b""
+        while b"\r\n0\r\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    cid = run_cli("add", "-Q", "-n", str(path)).stdout.strip()
+    assert cid.encode() in answer
+    d.cli("repo", "gc", "--full")
+    assert cat(d, cid) == data
+    assert objects() == before + 7  # 6 leaves and the root
+    d.cli("pin", "rm", cid)
+    d.cli("repo", "gc", "--full")
+    assert objects() == before

@@ -18,9 +18,12 @@ from typing import Any
 import trio
 from multiformats import CID
 
-from ...cid import to_cid
+from ...cid import cid_from_bytes, to_cid
 from ...errors import ApiError, StoreFullError
+from ...storage.blocks import key_of
 from ...storage.service import StoreService
+from ...storage.store import TieredStore
+from ...storage.writer import LINK_NODES
 from ...unixfs.importer import (
     Block,
     DirectoryBuilder,
@@ -94,6 +97,11 @@ def _mode(text: str | None) -> int | None:
         raise ApiError(f"argument 'mode' must be octal, got {text[:20]!r}", 400) from None
 
 
+def _is_dag_pb(cid_bytes: bytes) -> bool:
+    """A CIDv0, or a CIDv1 of codec dag-pb (0x70), from its first bytes."""
+    return cid_bytes[:2] == b"\x12\x20" or cid_bytes[:2] == b"\x01\x70"
+
+
 def _is_identity(cid_bytes: bytes) -> bool:
     return bool(to_cid(cid_bytes).hashfun.code == 0) if cid_bytes[:1] == b"\x01" else False
 
@@ -119,6 +127,9 @@ class _Session:
     pending_bytes: int = 0
     storing: trio.Event | None = None  # set when the batch stored in the background is
     store_error: Exception | None = None
+    #: children of the dag-pb blocks made here, by store key: the pin at the end walks the
+    #: DAG with them instead of reading every block back (as the block/put-many writer)
+    links: dict[bytes, list[CID]] = field(default_factory=dict)
 
     async def put(self, blocks: list[Block]) -> None:
         """Blocks are stored a batch at a time (one group of fsyncs and one index commit),
@@ -130,6 +141,9 @@ class _Session:
             if not (self.params.inline and _is_identity(block.cid_bytes)):
                 self.pending.append((block.cid_bytes, block.data))
                 self.pending_bytes += len(block.data)
+                if _is_dag_pb(block.cid_bytes) and len(self.links) < LINK_NODES:
+                    cid = cid_from_bytes(block.cid_bytes)
+                    self.links[key_of(cid)] = TieredStore.links(cid, block.data)
         if len(self.pending) >= PUT_BATCH_BLOCKS or self.pending_bytes >= PUT_BATCH_BYTES:
             await self.flush(wait=False)
 
@@ -362,7 +376,8 @@ async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
     await session.flush()
     if pin:
         for entry in roots:
-            await session.store.store.pin(to_cid(entry.cid_bytes), recursive=True)
+            await session.store.store.pin(to_cid(entry.cid_bytes), recursive=True,
+                                          links=session.links)
 
 
 def _add_chunks(builder: FileBuilder, chunks: list[bytes]) -> list[Block]:
