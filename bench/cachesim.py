@@ -423,7 +423,7 @@ def _zipf_default() -> list[int]:
     return zipf_workload()
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def _shifting_zipf(shift_every: int) -> list[int]:
     return shifting_zipf_workload(shift_every=shift_every)
 
@@ -437,20 +437,22 @@ def _scan_hot_default() -> list[int]:
 WORKING_SET: dict[str, int] = {
     "zipf0.9": 20_000,
     "scan+hot": 20_000,
-    "zipf-shift5k": 20_000,
-    "zipf-shift2k": 20_000,
+    **{f"zipf-shift{period // 1000}k": 20_000 for period in (1_000, 2_000, 5_000, 20_000)},
     **{name: TRACE_COUNTS[name][1] for name in BENCH_TRACES},
 }
 
 
 def _build_cases() -> list[Case]:
     cases = [
+        Case("zipf0.9@500", _zipf_default, 500),
         Case("zipf0.9@2000", _zipf_default, 2_000),
         Case("scan+hot@2000", _scan_hot_default, 2_000),
-        Case("zipf-shift5k@2000", functools.partial(_shifting_zipf, 5_000), 2_000),
-        Case("zipf-shift2k@2000", functools.partial(_shifting_zipf, 2_000), 2_000),
-        Case("zipf-shift5k@500", functools.partial(_shifting_zipf, 5_000), 500),
     ]
+    # A hot set that moves: the Zipf ranking reshuffled every 1k..20k requests.
+    for period in (1_000, 2_000, 5_000, 20_000):
+        loader = functools.partial(_shifting_zipf, period)
+        cases.extend(Case(f"zipf-shift{period // 1000}k@{size}", loader, size)
+                     for size in (500, 2_000))
     for name in BENCH_TRACES:
         distinct = WORKING_SET[name]
         sizes = {max(1, round(distinct * f)) for f in FRACTIONS} | set(EXTRA_SIZES.get(name, ()))

@@ -1,8 +1,9 @@
 """Store benchmark, ratios in one run.
 
-1. Memory tier vs LRU and a textbook ARC (bench/cachesim.py) on Zipf(0.9), scan+hot and the
-   real traces in ../shared/traces, read-through (get, put on miss), every key 4 KiB: hit ratio
-   and ops/s. Each policy is driven by the same kind of loop: one call per access for LRU/ARC
+1. Memory tier vs LRU and a textbook ARC (bench/cachesim.py) on Zipf(0.9), scan+hot, a
+   shifting Zipf (the ranking reshuffled every 1k, 2k, 5k or 20k requests) and the real traces
+   in ../shared/traces, read-through (get, put on miss), every key 4 KiB: hit ratio, ops/s and
+   ns per access. Each policy is driven by the same kind of loop: one call per access for LRU/ARC
    (``access``), ``get`` then ``put`` on a miss for ours.
 2. Disk tier: reads of 256 KiB blocks through ``TieredStore.get`` (memory tier off, every read
    re-hashed) next to raw reads of the same files, both plain and through trio's thread offload.
@@ -154,6 +155,10 @@ def main() -> None:
               + (f" (below: {', '.join(below)})" if below else ""))
         print(f"ops/s vs ARC: median {statistics.median(speed):.2f}x, "
               f"min {min(speed):.2f}x, max {max(speed):.2f}x (target 0.5x)")
+        ns = sorted(1e9 / r[5] for r in rows)
+        arc_ns = statistics.median(1e9 / r[4] for r in rows)
+        print(f"memory tier ns per access: min {ns[0]:.0f}, median {statistics.median(ns):.0f}, "
+              f"max {ns[-1]:.0f} (ARC median {arc_ns:.0f})")
     if not args.skip_disk:
         results = trio.run(disk_reads)
         print()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ipfs_kit_node.storage.heat import HeatModel
 from ipfs_kit_node.storage.memory import MemoryTier
 
@@ -106,3 +109,62 @@ def test_a_moving_hot_set_is_followed() -> None:
             read_through(tier, key)
     assert sum(key in tier for key in new) >= 120  # uncapped stored counts: 91
     assert max(tier.heat(key) for key in old) <= 12.0
+
+
+def _zipf_keys(rng: random.Random, n_keys: int, count: int) -> list[int]:
+    weights = [1.0 / rank**0.9 for rank in range(1, n_keys + 1)]
+    return rng.choices(range(n_keys), weights=weights, k=count)
+
+
+def test_window_stays_small_under_a_static_frequency_workload() -> None:
+    """Zipf with a fixed ranking: frequency pays, so the ghosts keep the window small."""
+    tier = MemoryTier(200 * 100)
+    rng = random.Random(3)
+    for key in _zipf_keys(rng, 2_000, 40_000):
+        read_through(tier, key)
+    assert tier.window_share <= 0.3
+    assert tier.stats.hit_ratio >= 0.5  # LRU gets about 0.45 here
+
+
+def test_after_a_hot_set_shift_the_window_grows_and_hits_recover() -> None:
+    """After a long static Zipf, the reads move to 150 new keys (fits in the 200-entry budget)
+    re-read in random order: the refused newcomers come back as window-ghost misses, the
+    window grows, and every read hits again within a few rounds (hill climbing took ~15)."""
+    tier = MemoryTier(200 * 100)
+    rng = random.Random(3)
+    for key in _zipf_keys(rng, 2_000, 40_000):
+        read_through(tier, key)
+    new = [f"new{i}" for i in range(150)]
+    rounds = []
+    for _ in range(15):
+        rounds.append(sum(read_through(tier, key) for key in rng.sample(new, len(new))))
+    assert tier.window_share >= 0.5
+    assert rounds[-1] == len(new)
+    assert min(i for i, hits in enumerate(rounds) if hits == len(new)) <= 8, rounds
+
+
+def test_ghosts_stay_bounded() -> None:
+    tier = MemoryTier(100 * 100)
+    for i in range(20_000):  # one-off reads: every leaver refused or evicted
+        read_through(tier, i)
+    assert len(tier._ghost_window) + len(tier._ghost_main) <= len(tier) + 2
+
+
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(1, 400)), max_size=600),
+       st.integers(0, 3_000))
+@settings(max_examples=60, deadline=None)
+def test_any_read_sequence_keeps_budget_ghosts_and_data(
+    reads: list[tuple[int, int]], budget: int
+) -> None:
+    """Whatever the reads, the window adapting never breaks the budget, ghosts stay bounded
+    and a hit returns the bytes that were put for that key."""
+    tier = MemoryTier(budget)
+    for key, size in reads:
+        data = tier.get(key)
+        if data is None:
+            tier.put(key, bytes([key]) * size)
+        else:
+            assert data == bytes([key]) * len(data)
+        assert tier.bytes_used <= budget
+        assert 0.0 <= tier.window_share <= 1.0
+        assert len(tier._ghost_window) + len(tier._ghost_main) <= len(tier) + 2
