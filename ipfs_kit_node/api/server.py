@@ -596,7 +596,7 @@ class HttpServer:
                         pass
             finally:
                 await chunks.aclose()
-            if leftover:
+            if leftover and leftover[0]:  # (b"" would tell h11 the client closed)
                 conn.receive_data(leftover[0])  # a request pipelined behind the body
             return (framing.done and conn.our_state is h11.DONE
                     and conn.their_state is h11.DONE)

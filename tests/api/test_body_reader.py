@@ -153,6 +153,18 @@ def test_an_upload_then_a_pipelined_request_on_one_connection(daemon: MakeDaemon
             assert isinstance(put_body, bytes) and json.loads(put_body)["Blocks"] == 3
             assert isinstance(stat, h11.Response) and stat.status_code == 200
             assert isinstance(stat_body, bytes) and json.loads(stat_body)["Size"] == 300_000
+        # nothing behind the body: the connection waits for the next request (an upload
+        # ending with its last byte read once closed kept-alive connections: aiohttp)
+        body = chunked(frames, False, False)
+        sock.sendall(b"POST /api/v0/block/put-many HTTP/1.1\r\nHost: x\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n" + body)
+        put, _ = _answers(sock, 1)
+        assert isinstance(put, h11.Response) and put.status_code == 200
+        sock.sendall(b"POST /api/v0/block/stat?arg=" + str(blocks[1][0]).encode() +
+                     b" HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        stat, stat_body = _answers(sock, 1)
+        assert isinstance(stat, h11.Response) and stat.status_code == 200
+        assert isinstance(stat_body, bytes) and json.loads(stat_body)["Size"] == 10
         # a bad chunk header: a 400, and the node answers the next connection
         sock.sendall(b"POST /api/v0/block/put-many HTTP/1.1\r\nHost: x\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\nnot hex\r\n")
