@@ -51,8 +51,10 @@ KAD_PROTOCOL = str(PROTOCOL_ID)  # the WAN DHT
 LAN_KAD_PROTOCOL = "/ipfs/lan/kad/1.0.0"
 # Kubo's default Reprovider.Interval; provider records expire after 48 h on servers.
 REPROVIDE_INTERVAL = 12 * 3600.0
-# Identify runs right after connect; these waits cover a slow or busy peer (~8 s in all).
-IDENTIFY_POLL = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+# Identify runs right after connect; these waits cover a slow or busy peer (~2 min in all,
+# as long as the connection lives). With ~8 s, twenty daemons on two loaded cores left their
+# bootstrap server out of the table for good: a node whose table never filled never provided.
+IDENTIFY_POLL = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 # Long enough for Bitswap to dial a provider it was just told about.
 PROVIDER_ADDR_TTL = 600
 # Looking up the addresses of a provider that came without any.
@@ -326,7 +328,7 @@ class Dht(ConnectionNotifee):
                     log.debug("dht peer added", peer=str(peer_id), dht=kad.name)
                     self._table_ready.set()
             return
-        log.debug("no identify answer; peer left out of the routing table", peer=str(peer_id))
+        log.info("no identify answer; peer left out of the routing table", peer=str(peer_id))
 
     def routing_table_peers(self) -> list[ID]:
         """Peers in either routing table, each once."""
