@@ -30,7 +30,6 @@ READ_RETRIES = 3  # a packed block moved by compaction while read: read again by
 class ReadPath(StoreCore):
     """Reads and lookups of ``TieredStore``."""
 
-
     async def _settled(self, cid: CidLike) -> tuple[CID, bytes, BlockMeta | None]:
         """(cid, key, meta) once no put or delete of that block is in flight."""
         self._check_open()

@@ -45,18 +45,17 @@ from ..logs import get_logger
 from ..service import TaskStatus
 from ..unixfs import pbscan
 from .blockdb import BlockDB, BlockMeta, MissingBlocks, Pin, PinMode, Row, storage_error
-from .blocks import CidLike, cid_of_key, hash_matches, key_of, to_cid, verify
+from .blocks import CidLike, cid_of_key, key_of, to_cid, verify
 from .core import (
     DAG_PB,
     StoreConfig,
     _Batch,
     _take,
-    _take_page,
     _text,
 )
+from .gc import Collector, GcResult
 from .index import remove_quietly
-from .reads import PendingRead, ReadPath
-from .remote import NoRemoteTier
+from .reads import PendingRead
 from .stats import StoreStats, TierStats
 
 log = get_logger(__name__)
@@ -65,22 +64,6 @@ T = TypeVar("T")
 MAX_BLOCK_SIZE = 4 * 1024 * 1024
 PARQUET_EXPORT_TIMEOUT = 60.0
 TOUCH_PERIOD = 10.0
-COMPACT_LIVE = 0.5  # GC rewrites a pack whose live bytes fell below this share of it
-COMPACT_MIN = 1 << 20  # the active pack is rolled for compaction only past this size
-COMPACT_ROWS = 1000  # records copied per compaction slice, at most
-COMPACT_BYTES = 8 << 20  # bytes copied per compaction slice, at most (one record at least)
-
-
-@dataclass
-class GcResult:
-    removed: int = 0
-    freed: int = 0
-    evicted_to_remote: int = 0
-    remaining: int = 0
-    errors: list[str] = field(default_factory=list)
-    moved: int = 0  # live packed blocks compaction copied to the active pack
-    packs_removed: int = 0  # pack files compaction emptied and unlinked
-    reclaimed: int = 0  # bytes of those pack files
 
 
 @dataclass
@@ -94,7 +77,7 @@ class VerifyResult:
         return not self.corrupt and not self.missing
 
 
-class TieredStore(ReadPath):
+class TieredStore(Collector):
     """The node's block store. Build with ``await TieredStore.open(...)``; ``await close()``."""
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -781,218 +764,6 @@ class TieredStore(ReadPath):
                     bad.append((str(cid), str(exc)))
         return bad
 
-    # -- GC ----------------------------------------------------------------------------------
-
-    async def gc(self, *, full: bool = False) -> GcResult:
-        """Remove unpinned blocks, coldest first, down to the watermark (or all, with full)."""
-        target = 0 if full else int(self.config.max_size * self.config.gc_watermark)
-        result = await self._collect(target, full=full)
-        await self._compact(result)  # _gc_lock taken a slice at a time
-        return result
-
-    def _compact_soon(self) -> None:
-        """A put over budget deletes, and a deleted packed block's bytes stay until a
-        compaction: under churn the packs would grow past ``max_size`` until the next periodic
-        GC. Once their dead bytes pass a quarter of ``max_size``, one compaction starts in the
-        background (one at a time; it takes the GC lock a slice at a time, so puts go on)."""
-        if self._compacting or self._nursery is None:
-            return
-        _, end, live = self._db.pack_totals()
-        if end - live <= self.config.max_size // 4:
-            return
-        self._compacting = True
-
-        async def compact() -> None:
-            try:
-                await self._compact(GcResult())
-            finally:
-                self._compacting = False
-
-        self._nursery.start_soon(self._guarded, compact)
-
-    async def _compact(self, result: GcResult) -> None:
-        """Rewrite packs whose live bytes fell below ``COMPACT_LIVE`` of them: their live
-        records are copied to the active pack (fsynced), the new places committed in one
-        transaction a slice, and the emptied pack unlinked. A reader that holds an old
-        place still reads it (its descriptor stays open) or reads the row again."""
-        async with self._gc_lock:
-            packs = self._db.packs()
-            end, live = packs.get(self._packs.active, (0, 0))
-            if end and (not live or (end >= COMPACT_MIN and live < end * COMPACT_LIVE)):
-                await trio.to_thread.run_sync(self._packs.roll)  # so the active one may go
-        started = time.time()
-        for pack, (end, live) in sorted(packs.items()):
-            if end < 0 or self._packs.busy(pack) or (end and live >= end * COMPACT_LIVE):
-                continue
-            try:
-                await self._compact_pack(pack, end, result)
-            except StoreError as exc:
-                result.errors.append(f"compaction of pack {pack}: {exc}")
-                log.error("pack compaction failed; tried again at the next GC", pack=pack,
-                          error=str(exc))
-        if result.packs_removed:
-            log.info("packs compacted", moved=result.moved, removed=result.packs_removed,
-                     reclaimed=result.reclaimed, seconds=round(time.time() - started, 2))
-
-    async def _compact_pack(self, pack: int, end: int, result: GcResult) -> None:
-        """Slice by slice, each under ``_gc_lock`` (a put over budget collects between
-        two slices instead of waiting for the whole pass); another GC may have emptied the
-        pack meanwhile."""
-        after = -1
-        skipped = False
-        while True:
-            async with self._gc_lock:
-                if self._pack_gone(pack):
-                    return  # emptied by another GC meanwhile
-                rows = self._db.pack_rows(pack, after, COMPACT_ROWS)
-                if not rows:
-                    break
-                rows = _bounded(rows, COMPACT_BYTES)  # held in memory: 64 MiB at 64 KiB
-                after = rows[-1][1]
-                todo = [r for r in rows if r[0] not in self._inflight]
-                skipped |= len(todo) < len(rows)
-                await self._compact_slice(pack, todo, result)
-            await trio.sleep(0)
-        if skipped:
-            return  # a block being put or deleted: the next GC finishes this pack
-        async with self._gc_lock:
-            if not self._pack_gone(pack) and await self._write(self._db.drop_pack, pack):
-                await trio.to_thread.run_sync(self._packs.unlink, pack)
-                result.packs_removed += 1
-                result.reclaimed += end
-
-    def _pack_gone(self, pack: int) -> bool:
-        end = self._db.pack_end(pack)
-        return end is None or end < 0
-
-    async def _compact_slice(self, pack: int, todo: list[tuple[bytes, int, int]],
-                             result: GcResult) -> None:
-        """Copy ``todo`` (key, offset, size) of ``pack`` to the active pack, commit the
-        moves; records unreadable or corrupt are dropped (``_gc_lock`` held)."""
-
-        def copy(todo: list[tuple[bytes, int, int]] = todo) -> tuple[
-                int | None, list[tuple[bytes, int, int, int, int, int]],
-                dict[bytes, bool]]:
-            items, bad = [], {}  # bad: key -> corrupt (else missing)
-            for key, off, size in todo:
-                data = self._packs.read(pack, off, size)
-                if data is None:
-                    bad[key] = False  # the pack is gone or too short
-                elif not hash_matches(key, data):
-                    self._quarantine_copy(key, data)
-                    bad[key] = True
-                else:
-                    items.append((key, off, data))
-            if not items:
-                return None, [], bad
-            # fsynced whatever [storage] sync says: the old pack, durable, goes next
-            new, offs = self._packs.append([(k, d) for k, _, d in items], durable=True)
-            return new, [(k, len(d), pack, o, new, n)
-                         for (k, o, d), n in zip(items, offs, strict=True)], bad
-
-        async with self._threads:
-            try:
-                new, moves, bad = await trio.to_thread.run_sync(copy)
-            except OSError as exc:
-                raise self._os_error(exc, f"cannot compact pack {pack}") from exc
-        try:
-            if moves:
-                with trio.CancelScope(shield=True):  # copies fsynced: commit them
-                    result.moved += await self._write(self._db.move, moves)
-        finally:
-            if new is not None:
-                self._packs.settle(new)
-        if bad:  # checked again by key: a row may have changed since
-            gone = [k for k in bad if (m := self._db.get(k)) is not None and m.pack == pack]
-            corrupt = sum(bad[k] for k in gone)
-            if corrupt:
-                log.error("corrupt packed blocks found by compaction; quarantined and "
-                          "dropped", pack=pack, blocks=corrupt,
-                          path=str(self._disk.quarantine_dir))
-            if len(gone) > corrupt:
-                log.error("packed blocks missing (pack file gone or cut short) found by "
-                          "compaction; dropped", pack=pack, blocks=len(gone) - corrupt)
-            if gone:
-                await self._drop(gone)
-
-    async def _collect(self, target: int, *, full: bool = False) -> GcResult:
-        """In slices: each page of candidates is re-checked (not written to, not held, not
-        pinned: the delete itself re-checks the count) and removed, then the loop runs."""
-        result = GcResult()
-        async with self._gc_lock:
-            started = time.time()
-            if self._used > target:
-                await self._flush_touches()
-                pages = self._db.collect_candidates(coldest_first=not full, before=started)
-                try:
-                    while self._used > target:
-                        page = await trio.to_thread.run_sync(_take_page, pages)
-                        if page is None:
-                            break
-                        excess = self._used - target
-                        victims = []
-                        for key, size in page:
-                            if excess <= 0:
-                                break
-                            if key not in self._inflight and key not in self._holds:
-                                victims.append(key)
-                                excess -= size
-                        if victims:
-                            gone = await self._remove(victims, only_unpinned=True)
-                            result.removed += len(gone)
-                            result.freed += sum(size for _, size in gone)
-                        await trio.sleep(0)
-                finally:
-                    await trio.to_thread.run_sync(pages.close)
-            if self._used > target:
-                await self._evict_pinned_to_remote(target, result)
-        result.remaining = self._used
-        if result.removed or result.evicted_to_remote:
-            log.info("gc done", removed=result.removed, freed=result.freed,
-                     to_remote=result.evicted_to_remote, remaining=result.remaining,
-                     seconds=round(time.time() - started, 2))
-        return result
-
-    async def _evict_pinned_to_remote(self, target: int, result: GcResult) -> None:
-        if isinstance(self.remote, NoRemoteTier):
-            return
-        pages = self._db.pinned_local_coldest()
-        try:
-            while self._used > target:
-                page = await trio.to_thread.run_sync(_take_page, pages)
-                if page is None:
-                    return
-                for key, cid_text, _ in page:
-                    if self._used <= target:
-                        return
-                    cid = to_cid(cid_text)
-                    if cid.codec.code == DAG_PB or key in self._inflight:
-                        # DAG nodes stay: pins are walked without the network. Raw leaves
-                        # carry nearly all the bytes anyway.
-                        continue
-                    if not await self.remote.is_safely_held(cid):
-                        continue
-                    if key in self._inflight:
-                        continue
-                    self._inflight[key] = event = trio.Event()
-                    try:
-                        try:  # durable before the file goes (FULL sync for this commit)
-                            moved = await self._write(self._db.set_remote, key)
-                        except StoreError as exc:
-                            result.errors.append(f"{cid}: {exc}")
-                            continue
-                        if not moved:
-                            continue
-                        self._memory.discard(key)
-                        if moved is True:  # its own file; a packed record is dead bytes now
-                            await trio.to_thread.run_sync(self._disk.delete, key)
-                    finally:
-                        del self._inflight[key]
-                        event.set()
-                    result.evicted_to_remote += 1
-        finally:
-            await trio.to_thread.run_sync(pages.close)
-
     # -- verify, stats -----------------------------------------------------------------------
 
     async def verify(self) -> VerifyResult:
@@ -1058,17 +829,6 @@ class TieredStore(ReadPath):
             except (StoreError, OSError) as exc:
                 log.error("store closed uncleanly; the next start indexes stray files in the "
                           "background", error=str(exc))
-
-
-def _bounded(rows: list[tuple[bytes, int, int]], limit: int) -> list[tuple[bytes, int, int]]:
-    """The first of ``rows`` (key, offset, size) whose sizes add up to ``limit`` (one at
-    least)."""
-    total = 0
-    for n, (_, _, size) in enumerate(rows):
-        total += size
-        if total > limit and n:
-            return rows[:n]
-    return rows
 
 
 __all__ = ["DAG_PB", "GcResult", "PendingRead", "StoreConfig", "StoreStats", "TieredStore",

@@ -27,7 +27,7 @@ from structlog.testing import capture_logs
 from ipfs_kit_node.config import load_config
 from ipfs_kit_node.errors import ConfigError, StoreBusyError
 from ipfs_kit_node.storage import StoreConfig, TieredStore, packs
-from ipfs_kit_node.storage import store as store_module
+from ipfs_kit_node.storage import gc as gc_module
 from ipfs_kit_node.storage.blocks import key_of
 from ipfs_kit_node.storage.disk import DiskTier
 from ipfs_kit_node.storage.packs import encode_record
@@ -390,7 +390,7 @@ async def test_compaction_slices_are_bounded_by_bytes(tmp_path: Path,
     """A compaction slice copies at most COMPACT_BYTES (one record at least), not only
     COMPACT_ROWS records: 1,000 records of 64 KiB (or of the 4 MiB pack_threshold allowed
     before) were one 64 MiB-4 GiB slice in memory."""
-    monkeypatch.setattr(store_module, "COMPACT_BYTES", 16 * 1024)
+    monkeypatch.setattr(gc_module, "COMPACT_BYTES", 16 * 1024)
     store = await TieredStore.open(tmp_path, SMALL_PACKS)
     try:
         kept = []
