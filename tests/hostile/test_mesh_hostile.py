@@ -126,8 +126,10 @@ async def test_a_worker_that_stops_reading_slows_nobody(mesh: Mesh, trickle: boo
     assert figures["hostile"]["closed_by_master"], figures
     closed_at = figures["hostile"]["closed_at"]
     while_open = max((n for t, n in progress if t < closed_at), default=0)
-    # The real workers kept running the tasks the hostile peer did not take (at most 1024).
-    assert while_open >= (TASKS - 1024) // 2, (while_open, progress[:20])
+    # The real workers kept running the tasks the hostile peer did not take (at most 1024):
+    # a master blocked on the hostile stream would have finished next to none meanwhile. How
+    # many is the machine's speed (the old bound, half of 476, failed at load 40 in CI: 158).
+    assert while_open >= 50, (while_open, progress[:20])
     assert "task session closed" in master.log() and hostile in master.log()
     latency = timed_id(master)
     assert latency < 10.0
