@@ -38,30 +38,28 @@ from ..errors import (
     PinnedBlockError,
     StoreBusyError,
     StoreError,
-    StoreFullError,
 )
 from ..journal import fsync_dir
 from ..logs import get_logger
 from ..service import TaskStatus
 from ..unixfs import pbscan
 from .blockdb import BlockDB, BlockMeta, MissingBlocks, Pin, PinMode, Row, storage_error
-from .blocks import CidLike, cid_of_key, key_of, to_cid, verify
+from .blocks import CidLike, cid_of_key, key_of, to_cid
 from .core import (
     DAG_PB,
     StoreConfig,
-    _Batch,
     _take,
     _text,
 )
-from .gc import Collector, GcResult
+from .gc import GcResult
 from .index import remove_quietly
 from .reads import PendingRead
 from .stats import StoreStats, TierStats
+from .writes import MAX_BLOCK_SIZE, Writes
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
-MAX_BLOCK_SIZE = 4 * 1024 * 1024
 PARQUET_EXPORT_TIMEOUT = 60.0
 TOUCH_PERIOD = 10.0
 
@@ -77,7 +75,7 @@ class VerifyResult:
         return not self.corrupt and not self.missing
 
 
-class TieredStore(Collector):
+class TieredStore(Writes):
     """The node's block store. Build with ``await TieredStore.open(...)``; ``await close()``."""
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -302,200 +300,7 @@ class TieredStore(Collector):
             await run_exporter("ipfs_kit_node.storage.parquet_export", str(self.db_path),
                                str(self.parquet_path), timeout=timeout, what="parquet export")
 
-    # -- helpers -----------------------------------------------------------------------------
-
     # -- blocks ------------------------------------------------------------------------------
-
-    async def put(self, cid: CidLike, data: bytes, *, hashed: bool = False) -> bool:
-        """Store a block after checking it hashes to ``cid``; False if it was already here.
-
-        ``hashed=True`` skips the check when ``cid`` was itself computed from these bytes
-        (Bitswap builds a received block's CID from its payload prefix and the bytes' hash).
-        Raises HashMismatchError (nothing stored) or StoreFullError.
-        """
-        self._check_open()
-        cid = to_cid(cid)
-        key = key_of(cid)
-        if len(data) > MAX_BLOCK_SIZE:
-            raise StoreError(f"block {cid} is {len(data)} bytes; the limit is {MAX_BLOCK_SIZE}")
-        await self._wait_inflight(key)
-        self._check_open()  # close() may have run while we waited
-        self._note_held(key)
-        meta = self._db.get(key)
-        if meta is not None and not meta.remote:
-            self._touch(key, meta)
-            return False
-        self._inflight[key] = event = trio.Event()
-        try:
-            if self._used + len(data) > self.config.max_size:
-                await self._collect(self.config.max_size - len(data))
-                self._compact_soon()
-                if self._used + len(data) > self.config.max_size:
-                    raise StoreFullError(
-                        f"store full: {self._used} of {self.config.max_size} bytes are pinned "
-                        "or in use; unpin data, or raise storage.max_size"
-                    )
-
-            def verify_and_write() -> tuple[int | None, int]:
-                if not hashed:
-                    verify(cid, data)
-                if len(data) <= self.config.pack_threshold:
-                    pack, (off,) = self._packs.append([(key, data)])
-                    return pack, off
-                self._disk.write(key, data)
-                return None, 0
-
-            async with self._threads:
-                try:
-                    pack, off = await trio.to_thread.run_sync(verify_and_write)
-                except OSError as exc:
-                    raise self._os_error(exc, f"cannot write block {cid}") from exc
-            try:
-                with trio.CancelScope(shield=True):  # the bytes are there: the row follows
-                    await self._commit_put((key, bytes(cid), len(data), time.time(), pack,
-                                            off))
-            finally:
-                if pack is not None:
-                    self._packs.settle(pack)
-            heat = self._touch(key, BlockMeta(_text(cid), len(data), 0.0, 0.0))
-            self._memory.put(key, data, heat=heat)
-            for listener in self._listeners:
-                listener(cid, len(data))
-            return True
-        finally:
-            del self._inflight[key]
-            event.set()
-
-    async def put_many(self, blocks: Sequence[tuple[CidLike, bytes]], *, hashed: bool = False
-                       ) -> int:
-        """Store several blocks as ``put`` does, with one batch of overlapped fsyncs and one
-        index transaction for them all (an importer's or a CAR's blocks); returns how many
-        were new. ``hashed`` as for ``put``. On an error none of the new ones is indexed."""
-        self._check_open()
-        todo: dict[bytes, tuple[CID, bytes]] = {}
-        for cid_like, data in blocks:
-            cid = cid_from_bytes(cid_like) if isinstance(cid_like, bytes) else \
-                to_cid(cid_like)  # an upload's binary CIDs: the fast parser, same checks
-            if len(data) > MAX_BLOCK_SIZE:
-                raise StoreError(f"block {cid} is {len(data)} bytes; the limit is "
-                                 f"{MAX_BLOCK_SIZE}")
-            todo.setdefault(key_of(cid), (cid, data))
-        for key in list(todo):
-            await self._wait_inflight(key)
-            self._check_open()  # close() may have run while we waited
-            self._note_held(key)
-            meta = self._db.get(key)
-            if meta is not None and not meta.remote:
-                self._touch(key, meta)
-                del todo[key]
-        # Waiting on one key lets another put claim a key already checked: wait until none
-        # of ours is in flight, re-checking the index, then claim them all with no await
-        # between the last check and the claim (a key put by another task that then fails
-        # is still ours to store).
-        while (busy := next((key for key in todo if key in self._inflight), None)) is not None:
-            await self._wait_inflight(busy)
-            self._check_open()
-            meta = self._db.get(busy)
-            if meta is not None and not meta.remote:
-                self._touch(busy, meta)
-                del todo[busy]
-        if not todo:
-            return 0
-        if len(todo) == 1:
-            (cid, data), = todo.values()
-            return int(await self.put(cid, data, hashed=hashed))
-        events = {key: trio.Event() for key in todo}
-        self._inflight.update(events)
-        try:
-            size = sum(len(data) for _, data in todo.values())
-            if self._used + size > self.config.max_size:
-                await self._collect(self.config.max_size - size)
-                self._compact_soon()
-                if self._used + size > self.config.max_size:
-                    raise StoreFullError(
-                        f"store full: {self._used} of {self.config.max_size} bytes are pinned "
-                        "or in use; unpin data, or raise storage.max_size"
-                    )
-
-            places: dict[bytes, tuple[int | None, int]] = {}
-
-            def verify_and_write() -> None:
-                if not hashed:
-                    for cid, data in todo.values():
-                        verify(cid, data)
-                small = [(key, data) for key, (_, data) in todo.items()
-                         if len(data) <= self.config.pack_threshold]
-                big = [(key, data) for key, (_, data) in todo.items()
-                       if len(data) > self.config.pack_threshold]
-                if small:  # one write and one fsync for all of them
-                    pack, offs = self._packs.append(small)
-                    places.update((key, (pack, off)) for (key, _), off in zip(small, offs,
-                                                                               strict=True))
-                if big:
-                    try:
-                        self._disk.write_many(big)
-                    except BaseException:
-                        if small:
-                            self._packs.settle(pack)  # those records are dead bytes
-                        raise
-
-            async with self._threads:
-                try:
-                    await trio.to_thread.run_sync(verify_and_write)
-                except OSError as exc:
-                    raise self._os_error(exc, f"cannot write {len(todo)} blocks") from exc
-            now = time.time()
-            try:
-                with trio.CancelScope(shield=True):  # the bytes are there: the rows follow
-                    await self._commit_rows([(key, bytes(cid), len(data), now,
-                                              *places.get(key, (None, 0)))
-                                             for key, (cid, data) in todo.items()])
-            finally:
-                for pack in {p for p, _ in places.values() if p is not None}:
-                    self._packs.settle(pack)
-            for key, (cid, data) in todo.items():
-                heat = self._touch(key, BlockMeta(_text(cid), len(data), 0.0, 0.0))
-                self._memory.put(key, data, heat=heat)
-                for listener in self._listeners:
-                    listener(cid, len(data))
-            return len(todo)
-        finally:
-            for key, event in events.items():
-                del self._inflight[key]
-                event.set()
-
-    async def _commit_rows(self, rows: list[Row]) -> None:
-        """Index a batch in one transaction; if that fails, its files must not linger."""
-        async with self._db_lock:
-            try:
-                await trio.to_thread.run_sync(self._db.put_many, rows)
-            except sqlite3.Error as exc:
-                error = storage_error(exc, "cannot index the blocks", self.root)
-            else:
-                return
-        with contextlib.suppress(OSError):  # a packed one's record is dead bytes
-            await trio.to_thread.run_sync(
-                lambda: [self._disk.delete(row[0]) for row in rows if row[4] is None])
-        raise error
-
-    async def _commit_put(self, row: Row) -> None:
-        """Group commit: the first put to get the writer commits every row queued by then."""
-        batch = self._batch
-        batch.rows.append(row)
-        async with self._db_lock:
-            if not batch.done:
-                self._batch = _Batch()
-                try:
-                    await trio.to_thread.run_sync(self._db.put_many, batch.rows)
-                except sqlite3.Error as exc:
-                    batch.error = storage_error(exc, "cannot index the block", self.root)
-                finally:
-                    batch.done = True
-        if batch.error is not None:
-            if row[4] is None:
-                with contextlib.suppress(OSError):  # not indexed: its file must not linger
-                    await trio.to_thread.run_sync(self._disk.delete, row[0])
-            raise batch.error
 
     def add_pin_listener(self, listener: Callable[[CID, bool], None]) -> None:
         """Called with (root, True) after a pin and (root, False) after an unpin."""
@@ -831,5 +636,5 @@ class TieredStore(Collector):
                           "background", error=str(exc))
 
 
-__all__ = ["DAG_PB", "GcResult", "PendingRead", "StoreConfig", "StoreStats", "TieredStore",
-           "VerifyResult"]
+__all__ = ["DAG_PB", "MAX_BLOCK_SIZE", "GcResult", "PendingRead", "StoreConfig", "StoreStats",
+           "TieredStore", "VerifyResult"]
