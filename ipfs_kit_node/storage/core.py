@@ -97,6 +97,7 @@ class StoreCore:
         #: a block the store has not (read_soon trusts it without an index lookup).
         self._removals = 0
         self._holds: Counter[bytes] = Counter()  # keys held by pins and adds under way
+        self._reserved = 0  # bytes of writes under way, counted against max_size
         self._gc_lock = trio.Lock()
         self._compacting = False  # a compaction started by a put over budget is under way
         self._export_lock = trio.Lock()  # one Parquet export at a time (see _export_parquet)

@@ -50,15 +50,10 @@ class Writes(Collector):
             self._touch(key, meta)
             return False
         self._inflight[key] = event = trio.Event()
+        reserved = 0
         try:
-            if self._used + len(data) > self.config.max_size:
-                await self._collect(self.config.max_size - len(data))
-                self._compact_soon()
-                if self._used + len(data) > self.config.max_size:
-                    raise StoreFullError(
-                        f"store full: {self._used} of {self.config.max_size} bytes are pinned "
-                        "or in use; unpin data, or raise storage.max_size"
-                    )
+            await self._make_room(len(data))
+            reserved = len(data)
 
             def verify_and_write() -> tuple[int | None, int]:
                 if not hashed:
@@ -87,6 +82,7 @@ class Writes(Collector):
                 listener(cid, len(data))
             return True
         finally:
+            self._reserved -= reserved
             del self._inflight[key]
             event.set()
 
@@ -130,16 +126,11 @@ class Writes(Collector):
             return int(await self.put(cid, data, hashed=hashed))
         events = {key: trio.Event() for key in todo}
         self._inflight.update(events)
+        reserved = 0
         try:
             size = sum(len(data) for _, data in todo.values())
-            if self._used + size > self.config.max_size:
-                await self._collect(self.config.max_size - size)
-                self._compact_soon()
-                if self._used + size > self.config.max_size:
-                    raise StoreFullError(
-                        f"store full: {self._used} of {self.config.max_size} bytes are pinned "
-                        "or in use; unpin data, or raise storage.max_size"
-                    )
+            await self._make_room(size)
+            reserved = size
 
             places: dict[bytes, tuple[int | None, int]] = {}
 
@@ -184,9 +175,34 @@ class Writes(Collector):
                     listener(cid, len(data))
             return len(todo)
         finally:
+            self._reserved -= reserved
             for key, event in events.items():
                 del self._inflight[key]
                 event.set()
+
+    async def _make_room(self, size: int) -> None:
+        """Reserve ``size`` bytes of ``max_size`` until the caller's rows are committed,
+        collecting first if need be. Writes under way count: an upload stores two batches
+        at once, and each collected for itself alone while the other's bytes landed, so one
+        failed with "store full" beside unpinned blocks, or both fit and the store ended
+        over budget."""
+        limit = self.config.max_size
+        collected = False
+        while self._used + self._reserved + size > limit:
+            # Again while that changes something: the target is set before the GC lock is
+            # taken, and other writes may reserve or commit meanwhile.
+            before = (self._used, self._reserved)
+            done = await self._collect(limit - size - self._reserved)
+            collected = True
+            moved = done.removed or done.evicted_to_remote or \
+                (self._used, self._reserved) != before
+            if not moved and self._used + self._reserved + size > limit:
+                raise StoreFullError(
+                    f"store full: {self._used + self._reserved} of {limit} bytes are pinned "
+                    "or being written; unpin data, or raise storage.max_size")
+        if collected:
+            self._compact_soon()
+        self._reserved += size
 
     async def _commit_rows(self, rows: list[Row]) -> None:
         """Index a batch in one transaction; if that fails, its files must not linger."""
