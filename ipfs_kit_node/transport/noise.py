@@ -20,6 +20,10 @@ from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH, NoiseTransportReadWri
 from libp2p.security.noise.transport import Transport
 from libp2p.security.secure_session import SecureSession
 
+from ..logs import get_logger
+
+log = get_logger(__name__)
+
 READ_SIZE = 256 * 1024
 
 
@@ -52,7 +56,13 @@ class _NoiseReadWriter(NoiseTransportReadWriter):
             await super().write_msg(msg, prefix_encoded)
             return
         async with self._write_lock:
-            await self._raw.write(self._seal(msg))
+            await trio.lowlevel.checkpoint_if_cancelled()
+            sealed = self._seal(msg)
+            try:
+                await self._raw.write(sealed)
+            except trio.Cancelled:
+                self._abandon()
+                raise
 
     async def write_serialized(self, msg: bytes) -> None:
         """``write_msg`` for a caller that already serializes every write to this session
@@ -65,13 +75,31 @@ class _NoiseReadWriter(NoiseTransportReadWriter):
                 or self._write_lock.locked() or tcp.write_lock.locked():
             await self.write_msg(msg)
             return
+        # A pending cancel is taken before sealing: once sealed, the nonce is spent, and a
+        # message not sent (or cut) leaves the peer unable to decrypt anything after it.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        sealed = self._seal(msg)
         try:
-            await tcp.stream.send_all(self._seal(msg))
+            await tcp.stream.send_all(sealed)
+        except trio.Cancelled:
+            self._abandon()
+            raise
         except trio.BrokenResourceError as error:
             raise ConnectionClosedError(f"TCP connection reset by remote peer: {error}",
                                         transport="tcp") from error
         except trio.ClosedResourceError:
             return  # closed here, as the library's stream treats it
+
+    def _abandon(self) -> None:
+        """A sealed message was cancelled before all of it was sent: its nonce is spent and
+        the peer would fail every later message. Close the socket so the connection ends
+        cleanly (the peer sees it close, the muxer's reader cleans up) instead of dying on
+        a failed decrypt."""
+        tcp = getattr(self._raw, "stream", None)
+        sock = getattr(getattr(tcp, "stream", None), "socket", None)
+        if sock is not None:
+            log.info("noise write cancelled mid-message; connection closed")
+            sock.close()
 
     async def read_msg(self, prefix_encoded: bool = False) -> bytes:
         if prefix_encoded:
