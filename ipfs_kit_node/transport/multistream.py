@@ -11,6 +11,12 @@ the echo go out in one write. A dialer that waits for our header before it propo
 own) gets it as soon as its header has been read and nothing more is buffered, so no dialer
 waits on us. The wire is the multistream-select 1.0.0 spec's either way. Other streams (QUIC,
 mplex) take the library's path.
+
+A peer that buffers many ``ls``/unknown lines and never reads must not make us build their
+answers in memory: answers go out once ``FLUSH_AT`` bytes are pending (the stream's window
+then holds us back), and a negotiation may send at most ``MAX_COMMANDS`` lines after the
+header before the stream is reset. Neither go-multistream nor the library caps them (they
+write each answer at once, so the window bounds them); a real dialer proposes a handful.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicat
 from .yamux import YamuxStream
 
 MAX_LINE = 1024  # a protocol name, as the library's delimited reads allow
+MAX_COMMANDS = 32  # lines after the header one negotiation may send (proposals and ``ls``)
+FLUSH_AT = 4096  # pending answer bytes written at once rather than gathered
 HEADER = MULTISELECT_PROTOCOL_ID.encode()
 
 
@@ -131,20 +139,23 @@ class FastMultiselect(Multiselect):
                 if await lines.next() != HEADER:
                     raise MultiselectError("multiselect protocol ID mismatch")
                 out += delimited(HEADER)
-                while True:
-                    if not lines.ready():  # a strict dialer waits for our header first
+                for _ in range(MAX_COMMANDS):
+                    # a strict dialer waits for our header first; a flood waits for the window
+                    if len(out) >= FLUSH_AT or not lines.ready():
                         await flush()
                     command = (await lines.next()).decode()
                     if command == "ls":
                         names = [p for p in self.handlers if p is not None]
                         out += delimited(("\n".join(names) + "\n").encode())  # as the library
-                        continue
-                    protocol = TProtocol(command) if command else None
-                    if protocol in self.handlers:
-                        out += delimited(command.encode())
-                        await flush()
-                        return protocol, self.handlers[protocol]
-                    out += delimited(PROTOCOL_NOT_FOUND_MSG.encode())
+                    else:
+                        protocol = TProtocol(command) if command else None
+                        if protocol in self.handlers:
+                            out += delimited(command.encode())
+                            await flush()
+                            return protocol, self.handlers[protocol]
+                        out += delimited(PROTOCOL_NOT_FOUND_MSG.encode())
+                    await trio.lowlevel.checkpoint()  # buffered lines never starve the rest
+                raise MultiselectError(f"more than {MAX_COMMANDS} multistream lines")
         except trio.TooSlowError:
             raise MultiselectError("handshake read timeout") from None
         except UnicodeDecodeError:

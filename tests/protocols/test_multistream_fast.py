@@ -25,6 +25,7 @@ from libp2p.stream_muxer.yamux import yamux as lib_yamux
 
 from ipfs_kit_node.transport import NoiseTransport, Yamux
 from ipfs_kit_node.transport.multistream import (
+    MAX_COMMANDS,
     FastMultiselect,
     delimited,
     install_fast_multiselect,
@@ -140,3 +141,58 @@ async def test_bad_header_resets_the_stream_and_keeps_the_connection() -> None:
         with trio.fail_after(10):
             assert await stream.read(100) == b"echo:ok"
         assert got == [b"ok"]  # the refused stream never reached the handler
+
+
+async def _drain(stream: Any) -> bytes:
+    """What the server sends until it resets or closes the stream."""
+    out = b""
+    with trio.fail_after(10), contextlib.suppress(Exception):
+        while chunk := await stream.read(1 << 16):
+            out += chunk
+    return out
+
+
+def _lines(data: bytes) -> list[bytes]:
+    found = []
+    while (line := split_line(data)) is not None:
+        found.append(line[0])
+        data = data[line[1]:]
+    return found
+
+
+async def test_line_flood_is_cut_off_and_answers_are_not_gathered() -> None:
+    """A peer that buffers thousands of ``ls``/unknown lines (256 KiB, within the window)
+    and only reads afterwards gets at most MAX_COMMANDS answers and a reset; the
+    connection keeps serving. Before, every answer was built in memory first (~200 MiB
+    over 20 such streams)."""
+    async with _pair() as (client, server, got):
+        for line in (b"ls", b"/nope/1.0.0"):
+            raw = await _raw_stream(client, server)
+            with contextlib.suppress(Exception):  # the reset may land while we still write
+                await raw.write(HEADER + delimited(line) * (256 * 1024 // (len(line) + 2)))
+            answers = _lines(await _drain(raw))  # ends in a reset (within 10 s)
+            assert len(answers) <= 1 + MAX_COMMANDS  # pending answers may go unsent
+            assert answers[:1] in ([], [b"/multistream/1.0.0"])
+            assert all((line == b"ls" and PROTOCOL.encode() in a) or a == b"na"
+                       for a in answers[1:])
+        stream = await client.new_stream(server.get_id(), [PROTOCOL])
+        await stream.write(b"ok")
+        with trio.fail_after(10):
+            assert await stream.read(100) == b"echo:ok"
+        assert got == [b"ok"]
+
+
+async def test_a_few_proposals_and_ls_before_a_known_protocol_are_answered() -> None:
+    async with _pair() as (client, server, got):
+        raw = await _raw_stream(client, server)
+        tries = [delimited(b"/nope/%d" % n) for n in range(MAX_COMMANDS - 2)]
+        await raw.write(HEADER + delimited(b"ls") + b"".join(tries)
+                        + delimited(PROTOCOL.encode()) + b"hi")
+        answers: list[bytes] = []
+        data = b""
+        with trio.fail_after(10):
+            while len(answers) < MAX_COMMANDS + 1 or not data.endswith(b"echo:hi"):
+                data += await raw.read(1 << 16)
+                answers = _lines(data)
+        assert answers[-1] == PROTOCOL.encode() and answers[2:-1] == [b"na"] * len(tries)
+        assert got == [b"hi"]
