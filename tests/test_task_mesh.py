@@ -139,7 +139,7 @@ def test_200_tasks_with_real_inputs_end_to_end(mesh: Mesh, short_tmp: Path) -> N
                        for t in answer["Tasks"]), answer
             with pytest.raises(ApiError, match="timeout must be"):
                 client.call("task/submit", {"wait": "true", "timeout": "-1"}, body=body)
-    # The CLI's --wait is that one request: the IDs, then each outcome.
+    # The CLI's --wait: the IDs, then each outcome.
     waited = leecher.cli("task", "submit", "sha256", "--input", files[0][0], "--count", "2",
                          "--wait", timeout=60)
     lines = waited.stdout.splitlines()

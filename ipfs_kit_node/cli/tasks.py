@@ -36,17 +36,20 @@ def _task(args: argparse.Namespace, client: Any) -> int:
                                 "priority": args.priority}
         if args.timeout is not None:
             task["timeout"] = args.timeout
-        # --wait: one request (submit?wait=true) answers with the outcomes too.
-        answer = client.call("task/submit", {"wait": "true"} if args.wait else None,
-                             body=json.dumps({"tasks": [task] * max(1, args.count)}).encode())
+        # --wait: the IDs are printed first (Ctrl-C leaves them on screen, to wait on or
+        # cancel), then each outcome; so not task/submit?wait=true, which answers at the end.
+        answer = client.call("task/submit", body=json.dumps(
+            {"tasks": [task] * max(1, args.count)}).encode())
         for task_id, reason in answer["Refused"]:
             print(f"refused {task_id}: {reason}", file=sys.stderr)
         for task_id in answer["Accepted"]:
-            print(task_id)
+            print(task_id, flush=True)
         if answer["Refused"]:
             return 1
-        outcomes = answer.get("Tasks") or []
-        return max((_print_outcome(info) for info in outcomes), default=0)
+        if args.wait:
+            return max(_print_outcome(client.call("task/wait", {"arg": i}))
+                       for i in answer["Accepted"])
+        return 0
     if args.task_command == "wait":
         return _print_outcome(client.call("task/wait", {"arg": args.id,
                                                         "timeout": str(args.timeout)}))
@@ -78,10 +81,6 @@ def _task(args: argparse.Namespace, client: Any) -> int:
 
 
 def _print_outcome(info: dict[str, Any]) -> int:
-    """One task's final line; a null State is a task the daemon could not wait on."""
-    if info["State"] is None:
-        print(f"{info['ID']} not waited on: {info['Error']}", file=sys.stderr)
-        return 1
     if info["State"] == "done":
         print(f"{info['ID']} done: {info['Output'] or '(no output)'}")
         return 0
