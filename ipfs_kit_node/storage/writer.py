@@ -15,9 +15,12 @@ a second task a couple of MiB at a time, in its own worker thread, while the sto
 fsyncs the batch before (verifying inside the storer's thread put 55 ms of a 64 MiB add's
 ~170 ms of storing in series with the writes).
 
-The verifier also notes the children of each dag-pb block it checked (``links``), so the
-recursive pin at the end of an upload walks the DAG without reading every leaf back (a CIDv0
-add's leaves are dag-pb: a 64 MiB add read and parsed 256 of them to learn they have no links).
+When the upload will pin (``links=True``), the verifier also notes the children of each
+dag-pb block it checked (``links``), so the recursive pin at the end of an upload walks the
+DAG without reading every leaf back (a CIDv0 add's leaves are dag-pb: a 64 MiB add read and
+parsed 256 of them to learn they have no links). They are kept as raw CID bytes, one blob a
+node (``LinkTable``), within ``NOTED_BYTES``: as CID objects (~376 B each) 48 MiB of dense
+link-only dag-pb grew the daemon by 533 MiB.
 
 A block is only reported stored once the batch holding it is fsynced and indexed
 (``TieredStore.put_many``); ``close`` returns after the last batch is, so a caller that answers
@@ -27,13 +30,14 @@ after leaving ``block_writer`` acknowledges only durable blocks (``[storage] syn
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 
 import trio
 from multiformats import CID
 
 from ..cid import cid_from_bytes
-from ..errors import StoreError
+from ..errors import CodecError, StoreError
+from ..unixfs import pbscan
 from .blocks import key_of, verify
 from .store import DAG_PB, TieredStore
 
@@ -46,18 +50,84 @@ STORE_DEPTH = 2
 QUEUED_BYTES = 8 << 20
 #: Most bytes verified in one worker-thread hop.
 VERIFY_BYTES = 2 << 20
-#: Most dag-pb nodes whose children an upload remembers for its pin (~100 B each; a 16 GiB
-#: file of 256 KiB leaves fits; past it the pin reads the rest back, as any pin does).
-LINK_NODES = 1 << 16
+#: Most memory the children an upload notes for its pin take (estimated: ``NODE_COST`` a node
+#: plus its children's CID bytes): ~1,000,000 CIDv0 links, or the nodes of a 16 GiB file of
+#: 256 KiB leaves. Past it the pin reads the rest back, as any pin does.
+NOTED_BYTES = 40 << 20
+#: A noted node's estimated cost besides its children: dict slot, key and blob objects.
+NODE_COST = 160
+
+
+class LinkTable(Mapping[bytes, Sequence[CID]]):
+    """Children of dag-pb nodes by store key, for ``TieredStore.pin(links=)``: each node's
+    children are one bytes blob of length-prefixed binary CIDs, made into CID objects only
+    when the pin's walk asks for that node. Nodes past ``budget`` are not noted (the walk
+    reads those back)."""
+
+    def __init__(self, budget: int = NOTED_BYTES) -> None:
+        self._nodes: dict[bytes, bytes] = {}
+        self._budget = budget
+        self.cost = 0
+        self.links = 0
+
+    @property
+    def full(self) -> bool:
+        return self.cost >= self._budget
+
+    def note(self, key: bytes, children: bytes, count: int) -> None:
+        """Keep ``children`` (as ``children_of`` gives) unless the budget is spent."""
+        cost = NODE_COST + len(children)
+        if self.cost + cost > self._budget or key in self._nodes:
+            return
+        self._nodes[key] = children
+        self.cost += cost
+        self.links += count
+
+    def __getitem__(self, key: bytes) -> list[CID]:
+        blob = self._nodes[key]
+        out, pos = [], 0
+        while pos < len(blob):
+            end = pos + 1 + blob[pos]
+            out.append(cid_from_bytes(blob[pos + 1:end]))
+            pos = end
+        return out
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._nodes)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+
+def children_of(cid: CID, data: bytes) -> tuple[bytes, int] | None:
+    """The children of a dag-pb block as ``LinkTable`` keeps them (each CID checked as
+    ``TieredStore.links`` checks it) and their count; None for a CID over 255 bytes (such a
+    node is left for the pin to read back). StoreError for malformed dag-pb."""
+    try:
+        layout, _, _ = pbscan.split(memoryview(data), cid)  # type: ignore[arg-type]
+        assert layout is not None  # read to the end: no max_links
+        parts: list[bytes] = []
+        pos = 0
+        while pos < layout.links_end:
+            link, pos = pbscan.read_link(data, pos, cid)
+            raw = bytes(link.cid)
+            if len(raw) > 255:
+                return None
+            cid_from_bytes(raw)  # the check a pin's read would make
+            parts += (len(raw).to_bytes(1, "big"), raw)
+        return b"".join(parts), len(parts) // 2
+    except CodecError as exc:
+        raise StoreError(str(exc)) from exc
 
 
 class BlockWriter:
     """Blocks handed to ``add`` are verified and stored in the background, in order, a batch
     at a time. The queue's first ``_verified`` blocks are checked and ready to store."""
 
-    def __init__(self, store: TieredStore, *, hashed: bool) -> None:
+    def __init__(self, store: TieredStore, *, hashed: bool, links: bool = False) -> None:
         self._store = store
         self._hashed = hashed
+        self._note = links
         self._queue: list[tuple[CID | bytes, bytes]] = []
         self._queued_bytes = 0
         self._verified = 0
@@ -69,8 +139,9 @@ class BlockWriter:
         self._storing = 0
         self.new = 0  # blocks that were not in the store before
         self.batches = 0
-        #: store key -> children, of the dag-pb blocks verified here (for ``store.pin``)
-        self.links: dict[bytes, list[CID]] = {}
+        #: store key -> children, of the dag-pb blocks verified here (for ``store.pin``),
+        #: noted only when the writer was made with ``links=True``
+        self.links = LinkTable()
 
     async def add(self, cid: CID | bytes, data: bytes) -> None:
         """Queue a block; waits only while ``QUEUED_BYTES`` are already queued."""
@@ -104,8 +175,9 @@ class BlockWriter:
                 size += len(self._queue[end][1])
                 end += 1
             found = await trio.to_thread.run_sync(
-                _verify_all, self._queue[start:end], len(self.links) < LINK_NODES)
-            self.links.update(found)
+                _verify_all, self._queue[start:end], self._note and not self.links.full)
+            for key, children, count in found:
+                self.links.note(key, children, count)
             # The storer only takes verified blocks from the front meanwhile: the ones just
             # checked now follow the verified ones still queued.
             self._verified += end - start
@@ -144,27 +216,29 @@ class BlockWriter:
 
 
 def _verify_all(blocks: list[tuple[CID | bytes, bytes]], record: bool
-                ) -> list[tuple[bytes, list[CID]]]:
+                ) -> list[tuple[bytes, bytes, int]]:
     """Check each block against its CID; with ``record``, the children of the dag-pb ones
     (read from bytes just verified, so the same as a read of the stored block would give)."""
-    found: list[tuple[bytes, list[CID]]] = []
+    found: list[tuple[bytes, bytes, int]] = []
     for cid_like, data in blocks:
         cid = cid_from_bytes(cid_like) if isinstance(cid_like, bytes) else cid_like
         verify(cid, data)
         if record and cid.codec.code == DAG_PB:
             # malformed dag-pb is stored as it is; a pin's walk reads it and says so
             with contextlib.suppress(StoreError):
-                found.append((key_of(cid), TieredStore.links(cid, data)))
+                if (noted := children_of(cid, data)) is not None:
+                    found.append((key_of(cid), *noted))
     return found
 
 
 @contextlib.asynccontextmanager
-async def block_writer(store: TieredStore, *, hashed: bool = False
+async def block_writer(store: TieredStore, *, hashed: bool = False, links: bool = False
                        ) -> AsyncIterator[BlockWriter]:
     """A ``BlockWriter`` whose blocks are all stored (durably) when the block exits without
     an error; a storing error cancels the block and is raised (trio groups it; the HTTP edge
-    unwraps a lone one). ``hashed`` as for ``TieredStore.put``."""
-    writer = BlockWriter(store, hashed=hashed)
+    unwraps a lone one). ``hashed`` as for ``TieredStore.put``; ``links``: note the verified
+    blocks' children for a pin at the end."""
+    writer = BlockWriter(store, hashed=hashed, links=links)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer._run)
         if not hashed:

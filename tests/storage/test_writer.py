@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ipfs_kit_node.storage import BlockNotFoundError, HashMismatchError, StoreConfig, TieredStore
 from ipfs_kit_node.storage.frames import FrameDecoder, FrameError, encode_frame
-from ipfs_kit_node.storage.writer import block_writer
+from ipfs_kit_node.storage.writer import NODE_COST, LinkTable, block_writer
 
 CONFIG = StoreConfig(max_size=10**8, memory_size=0)
 
@@ -112,7 +112,7 @@ async def test_an_uploads_pin_walks_the_links_it_verified(tmp_path: Path) -> Non
     mid_cid, mid = dagpb_block([(c, len(d)) for c, d in leaves[:3]], version=0)
     root_cid, root = dagpb_block([(mid_cid, len(mid)), *[(c, len(d)) for c, d in leaves[3:]]],
                                  version=0)
-    async with block_writer(store) as writer:
+    async with block_writer(store, links=True) as writer:
         for cid, data in [*leaves, (mid_cid, mid), (root_cid, root)]:
             await writer.add(bytes(cid), data)
     assert writer.links[bytes(root_cid.digest)] == [mid_cid, *(c for c, _ in leaves[3:])]
@@ -127,6 +127,36 @@ async def test_an_uploads_pin_walks_the_links_it_verified(tmp_path: Path) -> Non
     with pytest.raises(BlockNotFoundError):
         await store.pin(root_cid, links=writer.links)
     assert not store.is_pinned(root_cid)
+    await store.close()
+
+
+async def test_links_noted_only_for_a_pin_and_within_budget(tmp_path: Path) -> None:
+    """Children are noted only when the upload pins, kept as bytes within a budget; nodes
+    past it are read back by the pin, which still counts every block."""
+    store = await TieredStore.open(tmp_path, CONFIG)
+    leaves = [raw_block(size=50 + i) for i in range(40)]
+    mids = [dagpb_block([(c, len(d)) for c, d in leaves[i:i + 10]], version=v)
+            for i, v in ((0, 0), (10, 1), (20, 0), (30, 1))]
+    root_cid, root = dagpb_block([(c, len(d)) for c, d in mids], version=0)
+    blocks = [*leaves, *mids, (root_cid, root)]
+    async with block_writer(store) as writer:
+        for cid, data in blocks:
+            await writer.add(bytes(cid), data)
+    assert len(writer.links) == 0  # no pin: nothing noted
+    table = LinkTable(budget=2 * (NODE_COST + 10 * 37))  # room for two of the five nodes
+    async with block_writer(store, links=True) as writer:
+        writer.links = table
+        for cid, data in blocks:
+            await writer.add(bytes(cid), data)
+    assert len(table) == 2 and table.links == 20 and table.full
+    assert table[bytes(mids[0][0].digest)] == [c for c, _ in leaves[:10]]
+    assert table[bytes(mids[1][0].digest)] == [c for c, _ in leaves[10:20]]
+    before = store.stats().disk.lookups
+    await store.pin(root_cid, links=table)
+    assert store.stats().disk.lookups > before  # the rest read back
+    assert all(store.pin_type(c) == "indirect" for c, _ in blocks[:-1])
+    await store.unpin(root_cid)
+    assert not any(store.is_pinned(c) for c, _ in blocks)
     await store.close()
 
 

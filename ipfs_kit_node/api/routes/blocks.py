@@ -93,15 +93,16 @@ class BlockRoutes:
         decoder = FrameDecoder()
         stored = 0
         last: bytes | None = None
+        pin = request.flag("pin-last")
         with self.store.hold():  # a GC meanwhile spares them until pinned
-            async with block_writer(self.store) as writer:
+            async with block_writer(self.store, links=pin) as writer:
                 async for chunk in request.chunks:
                     for cid_bytes, data in decoder.feed(chunk):
                         await writer.add(cid_from_bytes(cid_bytes), data)
                         last = cid_bytes
                         stored += 1
                 decoder.close()
-            if request.flag("pin-last") and last is not None:
+            if pin and last is not None:
                 await self.store.pin(cid_from_bytes(last), recursive=True,
                                      links=writer.links)
         return Response.json({"Blocks": stored, "New": writer.new,

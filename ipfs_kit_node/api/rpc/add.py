@@ -22,8 +22,7 @@ from ...cid import cid_from_bytes, to_cid
 from ...errors import ApiError, StoreFullError
 from ...storage.blocks import key_of
 from ...storage.service import StoreService
-from ...storage.store import TieredStore
-from ...storage.writer import LINK_NODES
+from ...storage.writer import LinkTable, children_of
 from ...unixfs.importer import (
     Block,
     DirectoryBuilder,
@@ -127,9 +126,11 @@ class _Session:
     pending_bytes: int = 0
     storing: trio.Event | None = None  # set when the batch stored in the background is
     store_error: Exception | None = None
-    #: children of the dag-pb blocks made here, by store key: the pin at the end walks the
-    #: DAG with them instead of reading every block back (as the block/put-many writer)
-    links: dict[bytes, list[CID]] = field(default_factory=dict)
+    #: children of the dag-pb blocks made here, by store key, noted when the add pins: the
+    #: pin at the end walks the DAG with them instead of reading every block back (as the
+    #: block/put-many writer)
+    links: LinkTable = field(default_factory=LinkTable)
+    note_links: bool = False
 
     async def put(self, blocks: list[Block]) -> None:
         """Blocks are stored a batch at a time (one group of fsyncs and one index commit),
@@ -141,9 +142,10 @@ class _Session:
             if not (self.params.inline and _is_identity(block.cid_bytes)):
                 self.pending.append((block.cid_bytes, block.data))
                 self.pending_bytes += len(block.data)
-                if _is_dag_pb(block.cid_bytes) and len(self.links) < LINK_NODES:
+                if self.note_links and _is_dag_pb(block.cid_bytes) and not self.links.full:
                     cid = cid_from_bytes(block.cid_bytes)
-                    self.links[key_of(cid)] = TieredStore.links(cid, block.data)
+                    if (noted := children_of(cid, block.data)) is not None:
+                        self.links.note(key_of(cid), *noted)
         if len(self.pending) >= PUT_BATCH_BLOCKS or self.pending_bytes >= PUT_BATCH_BYTES:
             await self.flush(wait=False)
 
@@ -252,10 +254,10 @@ def register_add_routes(router: Router, store: StoreService) -> None:
                 CID.decode("bafkqaaa").encode(session.cid_base)
             except Exception:
                 raise ApiError(f"unknown cid-base {session.cid_base[:40]!r}", 400) from None
-        pin = _bool(request, "pin")
+        pin = _bool(request, "pin") is not False and not session.only_hash
+        session.note_links = pin
         assert request.chunks is not None
-        body = _add_lines(session, events(request.chunks, boundary),
-                          pin=pin is not False and not session.only_hash)
+        body = _add_lines(session, events(request.chunks, boundary), pin=pin)
         if not session.only_hash:
             body = _held(session, body)
         return Response(body=body, content_type="application/json",
