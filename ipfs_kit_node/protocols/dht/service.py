@@ -20,6 +20,7 @@ can dial them, and re-announces the roots we provide.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -52,9 +53,10 @@ LAN_KAD_PROTOCOL = "/ipfs/lan/kad/1.0.0"
 # Kubo's default Reprovider.Interval; provider records expire after 48 h on servers.
 REPROVIDE_INTERVAL = 12 * 3600.0
 # Identify runs right after connect; these waits cover a slow or busy peer (~2 min in all,
-# as long as the connection lives). With ~8 s, twenty daemons on two loaded cores left their
-# bootstrap server out of the table for good: a node whose table never filled never provided.
-IDENTIFY_POLL = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+# as long as the connection lives: checked every 5 s at most). With ~8 s, twenty daemons on
+# two loaded cores left their bootstrap server out of the table for good: a node whose table
+# never filled never provided.
+IDENTIFY_POLL = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0) + (5.0,) * 22
 # Long enough for Bitswap to dial a provider it was just told about.
 PROVIDER_ADDR_TTL = 600
 # Looking up the addresses of a provider that came without any.
@@ -237,6 +239,8 @@ class Dht(ConnectionNotifee):
         self._nursery: trio.Nursery | None = None
         self._table_ready = trio.Event()
         self._join_send, self._join_receive = trio.open_memory_channel[ID](JOIN_QUEUE)
+        self._admitting: set[ID] = set()  # peers an admission task waits on
+        self._rejoined: set[ID] = set()  # of those, peers that connected again meanwhile
 
     @property
     def kads(self) -> list[KadDHT]:
@@ -297,6 +301,10 @@ class Dht(ConnectionNotifee):
 
     async def _admit_joiners(self, nursery: trio.Nursery) -> None:
         async for peer_id in self._join_receive:
+            if peer_id in self._admitting:  # one waiter per peer, however many conns;
+                self._rejoined.add(peer_id)  # it looks again once done (see _admit)
+                continue
+            self._admitting.add(peer_id)
             nursery.start_soon(self._admit, peer_id)
 
     async def _admit(self, peer_id: ID) -> None:
@@ -306,6 +314,12 @@ class Dht(ConnectionNotifee):
             await self._admit_checked(peer_id)
         except Exception as exc:  # the edge of this task: one peer, never the node
             log.warning("dht admission failed", peer=str(peer_id), error=repr(exc)[:300])
+        finally:
+            self._admitting.discard(peer_id)
+            if peer_id in self._rejoined:  # connected again while it waited: look again
+                self._rejoined.discard(peer_id)
+                with contextlib.suppress(trio.WouldBlock):
+                    self._join_send.send_nowait(peer_id)
 
     async def _admit_checked(self, peer_id: ID) -> None:
         peerstore = self.host.get_peerstore()
