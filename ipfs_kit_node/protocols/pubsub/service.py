@@ -83,11 +83,11 @@ class _Pubsub(Pubsub):
         now = set(self.topic_ids)
         if now == sent:
             return
-        catch_up = rpc_pb2.RPC(subscriptions=[
-            rpc_pb2.RPC.SubOpts(subscribe=topic in now, topicid=topic)
-            for topic in sorted(now ^ sent)])
-        if not queue.push(catch_up):
-            log.warning("pubsub subscription catch-up dropped: queue full", peer=str(peer_id))
+        subs = [rpc_pb2.RPC.SubOpts(subscribe=topic in now, topicid=topic)
+                for topic in sorted(now ^ sent)]
+        if not queue.push(rpc_pb2.RPC(subscriptions=subs)):
+            for sub in subs:  # a full queue: the library's own announce retry takes over
+                self._schedule_announce_retry(peer_id, sub)
 
     async def continuously_read_stream(self, stream: INetStream) -> None:
         try:
