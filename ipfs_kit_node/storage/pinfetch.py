@@ -21,6 +21,7 @@ from multiformats import CID
 
 from ..errors import BlockNotFoundError, BlockUnavailableError, IpfsKitError, StoreError
 from .blocks import CidLike, key_of, to_cid
+from .reads import inline_bytes
 from .store import TieredStore
 
 FETCH_CONCURRENCY = 64
@@ -69,7 +70,8 @@ async def fetch_dag(store: TieredStore, fetcher: BlockFetcher | None, root: CidL
         send.send_nowait(cid)
 
     async def one(cid: CID) -> None:
-        local = store.is_local(cid) or store.is_remote(cid)
+        # An identity CID carries its block (``get`` answers it from the CID): never fetched.
+        local = inline_bytes(cid) is not None or store.is_local(cid) or store.is_remote(cid)
         if local:
             data = await store.get(cid)
         elif fetcher is None:

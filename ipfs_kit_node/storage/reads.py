@@ -25,6 +25,13 @@ from .core import StoreCore, _text
 log = get_logger(__name__)
 
 READ_RETRIES = 3  # a packed block moved by compaction while read: read again by key
+IDENTITY = 0x00  # the identity multihash: the "digest" is the block itself
+
+
+def inline_bytes(cid: CID) -> bytes | None:
+    """An identity CID's block (its digest), else None. Such blocks (``add --inline``) are
+    never stored or counted and always present, as in Kubo: their bytes are in the CID."""
+    return bytes(cid.raw_digest) if cid.hashfun.code == IDENTITY else None
 
 
 class ReadPath(StoreCore):
@@ -44,6 +51,9 @@ class ReadPath(StoreCore):
 
     async def get(self, cid: CidLike) -> bytes:
         """The block's bytes, verified. Raises BlockNotFoundError."""
+        self._check_open()
+        if (inline := inline_bytes(to_cid(cid))) is not None:
+            return inline
         cid, key, meta = await self._settled(cid)
         if meta is None:
             raise BlockNotFoundError(str(cid))
@@ -54,6 +64,9 @@ class ReadPath(StoreCore):
         """The block's bytes, verified, if this node holds it (memory, disk, and with
         ``remote`` the remote tier), else None: one index lookup where asking first and then
         reading took two or three (Bitswap's getter asked is_remote, is_local, then get)."""
+        self._check_open()
+        if (inline := inline_bytes(to_cid(cid))) is not None:
+            return inline
         cid, key, meta = await self._settled(cid)
         if meta is None or (meta.remote and not remote):
             return None
@@ -217,7 +230,10 @@ class ReadPath(StoreCore):
         return self.local_size(cid) is not None
 
     async def size(self, cid: CidLike) -> int:
-        meta = self._db.get(key_of(to_cid(cid)))
+        cid = to_cid(cid)
+        if (inline := inline_bytes(cid)) is not None:
+            return len(inline)
+        meta = self._db.get(key_of(cid))
         if meta is None:
             raise BlockNotFoundError(str(cid))
         return meta.size

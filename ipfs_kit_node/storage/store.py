@@ -46,7 +46,7 @@ from .blockdb import MissingBlocks, Pin, PinMode
 from .blocks import CidLike, cid_of_key, key_of, to_cid
 from .core import DAG_PB, StoreConfig, _text
 from .gc import GcResult
-from .reads import PendingRead
+from .reads import PendingRead, inline_bytes
 from .recovery import Recovery, VerifyResult
 from .stats import StoreStats, TierStats
 from .writes import MAX_BLOCK_SIZE, Writes
@@ -178,6 +178,10 @@ class TieredStore(Recovery, Writes):
             if key in seen:
                 continue
             seen.add(key)
+            if (inline := inline_bytes(cid)) is not None:  # present by definition
+                if recursive:
+                    stack.extend(self.links(cid, inline))
+                continue
             meta = self._db.get(key)
             if meta is None:
                 yield cid
@@ -210,14 +214,21 @@ class TieredStore(Recovery, Writes):
         """Keys of the root and (recursively) every block it links to; all must be here
         (``tolerant``: those that are). ``links``: the children of dag-pb blocks whose bytes
         the caller verified against their keys (an upload's), so those are not read back;
-        every block must still be in the index."""
+        every block must still be in the index. Identity CIDs are present and not counted
+        (never in the index): only their links are followed."""
         seen: dict[bytes, None] = {}
+        inlined: set[bytes] = set()
         stack = [root]
         steps = 0
         while stack:
             cid = stack.pop()
             key = key_of(cid)
-            if key in seen:
+            if key in seen or key in inlined:
+                continue
+            if (inline := inline_bytes(cid)) is not None:
+                inlined.add(key)
+                if recursive:
+                    stack.extend(self.links(cid, inline))
                 continue
             meta = self._db.get(key)
             if meta is None:
@@ -330,6 +341,13 @@ class TieredStore(Recovery, Writes):
             if key in seen:
                 continue
             seen.add(key)
+            if (inline := inline_bytes(cid)) is not None:  # its bytes are its CID: sound
+                if pin.mode == "recursive":
+                    try:
+                        stack.extend(self.links(cid, inline))
+                    except StoreError as exc:
+                        bad.append((str(cid), str(exc)))
+                continue
             meta = self._db.get(key)
             if meta is None:
                 bad.append((str(cid), "missing"))

@@ -10,7 +10,7 @@ import pytest
 import trio
 from blockfiles import blocks_on_disk, damage_block
 from dag import dagpb_block, raw_block
-from multiformats import CID
+from multiformats import CID, multihash
 
 from ipfs_kit_node.storage import (
     BlockNotFoundError,
@@ -495,4 +495,41 @@ async def test_a_hold_keeps_blocks_it_finds_from_gc(tmp_path: Path) -> None:
         assert await store.has(found[0]) and await store.has(stored[0])
     await store.gc(full=True)
     assert len(store) == 0
+    await store.close()
+
+
+async def test_identity_cids_are_present_uncounted_and_walked(tmp_path: Path) -> None:
+    """`add --inline` gives identity CIDs (the bytes are the CID's digest): never stored or
+    counted, always present, as in Kubo. A pin over them used to fail ("block not found")."""
+    store = await open_store(tmp_path)
+    tiny = CID("base32", 1, "raw", multihash.get("identity").wrap(b"tiny"))
+    leaf = raw_block(size=300)
+    await store.put(*leaf)
+    # An identity dag-pb node linking to a stored block: the walk goes through it.
+    _, body = dagpb_block([(leaf[0], 300), (tiny, 4)])
+    inner = CID("base32", 1, "dag-pb", multihash.get("identity").wrap(body))
+    root, root_body = dagpb_block([(inner, 310), (tiny, 4)])
+    await store.put(root, root_body)
+    assert await store.get(tiny) == b"tiny" and await store.size(tiny) == 4
+    assert await store.get_held(inner) == body
+    assert [c async for c in store.dag_missing(root)] == []
+
+    await store.pin(root)
+    await store.pin(tiny, recursive=False)
+    await store.pin(inner)
+    assert store.pins() == {str(root): "recursive", str(tiny): "direct",
+                            str(inner): "recursive"}
+    assert store.stats().pinned_blocks == 2 and len(store) == 2  # root and leaf only
+    assert store.pin_type(leaf[0]) == "indirect"
+    assert await store.verify_pin(root) == [] and await store.verify_pin(inner) == []
+    await store.gc(full=True)
+    assert await store.has(leaf[0]) and await store.get(leaf[0]) == leaf[1]
+
+    await store.unpin(root)
+    await store.unpin(tiny)
+    assert store.pin_type(leaf[0]) == "indirect"  # still under the identity root's pin
+    await store.unpin(inner)
+    assert store.stats().pinned_blocks == 0
+    await store.gc(full=True)
+    assert len(store) == 0 and await store.get(tiny) == b"tiny"
     await store.close()
