@@ -861,18 +861,21 @@ class BodyFraming:
                     raise h11.RemoteProtocolError("malformed chunk footer")
                 pos += n
                 self.crlf -= n
-            elif self.trailer:
-                if end - pos < 2:
+            elif self.trailer:  # ends where h11 ends it: an empty line, CRLF or bare LF
+                if buf[pos:pos + 1] == b"\n":
+                    pos += 1
+                elif end - pos < 2:
                     break
-                if buf[pos:pos + 2] == b"\r\n":
+                elif buf[pos:pos + 2] == b"\r\n":
                     pos += 2
                 else:
-                    found = buf.find(b"\r\n\r\n", pos, end)
-                    if found < 0:
+                    blank = _BLANK_LINE.search(buf, pos, end)
+                    if blank is None:
                         if end - pos > MAX_HEADER_BYTES:
                             raise h11.RemoteProtocolError("chunked trailer too long")
                         break
-                    pos = found + 4
+                    _check_trailer(bytes(buf[pos:blank.end()]))
+                    pos = blank.end()
                 self.done = True
             else:
                 found = buf.find(b"\r\n", pos, end)
@@ -888,6 +891,20 @@ class BodyFraming:
                 pos = found + 2
                 self.trailer = not self.size
         return spans, pos
+
+
+#: A request whose trailer the chunked parser checks through h11 (trailers are rare).
+_TRAILER_PROBE = (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"0\r\n")
+
+
+def _check_trailer(block: bytes) -> None:
+    """h11.RemoteProtocolError unless h11 accepts ``block`` as a chunked body's trailer."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(_TRAILER_PROBE + block)
+    while not isinstance(event := conn.next_event(), h11.EndOfMessage):
+        if event is h11.NEED_DATA:
+            raise h11.RemoteProtocolError("malformed chunked trailer")
 
 
 async def _socket_body(stream: trio.SocketStream, framing: BodyFraming, pending: bytes,

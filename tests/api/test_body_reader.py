@@ -171,3 +171,38 @@ def test_an_upload_then_a_pipelined_request_on_one_connection(daemon: MakeDaemon
         bad = _answers(sock, 1)[0]
         assert isinstance(bad, h11.Response) and bad.status_code == 400
     assert d.cli("id").returncode == 0
+
+
+def _h11_chunked(wire: bytes) -> tuple[bytes, bytes] | str:
+    """What h11 makes of ``wire`` as a chunked body: (data, bytes behind it) or "error"."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + wire)
+    data = b""
+    try:
+        while True:
+            event = conn.next_event()
+            assert event is not h11.NEED_DATA, wire
+            if isinstance(event, h11.Data):
+                data += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return data, conn.trailing_data[0]
+    except h11.RemoteProtocolError:
+        return "error"
+
+
+@pytest.mark.parametrize("end", [b"0\r\n\n", b"0\r\nX-A: 1\r\n\n", b"0\r\nX-A: 1\n\r\n",
+                                 b"0\r\nX-A: 1\nX-B: 2\n\n", b"0\r\n\r\n", b"0\r\nbad\r\n\r\n",
+                                 b"0\r\nX-A: 1\r\n bad fold\r\n\r\n", b"0\r\n\rX: 1\r\n\r\n"])
+def test_the_trailer_ends_where_h11_ends_it(end: bytes) -> None:
+    """A bare-LF empty line ends the trailer as in h11 (the parser used to scan on for CRLF
+    CRLF, swallowing the request behind); a trailer h11 refuses is refused."""
+    wire = b"3\r\nabc\r\n" + end + b"GET / HTTP/1.1\r\n"
+    theirs = _h11_chunked(wire)
+    if theirs == "error":
+        with pytest.raises(h11.RemoteProtocolError):
+            read_over_socket(wire, [len(wire)], BodyFraming(None), 0)
+        return
+    for cuts in ([len(wire)], [1], [7]):
+        got, left = read_over_socket(wire, cuts, BodyFraming(None), 0)
+        assert isinstance(theirs, tuple) and b"".join(got) == theirs[0] == b"abc"
+        assert theirs[1].startswith(left)
