@@ -907,14 +907,27 @@ def _check_trailer(block: bytes) -> None:
             raise h11.RemoteProtocolError("malformed chunked trailer")
 
 
+#: The receive buffer of a streamed body starts this big (a sized one at its length and some,
+#: if less), grows to hold a whole held chunk, and doubles while recvs fill it, up to
+#: ``BODY_BUFFER``: a client that stalls after its head holds 64 KiB, not 2 MiB (100 such
+#: took 96 -> 298 MiB of RSS); a fast upload reaches 2 MiB reads after five recvs.
+BODY_BUFFER_START = 64 * 1024
+BODY_BUFFER = 2 * BODY_READ_SIZE
+#: Free bytes wanted behind what the buffer holds before a recv.
+BODY_BUFFER_ROOM = 4096
+
+
 async def _socket_body(stream: trio.SocketStream, framing: BodyFraming, pending: bytes,
                        leftover: list[bytes]) -> AsyncGenerator[bytes, None]:
     """A request body received into one reused buffer and handed on as bytes, one copy out
     of it per piece; the bytes behind the body (a pipelined request) go to ``leftover``."""
-    buf = bytearray(max(2 * BODY_READ_SIZE, 2 * len(pending)))
+    size = BODY_BUFFER_START if framing.chunked else \
+        min(BODY_BUFFER_START, framing.remaining + BODY_BUFFER_ROOM)
+    buf = bytearray(max(size, len(pending)))
     view = memoryview(buf)
     buf[:len(pending)] = pending
     start, end = 0, len(pending)
+    filled = False  # the last recv filled all the room it had: the client sends fast
     try:
         while True:
             spans, start = framing.parse(buf, start, end)
@@ -938,10 +951,20 @@ async def _socket_body(stream: trio.SocketStream, framing: BodyFraming, pending:
                 tail = bytes(view[start:end])  # a held chunk, or a cut header: to the front
                 buf[:len(tail)] = tail
                 start, end = 0, len(tail)
+            held = framing.chunked and 0 < framing.remaining == framing.size <= HOLD_CHUNK
+            # bytes the buffer must hold from ``start``: a held chunk whole, else some room
+            need = framing.remaining + 2 if held else end - start + BODY_BUFFER_ROOM
+            if start + need > len(buf) or (filled and len(buf) < BODY_BUFFER):
+                grown = bytearray(max(need, min(2 * len(buf), BODY_BUFFER)))
+                grown[:end - start] = view[start:end]
+                view.release()
+                buf, view = grown, memoryview(grown)
+                start, end = 0, end - start
             with trio.fail_after(READ_TIMEOUT):
                 got = await stream.socket.recv_into(view[end:])
             if not got:
                 raise h11.RemoteProtocolError("connection closed in the middle of the body")
+            filled = end + got == len(buf)
             end += got
     finally:
         view.release()

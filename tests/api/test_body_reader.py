@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -206,3 +207,27 @@ def test_the_trailer_ends_where_h11_ends_it(end: bytes) -> None:
         got, left = read_over_socket(wire, cuts, BodyFraming(None), 0)
         assert isinstance(theirs, tuple) and b"".join(got) == theirs[0] == b"abc"
         assert theirs[1].startswith(left)
+
+
+def test_a_stalled_body_holds_a_small_buffer_and_big_chunks_still_arrive_whole() -> None:
+    """A client that sent a head and a few bytes costs a 64 KiB buffer, not 2 MiB (100 such
+    took 200 MiB of RSS); the buffer grows for a 1 MiB chunk, which still arrives whole."""
+    async def stalled(framing: BodyFraming) -> int:
+        ours, theirs = socket.socketpair()
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        tracemalloc.start()
+        try:
+            with trio.move_on_after(0.5):  # the client sends nothing more
+                async for _ in _socket_body(stream, framing, b"5\r\nab", []):
+                    pass
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            theirs.close()
+            await stream.aclose()
+
+    for framing in (BodyFraming(None), BodyFraming(50 << 20)):
+        assert trio.run(stalled, framing) < 256 * 1024
+    pieces = [os.urandom(1 << 20), os.urandom(10), os.urandom(1 << 20)]
+    got, _ = read_over_socket(chunked(pieces, False, False), [1000, 70_000], BodyFraming(None), 5)
+    assert b"".join(got) == b"".join(pieces) and pieces[0] in got and pieces[2] in got
