@@ -208,6 +208,9 @@ class Router:
             return Response.error(str(exc), status_of(exc))
         except h11.RemoteProtocolError as exc:  # a streamed body the client broke off
             return Response.error(f"malformed request body: {exc}", 400)
+        except _BodyTimeout:
+            log.warning("request body stalled", route=request.path, timeout_s=READ_TIMEOUT)
+            return _body_timeout()
         except Exception as exc:  # the edge: a bug or an input we did not foresee
             log.error("API handler failed", route=request.path, error=_describe(exc),
                       exc_info=not isinstance(exc, RecursionError))
@@ -414,7 +417,7 @@ class HttpServer:
                 await _send_if_possible(conns[0], stream,
                                         Response.error(f"bad request: {exc}", 400))
             except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
-                    _ClientGone):
+                    _ClientGone, _BodyTimeout):
                 pass
             except Exception as exc:  # the edge: nothing a connection does stops the server
                 log.error("API connection failed", server=self.name, error=_describe(exc),
@@ -536,7 +539,13 @@ class HttpServer:
                                                    event, conns)
             body = bytearray()
             while True:
-                part = await _next_event(conn, stream)
+                try:
+                    part = await _next_event(conn, stream)
+                except trio.TooSlowError:
+                    log.warning("request body stalled", route=target.path,
+                                timeout_s=READ_TIMEOUT)
+                    await _send(conn, stream, _body_timeout(), sent=sent)
+                    return False
                 if isinstance(part, h11.Data):
                     body += part.data
                     if len(body) > MAX_BODY_BYTES:
@@ -728,6 +737,16 @@ class _ClientGone(Exception):
     """The client closed its connection while we were still answering."""
 
 
+class _BodyTimeout(Exception):
+    """No byte of a streamed request body arrived for ``READ_TIMEOUT``: the router answers
+    408 (a stalled client is not our bug: no 500, no traceback)."""
+
+
+def _body_timeout() -> Response:
+    return Response.error(
+        f"request body: nothing received for {READ_TIMEOUT:g} s; request timed out", 408)
+
+
 async def _until_client_leaves(conn: h11.Connection, stream: trio.abc.Stream,
                                work: Awaitable[None]) -> None:
     """Run ``work`` (a handler and its answer); cancel it if the client hangs up meanwhile.
@@ -777,7 +796,10 @@ def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 async def _body_chunks(conn: h11.Connection, stream: trio.abc.Stream
                        ) -> AsyncGenerator[bytes, None]:
     while True:
-        event = await _next_event(conn, stream, read_size=BODY_READ_SIZE)
+        try:
+            event = await _next_event(conn, stream, read_size=BODY_READ_SIZE)
+        except trio.TooSlowError:
+            raise _BodyTimeout() from None
         if isinstance(event, h11.Data):
             yield bytes(event.data)
         elif isinstance(event, h11.EndOfMessage):
@@ -960,8 +982,11 @@ async def _socket_body(stream: trio.SocketStream, framing: BodyFraming, pending:
                 view.release()
                 buf, view = grown, memoryview(grown)
                 start, end = 0, end - start
-            with trio.fail_after(READ_TIMEOUT):
-                got = await stream.socket.recv_into(view[end:])
+            try:
+                with trio.fail_after(READ_TIMEOUT):
+                    got = await stream.socket.recv_into(view[end:])
+            except trio.TooSlowError:
+                raise _BodyTimeout() from None
             if not got:
                 raise h11.RemoteProtocolError("connection closed in the middle of the body")
             filled = end + got == len(buf)
@@ -971,7 +996,11 @@ async def _socket_body(stream: trio.SocketStream, framing: BodyFraming, pending:
 
 
 async def _next_event(conn: h11.Connection, stream: trio.abc.Stream,
-                      timeout: float = READ_TIMEOUT, read_size: int = READ_SIZE) -> Any:
+                      timeout: float | None = None, read_size: int = READ_SIZE) -> Any:
+    """h11's next event, receiving as needed; each receive waits at most ``timeout``
+    (``READ_TIMEOUT`` when None, read at the call)."""
+    if timeout is None:
+        timeout = READ_TIMEOUT
     while True:
         event = conn.next_event()
         if event is not h11.NEED_DATA:

@@ -19,6 +19,7 @@ from helpers import Daemon
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ipfs_kit_node.api import server
 from ipfs_kit_node.api.server import BodyFraming, _socket_body
 from ipfs_kit_node.codecs.putmany import encode_frame
 
@@ -231,3 +232,56 @@ def test_a_stalled_body_holds_a_small_buffer_and_big_chunks_still_arrive_whole()
     pieces = [os.urandom(1 << 20), os.urandom(10), os.urandom(1 << 20)]
     got, _ = read_over_socket(chunked(pieces, False, False), [1000, 70_000], BodyFraming(None), 5)
     assert b"".join(got) == b"".join(pieces) and pieces[0] in got and pieces[2] in got
+
+
+def test_a_body_that_stalls_gets_a_408_and_the_server_serves_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that stops mid-body gets Kubo's error body with 408 after READ_TIMEOUT (was a
+    500 'internal error: TooSlowError' and a logged traceback), read without h11 (HTTP/1.1)
+    or through it (HTTP/1.0, and a route that takes its body whole); the server answers on.
+    A real in-process server, its timeout shortened."""
+    monkeypatch.setattr(server, "READ_TIMEOUT", 1.0)
+
+    async def upload(request: server.Request) -> server.Response:
+        assert request.chunks is not None
+        seen = sum([len(piece) async for piece in request.chunks])
+        return server.Response.json({"Bytes": seen})
+
+    async def echo(request: server.Request) -> server.Response:
+        return server.Response.json({"Bytes": len(request.body)})
+
+    router = server.Router()
+    router.add("POST", "/api/v0/up", upload, streaming=True)
+    router.add("POST", "/api/v0/echo", echo)
+    http = server.HttpServer("test", router, listen=["/ip4/127.0.0.1/tcp/0"])
+
+    async def ask(port: int, head: bytes) -> bytes:
+        with trio.fail_after(30):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                await stream.send_all(head)
+                out = b""
+                while chunk := await stream.receive_some(65536):
+                    out += chunk
+                return out
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(http.run)
+            port = int(http.addresses[0].rsplit("/", 1)[1])
+            for version, path, framing in (
+                    (b"1.1", b"up", b"Content-Length: 1000"),
+                    (b"1.1", b"up", b"Transfer-Encoding: chunked"),
+                    (b"1.0", b"up", b"Content-Length: 1000"),
+                    (b"1.1", b"echo", b"Content-Length: 1000")):
+                answer = await ask(port, b"POST /api/v0/%s HTTP/%s\r\nHost: x\r\n%s\r\n\r\n"
+                                   b"3\r\nabc" % (path, version, framing))
+                assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+                assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["Message"] == \
+                    "request body: nothing received for 1 s; request timed out"
+            answer = await ask(port, b"POST /api/v0/up HTTP/1.1\r\nHost: x\r\n"
+                               b"Connection: close\r\nContent-Length: 3\r\n\r\nabc")
+            assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'{"Bytes": 3}\n')
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
