@@ -52,7 +52,8 @@ class ReadPath(StoreCore):
     async def get(self, cid: CidLike) -> bytes:
         """The block's bytes, verified. Raises BlockNotFoundError."""
         self._check_open()
-        if (inline := inline_bytes(to_cid(cid))) is not None:
+        cid = to_cid(cid)
+        if (inline := inline_bytes(cid)) is not None:
             return inline
         cid, key, meta = await self._settled(cid)
         if meta is None:
@@ -65,7 +66,8 @@ class ReadPath(StoreCore):
         ``remote`` the remote tier), else None: one index lookup where asking first and then
         reading took two or three (Bitswap's getter asked is_remote, is_local, then get)."""
         self._check_open()
-        if (inline := inline_bytes(to_cid(cid))) is not None:
+        cid = to_cid(cid)
+        if (inline := inline_bytes(cid)) is not None:
             return inline
         cid, key, meta = await self._settled(cid)
         if meta is None or (meta.remote and not remote):

@@ -36,8 +36,7 @@ import trio
 from multiformats import CID
 
 from ..cid import cid_from_bytes
-from ..errors import CodecError, StoreError
-from ..unixfs import pbscan
+from ..errors import StoreError
 from .blocks import key_of, verify
 from .store import DAG_PB, TieredStore
 
@@ -68,20 +67,23 @@ class LinkTable(Mapping[bytes, Sequence[CID]]):
         self._nodes: dict[bytes, bytes] = {}
         self._budget = budget
         self.cost = 0
-        self.links = 0
+
+    @property
+    def links(self) -> int:
+        """Children noted, over every node."""
+        return sum(len(self[key]) for key in self._nodes)
 
     @property
     def full(self) -> bool:
         return self.cost >= self._budget
 
-    def note(self, key: bytes, children: bytes, count: int) -> None:
+    def note(self, key: bytes, children: bytes) -> None:
         """Keep ``children`` (as ``children_of`` gives) unless the budget is spent."""
         cost = NODE_COST + len(children)
         if self.cost + cost > self._budget or key in self._nodes:
             return
         self._nodes[key] = children
         self.cost += cost
-        self.links += count
 
     def __getitem__(self, key: bytes) -> list[CID]:
         blob = self._nodes[key]
@@ -99,25 +101,17 @@ class LinkTable(Mapping[bytes, Sequence[CID]]):
         return len(self._nodes)
 
 
-def children_of(cid: CID, data: bytes) -> tuple[bytes, int] | None:
-    """The children of a dag-pb block as ``LinkTable`` keeps them (each CID checked as
-    ``TieredStore.links`` checks it) and their count; None for a CID over 255 bytes (such a
-    node is left for the pin to read back). StoreError for malformed dag-pb."""
-    try:
-        layout, _, _ = pbscan.split(memoryview(data), cid)  # type: ignore[arg-type]
-        assert layout is not None  # read to the end: no max_links
-        parts: list[bytes] = []
-        pos = 0
-        while pos < layout.links_end:
-            link, pos = pbscan.read_link(data, pos, cid)
-            raw = bytes(link.cid)
-            if len(raw) > 255:
-                return None
-            cid_from_bytes(raw)  # the check a pin's read would make
-            parts += (len(raw).to_bytes(1, "big"), raw)
-        return b"".join(parts), len(parts) // 2
-    except CodecError as exc:
-        raise StoreError(str(exc)) from exc
+def children_of(cid: CID, data: bytes) -> bytes | None:
+    """The children of a dag-pb block as ``LinkTable`` keeps them, read as a pin's walk reads
+    them (``TieredStore.links``); None for a CID over 255 bytes (such a node is left for the
+    pin to read back). StoreError for malformed dag-pb."""
+    parts: list[bytes] = []
+    for child in TieredStore.links(cid, data):
+        raw = bytes(child)
+        if len(raw) > 255:
+            return None
+        parts += (len(raw).to_bytes(1, "big"), raw)
+    return b"".join(parts)
 
 
 class BlockWriter:
@@ -176,8 +170,8 @@ class BlockWriter:
                 end += 1
             found = await trio.to_thread.run_sync(
                 _verify_all, self._queue[start:end], self._note and not self.links.full)
-            for key, children, count in found:
-                self.links.note(key, children, count)
+            for key, children in found:
+                self.links.note(key, children)
             # The storer only takes verified blocks from the front meanwhile: the ones just
             # checked now follow the verified ones still queued.
             self._verified += end - start
@@ -216,10 +210,10 @@ class BlockWriter:
 
 
 def _verify_all(blocks: list[tuple[CID | bytes, bytes]], record: bool
-                ) -> list[tuple[bytes, bytes, int]]:
+                ) -> list[tuple[bytes, bytes]]:
     """Check each block against its CID; with ``record``, the children of the dag-pb ones
     (read from bytes just verified, so the same as a read of the stored block would give)."""
-    found: list[tuple[bytes, bytes, int]] = []
+    found: list[tuple[bytes, bytes]] = []
     for cid_like, data in blocks:
         cid = cid_from_bytes(cid_like) if isinstance(cid_like, bytes) else cid_like
         verify(cid, data)
@@ -227,7 +221,7 @@ def _verify_all(blocks: list[tuple[CID | bytes, bytes]], record: bool
             # malformed dag-pb is stored as it is; a pin's walk reads it and says so
             with contextlib.suppress(StoreError):
                 if (noted := children_of(cid, data)) is not None:
-                    found.append((key_of(cid), *noted))
+                    found.append((key_of(cid), noted))
     return found
 
 

@@ -145,7 +145,7 @@ class _Session:
                 if self.note_links and _is_dag_pb(block.cid_bytes) and not self.links.full:
                     cid = cid_from_bytes(block.cid_bytes)
                     if (noted := children_of(cid, block.data)) is not None:
-                        self.links.note(key_of(cid), *noted)
+                        self.links.note(key_of(cid), noted)
         if len(self.pending) >= PUT_BATCH_BLOCKS or self.pending_bytes >= PUT_BATCH_BYTES:
             await self.flush(wait=False)
 
