@@ -15,9 +15,12 @@ BLOCK = 256 * 1024
 
 async def test_concurrent_batches_over_the_budget_evict_for_each_other(tmp_path: Path) -> None:
     """Two batches that each fit once unpinned blocks go: both are stored, and the store
-    stays within its budget. Each batch used to collect for itself alone while the other's
-    bytes landed: one failed with "store full" (seen adding 64 MiB files in turn), or both
-    passed their checks and the store ended over budget."""
+    stays within its budget. The round holds its blocks, as an upload does until it pins
+    them: unheld, a batch that finished first is fair game for the other's GC (fresh blocks
+    are colder than those read back the round before), and CI once saw exactly that.
+    Each batch used to collect for itself alone while the other's bytes landed: one failed
+    with "store full" (seen adding 64 MiB files in turn), or both passed
+    their checks and the store ended over budget."""
     config = StoreConfig(max_size=24 * BLOCK, memory_size=0, gc_watermark=0.9,
                          pack_threshold=0)
     store = await TieredStore.open(tmp_path, config)
@@ -35,14 +38,15 @@ async def test_concurrent_batches_over_the_budget_evict_for_each_other(tmp_path:
                 except Exception as exc:
                     errors.append(exc)
 
-            async with trio.open_nursery() as nursery:
+            with store.hold():  # the tasks started inherit it
+                async with trio.open_nursery() as nursery:
+                    for batch in batches:
+                        nursery.start_soon(put, batch)
+                assert not errors, (round_, errors)
+                used = store.stats().disk.bytes
+                assert used <= config.max_size, (round_, used)
                 for batch in batches:
-                    nursery.start_soon(put, batch)
-            assert not errors, (round_, errors)
-            used = store.stats().disk.bytes
-            assert used <= config.max_size, (round_, used)
-            for batch in batches:
-                for cid, data in batch:
-                    assert await store.get(cid) == data
+                    for cid, data in batch:
+                        assert await store.get(cid) == data
     finally:
         await store.close()
