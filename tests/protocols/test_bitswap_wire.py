@@ -226,11 +226,18 @@ async def test_wants_before_the_store_opens_are_answered_once_it_has(tmp_path: P
         absent, quiet = missing(2)
         await peer.send(ours, Message(wants=(
             WantEntry(absent, want_type=WantType.HAVE, send_dont_have=True),)))
-        await trio.sleep(0.5)
+        def wants() -> int:
+            return len(bitswap.ledger.peer(peer.host.get_id()).wants)
+
+        with trio.fail_after(20):
+            while wants() < 1:
+                await trio.sleep(0.05)
         assert not peer.received  # recorded, not answered (and nothing raised)
         await peer.send(ours, Message(wants=(WantEntry(quiet),)))  # still alive
-        await trio.sleep(0.5)
-        assert len(bitswap.ledger.peer(peer.host.get_id()).wants) == 2
+        with trio.fail_after(20):
+            while wants() < 2:
+                await trio.sleep(0.05)
+        assert wants() == 2
         store = await TieredStore.open(tmp_path / "repo", StoreConfig(parquet_export=False))
         await nursery.start(bitswap.run)
         with trio.fail_after(10):
@@ -290,7 +297,9 @@ async def test_streams_per_peer_are_capped_and_trickled_messages_time_out(
     """MAX_INBOUND_STREAMS are read at once; the next MAX_WAITING_STREAMS wait unread for a
     slot (Kubo < 0.37 sends each answer on a new stream: resetting them lost blocks); beyond
     that they are reset. A trickled message times out, and frees its slot for a waiting one."""
-    monkeypatch.setattr(network, "FRAME_TIMEOUT", 1.0)
+    # Long enough that no message begun times out while the streams are still being opened
+    # on a loaded machine (1 s did): the counts are read before the first deadline.
+    monkeypatch.setattr(network, "FRAME_TIMEOUT", 5.0)
     monkeypatch.setattr(network, "MAX_WAITING_STREAMS", 2)
     store = await TieredStore.open(tmp_path / "repo", StoreConfig(parquet_export=False))
     async with two_hosts() as (ours, peer), trio.open_nursery() as nursery:
@@ -304,12 +313,13 @@ async def test_streams_per_peer_are_capped_and_trickled_messages_time_out(
                                                     [TProtocol("/ipfs/bitswap/1.2.0")])
                 await stream.write(varint(1000) + b"\x0a")  # a 1000-byte message begun
                 streams.append(stream)
-        await trio.sleep(0.3)
-        assert bitswap._inbound[me] == network.MAX_INBOUND_STREAMS
-        assert len(bitswap._queued[me]) == 2
+        with trio.fail_after(20):  # they hold from the last stream's open to the first deadline
+            while (bitswap._inbound.get(me), len(bitswap._queued.get(me, ()))) != (
+                    network.MAX_INBOUND_STREAMS, 2):
+                await trio.sleep(0.05)
         # Trickling keeps none alive past the deadline of the message it began; the waiting
         # ones get their slots as the first ones time out, and time out in turn.
-        with trio.fail_after(20):
+        with trio.fail_after(60):
             while me in bitswap._inbound or me in bitswap._queued:
                 for stream in streams:
                     with contextlib.suppress(Exception):
@@ -483,12 +493,19 @@ async def test_bytes_buffered_per_peer_are_capped_across_its_streams(
         await nursery.start(bitswap.run)
         me = peer.host.get_id()
         streams = []
-        for _ in range(3):
+        for i in range(3):
             stream = await peer.host.new_stream(ours.get_id(), [TProtocol("/ipfs/bitswap/1.2.0")])
             with contextlib.suppress(Exception):  # those over the budget are reset
                 await stream.write(framed[:600_000])
             streams.append(stream)
-            await trio.sleep(0.5)
+            with trio.fail_after(20):
+                if i == 0:  # held whole before the next begins, so the next goes over
+                    while bitswap._buffered.get(me, 0) < 600_000:
+                        await trio.sleep(0.05)
+                else:  # reset (or closed) by ours: the read ends instead of waiting
+                    with contextlib.suppress(Exception):
+                        while await stream.read(1024):
+                            pass
         print(f"\nbuffered for the peer: {bitswap._buffered.get(me, 0)} bytes on "
               f"{bitswap._inbound.get(me, 0)} streams (limit {network.MAX_PEER_BUFFERED})")
         assert 0 < bitswap._buffered[me] <= network.MAX_PEER_BUFFERED

@@ -28,7 +28,7 @@ async def test_every_subscriber_gets_signed_messages() -> None:
         async for message in stream:
             received[i].append(message)
 
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             for h in hosts:
                 await nursery.start(_run_host, h)
@@ -36,11 +36,14 @@ async def test_every_subscriber_gets_signed_messages() -> None:
                 await nursery.start(s.run)
             for i in range(3):
                 nursery.start_soon(listen, i)
-            for h in hosts[1:]:  # a line: 2 - 1 - 0
+            for h in hosts[1:]:  # a line: 1 - 0 - 2
                 await h.connect(PeerInfo(hosts[0].get_id(), hosts[0].get_addrs()))
-            while any(len(s.topic_peers(topic)) == 0 for s in services):
-                await trio.sleep(0.05)
-            await trio.sleep(1.5)  # one heartbeat builds the mesh
+            ids = [h.get_id() for h in hosts]
+            expected = [{ids[1], ids[2]}, {ids[0]}, {ids[0]}]  # each peer's line neighbours
+            with trio.fail_after(20):  # a heartbeat builds the mesh: wait for it, not a guess
+                while any(set(s.router.mesh.get(topic, ())) != want
+                          for s, want in zip(services, expected, strict=True)):
+                    await trio.sleep(0.05)
             for n in range(20):
                 await services[2].publish(topic, b"task %d" % n)
                 # py-libp2p delivers a paced stream (50/s: all), but loses the tail of an
