@@ -18,10 +18,13 @@ from ipfs_kit_node.protocols.tasks.frames import Accepted, FrameReader, Submit, 
 MakeDaemon = Callable[..., Daemon]
 
 
-async def send_raw(d: Daemon, protocol: str, payload: bytes, wait: float = 2.0) -> bytes:
-    """Open a stream, send bytes, return what comes back before the peer hangs up."""
+async def send_raw(d: Daemon, protocol: str, payload: bytes, wait: float = 2.0,
+                   until_frame: bool = False) -> bytes:
+    """Open a stream, send bytes, return what comes back before the peer hangs up (or, with
+    ``until_frame``, as soon as one task frame has come whole), within ``wait`` seconds."""
     host = make_host()
     got = bytearray()
+    reader = FrameReader()
     async with host.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
         info = info_from_p2p_addr(multiaddr.Multiaddr(d.addr))
         await host.connect(info)
@@ -34,6 +37,8 @@ async def send_raw(d: Daemon, protocol: str, payload: bytes, wait: float = 2.0) 
                     if not data:
                         break
                     got += data
+                    if until_frame and reader.feed(data):
+                        break
         except Exception:
             pass  # reset by the daemon: expected for garbage
     return bytes(got)
@@ -64,8 +69,9 @@ async def test_unlisted_peers_cannot_submit_and_workers_take_no_inbound_tasks(
         daemon: MakeDaemon) -> None:
     master = daemon(role="master", name="m").start()
     answer = await send_raw(master, "/ipfs-kit/tasks/1.0.0",
-                            encode_frame(Submit(1, (Task("t", "noop"),))))
-    (frame,) = FrameReader().feed(answer)
+                            encode_frame(Submit(1, (Task("t", "noop"),))), wait=20.0,
+                            until_frame=True)  # the answer, however slow the master is
+    frame = FrameReader().feed(answer)[0]
     assert isinstance(frame, Accepted) and frame.ids == ()
     assert "tasks.submitters" in frame.refused[0][1]
     assert master.api("task/stats")["States"] == {}
