@@ -71,9 +71,11 @@ def test_second_daemon_on_same_repo_is_refused(daemon: MakeDaemon) -> None:
     first = daemon().start()
     assert first.proc is not None
     started = time.monotonic()
-    second = subprocess.run(first.command(), capture_output=True, text=True, timeout=20)
+    second = subprocess.run(first.command(), capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - started
+    print(f"\nsecond daemon refused in {took:.2f} s")
     assert second.returncode != 0
-    assert time.monotonic() - started < 5
+    assert took < 20  # refused, not left waiting on the lock (liveness, not speed)
     assert f"in use by process {first.proc.pid}" in second.stderr
     assert first.api("id")  # the first one is untouched
 
@@ -143,8 +145,10 @@ def test_clients_fail_fast_without_daemon(short_tmp: Path) -> None:
     for args in (["id"], ["status"], ["swarm", "peers"]):
         started = time.monotonic()
         out = run_cli(*args, "--repo", str(short_tmp / "none"))
+        took = time.monotonic() - started
+        print(f"\n{args[0]} without a daemon failed in {took:.2f} s")
         assert out.returncode == 1
-        assert time.monotonic() - started < 5
+        assert took < 20  # no retry loop (liveness, not speed)
         assert "no ipfs-kit-node daemon is running" in out.stderr
 
 
