@@ -34,19 +34,27 @@ def test_we_find_what_kubo_provides_and_fetch_it(daemon: MakeDaemon, kubo: MakeK
 
     connected = ours.cli("swarm", "connect", peer.tcp_addr)
     assert connected.returncode == 0, connected.stderr
-    times = []
+    tries: list[tuple[float, bool]] = []  # (seconds, found) of each lookup
 
     def finds() -> bool:
         started = time.monotonic()
         out = ours.cli("dht", "findprovs", cid, timeout=60)
-        times.append(time.monotonic() - started)
-        return peer.peer_id in out.stdout.split()
+        found = peer.peer_id in out.stdout.split()
+        tries.append((time.monotonic() - started, found))
+        return found
 
-    assert wait_until(finds, timeout=30, interval=0.5), ours.log()[-3000:]
+    assert wait_until(finds, timeout=60, interval=0.5), ours.log()[-3000:]
+    first = len(tries)
     for _ in range(4):  # the report's figure: how long our findprovs against Kubo takes
-        assert finds()
-    print(f"findprovs against Kubo: min {min(times[-5:]) * 1000:.0f} ms, median "
-          f"{statistics.median(times[-5:]) * 1000:.0f} ms, max {max(times[-5:]) * 1000:.0f} ms")
+        # Each lookup must succeed again, but a miss on a loaded machine is retried (and
+        # counted in the figure) rather than failing the run.
+        assert wait_until(finds, timeout=60, interval=0.5), ours.log()[-3000:]
+    times = [t for t, found in tries[first:] if found]
+    misses = sum(not found for _, found in tries[first:])
+    print(f"findprovs against Kubo: min {min(times) * 1000:.0f} ms, median "
+          f"{statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms "
+          f"({len(times)} found, {misses} missed and retried; first found after "
+          f"{first} tries)")
 
     out = short_tmp / "out"
     got = ours.cli("get", cid, "-o", str(out), timeout=120)
@@ -64,8 +72,9 @@ def test_kubo_finds_what_our_worker_provides_through_our_master(
     # Kubo's defaults, so Kubo's CID is the same: CIDv0, 256 KiB chunks.
     cid = worker.cli("add", "-Q", "--cid-version", "0", str(source)).stdout.strip()
     assert cid.startswith("Qm"), cid
-    assert wait_until(lambda: worker.peer_id in master.cli("dht", "findprovs", cid).stdout,
-                      timeout=30), worker.log()[-2000:]
+    assert wait_until(lambda: worker.peer_id in master.cli("dht", "findprovs", cid,
+                                                           timeout=60).stdout,
+                      timeout=60), worker.log()[-2000:]
 
     peer = kubo()
     peer.connect(master.addr)  # only our master: Kubo must look the worker up on the DHT
