@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 
 from ...errors import ApiError
@@ -37,7 +38,7 @@ def _show(request: Request, topic: str) -> str:
 
 
 def register_pubsub_routes(router: Router, pubsub: PubsubService) -> None:
-    topics: set[str] = set()
+    topics: Counter[str] = Counter()  # open `sub` requests per topic
 
     async def pub(request: Request) -> Response:
         topic = _topic(request, request.require("arg"))
@@ -52,15 +53,26 @@ def register_pubsub_routes(router: Router, pubsub: PubsubService) -> None:
         topic = _topic(request, request.require("arg"))
 
         async def lines() -> AsyncIterator[bytes]:
-            topics.add(topic)
+            # `ls` lists the topic only once the subscription is registered: a client that
+            # publishes as soon as it is listed must get its message back.
+            listed = False
+
+            def subscribed() -> None:
+                nonlocal listed
+                topics[topic] += 1
+                listed = True
+
             try:
-                async for message in pubsub.subscribe(topic):
+                async for message in pubsub.subscribe(topic, on_subscribed=subscribed):
                     yield json.dumps({
                         "from": str(message.sender), "data": _b64(message.data),
                         "seqno": _b64(message.seqno), "topicIDs": [_b64(topic.encode())],
                     }).encode() + b"\n"
             finally:
-                topics.discard(topic)
+                if listed:
+                    topics[topic] -= 1
+                    if topics[topic] <= 0:
+                        del topics[topic]
 
         return Response(body=lines(), content_type="application/x-ndjson")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,13 +166,15 @@ class PubsubService:
         await self._ready.wait()
         await self.pubsub.publish(topic, data)
 
-    async def subscribe(self, topic: str) -> AsyncIterator[PubsubMessage]:
+    async def subscribe(self, topic: str, on_subscribed: Callable[[], None] | None = None
+                        ) -> AsyncIterator[PubsubMessage]:
         """Messages on ``topic`` (our own included) until the caller stops iterating.
 
         py-libp2p keeps one queue per topic: two readers of it would each get half the
         messages, and one leaving would close it under the other. So one pump per topic reads
         it and fans each message out to every local subscriber; the last one to leave
-        unsubscribes.
+        unsubscribes. ``on_subscribed`` runs once this subscriber gets every message from
+        then on (the first iteration registers it), before waiting for one.
         """
         await self._ready.wait()
         send, receive = trio.open_memory_channel[PubsubMessage](SUBSCRIBER_BUFFER)
@@ -185,6 +187,8 @@ class PubsubService:
                 self._nursery.start_soon(self._pump, topic, entry, subscription)
             backlog = entry.subscribers[send] = _Backlog()
         try:
+            if on_subscribed is not None:
+                on_subscribed()
             async with receive:
                 async for message in receive:
                     backlog.bytes -= len(message.data)
