@@ -48,7 +48,8 @@ class TaskFuture(Future[Any]):
             info = self.executor.client.task.cancel(self.task_id)
             if info.state != "cancelled":
                 return False
-        return self.executor._settle(self, "cancel")
+        # A waiter thread that saw the task's outcome ("cancelled") may settle it first.
+        return self.executor._settle(self, "cancel") or self.cancelled()
 
 
 class TaskExecutor(Executor):
