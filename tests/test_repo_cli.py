@@ -106,7 +106,7 @@ def test_periodic_gc_and_snapshot_while_running(daemon: MakeDaemon, short_tmp: P
         f = short_tmp / f"b{i}"
         f.write_bytes(os.urandom(1000))
         assert d.cli("block", "put", str(f)).returncode == 0
-    assert wait_until(lambda: d.api("repo/stat")["RepoSize"] <= 5000, timeout=10)
+    assert wait_until(lambda: d.api("repo/stat")["RepoSize"] <= 5000, timeout=30)
     # Another process reads the index snapshot while the daemon runs.
     snapshot = d.repo / "datastore" / "index.parquet"
     # Read through one open file: by path, pyarrow stats then opens, and a replacement between
@@ -116,6 +116,6 @@ def test_periodic_gc_and_snapshot_while_running(daemon: MakeDaemon, short_tmp: P
             return pq.read_table(f)
 
     assert wait_until(lambda: snapshot.exists() and read().num_rows
-                      == d.api("repo/stat")["NumObjects"], timeout=10)
+                      == d.api("repo/stat")["NumObjects"], timeout=30)
     table = read()
     assert set(table.column_names) >= {"cid", "size", "tier", "heat", "pinned", "access_count"}

@@ -28,7 +28,9 @@ def mesh(short_tmp: Path, handler_package: Path) -> Iterator[Mesh]:
     """A master and two workers that run the example handlers."""
     env = {"PYTHONPATH": str(handler_package),
            "IPFS_KIT_TASKS_HANDLERS": "sha256,noop,word-count,upper",
-           "IPFS_KIT_TASKS_HEARTBEAT_TIMEOUT": "3s"}
+           # Short enough that the killed worker of test_executor is given up on soon, long
+           # enough that a live one on a loaded CI core is not (3 s could be).
+           "IPFS_KIT_TASKS_HEARTBEAT_TIMEOUT": "10s"}
     m = Mesh(short_tmp, workers=2, leechers=0, env=env)
     try:
         yield m

@@ -43,11 +43,11 @@ def test_cluster_pins_survive_outages_faults_and_kill_9(daemon: MakeDaemon,
         (first,) = add_files(d, short_tmp, 1)
         out = d.cli("pin", "add", first, "--remote", "cluster", "--name", "first")
         assert out.returncode == 0 and "queued pin" in out.stdout
-        assert wait_until(lambda: first in cluster.pins, 10)
+        assert wait_until(lambda: first in cluster.pins, 30)
         pin = cluster.pins[first]
         assert pin["name"] == "first" and pin["replication_factor_min"] == 2
         assert pin["origins"] and pin["origins"][0].endswith(d.peer_id)  # fetch from us
-        assert wait_until(lambda: "cluster: pinned" in d.cli("pin", "status", first).stdout, 10)
+        assert wait_until(lambda: "cluster: pinned" in d.cli("pin", "status", first).stdout, 30)
         listed = d.cli("pin", "ls", "--remote", "cluster").stdout
         assert first in listed and "pinned" in listed
         # Bad answers: each is retried, none loses the intent.
@@ -66,7 +66,7 @@ def test_cluster_pins_survive_outages_faults_and_kill_9(daemon: MakeDaemon,
         for cid in late:
             assert d.cli("pin", "add", cid, "--remote", "cluster").returncode == 0
         assert wait_until(lambda: all(i["attempts"] >= 1 for i in intents(d)
-                                      if i["cid"] in late), 10)
+                                      if i["cid"] in late), 30)
         remote_ls = d.cli("pin", "remote", "ls").stdout
         assert remote_ls.count("queued") == 10 and "unreachable" in remote_ls
         assert d.proc is not None
@@ -82,7 +82,7 @@ def test_cluster_pins_survive_outages_faults_and_kill_9(daemon: MakeDaemon,
         assert len(done) == 10 and {i["state"] for i in done} == {"done"}
         # Unpin goes through the queue too.
         assert d.cli("pin", "rm", late[0], "--remote", "cluster").returncode == 0
-        assert wait_until(lambda: late[0] not in cluster.pins, 10)
+        assert wait_until(lambda: late[0] not in cluster.pins, 30)
     finally:
         cluster.stop()
 
@@ -97,7 +97,7 @@ def test_credentials_come_from_the_environment_and_are_never_logged(
         d = daemon().start(env=env)
         (cid,) = add_files(d, short_tmp, 1)
         assert d.cli("pin", "add", cid, "--remote", "cluster").returncode == 0
-        assert wait_until(lambda: cid in cluster.pins, 10)
+        assert wait_until(lambda: cid in cluster.pins, 30)
         assert "hunter2" not in d.log()
         assert "hunter2" not in d.cli("config", "show").stdout
         d.stop()
