@@ -39,10 +39,8 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 CLOSE_DRAIN_TIMEOUT = 2.0  # seconds close() waits for puts and deletes under way
-CLOSE_EXPORT_TIMEOUT = 1.0
 TOUCH_FLUSH = 20_000  # buffered heat updates flushed past this many (bounds their memory)
 DAG_PB = 0x70
-RAW = 0x55
 
 # Keys a task (and the tasks it starts) has stored or found while it holds them (see hold()).
 _held: contextvars.ContextVar[set[bytes] | None] = contextvars.ContextVar("held", default=None)
@@ -243,11 +241,6 @@ class StoreCore:
         rows = [(k, *v) for k, v in self._touched.items()]
         self._touched = {}
         await self._write(self._db.touch_many, rows)
-
-    def _tier_of(self, key: bytes, meta: BlockMeta) -> str:
-        if meta.remote:
-            return "remote"
-        return "memory" if key in self._memory else "disk"
 
     def _check_open(self) -> None:
         if self._closed:

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import multiaddr
 import trio
@@ -40,7 +40,6 @@ from multiformats import CID
 from ...cid import to_cid
 from ...logs import get_logger
 from ...service import TaskStatus, keep_running
-from ...storage.store import TieredStore
 from ..guard import guarded
 from ..notifee import ConnectionNotifee
 from ..peers import PeerBook
@@ -493,13 +492,21 @@ def _known_addrs(host: IHost, peer_id: ID) -> list[multiaddr.Multiaddr]:
         return []
 
 
+class PinnedRoots(Protocol):
+    """What ProvideRoots needs of the store: its pin roots now and each change later."""
+
+    def pins(self) -> Mapping[str, Any]: ...
+
+    def add_pin_listener(self, listener: Callable[[CID, bool], None]) -> None: ...
+
+
 class ProvideRoots:
     """Announces the store's pinned roots on the DHT, and every root pinned or unpinned later
     (``ipfs add`` pins its root, so what we add is found by others)."""
 
     name = "provide-roots"
 
-    def __init__(self, dht: Dht, store: Callable[[], TieredStore]) -> None:
+    def __init__(self, dht: Dht, store: Callable[[], PinnedRoots]) -> None:
         self._dht = dht
         self._store = store
 
