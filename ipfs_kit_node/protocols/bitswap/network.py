@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 from libp2p.abc import IHost, INetConn, INetStream, INetwork
@@ -43,10 +44,10 @@ from multiformats import CID
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ...cid import CidLike, to_cid
+from ...dagwalk import Pending
 from ...errors import BlockNotFoundError, BlockUnavailableError, StoreError
 from ...logs import get_logger
 from ...service import TaskStatus
-from ...storage.store import PendingRead, TieredStore
 from ..guard import set_guarded_handler
 from ..notifee import ConnectionNotifee
 from .codec import (
@@ -99,6 +100,28 @@ READ_AHEAD = 8  # blocks of one message read from the store at once
 ProviderLookup = Callable[[CID], AsyncIterator[PeerInfo]]
 
 
+class BitswapStore(Protocol):
+    """What Bitswap needs of the block store (the node's is ``storage.TieredStore``)."""
+
+    def add_listener(self, listener: Callable[[CID, int], None]) -> None: ...
+
+    def local_size(self, cid: CidLike) -> int | None: ...
+
+    def is_local(self, cid: CidLike) -> bool: ...
+
+    def is_held(self, cid: CidLike) -> bool: ...
+
+    def is_remote(self, cid: CidLike) -> bool: ...
+
+    async def get(self, cid: CidLike) -> bytes: ...
+
+    async def get_held(self, cid: CidLike, *, remote: bool = True) -> bytes | None: ...
+
+    def read_soon(self, cid: CID) -> Pending | None: ...
+
+    async def put(self, cid: CidLike, data: bytes, *, hashed: bool = False) -> bool: ...
+
+
 @dataclass
 class _Peer:
     # Our wants to send it, the latest entry per CID: bounded by our wantlist however long
@@ -115,7 +138,7 @@ class Bitswap(ConnectionNotifee):
 
     name = "bitswap"
 
-    def __init__(self, host: IHost, store: Callable[[], TieredStore],
+    def __init__(self, host: IHost, store: Callable[[], BitswapStore],
                  registry: CollectorRegistry | None = None) -> None:
         self.host = host
         self._store = store
@@ -209,7 +232,7 @@ class Bitswap(ConnectionNotifee):
                 return data
         return await self.fetch(cid, timeout)
 
-    def read_soon(self, cid: CID) -> PendingRead | None:
+    def read_soon(self, cid: CID) -> Pending | None:
         """A read of a local block started now (TieredStore.read_soon), or None: file walks
         keep a few under way. Blocks from peers are left to ``get`` and ``prefetch`` (they
         belong to the reading task's session)."""
