@@ -10,6 +10,7 @@ progress holds (``hold()``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -45,10 +46,15 @@ class Collector(ReadPath):
     """GC and compaction of ``TieredStore`` (compaction checks and quarantines the records it
     copies as a read does: hence on ``ReadPath``)."""
 
-    async def gc(self, *, full: bool = False) -> GcResult:
-        """Remove unpinned blocks, coldest first, down to the watermark (or all, with full)."""
+    async def gc(self, *, full: bool = False, evict: bool = True,
+                 removed: Callable[[list[bytes]], None] | None = None) -> GcResult:
+        """Remove unpinned blocks, coldest first, down to the watermark (or all, with full).
+
+        ``evict=False`` leaves pinned blocks local even when a remote tier could take them
+        (Kubo's GC only ever removes what is unpinned). ``removed`` is called with the keys
+        of each slice as it goes (Kubo's RPC lists every block it removed)."""
         target = 0 if full else int(self.config.max_size * self.config.gc_watermark)
-        result = await self._collect(target, full=full)
+        result = await self._collect(target, full=full, evict=evict, removed=removed)
         await self._compact(result)  # _gc_lock taken a slice at a time
         return result
 
@@ -177,7 +183,8 @@ class Collector(ReadPath):
             if gone:
                 await self._drop(gone)
 
-    async def _collect(self, target: int, *, full: bool = False) -> GcResult:
+    async def _collect(self, target: int, *, full: bool = False, evict: bool = True,
+                       removed: Callable[[list[bytes]], None] | None = None) -> GcResult:
         """In slices: each page of candidates is re-checked (not written to, not held, not
         pinned: the delete itself re-checks the count) and removed, then the loop runs."""
         result = GcResult()
@@ -203,10 +210,12 @@ class Collector(ReadPath):
                             gone = await self._remove(victims, only_unpinned=True)
                             result.removed += len(gone)
                             result.freed += sum(size for _, size in gone)
+                            if removed is not None and gone:
+                                removed([key for key, _ in gone])
                         await trio.sleep(0)
                 finally:
                     await trio.to_thread.run_sync(pages.close)
-            if self._used > target:
+            if evict and self._used > target:
                 await self._evict_pinned_to_remote(target, result)
         result.remaining = self._used
         if result.removed or result.evicted_to_remote:

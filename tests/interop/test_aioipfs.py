@@ -81,6 +81,11 @@ def test_aioipfs_client(daemon: MakeDaemon, short_tmp: Path) -> None:
     assert tree["tree"] == expected_root.stdout.strip()
     assert got["catOk"] and got["ls"] == ["a.txt", "sub"]
     assert got["pinned"] and got["unpinned"]
+    # repo.gc as Kubo answers it: a {"Key": {"/": CID}} line per removed block, named as a
+    # raw CIDv1 of its multihash; the unpinned file (a dag-pb root and two raw leaves) went,
+    # the pinned tree stayed.
+    assert len(got["gc"]) >= 3 and all(c.startswith("bafkrei") for c in got["gc"]), got["gc"]
+    assert got["goneAfterGc"] and got["treeKept"]
     assert got["block"]["got"] == "a block" and got["block"]["size"] == 7
     assert got["block"]["cid"].startswith("bafkrei")  # cid-codec=raw honoured
     assert got["dag"]["hello"] == "world" and got["dag"]["link"] == got["block"]["cid"]

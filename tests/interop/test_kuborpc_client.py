@@ -35,6 +35,8 @@ def test_kubo_rpc_client(daemon: MakeDaemon, short_tmp: Path) -> None:
                                                "tree"}
     assert got["catOk"] and got["ls"] == ["a.txt", "sub"]
     assert got["pinned"] and got["unpinned"]
+    # repo.gc reads Kubo's lines: one CID per removed block (the unpinned file's).
+    assert len(got["gc"]) >= 1 and all(c.startswith("bafkrei") for c in got["gc"]), got["gc"]
     assert got["block"]["got"] == "a block" and got["block"]["size"] == 7
     assert got["dag"]["hello"] == "world" and got["dag"]["link"] == got["block"]["cid"]
     assert got["dag"]["cid"].startswith("bafyrei")

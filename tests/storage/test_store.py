@@ -21,6 +21,7 @@ from ipfs_kit_node.storage import (
     StoreFullError,
     TieredStore,
 )
+from ipfs_kit_node.storage.blocks import key_of
 from ipfs_kit_node.storage.disk import DiskTier
 
 CONFIG = StoreConfig(max_size=10**7, memory_size=10**5, gc_watermark=0.5)
@@ -292,6 +293,30 @@ async def test_pinned_blocks_leave_disk_only_when_held_remotely(tmp_path: Path) 
     await store.close()
     store = await open_store(tmp_path, config, remote=remote)
     assert store.stats().remote.blocks == 3
+    await store.close()
+
+
+async def test_a_kubo_style_gc_removes_every_unpinned_block_and_keeps_pins_local(
+        tmp_path: Path) -> None:
+    """gc(full=True, evict=False) as Kubo's RPC repo/gc runs it: all unpinned blocks go and
+    are reported slice by slice; pinned ones stay on disk though the remote holds them."""
+    remote = FakeCluster()
+    config = StoreConfig(max_size=100_000, memory_size=0, gc_watermark=0.5)
+    store = await open_store(tmp_path, config, remote=remote)
+    pinned = [raw_block(size=10_000) for _ in range(3)]
+    loose = [raw_block(size=10_000) for _ in range(4)]
+    for cid, data in pinned + loose:
+        await store.put(cid, data)
+    for cid, data in pinned:
+        await store.pin(cid, recursive=False)
+        remote.held[str(cid)] = data
+    slices: list[list[bytes]] = []
+    result = await store.gc(full=True, evict=False, removed=slices.append)
+    assert result.removed == 4 and result.evicted_to_remote == 0
+    assert sorted(k for s in slices for k in s) == sorted(key_of(c) for c, _ in loose)
+    assert store.stats().disk.bytes == 30_000 and store.stats().remote.blocks == 0
+    for cid, _ in pinned:
+        assert await store.has(cid)
     await store.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from multiformats import CID, multihash
@@ -16,6 +17,8 @@ from ..rpc.multipart import body_data
 from ..server import Request, Response, Router
 
 #: block/put's older ``format`` names (Kubo still takes them).
+#: A CIDv1 raw's prefix: Kubo names a removed block by its multihash as a raw block.
+_RAW_V1 = b"\x01\x55"
 _FORMATS = {"v0": "dag-pb", "protobuf": "dag-pb", "cbor": "dag-cbor", "json": "dag-json"}
 
 
@@ -52,6 +55,16 @@ class BlockRoutes:
         })
 
     async def _repo_gc(self, request: Request) -> Response:
+        """Our API: GC down to the watermark (``full``: every unpinned block) and a summary.
+        Kubo's RPC listener answers as Kubo does: every unpinned block goes (pinned ones stay
+        local, remote tier or not) and each removed block is a line ``{"Key":{"/":CID}}``
+        (CIDv1 raw of its multihash, as Kubo's flatfs keys print), the form kubo-rpc-client's
+        and aioipfs' ``repo.gc`` read."""
+        if request.kubo:
+            removed: list[list[bytes]] = []
+            await self.store.gc(full=True, evict=False, removed=removed.append)
+            return Response(body=_gc_lines(removed), content_type="application/json",
+                            headers=[("x-chunked-output", "1")])
         result = await self.store.gc(full=request.flag("full"))
         return Response.json({"Removed": result.removed, "Freed": result.freed,
                               "EvictedToRemote": result.evicted_to_remote,
@@ -121,3 +134,19 @@ class BlockRoutes:
         if not await self.store.delete(cid):
             raise BlockNotFoundError(str(cid))
         return Response.json({"Hash": str(cid)})
+
+
+async def _gc_lines(slices: list[list[bytes]]) -> AsyncIterator[bytes]:
+    """Kubo's repo/gc lines, about 64 KiB a chunk; a slice is dropped once printed."""
+    out: list[str] = []
+    size = 0
+    while slices:
+        for key in slices.pop(0):
+            line = f'{{"Key":{{"/":"{cid_text(_RAW_V1 + key)}"}}}}\n'
+            out.append(line)
+            size += len(line)
+            if size >= 64 * 1024:
+                yield "".join(out).encode()
+                out, size = [], 0
+    if out:
+        yield "".join(out).encode()

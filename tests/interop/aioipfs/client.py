@@ -40,6 +40,15 @@ async def main(host: str, port: int, work: Path) -> dict[str, Any]:
         await client.pin.rm(one["Hash"])
         after = await client.pin.ls(pintype="recursive")
         out["unpinned"] = one["Hash"] not in after["Keys"]
+        removed = [e async for e in client.repo.gc()]  # Kubo's: every unpinned block goes
+        out["gc"] = [e["Key"]["/"] for e in removed]
+        try:
+            await client.block.stat(one["Hash"])
+            out["goneAfterGc"] = False
+        except aioipfs.APIError:
+            out["goneAfterGc"] = True
+        tree_root = next(e["Hash"] for e in added if e["Name"] == "tree")
+        out["treeKept"] = (await client.block.stat(tree_root))["Key"] == tree_root
         block_file = work / "block.bin"
         block_file.write_bytes(b"a block")
         put = await client.block.put(str(block_file), cid_codec="raw")

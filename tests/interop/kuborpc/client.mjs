@@ -33,6 +33,11 @@ await ipfs.pin.rm(one.cid)
 const after = []
 for await (const p of ipfs.pin.ls({ type: 'recursive' })) after.push(p.cid.toString())
 out.unpinned = !after.includes(one.cid.toString())
+out.gc = []
+for await (const r of ipfs.repo.gc()) {
+  if (r.err) throw r.err
+  out.gc.push(r.cid.toString())
+}
 const blockCid = await ipfs.block.put(new TextEncoder().encode('a block'))
 out.block = { cid: blockCid.toString(),
   got: new TextDecoder().decode(await ipfs.block.get(blockCid)),
