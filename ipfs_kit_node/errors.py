@@ -6,7 +6,10 @@ Messages say what happened and what to do about it; the CLI prints them as they 
 from __future__ import annotations
 
 import errno
-from typing import TypeGuard
+
+TYPE_CHECKING = False  # importing typing costs a CLI command ~4 ms
+if TYPE_CHECKING:
+    from typing import TypeGuard
 
 
 class IpfsKitError(Exception):

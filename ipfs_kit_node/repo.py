@@ -17,11 +17,13 @@ import fcntl
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .errors import RepoError, RepoLockedError, is_disk_full
 
+TYPE_CHECKING = False  # importing typing costs a CLI command ~4 ms
 if TYPE_CHECKING:
+    from typing import Any
+
     from libp2p.crypto.keys import KeyPair
 
 DEFAULT_DIRNAME = ".ipfs-kit-node"

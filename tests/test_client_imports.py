@@ -15,6 +15,10 @@ from pathlib import Path
 import pytest
 
 DAEMON_ONLY = ("libp2p", "pyarrow", "zeroconf", "prometheus_client", "psutil", "multiformats")
+#: Libraries whose import alone cost a client command a quarter of its time: h11 with the
+#: dataclasses, inspect and typing it pulls in took 26 ms of ~85 (the client reads HTTP/1.1 with
+#: client/_h1.py; typing only under TYPE_CHECKING on this path).
+HEAVY = ("h11", "dataclasses", "inspect", "typing", "anyio", "httpx")
 
 PROBE = """
 import json, sys
@@ -34,6 +38,7 @@ def test_client_command_imports_nothing_daemon_only(tmp_path: Path, command: lis
     assert "no ipfs-kit-node daemon is running" in out.stderr
     loaded = set(json.loads(out.stderr.strip().splitlines()[-1]))
     assert not loaded & set(DAEMON_ONLY), sorted(loaded & set(DAEMON_ONLY))
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
 
 
 def test_add_imports_nothing_daemon_only(tmp_path: Path) -> None:

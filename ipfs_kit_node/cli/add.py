@@ -9,10 +9,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from ..errors import ConfigError, IpfsKitError
 from .commands import _client_command
+
+TYPE_CHECKING = False  # importing typing costs a CLI command ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _import_params(args: argparse.Namespace) -> Any:

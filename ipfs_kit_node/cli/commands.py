@@ -7,11 +7,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from importlib import import_module
-from typing import Any
 
 from .settings import _repo_path
 
-ClientFn = Callable[[argparse.Namespace, Any], int]
+TYPE_CHECKING = False  # importing typing costs a CLI command ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
+
+if TYPE_CHECKING:
+    ClientFn = Callable[[argparse.Namespace, Any], int]
 _CLIENT_COMMANDS: dict[str, ClientFn] = {}
 #: The module holding each client command: only that one is imported (~0.15 ms a module).
 _MODULES = {

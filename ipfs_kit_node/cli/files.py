@@ -8,11 +8,14 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from ..errors import IpfsKitError
 from .commands import _client_command
 from .output import _stdout_gone, _stream_to_stdout
+
+TYPE_CHECKING = False  # importing typing costs a CLI command ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 # Kubo's ls Type numbers (UnixFS Data types): folder, file, symlink.
 _DIR, _FILE, _SYMLINK = 1, 2, 4

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # importing typing costs a CLI command ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _print_json(obj: Any) -> None:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from .. import __version__
 from .._roles import ROLES
+
+TYPE_CHECKING = False  # importing typing costs a CLI command ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 PROFILE_NAMES = ("unixfs-v0-2015", "unixfs-v1-2025")
 

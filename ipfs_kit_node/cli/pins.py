@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from ..errors import IpfsKitError
 from .commands import _client_command
 from .output import _si_bytes
+
+TYPE_CHECKING = False  # importing typing costs a CLI command ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _print_intent(intent: dict[str, Any]) -> None:

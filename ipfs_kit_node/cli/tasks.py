@@ -7,12 +7,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from ..errors import IpfsKitError
 from .commands import _client_command
 from .files import _cat, _fetch_into
 from .output import _print_json
+
+TYPE_CHECKING = False  # importing typing costs a CLI command ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _param(text: str) -> tuple[str, Any]:

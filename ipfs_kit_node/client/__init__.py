@@ -1,4 +1,4 @@
-"""The Python API: ``Client`` (sync, stdlib + h11: light enough for the CLI, which uses it),
+"""The Python API: ``Client`` (sync, stdlib only: light enough for the CLI, which uses it),
 ``AsyncClient`` (h11 on anyio: trio and asyncio alike), typed answers, the task executor.
 
 ``AsyncClient``, the executor and the answer types load on first use, so ``Client`` alone
@@ -7,11 +7,12 @@ stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ._sync import Client, RangeReader, Streamed, task_doc
 
+TYPE_CHECKING = False  # importing typing costs a CLI command ~4 ms
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._async import AsyncClient
     from .executor import TaskExecutor, TaskFuture
     from .types import (

@@ -19,13 +19,8 @@ import anyio.abc
 import h11
 
 from ..errors import ApiError, ApiTimeoutError, DaemonNotRunningError
-from ._http import (
-    CONNECT_TIMEOUT,
-    READ_SIZE,
-    ConnectionClosedError,
-    request_head,
-)
-from ._wire import Endpoint, error_of
+from ._http import CONNECT_TIMEOUT, READ_SIZE, ConnectionClosedError
+from ._wire import Endpoint, error_of, request_headers
 
 AsyncBody = bytes | Iterable[bytes] | AsyncIterable[bytes] | None
 
@@ -74,7 +69,8 @@ class AsyncConnection:
 
     async def request(self, method: str, target: str, body: AsyncBody,
                       headers: list[tuple[str, str]] | None = None) -> AsyncResponse:
-        head, whole = request_head(self.endpoint, method, target, body, headers)
+        hdrs, whole = request_headers(self.endpoint, body, headers)
+        head = h11.Request(method=method, target=target, headers=hdrs)
         try:
             await self._send(head)
             if whole:

@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.from_thread
@@ -25,7 +25,6 @@ from ._ahttp import AsyncBody, AsyncConnection, AsyncPool, AsyncResponse
 from ._http import ConnectionClosedError
 from ._sync import (
     PathLike,
-    Source,
     _cat_args,
     _frames,
     _import_items,
@@ -52,7 +51,10 @@ from .types import (
     Worker,
 )
 
-AsyncSource = Source | AsyncIterable[bytes]
+if TYPE_CHECKING:
+    from ._sync import Source
+
+    AsyncSource = Source | AsyncIterable[bytes]
 
 
 class AsyncStreamed:

@@ -1,9 +1,10 @@
-"""The sync client's HTTP/1.1: h11 (sans-IO, as the daemon's server) over a blocking socket.
+"""The sync client's HTTP/1.1: our sans-IO reader (_h1.py) over a blocking socket.
 
 Why not httpx here: importing httpx (and httpcore, which imports trio when installed) costs
-more than the whole 100 ms a CLI command may take; h11 and a socket cost about 20 ms. Why not
-http.client: it drops chunked trailers, and Kubo's RPC reports a stream that failed part-way
-in an ``X-Stream-Error`` trailer.
+more than the whole 100 ms a CLI command may take; why not h11 (as the daemon's server and
+AsyncClient): see _h1.py, it cost a quarter of a command. Why not http.client: it drops
+chunked trailers, and Kubo's RPC reports a stream that failed part-way in an
+``X-Stream-Error`` trailer.
 
 Connections are kept alive and pooled (one per thread in use), each operation bounded by the
 client's timeout.
@@ -16,12 +17,20 @@ import os
 import socket
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
-
-import h11
 
 from ..errors import ApiError, ApiTimeoutError, DaemonNotRunningError
-from ._wire import Endpoint, error_of
+from ._h1 import (
+    CHUNK_END,
+    CONNECTION_CLOSED,
+    CRLF,
+    End,
+    Head,
+    ProtocolError,
+    ResponseReader,
+    chunk_head,
+    request_bytes,
+)
+from ._wire import Endpoint, error_of, request_headers
 
 READ_SIZE = 256 * 1024
 #: ``copy_to`` receives a body into a buffer this big and writes it out from there.
@@ -30,7 +39,6 @@ COPY_BUFFER = 1024 * 1024
 # let an upload hand over less than one 256 KiB block per wake-up of the daemon.
 UNIX_SEND_BUFFER = 4 * 1024 * 1024
 CONNECT_TIMEOUT = 5.0
-USER_AGENT = "ipfs-kit-node-client"
 
 
 class ConnectionClosedError(ApiError):
@@ -46,7 +54,8 @@ class Connection:
         self.endpoint = endpoint
         self.timeout = timeout
         self.sock = _connect(endpoint, timeout)
-        self.h11 = h11.Connection(h11.CLIENT)
+        self.reader = ResponseReader()
+        self.sent = True  # the last request went out whole (a new connection: none yet)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -54,53 +63,58 @@ class Connection:
 
     def request(self, method: str, target: str, body: bytes | Iterable[bytes] | None,
                 headers: list[tuple[str, str]] | None = None) -> Response:
-        head, whole = request_head(self.endpoint, method, target, body, headers)
+        hdrs, whole = request_headers(self.endpoint, body, headers)
         try:
-            self._send(head)
+            head = request_bytes(method, target, hdrs)
+        except ValueError as exc:
+            raise ApiError(f"cannot send this request: {exc}") from None
+        self.sent = False
+        try:
             if whole:
-                self._send(h11.Data(data=whole))
+                self._send([head, whole])
             elif body is not None and whole is None:
+                self._send([head])
                 chunks: Iterable[bytes] = body  # type: ignore[assignment]
                 for chunk in chunks:
                     if chunk:
-                        self._send(h11.Data(data=chunk))
-            self._send(h11.EndOfMessage())
+                        self._send([chunk_head(len(chunk)), chunk, CRLF])
+                self._send([CHUNK_END])
+            else:
+                self._send([head])
+            self.sent = True
         except (BrokenPipeError, ConnectionResetError):
             pass  # the daemon answered early (an error) or closed: see what it sent below
         event = self._next()
-        while not isinstance(event, h11.Response):
-            if isinstance(event, h11.ConnectionClosed):
+        while not isinstance(event, Head):
+            if event is CONNECTION_CLOSED:
                 raise ConnectionClosedError("the daemon closed the connection without "
                                             "answering")
             event = self._next()
-        return Response(self, event.status_code, list(event.headers), event.http_version)
+        return Response(self, event.status, event.headers, event.http_version)
 
-    def _send(self, event: Any) -> None:
-        # The pieces as h11 frames them, sent one by one: an upload's blocks go to the socket
-        # without being copied into each chunk's framing (a 64 MiB add copied 64 MiB here).
-        # Small ones are joined (one write: no Nagle stall between a head and its body).
-        pieces = self.h11.send_with_data_passthrough(event)
-        if pieces:
-            if len(pieces) > 1 and sum(map(len, pieces)) < 65536:
-                pieces = [b"".join(pieces)]
-            try:
-                for piece in pieces:
-                    self.sock.sendall(piece)
-            except TimeoutError:
-                raise ApiTimeoutError(f"the daemon stopped reading our request for "
-                                      f"{self.timeout:g} s") from None
+    def _send(self, pieces: list[bytes]) -> None:
+        # Sent one by one: an upload's blocks go to the socket without being copied into
+        # each chunk's framing (a 64 MiB add copied 64 MiB). Small ones are joined (one
+        # write: no Nagle stall between a head and its body).
+        if len(pieces) > 1 and sum(map(len, pieces)) < 65536:
+            pieces = [b"".join(pieces)]
+        try:
+            for piece in pieces:
+                self.sock.sendall(piece)
+        except TimeoutError:
+            raise ApiTimeoutError(f"the daemon stopped reading our request for "
+                                  f"{self.timeout:g} s") from None
 
-    def _next(self) -> Any:
+    def _next(self) -> object:
         while True:
-            state = self.h11.their_state
             try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                if state is h11.SEND_BODY:  # closed part-way through a body
+                event = self.reader.next_event()
+            except ProtocolError as exc:
+                if exc.in_body:  # closed part-way through a body
                     raise ApiError("the stream from the daemon broke off before its end; see "
                                    "the daemon's log for the cause") from None
                 raise ApiError(f"the daemon's answer is malformed: {exc}") from None
-            if event is not h11.NEED_DATA:
+            if event is not None:
                 return event
             try:
                 data = self.sock.recv(READ_SIZE)
@@ -110,15 +124,12 @@ class Connection:
             except OSError as exc:
                 raise ConnectionClosedError(f"the connection to the daemon broke: {exc}"
                                             ) from None
-            self.h11.receive_data(data)
+            self.reader.receive(data)
 
     def reusable(self) -> bool:
-        if self.h11.our_state is h11.IDLE and self.h11.their_state is h11.IDLE:
-            return True  # a fresh cycle: the last answer's body was read past h11 (copy_to)
-        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
-            self.h11.start_next_cycle()
-            return True
-        return False
+        """The last request went out whole and its answer was read to its end, on a
+        connection the answer did not say it closes."""
+        return self.sent and not self.reader.in_response and self.reader.keep_alive
 
 
 class Response:
@@ -132,20 +143,20 @@ class Response:
         self.headers = {k.decode().lower(): v.decode("latin-1") for k, v in headers}
         self.http_version = http_version
         self.done = False
-        self.started = False  # a body event was read through h11 (copy_to must not take over)
+        self.started = False  # some of the body was read (copy_to must not take over)
 
     def iter_raw(self) -> Iterator[bytes]:
         while not self.done:
             event = self.conn._next()
-            if isinstance(event, h11.Data):
+            if isinstance(event, bytes):
                 self.started = True
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
+                yield event
+            elif isinstance(event, End):
                 self.done = True
-                for name, value in event.headers:
-                    if name.lower() == b"x-stream-error" and value:
+                for name, value in event.trailers:
+                    if name == b"x-stream-error" and value:
                         raise ApiError(value.decode("latin-1"))
-            elif isinstance(event, h11.ConnectionClosed):
+            elif event is CONNECTION_CLOSED:
                 raise ApiError("the stream from the daemon broke off before its end; see "
                                "the daemon's log for the cause")
 
@@ -158,28 +169,23 @@ class Response:
         A chunked body (how the daemon streams cat and get) is parsed here, received into one
         buffer and written out from it: through h11 each chunk was copied three times more
         (its receive buffer, the chunk cut from it, bytes for the caller), a tenth of a 64 MiB
-        cat's wall time. Anything else goes through h11.
+        cat's wall time. Anything else goes through the reader.
         """
         conn = self.conn
-        chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
-        if self.done or self.started or not chunked or conn.h11.our_state is not h11.DONE \
-                or conn.h11.their_state is not h11.SEND_BODY:
+        if self.done or self.started or not conn.sent or not conn.reader.at_chunked_body:
             total = 0
             for data in self.iter_raw():
                 _write_all(fd, data)
                 total += len(data)
             return total
-        reader = _ChunkedBody(conn, fd)
+        reader = _ChunkedBody(conn, fd, conn.reader.take_unparsed())
         total = reader.run()
-        # The message ended where h11 never saw it: a fresh state machine for the next
-        # request, given whatever the daemon sent after this answer (nothing, normally) —
-        # unless the answer said the connection closes after it (then h11 is left in
-        # SEND_BODY and the connection is not reused).
-        if self.http_version == b"1.1" and \
-                "close" not in self.headers.get("connection", "").lower():
-            conn.h11 = h11.Connection(h11.CLIENT)
-            if reader.rest:
-                conn.h11.receive_data(reader.rest)
+        # The message ended where the reader never saw it: a fresh one for the next answer,
+        # given whatever the daemon sent after this one (nothing, normally); unless this
+        # answer said the connection closes after it (then the connection is not reused).
+        keep_alive = conn.reader.keep_alive
+        conn.reader = ResponseReader(reader.rest)
+        conn.reader.keep_alive = keep_alive
         self.done = True
         if reader.stream_error:
             raise ApiError(reader.stream_error)
@@ -192,12 +198,11 @@ class Response:
 
 class _ChunkedBody:
     """Reads a chunked body (RFC 9112 7.1) from the connection's socket straight into one
-    buffer and writes the data to ``fd``; the bytes h11 already held come first."""
+    buffer and writes the data to ``fd``; the bytes the reader already held come first."""
 
-    def __init__(self, conn: Connection, fd: int) -> None:
+    def __init__(self, conn: Connection, fd: int, leftover: bytes) -> None:
         self.conn = conn
         self.fd = fd
-        leftover, _ = conn.h11.trailing_data
         self.buf = bytearray(max(COPY_BUFFER, len(leftover)))
         self.view = memoryview(self.buf)
         self.buf[:len(leftover)] = leftover
@@ -266,25 +271,6 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-def request_head(endpoint: Endpoint, method: str, target: str, body: object,
-                 headers: list[tuple[str, str]] | None = None) -> tuple[h11.Request, bytes | None]:
-    """The request line and headers for ``body`` (sans-IO, shared with AsyncClient), and the
-    body as one ``bytes`` when it is one (else it goes chunked)."""
-    hdrs = [("host", endpoint.host if endpoint.unix is None else "localhost"),
-            ("user-agent", USER_AGENT), *(headers or [])]
-    if endpoint.authorization:
-        hdrs.append(("authorization", endpoint.authorization))
-    boundary = getattr(body, "boundary", None)
-    if boundary:
-        hdrs.append(("content-type", f"multipart/form-data; boundary={boundary}"))
-    whole = bytes(body) if isinstance(body, bytes | bytearray | memoryview) else None
-    if body is None or whole is not None:
-        hdrs.append(("content-length", str(len(whole) if whole is not None else 0)))
-    else:
-        hdrs.append(("transfer-encoding", "chunked"))
-    return h11.Request(method=method, target=target, headers=hdrs), whole
 
 
 def _connect(endpoint: Endpoint, timeout: float) -> socket.socket:

@@ -12,13 +12,15 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import ApiError, IpfsKitError
 from . import _wire
 from ._http import Connection, ConnectionClosedError, Pool, Response
 
+TYPE_CHECKING = False  # importing typing costs a CLI command ~4 ms
 if TYPE_CHECKING:
+    from typing import Any, BinaryIO
+
     # Loaded where an answer is built: its 20 dataclasses cost ~5 ms at import, a twentieth
     # of what a CLI command may take, and the CLI prints the JSON as it comes.
     from .executor import TaskExecutor
@@ -38,7 +40,8 @@ if TYPE_CHECKING:
     )
 
 PathLike = str | os.PathLike[str]
-Source = PathLike | bytes | BinaryIO | Iterable[bytes]
+if TYPE_CHECKING:
+    Source = PathLike | bytes | BinaryIO | Iterable[bytes]
 
 
 class Streamed:
