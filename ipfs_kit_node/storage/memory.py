@@ -24,6 +24,17 @@ the window and the climber wandered (it trailed ARC by up to 3.6 points; the gho
 each miss). The aging period shrinks as the window grows (10x down to 1x entries), so counts
 are forgotten faster when recency is what pays.
 
+Aging is still too slow when the whole hot set moves: the old hot keys keep protected and
+counts above the new hot keys' for one or two periods, so the new keys only live in the window
+(on a Zipf whose ranking is reshuffled every 5k-20k reads this trailed ARC by up to 2.4
+points). So the tier watches for a shift (``_check_shift``): once per block of misses it
+compares the block's hit ratio with the previous four blocks'; a drop by a quarter and by 3x
+the usual block-to-block swing, while the window holds >= 40% (the ghosts already say recency
+pays), quarters every count and empties protected into probation. The window condition and the
+swing keep it off static frequencies, loops and the real traces (their dips are short scans
+that the old hot set outlives; calling those shifts lost up to 1 point on w106). Costs one
+decrement per miss.
+
 Pure and synchronous: no I/O, no trio. ``get`` is the hot path and is kept flat on purpose.
 """
 
@@ -38,6 +49,16 @@ FORGET_BELOW = 0.5  # at each halving, forget keys whose count is below this
 MAX_WINDOW = 1.0  # the window's largest share of the budget
 AGE_MIN = 1.0  # the shortest aging period, x (cached entries) accesses
 GHOST_SHARE = 0.5  # each ghost list holds up to this x (cached entries) keys
+# Shift detection: the hit ratio is sampled once per block of misses (see _check_shift).
+SHIFT_BLOCK = 0.125  # a block is this x (cached entries) misses ...
+SHIFT_BLOCK_MIN = 64  # ... and at least this many
+SHIFT_BASE = 4  # the baseline is the mean hit ratio of this many previous blocks
+SHIFT_DROP = 0.75  # a block below this x baseline ...
+SHIFT_SIGMAS = 3.0  # ... and below it by this x the usual block-to-block swing is a shift
+SHIFT_WINDOW = 0.4  # only while the window holds at least this share (recency is paying)
+SHIFT_WARMUP = 16  # blocks seen before the first verdict
+SHIFT_COOLDOWN = 8  # blocks after a shift before the next one can be called
+SHIFT_KEEP = 0.25  # a shift multiplies every count by this
 
 
 @dataclass
@@ -86,6 +107,14 @@ class MemoryTier:
         # Ghosts: keys the window let go unadmitted, and keys main evicted (LRU order).
         self._ghost_window: OrderedDict[Hashable, None] = OrderedDict()
         self._ghost_main: OrderedDict[Hashable, None] = OrderedDict()
+        # Shift detector state (_check_shift).
+        self._block_left = SHIFT_BLOCK_MIN
+        self._block_mark = (0, 0)  # (accesses, hits) at the start of the block
+        self._recent: list[float] = []  # hit ratios of the last SHIFT_BASE blocks
+        self._swing = 0.05  # running mean |ratio - previous ratio|
+        self._blocks = 0
+        self._cooldown = 0
+        self.shifts = 0
         self.budget = budget
         self._set_limits()
         self._age_countdown = AGE_EVERY * self._capacity_entries()
@@ -151,6 +180,9 @@ class MemoryTier:
         if key in self._where or size > self.budget:
             return
         self._mean_size += (size - self._mean_size) * 0.01
+        self._block_left -= 1
+        if not self._block_left:
+            self._check_shift()
         if self._adaptive and (key in self._ghost_window or key in self._ghost_main):
             self._adapt(key)
         if heat and key not in self._heat:
@@ -259,6 +291,54 @@ class MemoryTier:
         self._set_limits()
         if shrinking:  # before the new block lands, as a smaller window would have been
             self._shrink_window()
+
+    def _check_shift(self) -> None:
+        """Once per block of misses: did the hot set just move?
+
+        Aging alone forgets too slowly for that: the old hot set keeps protected and its
+        counts, which stay above the new hot keys' for one or two aging periods, so those
+        keys only live in the window. A shift shows as a block whose hit ratio falls well
+        below the previous few blocks' mean (by a quarter and by 3x the usual block-to-block
+        swing, so the sawtooth of a loop or a noisy trace does not count), while the window
+        holds a large share (the ghosts say recency is paying). Then every count is
+        quartered and protected is emptied into probation, so the new hot keys win admission
+        and the old ones leave unless they are read again.
+        """
+        self._block_left = max(SHIFT_BLOCK_MIN, int(SHIFT_BLOCK * self._capacity_entries()))
+        accesses, hits = self.hits + self.misses, self.hits
+        (mark_accesses, mark_hits), self._block_mark = self._block_mark, (accesses, hits)
+        if not mark_accesses or accesses == mark_accesses:
+            return  # the first block (or puts without gets): no ratio yet
+        ratio = (hits - mark_hits) / (accesses - mark_accesses)
+        recent = self._recent
+        if len(recent) < SHIFT_BASE:
+            recent.append(ratio)
+            return
+        base = sum(recent) / SHIFT_BASE
+        self._blocks += 1
+        if self._cooldown:
+            self._cooldown -= 1
+        elif (ratio < base * SHIFT_DROP and base - ratio > SHIFT_SIGMAS * self._swing
+              and self._window_share >= SHIFT_WINDOW and self._blocks > SHIFT_WARMUP
+              and self.bytes_used * 10 >= self.budget * 9):
+            self._cooldown = SHIFT_COOLDOWN
+            self.shifts += 1
+            self._forget()
+        self._swing += (abs(ratio - recent[-1]) - self._swing) * 0.03
+        del recent[0]
+        recent.append(ratio)
+
+    def _forget(self) -> None:
+        """The hot set moved: quarter every count and demote all of protected to probation."""
+        keep = SHIFT_KEEP
+        self._heat = {k: v * keep for k, v in self._heat.items() if v * keep >= FORGET_BELOW / 2}
+        probation, where = self._probation, self._where
+        for key, data in self._protected.items():
+            probation[key] = data
+            where[key] = probation
+        self._probation_bytes += self._protected_bytes
+        self._protected_bytes = 0
+        self._protected.clear()
 
     def _demote_protected_overflow(self) -> None:
         protected, probation = self._protected, self._probation

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ipfs_kit_node.storage import memory
 from ipfs_kit_node.storage.heat import HeatModel
 from ipfs_kit_node.storage.memory import MemoryTier
 
@@ -168,3 +171,46 @@ def test_any_read_sequence_keeps_budget_ghosts_and_data(
         assert tier.bytes_used <= budget
         assert 0.0 <= tier.window_share <= 1.0
         assert len(tier._ghost_window) + len(tier._ghost_main) <= len(tier) + 2
+
+
+def _shifting_zipf(rng: random.Random, n_keys: int, period: int, phases: int) -> list[int]:
+    """Zipf(0.9) whose ranking is reshuffled every ``period`` reads (bench/cachesim.py's
+    shifting workload, smaller)."""
+    weights = list(itertools.accumulate(1.0 / rank**0.9 for rank in range(1, n_keys + 1)))
+    order = list(range(n_keys))
+    keys: list[int] = []
+    for _ in range(phases):
+        rng.shuffle(order)
+        keys.extend(order[r] for r in rng.choices(range(n_keys), cum_weights=weights, k=period))
+    return keys
+
+
+def _hit_ratio(keys: list[int], entries: int) -> tuple[float, MemoryTier]:
+    tier = MemoryTier(entries * 100)
+    hits = sum(read_through(tier, key) for key in keys)
+    return hits / len(keys), tier
+
+
+def test_a_hot_set_shift_is_detected_and_stale_heat_forgotten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hot set moving every 5,000 reads over 20,000 keys, 500 entries: the tier calls the
+    shifts (hit ratio drops well below the previous blocks' while the window is large),
+    forgets the old counts and protected set, and hits more than with the detector off."""
+    keys = _shifting_zipf(random.Random(4), 20_000, 5_000, 16)
+    ratio, tier = _hit_ratio(keys, 500)
+    assert tier.shifts >= 3
+    monkeypatch.setattr(memory, "SHIFT_WINDOW", 2.0)  # the detector never fires
+    without, tier_without = _hit_ratio(keys, 500)
+    assert tier_without.shifts == 0
+    assert ratio >= without + 0.005, (ratio, without, tier.shifts)
+
+
+def test_no_shift_is_called_on_a_static_zipf_or_a_loop() -> None:
+    """Static frequencies and a cyclic scan swing the per-block hit ratio too; neither may
+    throw away the counts."""
+    rng = random.Random(5)
+    _, tier = _hit_ratio(_zipf_keys(rng, 20_000, 100_000), 2_000)
+    assert tier.shifts == 0
+    _, tier = _hit_ratio([i % 700 for i in range(60_000)], 500)
+    assert tier.shifts == 0
