@@ -199,7 +199,7 @@ class TieredStore(Recovery, Writes):
         try:
             # Split over a view: a leaf's Data (256 KiB) is then not copied just to be dropped
             # (the copy was most of a 64 MiB add's pin walk).
-            layout, _, _ = pbscan.split(memoryview(data), cid)  # type: ignore[arg-type]
+            layout, _, _ = pbscan.split(memoryview(data), cid)
             assert layout is not None  # read to the end: no max_links
             out, pos = [], 0
             while pos < layout.links_end:

@@ -75,7 +75,7 @@ def decode_mtime(data: bytes) -> tuple[int, int]:
     return seconds, nanos
 
 
-def decode(data: bytes, cid: object = "?") -> UnixFSData:
+def decode(data: bytes | memoryview, cid: object = "?") -> UnixFSData:
     try:
         kind: int | None = None
         payload = b""

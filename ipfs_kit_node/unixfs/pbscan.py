@@ -19,7 +19,7 @@ from ..errors import CodecError
 DAG_PB, RAW = 0x70, 0x55
 
 
-def _varint(block: bytes, pos: int) -> tuple[int, int]:
+def _varint(block: bytes | memoryview, pos: int) -> tuple[int, int]:
     """``read_varint`` with the one-byte case first: nearly every key and length in a link
     is under 128, and a 174-link file node was ~4,000 calls of the general loop."""
     if pos < len(block):
@@ -42,13 +42,13 @@ class Link:
 class Split:
     """A dag-pb block's layout: links occupy ``block[:links_end]``; ``data`` is its Data."""
 
-    data: bytes | None
+    data: bytes | memoryview | None  # a view when the block was given as one (no copy)
     links_end: int
     link_count: int
 
 
-def split(block: bytes, cid: object, start: int = 0, count: int = 0, max_links: int = -1
-          ) -> tuple[Split | None, int, int]:
+def split(block: bytes | memoryview, cid: object, start: int = 0, count: int = 0,
+          max_links: int = -1) -> tuple[Split | None, int, int]:
     """Skip over links from ``start``; at most ``max_links`` of them (all when negative).
 
     Returns (the layout when the block was read to its end else None, position, links so far),
