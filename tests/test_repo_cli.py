@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from blockfiles import damage_block
-from helpers import Daemon
+from helpers import Daemon, run_cli
 
 from ipfs_kit_node.storage.blocks import to_cid
 
@@ -48,6 +48,15 @@ def test_block_put_get_stat_pin_gc(daemon: MakeDaemon, short_tmp: Path) -> None:
     assert missing.returncode == 1 and "not found" in missing.stderr
     assert d.cli("pin", "rm", cids[0]).returncode == 0
     assert d.cli("block", "rm", cids[0]).returncode == 0
+
+    # Through the Kubo RPC on TCP (REPO/api, when the CLI sees no socket) repo/gc answers as
+    # Kubo's, a line per removed block: the CLI counts them (it read a summary and crashed).
+    for f in files[1:]:
+        assert d.cli("block", "put", str(f)).returncode == 0
+    over_tcp = run_cli("repo", "gc", "--repo", str(d.repo),
+                       env={"IPFS_KIT_API_SOCKET": str(short_tmp / "nowhere.sock")})
+    assert over_tcp.returncode == 0 and "removed 2 blocks" in over_tcp.stdout, \
+        over_tcp.stdout + over_tcp.stderr
 
     # Restart: the store keeps what it had.
     again = short_tmp / "again"

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 @_client_command("repo")
 def _repo(args: argparse.Namespace, client: Any) -> int:
     if args.repo_command == "gc":
+        if client.endpoint.kubo:  # Kubo's RPC: every unpinned block, a line for each removed
+            with client.stream("repo/gc") as response:
+                removed = sum(1 for line in response.iter_lines() if line.strip())
+            print(f"removed {removed} blocks (Kubo's RPC: every unpinned block; --full and "
+                  "the watermark apply on the API socket)")
+            return 0
         result = client.call("repo/gc", {"full": "true"} if args.full else {})
         print(f"removed {result['Removed']} blocks ({result['Freed']} bytes); "
               f"{result['EvictedToRemote']} moved to the remote tier; "

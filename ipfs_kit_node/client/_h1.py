@@ -114,7 +114,11 @@ class ResponseReader:
     def next_event(self) -> object | None:
         state = self.state
         if state == HEAD:
-            return self._head()
+            while True:
+                start = self._pos
+                event = self._head()
+                if event is not None or self._pos == start:
+                    return event
         if state in (LENGTH, CHUNK_DATA):
             return self._data()
         if state == CHUNK_SIZE:
@@ -226,7 +230,7 @@ class ResponseReader:
         version, status = _status_line(lines[0])
         headers = [_header(line) for line in lines[1:]]
         if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
-            return self._head()
+            return None  # next_event is called again (a loop, not recursion: any number)
         self._frame(status, version, headers)
         self.in_response = True
         self._started = False
@@ -242,7 +246,7 @@ class ResponseReader:
         if status in (204, 304):
             self.state, self._remaining = LENGTH, 0
         elif coding:
-            if b",".join(coding).lower().split(b",")[-1].strip() != b"chunked":
+            if [c.strip() for c in b",".join(coding).lower().split(b",")] != [b"chunked"]:
                 raise ProtocolError(f"unsupported transfer-encoding {b','.join(coding)!r}")
             self.state = CHUNK_SIZE
         elif lengths:
@@ -263,8 +267,12 @@ def _status_line(line: bytes) -> tuple[bytes, int]:
     return parts[0][5:], int(parts[1])
 
 
+#: RFC 9110's token characters: what a header name may hold (as h11 checks).
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def _header(line: bytes) -> tuple[bytes, bytes]:
     name, sep, value = line.partition(b":")
-    if not sep or not name or name != name.strip() or b" " in name or b"\t" in name:
+    if not sep or not name or not _TOKEN.issuperset(name):
         raise ProtocolError(f"bad header line {line[:60]!r}")
     return name.lower(), value.strip(b" \t")

@@ -42,6 +42,9 @@ BAD = [
     b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",  # then the close
     b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",  # then the close
     b"HTTP/1.1 200 O",  # then the close
+    b"HTTP/1.1 200 OK\r\nx\xff: 1\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nx a: 1\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
 ]
 
 
@@ -144,7 +147,7 @@ def test_a_close_before_any_answer_is_told_apart_from_a_broken_one() -> None:
         reader.next_event()
     assert not info.value.in_body
     reader = ResponseReader()
-    reader.receive(BAD[-3])
+    reader.receive(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort")
     reader.receive(b"")
     assert isinstance(reader.next_event(), Head)
     assert reader.next_event() == b"short"
@@ -161,3 +164,11 @@ def test_requests_never_carry_a_line_break_into_the_head() -> None:
             request_bytes("POST", bad, [])
     with pytest.raises(ValueError):
         request_bytes("POST", "/", [("x-a", "1\r\nx-b: 2")])
+
+
+def test_any_number_of_interim_answers_is_skipped() -> None:
+    """A peer may send many 100 Continue heads: skipped in a loop (recursion overflowed)."""
+    reader = ResponseReader()
+    reader.receive(b"HTTP/1.1 100 Continue\r\n\r\n" * 20_000 + GOOD[0])
+    head = reader.next_event()
+    assert isinstance(head, Head) and head.status == 200

@@ -16,9 +16,9 @@ from ...storage.writer import block_writer
 from ..rpc.multipart import body_data
 from ..server import Request, Response, Router
 
-#: block/put's older ``format`` names (Kubo still takes them).
 #: A CIDv1 raw's prefix: Kubo names a removed block by its multihash as a raw block.
 _RAW_V1 = b"\x01\x55"
+#: block/put's older ``format`` names (Kubo still takes them).
 _FORMATS = {"v0": "dag-pb", "protobuf": "dag-pb", "cbor": "dag-cbor", "json": "dag-json"}
 
 
@@ -63,6 +63,8 @@ class BlockRoutes:
         if request.kubo:
             removed: list[list[bytes]] = []
             await self.store.gc(full=True, evict=False, removed=removed.append)
+            if request.flag("silent"):  # Kubo's --silent: no output
+                removed.clear()
             return Response(body=_gc_lines(removed), content_type="application/json",
                             headers=[("x-chunked-output", "1")])
         result = await self.store.gc(full=request.flag("full"))
