@@ -153,6 +153,10 @@ def main() -> None:
         speed = [r[5] / r[4] for r in rows]
         print(f"hit ratio >= ARC: {len(rows) - len(below)}/{len(rows)} cases"
               + (f" (below: {', '.join(below)})" if below else ""))
+        shifting = [100 * (r[3] - r[2]) for r in rows if r[0].startswith("zipf-shift")]
+        if shifting:
+            print(f"shifting Zipf vs ARC: mean {statistics.mean(shifting):+.2f}p, "
+                  f"min {min(shifting):+.1f}p, max {max(shifting):+.1f}p")
         print(f"ops/s vs ARC: median {statistics.median(speed):.2f}x, "
               f"min {min(speed):.2f}x, max {max(speed):.2f}x (target 0.5x)")
         ns = sorted(1e9 / r[5] for r in rows)
