@@ -145,12 +145,12 @@ class ResponseReader:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _need(self, what: str) -> bool:
-        """More bytes are needed (False); or they never come: the answer broke off."""
+    def _need(self, what: str) -> None:
+        """More bytes are needed; if they never come (the connection closed), the answer
+        broke off inside ``what``."""
         if self._eof:
             raise ProtocolError(f"the connection closed inside {what}",
                                 in_body=self.in_response)
-        return False
 
     def _take(self, n: int) -> bytes:
         self._started = True

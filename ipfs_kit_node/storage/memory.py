@@ -293,17 +293,9 @@ class MemoryTier:
             self._shrink_window()
 
     def _check_shift(self) -> None:
-        """Once per block of misses: did the hot set just move?
-
-        Aging alone forgets too slowly for that: the old hot set keeps protected and its
-        counts, which stay above the new hot keys' for one or two aging periods, so those
-        keys only live in the window. A shift shows as a block whose hit ratio falls well
-        below the previous few blocks' mean (by a quarter and by 3x the usual block-to-block
-        swing, so the sawtooth of a loop or a noisy trace does not count), while the window
-        holds a large share (the ghosts say recency is paying). Then every count is
-        quartered and protected is emptied into probation, so the new hot keys win admission
-        and the old ones leave unless they are read again.
-        """
+        """Once per block of misses: did the hot set just move? (See the module docstring.)
+        The 3x-swing condition keeps the sawtooth of a loop or a noisy trace from counting;
+        on a shift the new hot keys then win admission and the old ones leave unless read."""
         self._block_left = max(SHIFT_BLOCK_MIN, int(SHIFT_BLOCK * self._capacity_entries()))
         accesses, hits = self.hits + self.misses, self.hits
         (mark_accesses, mark_hits), self._block_mark = self._block_mark, (accesses, hits)

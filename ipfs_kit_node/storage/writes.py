@@ -42,12 +42,7 @@ class Writes(Collector):
         key = key_of(cid)
         if len(data) > MAX_BLOCK_SIZE:
             raise StoreError(f"block {cid} is {len(data)} bytes; the limit is {MAX_BLOCK_SIZE}")
-        await self._wait_inflight(key)
-        self._check_open()  # close() may have run while we waited
-        self._note_held(key)
-        meta = self._db.get(key)
-        if meta is not None and not meta.remote:
-            self._touch(key, meta)
+        if await self._settled_here(key):
             return False
         self._inflight[key] = event = trio.Event()
         reserved = 0
@@ -101,23 +96,14 @@ class Writes(Collector):
                                  f"{MAX_BLOCK_SIZE}")
             todo.setdefault(key_of(cid), (cid, data))
         for key in list(todo):
-            await self._wait_inflight(key)
-            self._check_open()  # close() may have run while we waited
-            self._note_held(key)
-            meta = self._db.get(key)
-            if meta is not None and not meta.remote:
-                self._touch(key, meta)
+            if await self._settled_here(key):
                 del todo[key]
         # Waiting on one key lets another put claim a key already checked: wait until none
         # of ours is in flight, re-checking the index, then claim them all with no await
         # between the last check and the claim (a key put by another task that then fails
         # is still ours to store).
         while (busy := next((key for key in todo if key in self._inflight), None)) is not None:
-            await self._wait_inflight(busy)
-            self._check_open()
-            meta = self._db.get(busy)
-            if meta is not None and not meta.remote:
-                self._touch(busy, meta)
+            if await self._settled_here(busy):
                 del todo[busy]
         if not todo:
             return 0
@@ -179,6 +165,18 @@ class Writes(Collector):
             for key, event in events.items():
                 del self._inflight[key]
                 event.set()
+
+    async def _settled_here(self, key: bytes) -> bool:
+        """Wait out a write or removal of ``key`` under way, note it held (see hold()); True
+        if it is then stored here (its heat touched), so there is nothing to write."""
+        await self._wait_inflight(key)
+        self._check_open()  # close() may have run while we waited
+        self._note_held(key)
+        meta = self._db.get(key)
+        if meta is not None and not meta.remote:
+            self._touch(key, meta)
+            return True
+        return False
 
     async def _make_room(self, size: int) -> None:
         """Reserve ``size`` bytes of ``max_size`` until the caller's rows are committed,
