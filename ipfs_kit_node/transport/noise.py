@@ -115,12 +115,30 @@ class _NoiseReadWriter(NoiseTransportReadWriter):
         return self.decrypt(sealed)
 
     async def _fill(self, wanted: int) -> None:
-        data = await self._raw.read(READ_SIZE)
+        tcp = getattr(self._raw, "stream", None)
+        if isinstance(tcp, TrioTCPStream) and isinstance(tcp.stream, trio.SocketStream) \
+                and not tcp.read_lock.locked():
+            data = await self._receive(tcp.stream)
+        else:
+            data = await self._raw.read(READ_SIZE)
         if not data:  # as the library's exact reads end (Yamux logs a clean close at 0)
             raise IncompleteReadError(
                 f"connection closed: expected {wanted} bytes, got {len(self._in)}",
                 expected_bytes=wanted, received_bytes=len(self._in))
         self._in += data
+
+
+    @staticmethod
+    async def _receive(sock: trio.SocketStream) -> bytes:
+        """The library's TCP read without its read lock (a checkpoint per read): only the
+        session's read task reads once the handshake is done. Same errors as its stream."""
+        try:
+            return await sock.receive_some(READ_SIZE)
+        except trio.BrokenResourceError as error:
+            raise ConnectionClosedError(f"TCP connection reset by remote peer: {error}",
+                                        transport="tcp") from error
+        except trio.ClosedResourceError:
+            return b""  # closed here: an end, as the library's stream treats it
 
 
 def _tuned(conn: ISecureConn) -> ISecureConn:

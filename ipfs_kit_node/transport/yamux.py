@@ -43,20 +43,29 @@ from the class given in ``muxer_opt``), so importing this module points both nam
 
 from __future__ import annotations
 
+import math
 import struct
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 import trio
+from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
+from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer import muxer_multistream as _muxer_multistream
 from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.stream_muxer.yamux import yamux as _lib
 
+from ..errors import CodecError
 from ..logs import get_logger
+from .frames import HEADER, Frame, FrameReader
 from .noise import _NoiseReadWriter
 
 FRAME_PAYLOAD = 64 * 1024 - _lib.HEADER_SIZE  # as go-yamux (MaxMessageSize 64 KiB)
 BATCH_BYTES = 1024 * 1024  # one write to the secure channel; other streams go in between
 WINDOW_WAIT = 5.0  # the library's limit: no credit for this long and the write fails
 CLOSE_CHECK = 0.1  # a writer waiting for credit notices a closed stream this fast
+DATA_READ_TIMEOUT = 60.0  # the library's: the rest of a frame once its header has come
+READ_SIZE = 256 * 1024  # one read of a secure channel that is not message-framed
 
 log = get_logger(__name__)
 
@@ -152,6 +161,29 @@ class YamuxStream(_lib.YamuxStream):
                 await self.conn._write_frame(b"".join(parts))
                 sent += n
 
+    async def read(self, n: int | None = -1) -> bytes:
+        """The library's read, without its session lock (a checkpoint per read) when bytes
+        are waiting: taking them does not await, so no other task sees the buffer half
+        taken. Anything else (nothing buffered, a reset, the session ending, ``n`` of -1)
+        is the library's path."""
+        conn = self.conn
+        buffer = conn.stream_buffers.get(self.stream_id)
+        if not buffer or n is None or n <= 0 or self.reset_received \
+                or conn.event_shutting_down.is_set() or conn.streams_lock.locked():
+            return await super().read(n)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if n >= len(buffer):
+            data = bytes(buffer)
+            buffer.clear()
+        else:
+            with memoryview(buffer) as view:
+                data = bytes(view[:n])
+            del buffer[:n]
+        if self.closed and not buffer:
+            conn._finalize_stream_locked(self, fully_closed=True)
+        await self._auto_tune_and_send_window_update(bytes_read=len(data))
+        return data
+
     async def _auto_tune_and_send_window_update(self, *, bytes_read: int = 0) -> None:
         """After a read: grant credit back up to the window once half of it is used."""
         target = self.target_recv_window
@@ -190,6 +222,150 @@ class Yamux(_lib.Yamux):
     is sealed and sent directly (``_NoiseReadWriter.write_serialized``). Kubo opens a stream
     per Bitswap message, and each costs an ACK, the negotiation answer, a FIN and credit.
     """
+
+    async def handle_incoming(self) -> None:
+        """Read the secure channel a message at a time and act on every frame in it.
+
+        The library read each frame with two exact reads and took the session lock (a
+        checkpoint) for each; here the frames of one read are handled in one go, without
+        the lock: nothing awaits between looking a stream up and updating it, so no other
+        task sees a half-applied frame (those that hold the lock across an await, ``close``,
+        clear the maps after). Only ACKs, pings, RSTs and handing a new stream over await.
+        Kept from the library: DATA over 16 MiB ends the session; once a frame has begun,
+        its rest must arrive within ``DATA_READ_TIMEOUT``; any read error ends the session.
+        """
+        frames = FrameReader()
+        read = self._reader()
+        deadline = math.inf
+        try:
+            while not self.event_shutting_down.is_set():
+                if frames.pending:
+                    with trio.move_on_at(deadline) as late:
+                        chunk = await read()
+                    if late.cancelled_caught:
+                        log.warning("yamux frame incomplete for too long; connection closed",
+                                    peer=str(self.peer_id), timeout=DATA_READ_TIMEOUT)
+                        break
+                else:
+                    chunk = await read()
+                batch = frames.feed(chunk)
+                if not frames.pending:
+                    deadline = math.inf
+                elif batch or deadline == math.inf:  # the frame held began in this chunk
+                    deadline = trio.current_time() + DATA_READ_TIMEOUT
+                if not await self._on_frames(batch):
+                    break
+        except CodecError as exc:
+            log.warning("yamux protocol error; connection closed", peer=str(self.peer_id),
+                        error=str(exc))
+            await self._go_away(_lib.GO_AWAY_PROTOCOL_ERROR)
+        except (IncompleteReadError, ConnectionClosedError) as exc:
+            log.debug("yamux connection closed", peer=str(self.peer_id), error=str(exc))
+        except Exception as exc:  # an edge: the session's read task; the session ends
+            log.info("yamux connection failed", peer=str(self.peer_id),
+                     error=f"{type(exc).__name__}: {exc}")
+        self.event_shutting_down.set()
+        await self._cleanup_on_error()
+
+    def _reader(self) -> Callable[[], Awaitable[bytes]]:
+        """One read of the secure channel: a whole decrypted message from a secure session
+        (what its buffer still holds first), else up to ``READ_SIZE`` bytes."""
+        conn = self.secured_conn
+        if isinstance(conn, SecureSession):
+            return partial(conn.read, None)
+        return partial(conn.read, READ_SIZE)
+
+    async def _on_frames(self, batch: list[Frame]) -> bool:
+        for frame in batch:
+            if not await self._on_frame(frame):
+                return False
+        return True
+
+    async def _on_frame(self, frame: Frame) -> bool:
+        """Act on one frame; False once the session is over (GO_AWAY)."""
+        typ, flags, sid, length, payload = frame
+        if typ == _lib.TYPE_DATA or typ == _lib.TYPE_WINDOW_UPDATE:
+            if flags & _lib.FLAG_SYN:
+                await self._on_syn(frame)
+                return True
+            stream = self.streams.get(sid)
+            if stream is None:
+                return True  # a stream already gone (reset, overrun, swept): dropped
+            if typ == _lib.TYPE_DATA:
+                buffer = self.stream_buffers.get(sid)
+                if buffer is not None and length:
+                    buffer.extend(payload)
+                    stream.recv_window -= length  # an overrun resets the stream
+                event = self.stream_events.get(sid)
+                if event is not None:
+                    event.set()
+            elif length:
+                stream.send_window += length
+            self._close_flags(stream, flags)
+        elif typ == _lib.TYPE_PING:
+            if flags & _lib.FLAG_SYN:
+                await self._write_frame(HEADER.pack(0, _lib.TYPE_PING, _lib.FLAG_ACK, 0,
+                                                    length))
+            elif flags & _lib.FLAG_ACK:
+                rtt = trio.current_time() - self._ping_sent_time
+                self._rtt = rtt if self._rtt == 0.0 else (self._rtt + rtt) / 2
+                self._ping_event.set()
+        elif typ == _lib.TYPE_GO_AWAY:
+            log.debug("yamux GO_AWAY received", peer=str(self.peer_id), code=length)
+            return False
+        return True  # other types: ignored, as the library does
+
+    def _close_flags(self, stream: _lib.YamuxStream, flags: int) -> None:
+        """FIN and RST, on any DATA or WINDOW_UPDATE frame (the yamux spec)."""
+        if flags & (_lib.FLAG_FIN | _lib.FLAG_RST):
+            if flags & _lib.FLAG_FIN:
+                stream.recv_closed = True
+                if stream.send_closed:
+                    stream.closed = True
+            if flags & _lib.FLAG_RST:
+                stream.closed = True
+                stream.reset_received = True
+            event = self.stream_events.get(stream.stream_id)
+            if event is not None:
+                event.set()
+        if stream.closed:
+            self._finalize_stream_locked(stream, fully_closed=True)
+
+    async def _on_syn(self, frame: Frame) -> None:
+        """A stream the peer opens: ACKed and handed to ``accept_stream`` (a SYN with RST
+        is handed over reset, unACKed; a SYN for a stream we have is refused with RST)."""
+        typ, flags, sid, length, payload = frame
+        if sid in self.streams:
+            await self._write_frame(HEADER.pack(0, _lib.TYPE_WINDOW_UPDATE, _lib.FLAG_RST,
+                                                 sid, 0))
+            return
+        stream = YamuxStream(sid, self, False)
+        self.streams[sid] = stream
+        self.stream_buffers[sid] = bytearray()
+        self.stream_events[sid] = trio.Event()
+        if length:
+            if typ == _lib.TYPE_DATA:
+                self.stream_buffers[sid].extend(payload)
+                stream.recv_window -= length
+                self.stream_events[sid].set()
+            else:
+                stream.send_window += length
+        self._close_flags(stream, flags)
+        if not flags & _lib.FLAG_RST:
+            await self._write_frame(HEADER.pack(0, _lib.TYPE_WINDOW_UPDATE, _lib.FLAG_ACK,
+                                                 sid, 0))
+        try:
+            self.new_stream_send_channel.send_nowait(stream)
+        except trio.WouldBlock:  # the application is behind: wait for it, as the library
+            await self.new_stream_send_channel.send(stream)
+
+    async def _go_away(self, code: int) -> None:
+        """Best effort: tell the peer why the session ends."""
+        try:
+            with trio.move_on_after(WINDOW_WAIT):
+                await self._write_frame(HEADER.pack(0, _lib.TYPE_GO_AWAY, 0, 0, code))
+        except Exception as exc:  # the session is ending anyway
+            log.debug("yamux GO_AWAY not sent", peer=str(self.peer_id), error=repr(exc))
 
     async def _write_frame(self, data: bytes) -> None:
         lock = self._write_lock
