@@ -1,12 +1,18 @@
 """Group commit of the master's task journal: records from concurrent callers are written and
 fsynced together (one fsync per batch), and each caller returns once its own are durable.
 
+Commits are written in the order they were queued (a batch is one append and one fsync), so
+a record queued after another is never durable before it. A commit may *linger*: it waits
+up to its linger time for another commit to ride along with (a submission whose caller also
+waits for the outcome goes out with that outcome: one fsync for both instead of two).
+
 Only this loop appends to the journal, so it is also where the journal is compacted (every
 ``COMPACT_AFTER`` records): appends wait while the file is rewritten.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,10 +54,15 @@ class JournalCommitter:
         self.log = log
         self._commits: list[_Commit] = []
         self._wake = trio.Event()
+        self._due = math.inf  # when the first lingering commit queued must go out
+        self._idle = trio.CancelScope()  # the writer's wait, until then at most
         self.stopped = False
 
-    async def durable(self, docs: list[dict[str, Any]]) -> None:
+    async def durable(self, docs: list[dict[str, Any]], linger: float = 0.0) -> None:
         """Returns once the records are fsynced (group commit with concurrent callers).
+
+        ``linger``: seconds the write may wait for another commit to go out with (it goes
+        with the first one queued meanwhile, or alone once the time is up).
 
         Raises:
             DiskFullError: the disk is full (new tasks are refused until space is freed).
@@ -64,7 +75,11 @@ class JournalCommitter:
                                "is stopping")
         commit = _Commit(docs)
         self._commits.append(commit)
-        self._wake.set()
+        if linger > 0:
+            self._due = min(self._due, trio.current_time() + linger)
+            self._idle.deadline = self._due
+        else:
+            self._wake.set()
         await commit.done.wait()
         error = commit.error
         if error is None:
@@ -92,9 +107,14 @@ class JournalCommitter:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
+            self._idle = trio.CancelScope(deadline=self._due)
+            with self._idle:  # until a commit that does not linger, or a linger's end
+                await self._wake.wait()
             self._wake = trio.Event()
+            self._due = math.inf
             batch, self._commits = self._commits, []
+            if not batch:
+                continue
             docs = [d for commit in batch for d in commit.docs]
             try:
                 await trio.to_thread.run_sync(self.journal.append, docs)

@@ -63,6 +63,10 @@ FORGET_WORKERS_AFTER = 3600.0
 # assignment): an ack only lets the worker forget a result, and each write to a worker wakes
 # its process, which on a busy machine takes the CPU from the answer a client waits for.
 ACK_DELAY = 0.05
+# A submission whose caller waits for the outcomes too (``task/submit?wait=true``) lingers
+# this long before it is journaled alone: a task done sooner has its submission journaled
+# with its outcome, one fsync instead of two (the caller hears of neither before both).
+SUBMIT_LINGER = 0.1
 
 
 class MasterRole:
@@ -87,7 +91,8 @@ class MasterRole:
                                  self.log)
         self.pinner = ResultPinner(c, self.log)
         self.outcomes = Outcomes(self.committer, self.sessions.post, self.gossip,
-                                 self.pinner.offer if cfg.pin_results else None, self.log)
+                                 self.pinner.offer if cfg.pin_results else None, self.log,
+                                 current=self._current)
         self.snapshots = StateSnapshots(self.me, self.scheduler, Path(c.repo.path) / "tasks",
                                         cfg.snapshot_period, self.log)
         self.heartbeats = Heartbeats(c, self.topics, lambda: 0, lambda: 0)
@@ -129,15 +134,18 @@ class MasterRole:
 
     # -- the backend (control socket and remote submitters) ----------------------------------
 
-    async def submit(self, tasks: list[Task], origin: str = "local"
+    async def submit(self, tasks: list[Task], origin: str = "local", *, waiting: bool = False
                      ) -> tuple[list[str], list[tuple[str, str]]]:
         """Accept tasks: each is acknowledged (returned) once its submission is fsynced.
 
         New tasks are scheduled while their submission is being journaled, so the fsync
         overlaps the worker's run instead of preceding it. Until it is durable such a task
-        is shown to nobody (queries answer "no task"), and its outcome waits for it (see
-        ``_finish``); if the journal refuses it, it is withdrawn (its worker told to cancel)
-        and the error rises: nothing was acknowledged, nothing is kept.
+        is shown to nobody (queries answer "no task"), and its outcome is journaled after it
+        (see ``_finish``); if the journal refuses it, it is withdrawn (its worker told to
+        cancel) and the error rises: nothing was acknowledged, nothing is kept.
+
+        ``waiting``: the caller waits for the outcomes next, so the acknowledgement may come
+        with them: the submission lingers (``SUBMIT_LINGER``) to be fsynced with them.
         """
         now = time.time()
         fresh: list[Task] = []
@@ -169,7 +177,7 @@ class MasterRole:
             # the journal may never hold the task. Bounded: the committer settles every
             # commit, failing those still queued when it stops.
             with trio.CancelScope(shield=True):
-                await self.committer.durable(docs)
+                await self.committer.durable(docs, SUBMIT_LINGER if waiting else 0.0)
         except (DiskFullError, JournalError):
             self._withdraw(records)
             raise
@@ -199,18 +207,15 @@ class MasterRole:
                 self.sessions.post(record.worker, Cancel((record.task.task_id,)))
 
     async def _finish(self, records: list[Record]) -> bool:
-        """``outcomes.finish``, once the submissions of these tasks are journaled (an outcome
-        is never journaled before its task); a task withdrawn meanwhile is dropped.
+        """``outcomes.finish``. An outcome is never journaled before its task: the committer
+        writes in order, and a task's submission was queued before it could finish (a
+        submission still lingering goes out in the same fsync). A task withdrawn meanwhile
+        (the journal refused its submission) is not delivered (``Outcomes.current``)."""
+        return await self.outcomes.finish(records)
 
-        The wait is shielded (``submit`` always sets the event, see there): cancelled here,
-        the records are final in the scheduler but in no retry list; the cancellation then
-        lands in ``outcomes.finish``, which keeps them for the ticker's retry."""
-        for event in {self._unaccepted[r.task.task_id] for r in records
-                      if r.task.task_id in self._unaccepted}:
-            with trio.CancelScope(shield=True):
-                await event.wait()
-        return await self.outcomes.finish(
-            [r for r in records if self.scheduler.tasks.get(r.task.task_id) is r])
+    def _current(self, record: Record) -> bool:
+        """Whether the record is still the scheduler's (not withdrawn, nor resubmitted)."""
+        return self.scheduler.tasks.get(record.task.task_id) is record
 
     def _record(self, task_id: str) -> Record:
         record = self.scheduler.tasks.get(task_id)

@@ -110,7 +110,11 @@ async def forever(log: structlog.stdlib.BoundLogger, name: str,
 class TaskBackend(Protocol):
     """What the task routes need from a role: a master answers itself, others forward."""
 
-    async def submit(self, tasks: list[Task]) -> tuple[list[str], list[tuple[str, str]]]: ...
+    async def submit(self, tasks: list[Task], *, waiting: bool = False
+                     ) -> tuple[list[str], list[tuple[str, str]]]:
+        """Accepted task IDs and refusals. ``waiting``: the caller waits for the outcomes
+        next (the acknowledgement may then come a little later, with them)."""
+        ...
 
     async def info(self, task_id: str) -> TaskInfo: ...
 

@@ -31,8 +31,12 @@ Post = Callable[..., bool]  # (peer, *frames) -> queued
 
 class Outcomes:
     def __init__(self, committer: JournalCommitter, post: Post, gossip: TaskGossip,
-                 pin: Callable[[str], None] | None, log: structlog.stdlib.BoundLogger) -> None:
+                 pin: Callable[[str], None] | None, log: structlog.stdlib.BoundLogger, *,
+                 current: Callable[[Record], bool] = lambda record: True) -> None:
         self.committer = committer
+        # False for a record withdrawn (its submission, journaled in the same batch or just
+        # before, was refused): its outcome is delivered to nobody.
+        self.current = current
         self.post = post
         self.gossip = gossip
         self.pin = pin  # None: results are not pinned here (tasks.pin_results = false)
@@ -75,6 +79,7 @@ class Outcomes:
         """Journal final outcomes, then deliver each exactly once. False when the journal
         refused them: they wait in ``unjournaled``, unseen. Cancelled half-way (the session
         that brought them closed), they wait there too: ``retry`` finishes the job."""
+        records = [r for r in records if self.current(r)]
         if not records:
             return True
         ids = [r.task.task_id for r in records]
@@ -93,6 +98,7 @@ class Outcomes:
             self.unjournaled.update(zip(ids, records, strict=True))
             raise
         self.undurable.difference_update(ids)
+        records = [r for r in records if self.current(r)]
         by_origin: dict[str, list[Result]] = {}
         results: list[Result] = []
         for record in records:
@@ -120,14 +126,24 @@ class Outcomes:
         if not self.unjournaled or time.monotonic() < self.retry_at:
             return
         self.retry_at = time.monotonic() + JOURNAL_RETRY
-        waiting = list(self.unjournaled.values())
+        waiting = [r for r in self.unjournaled.values() if self.current(r)]
+        # Withdrawn since (their submission failed with them): forgotten, and acknowledged
+        # below, so that their workers forget them too.
+        gone = [r for r in self.unjournaled.values() if not self.current(r)]
+        self.undurable.difference_update(r.task.task_id for r in gone)
         self.unjournaled = {}
-        if not await self.finish(waiting):
+        if waiting and not await self.finish(waiting):
+            self._acknowledge(gone)
             return
         self._failing = False
-        self.log.info("task outcomes journaled after an earlier failure", count=len(waiting))
-        by_worker: dict[str, list[str]] = {}  # the acks we held back
-        for record in waiting:
+        if waiting:
+            self.log.info("task outcomes journaled after an earlier failure",
+                          count=len(waiting))
+        self._acknowledge(waiting + gone)  # the acks we held back
+
+    def _acknowledge(self, records: list[Record]) -> None:
+        by_worker: dict[str, list[str]] = {}
+        for record in records:
             if record.worker is not None:
                 by_worker.setdefault(record.worker, []).append(record.task.task_id)
         for worker, ids in by_worker.items():

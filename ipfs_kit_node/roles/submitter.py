@@ -121,7 +121,8 @@ class RemoteTasks:
             raise TaskError(f"the master did not answer within {ANSWER_TIMEOUT:.0f} s")
         return box[0]
 
-    async def submit(self, tasks: list[Task]) -> tuple[list[str], list[tuple[str, str]]]:
+    async def submit(self, tasks: list[Task], *, waiting: bool = False
+                     ) -> tuple[list[str], list[tuple[str, str]]]:
         accepted: list[str] = []
         refused: list[tuple[str, str]] = []
         master = self.link.primary().peer

@@ -59,7 +59,8 @@ def bare_master(tmp_path: Path) -> MasterRole:
     session = SimpleNamespace(queue=_Queue(), channel=SimpleNamespace(closed=False))
     m.sessions.by_peer[WORKER] = session  # type: ignore[assignment]
     m.gossip = TaskGossip(m.c, Topics.of("test"), "master-peer", set(), m.submit, m.log)
-    m.outcomes = Outcomes(m.committer, m.sessions.post, m.gossip, None, m.log)
+    m.outcomes = Outcomes(m.committer, m.sessions.post, m.gossip, None, m.log,
+                          current=m._current)
     m._wake, m._unaccepted = trio.Event(), {}
     m._acks, m._ack_wake = {}, trio.Event()
     return m
@@ -222,6 +223,9 @@ async def test_an_outcome_cancelled_while_its_submission_is_journaled_is_retried
             scope.cancel()  # the session that brought the result closes
             await m._on_results(WORKER, (Result("t1", WORKER, "bafyout", None, 1),))
         assert "t1" in m.outcomes.unjournaled and acked(m) == []
+        with trio.fail_after(15):  # the submission's write goes on (shielded)
+            while "t1" in m._unaccepted:
+                await trio.sleep(0.01)
         assert (await m.info("t1")).state == "assigned"
         m.outcomes.retry_at = 0.0
         await m._tick()
@@ -376,3 +380,95 @@ async def test_submit_and_wait_reports_a_task_it_cannot_wait_on_in_its_entry(
     t1, t2 = answer["Tasks"]
     assert (t1["ID"], t1["State"]) == ("t1", "done")
     assert t2["ID"] == "t2" and t2["State"] is None and "no task t2" in t2["Error"]
+
+
+def _count_appends(m: MasterRole, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Each journal append (one fsync), as the ops and task IDs of its records."""
+    appends: list[list[str]] = []
+    real = m.journal.append
+
+    def counted(docs: list[dict[str, Any]]) -> None:
+        appends.append([f"{d['op']}:{d['task']['task_id'] if d['op'] == 'submit' else d['id']}"
+                        for d in docs])
+        real(docs)
+
+    monkeypatch.setattr(m.journal, "append", counted)
+    return appends
+
+
+async def test_a_waited_submission_is_journaled_with_its_outcome(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``submit(waiting=True)`` (``task/submit?wait=true``): the submission lingers, the task
+    runs meanwhile, and its outcome goes out in the same append (one fsync, submission
+    first); the caller is acknowledged only then. Without an outcome it goes out alone."""
+    m = bare_master(tmp_path)
+    appends = _count_appends(m, monkeypatch)
+    answer: dict[str, Any] = {}
+
+    async def submit(task_id: str) -> None:
+        answer[task_id] = await m.submit([Task(task_id, "noop")], waiting=True)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m.committer.run)
+        m.scheduler.join(WORKER, 4, (), time.time())
+        nursery.start_soon(submit, "t1")
+        await trio.sleep(0.01)
+        assert m.scheduler.assign(time.time())[WORKER][0].task_id == "t1"
+        assert appends == [] and "t1" not in answer  # lingering: nothing acknowledged
+        with pytest.raises(UnknownTaskError):  # nor shown
+            await m.info("t1")
+        with trio.fail_after(10):
+            assert await m._finish([m.scheduler.complete(  # type: ignore[list-item]
+                Result("t1", WORKER, None, None, 1), time.time())])
+            while "t1" not in answer:
+                await trio.sleep(0.01)
+        assert appends == [["submit:t1", "final:t1"]]
+        assert answer["t1"] == (["t1"], []) and (await m.info("t1")).state == "done"
+        with trio.fail_after(10):  # no outcome in time: the submission goes out alone
+            await submit("t2")
+        assert appends[1:] == [["submit:t2"]]
+        nursery.cancel_scope.cancel()
+    m.journal.close()
+    kept = TaskJournal(tmp_path / "journal").open()
+    assert {r.task.task_id: r.state.value for r in kept} == {"t1": "done", "t2": "queued"}
+
+
+async def test_a_waited_submission_refused_with_its_outcome_is_withdrawn(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The append holding a lingering submission and its outcome fails (a full disk): the
+    caller gets the error, the outcome is delivered to nobody (not shown, not published),
+    and the ticker acknowledges the result to the worker so that it forgets it."""
+    m = bare_master(tmp_path)
+
+    def full(docs: list[dict[str, Any]]) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(m.journal, "append", full)
+    refused: list[BaseException] = []
+
+    async def submit() -> None:
+        try:
+            await m.submit([Task("t1", "noop")], waiting=True)
+        except DiskFullError as exc:
+            refused.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m.committer.run)
+        m.scheduler.join(WORKER, 4, (), time.time())
+        nursery.start_soon(submit)
+        await trio.sleep(0.01)
+        assert m.scheduler.assign(time.time())[WORKER]
+        with trio.fail_after(10):
+            await m._on_results(WORKER, (Result("t1", WORKER, None, None, 1),))
+            while not refused:
+                await trio.sleep(0.01)
+        assert m.scheduler.tasks == {} and acked(m) == []
+        with pytest.raises(UnknownTaskError):
+            await m.info("t1")
+        m.outcomes.retry_at = 0.0
+        await m._tick()
+        assert acked(m) == ["t1"] and not m.outcomes.unjournaled and not m.outcomes.undurable
+        assert m.gossip.pending_results == []
+        nursery.cancel_scope.cancel()
+    m.journal.close()
+    assert TaskJournal(tmp_path / "journal").open() == []

@@ -38,7 +38,7 @@ def register_task_routes(router: Router, backend: TaskBackend, me: str,
         now = time.time()
         here = origins()
         tasks = [parse_submission(item, me, here, now) for item in items]
-        accepted, refused = await backend.submit(tasks)
+        accepted, refused = await backend.submit(tasks, waiting=waits)
         answer: dict[str, object] = {"Accepted": accepted, "Refused": [list(r) for r in refused]}
         if waits:
             deadline = trio.current_time() + timeout
