@@ -102,3 +102,60 @@ async def test_a_subscription_made_while_a_peer_registers_reaches_it() -> None:
             while hosts[0].get_id() not in b.topic_peers(topic):
                 await trio.sleep(0.05)
             nursery.cancel_scope.cancel()
+
+
+async def test_idontwant_only_for_large_messages_received() -> None:
+    """IDONTWANT as go-libp2p sends it: for a message of >= 1 KiB that a peer received, to its
+    mesh peers; never for the sender's own messages, nor for small ones (py-libp2p sent one
+    to every mesh peer for every message, each an RPC with a signed record to verify)."""
+    from ipfs_kit_node.protocols.pubsub.service import IDONTWANT_THRESHOLD
+
+    hosts = [build_host(create_new_key_pair(), ["/ip4/127.0.0.1/tcp/0"], ConnMgrSection())
+             for _ in range(3)]
+    services = [PubsubService(h) for h in hosts]
+    ids = [h.get_id() for h in hosts]
+    topic = "/ipfs-kit/test/idontwant"
+    heard: list[tuple[int, int]] = []  # (receiver, sender) of each IDONTWANT
+    received: list[list[bytes]] = [[], [], []]
+
+    def watch(i: int) -> None:  # records each IDONTWANT, then handles it as before
+        handle = services[i].router.handle_idontwant
+
+        async def handle_idontwant(msg, sender):  # type: ignore[no-untyped-def]
+            heard.append((i, ids.index(sender)))
+            await handle(msg, sender)
+
+        services[i].router.handle_idontwant = handle_idontwant  # type: ignore[method-assign]
+
+    async def listen(i: int) -> None:
+        async for message in services[i].subscribe(topic):
+            received[i].append(message.data)
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for h in hosts:
+                await nursery.start(_run_host, h)
+            for i, s in enumerate(services):
+                await nursery.start(s.run)
+                watch(i)
+                nursery.start_soon(listen, i)
+            for h in hosts[1:]:  # a line: 1 - 0 - 2
+                await h.connect(PeerInfo(hosts[0].get_id(), hosts[0].get_addrs()))
+            expected = [{ids[1], ids[2]}, {ids[0]}, {ids[0]}]
+            with trio.fail_after(20):
+                while any(set(s.router.mesh.get(topic, ())) != want
+                          for s, want in zip(services, expected, strict=True)):
+                    await trio.sleep(0.05)
+            small, large = b"s" * 100, b"L" * IDONTWANT_THRESHOLD
+            await services[2].publish(topic, small)
+            while any(small not in r for r in received):
+                await trio.sleep(0.05)
+            await trio.sleep(0.5)  # an IDONTWANT would be on its way by now
+            assert heard == []
+            await services[2].publish(topic, large)
+            while any(large not in r for r in received) or len(heard) < 3:
+                await trio.sleep(0.05)
+            await trio.sleep(0.5)
+            nursery.cancel_scope.cancel()
+    # 0 got it from 2 and tells its mesh (1 and 2); 1 got it from 0 and tells 0; 2 sent it.
+    assert sorted(heard) == [(0, 1), (1, 0), (2, 0)]

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
+import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import multiaddr
 import trio
 from google.protobuf.message import DecodeError
 from libp2p.abc import IHost, INetStream
@@ -102,6 +105,65 @@ class _Pubsub(Pubsub):
             self._handle_dead_peer(peer)
 
 
+ADDRS_TTL = 5.0  # seconds pubsub reuses our address list (see _PubsubHost)
+
+
+class _PubsubHost:
+    """The host as pubsub sees it: our addresses read at most every ``ADDRS_TTL`` seconds.
+
+    py-libp2p 0.8.1 puts our signed peer record in every pubsub RPC, and to check that the
+    record is current it rebuilds our address list each time (a multiaddr per listening
+    socket, parsed from a string): a fifth of the master's idle CPU. Everything else is
+    the host's own."""
+
+    def __init__(self, host: IHost) -> None:
+        self._host = host
+        self._addrs: tuple[float, list[multiaddr.Multiaddr]] = (-math.inf, [])
+
+    def get_addrs(self) -> list[multiaddr.Multiaddr]:
+        now = time.monotonic()
+        if now - self._addrs[0] > ADDRS_TTL:
+            self._addrs = (now, self._host.get_addrs())
+        return list(self._addrs[1])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._host, name)
+
+
+# Whether the message GossipSub.publish is forwarding now is worth an IDONTWANT (see below).
+_idontwant_worth: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "_idontwant_worth", default=True)
+# go-libp2p-pubsub's GossipSubIDontWantMessageThreshold: smaller messages cost less to
+# receive twice than the IDONTWANT that would spare it.
+IDONTWANT_THRESHOLD = 1024
+
+
+class _GossipSub(GossipSub):
+    """py-libp2p 0.8.1's GossipSub, sending IDONTWANT as go-libp2p does.
+
+    py-libp2p sends an IDONTWANT to every mesh peer for every message it forwards, its own
+    included and however small; each is an RPC carrying our signed peer record, which the
+    peer verifies twice (reader and router): in a three-node task mesh that was most of the
+    CPU a heartbeat or a results batch cost. go-libp2p sends it only for a message it
+    received (a peer never sends our own messages back to us) of at least
+    ``IDONTWANT_THRESHOLD`` bytes.
+    """
+
+    async def publish(self, msg_forwarder: ID, pubsub_msg: rpc_pb2.Message) -> None:
+        worth = len(pubsub_msg.data) >= IDONTWANT_THRESHOLD and (
+            self.pubsub is None or msg_forwarder != self.pubsub.my_id)
+        token = _idontwant_worth.set(worth)
+        try:
+            await super().publish(msg_forwarder, pubsub_msg)
+        finally:
+            _idontwant_worth.reset(token)
+
+    async def _emit_idontwant_for_message(self, msg_id: bytes, topic_ids: Iterable[str]
+                                          ) -> None:
+        if _idontwant_worth.get():
+            await super()._emit_idontwant_for_message(msg_id, topic_ids)
+
+
 PROTOCOLS = [TProtocol(p) for p in ("/meshsub/1.2.0", "/meshsub/1.1.0", "/meshsub/1.0.0")]
 HEARTBEAT = 1
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -142,12 +204,12 @@ class PubsubService:
 
     def __init__(self, host: IHost) -> None:
         self.host = host
-        self.router = GossipSub(
+        self.router = _GossipSub(
             protocols=PROTOCOLS, degree=6, degree_low=4, degree_high=12,
             heartbeat_interval=HEARTBEAT, spam_protection_enabled=False,
         )
-        self.pubsub = _Pubsub(host, self.router, strict_signing=True,
-                             max_inbound_rpc_size=MAX_MESSAGE_BYTES)
+        self.pubsub = _Pubsub(cast(IHost, _PubsubHost(host)), self.router,
+                             strict_signing=True, max_inbound_rpc_size=MAX_MESSAGE_BYTES)
         self._ready = trio.Event()
         self._topics: dict[str, _Topic] = {}
         self._lock = trio.Lock()  # py-libp2p subscribe/unsubscribe, one at a time
