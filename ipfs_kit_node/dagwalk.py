@@ -374,7 +374,7 @@ class _Given:
 
 
 async def file_nodes(blocks: BlockGetter, root: Node, start: int, end: int
-                     ) -> AsyncIterator[tuple[Node, bytes]]:
+                     ) -> AsyncIterator[tuple[Node, bytes | memoryview]]:
     """The nodes of a file holding bytes [start, end), depth-first, each with its own content
     in that range; children outside it are never read. Sizes are checked as ``cat`` checks
     them, so a lying DAG ends in UnixFSSizeError, never in wrong bytes."""
@@ -390,7 +390,7 @@ async def file_nodes(blocks: BlockGetter, root: Node, start: int, end: int
     missing = read_soon is None
     held = 0  # reads ahead in all frames' ``ahead`` (READ_AHEAD_TOTAL at most)
 
-    def enter(node: Node, base: int) -> bytes:
+    def enter(node: Node, base: int) -> bytes | memoryview:
         assert node.unixfs is not None
         if len(stack) > MAX_DEPTH:
             raise DagTooDeepError(f"the file DAG is over {MAX_DEPTH} levels deep at "
@@ -454,8 +454,9 @@ async def file_nodes(blocks: BlockGetter, root: Node, start: int, end: int
 
 
 async def file_bytes(blocks: BlockGetter, root: Node, start: int, end: int
-                     ) -> AsyncIterator[bytes]:
-    """Bytes [start, end) of a UnixFS file (``root`` from ``resolve_path`` or ``resolve``)."""
+                     ) -> AsyncIterator[bytes | memoryview]:
+    """Bytes [start, end) of a UnixFS file (``root`` from ``resolve_path`` or ``resolve``);
+    a chunk may be a view of the block holding it (no copy on the way to a socket)."""
     async for _, chunk in file_nodes(blocks, root, start, end):
         if chunk:
             yield chunk

@@ -10,11 +10,13 @@ as ``{"Message", "Code", "Type": "error"}``.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import json
 import math
 import os
 import re
+import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +71,9 @@ class Request:
     #: Came through a listener speaking Kubo's wire forms (the TCP RPC: multibase pubsub
     #: topics); the unix socket keeps our CLI's plain ones.
     kubo: bool = False
+    #: On the unix socket, for a streaming route: the open file descriptors the client sent
+    #: as its one-byte body (at most the number given), instead of reading ``chunks``.
+    receive_fds: Callable[[int], Awaitable[list[int]]] | None = None
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of a request header (``name`` in lower case)."""
@@ -113,7 +118,7 @@ class Request:
 @dataclass
 class Response:
     status: int = 200
-    body: bytes | AsyncIterator[bytes] = b""
+    body: bytes | AsyncIterator[bytes | memoryview] = b""  # views of blocks: sent, not copied
     content_type: str = "application/json"
     headers: list[tuple[str, str]] = field(default_factory=list)
 
@@ -592,12 +597,14 @@ class HttpServer:
             assert conns is not None and isinstance(stream, trio.SocketStream)
             twin, framing = fast
             leftover: list[bytes] = []
-            chunks = _socket_body(stream, framing, conn.trailing_data[0], leftover)
+            pending = conn.trailing_data[0]
+            chunks = _socket_body(stream, framing, pending, leftover)
             conn = conns[0] = twin  # errors are answered on it too
             try:
                 response = await self.router.dispatch(
                     Request(method=shell.method, path=shell.path, query=shell.query,
-                            chunks=chunks, headers=shell.headers, kubo=shell.kubo))
+                            chunks=chunks, headers=shell.headers, kubo=shell.kubo,
+                            receive_fds=_fd_receiver(stream, framing, pending)))
                 await _send(conn, stream, response, head,
                             trailer=policy.stream_errors == "trailer", sent=sent)
                 if not framing.done:
@@ -836,6 +843,45 @@ def _fast_body_setup(conn: h11.Connection, stream: trio.abc.Stream, event: h11.R
     return twin, framing
 
 
+def _fd_receiver(stream: trio.SocketStream, framing: BodyFraming, pending: bytes
+                 ) -> Callable[[int], Awaitable[list[int]]] | None:
+    """How a route on the unix socket takes the descriptors sent with a one-byte body.
+
+    Only ``recvmsg`` gets them: a plain read of that byte would make the kernel close them,
+    so the client sends it after our 100 Continue and nothing has read it yet (``pending``
+    empty). The byte counts as the body read (``framing``)."""
+    sock = stream.socket
+    if sock.family != trio.socket.AF_UNIX:
+        return None
+
+    async def receive_fds(limit: int) -> list[int]:
+        if pending or framing.chunked or framing.remaining != 1:
+            raise ApiError("send the file descriptor as a one-byte body after the daemon's "
+                           "100 Continue (Expect: 100-continue)", 400)
+        try:
+            with trio.fail_after(READ_TIMEOUT):
+                data, ancillary, flags, _ = await sock.recvmsg(
+                    1, socket.CMSG_SPACE(4 * limit))
+        except trio.TooSlowError:
+            raise _BodyTimeout() from None
+        fds: list[int] = []
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds += array.array("i", payload[:len(payload) - len(payload) % 4])
+        if not data:
+            raise h11.RemoteProtocolError("connection closed in the middle of the body")
+        framing.parse(bytearray(data), 0, len(data))
+        if not fds or len(fds) > limit or flags & socket.MSG_CTRUNC:
+            for fd in fds:
+                os.close(fd)
+            raise ApiError(f"expected 1 to {limit} open file descriptors with the request, "
+                           f"got {len(fds)}{' and more' if flags & socket.MSG_CTRUNC else ''}",
+                           400)
+        return fds
+
+    return receive_fds
+
+
 _CHUNK_HEAD = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\r\n]*)?[ \t]*")
 #: A chunk's data up to this size is handed on whole, in one piece, when it is not all in
 #: yet: an uploader's block then reaches the frame decoder as one bytes object it keeps.
@@ -1051,7 +1097,7 @@ async def _send(conn: h11.Connection, stream: trio.abc.Stream, response: Respons
     else:
         await _write(stream, pending)
         pending = b""
-        batch: list[bytes] = []
+        batch: list[bytes | memoryview] = []
         batched = 0
         try:
             while True:
@@ -1072,7 +1118,7 @@ async def _send(conn: h11.Connection, stream: trio.abc.Stream, response: Respons
                     break
                 if chunk:
                     if sized:  # no framing to add: chunks go out together (one writev)
-                        batch += conn.send_with_data_passthrough(h11.Data(data=chunk)) or ()
+                        batch += conn.send_with_data_passthrough(_data(chunk)) or ()
                         batched += len(chunk)
                         if batched >= BATCH_BYTES or len(batch) >= BATCH_PARTS:
                             await _write_parts(stream, batch)
@@ -1098,12 +1144,18 @@ async def _send(conn: h11.Connection, stream: trio.abc.Stream, response: Respons
 COALESCE_BYTES = 64 * 1024
 
 
+def _data(chunk: bytes | memoryview) -> h11.Data:
+    """h11 frames a chunk by its length and passes the buffer itself through: a view of a
+    block goes to the socket uncopied (h11's annotation says bytes)."""
+    return h11.Data(data=chunk)  # type: ignore[arg-type]
+
+
 async def _send_data(conn: h11.Connection, stream: trio.abc.Stream, pending: bytes,
-                     data: bytes, *, flush: bool = False) -> bytes:
+                     data: bytes | memoryview, *, flush: bool = False) -> bytes:
     """Send one body chunk behind ``pending`` (bytes not yet written); returns what is still
     pending: a small chunk may wait for the end of the message unless ``flush``; after a big
     one, the few bytes closing its chunked framing wait for the next write."""
-    parts = conn.send_with_data_passthrough(h11.Data(data=data))
+    parts = conn.send_with_data_passthrough(_data(data))
     assert parts is not None
     if len(data) < COALESCE_BYTES:
         pending += b"".join(parts)
@@ -1143,7 +1195,7 @@ BATCH_PARTS = 512
 IOV_MAX = min(_sysconf("SC_IOV_MAX", 1024), 1024)
 
 
-async def _write_parts(stream: trio.abc.Stream, parts: list[bytes]) -> None:
+async def _write_parts(stream: trio.abc.Stream, parts: list[bytes | memoryview]) -> None:
     """Write ``parts`` in order, by ``sendmsg`` (writev) of up to IOV_MAX of them where the
     stream is a socket."""
     sock = getattr(stream, "socket", None)
@@ -1173,7 +1225,7 @@ def _stream_error_text(exc: Exception) -> str:
     return text.encode("ascii", "replace").decode()[:1000] or type(exc).__name__
 
 
-async def _write(stream: trio.abc.Stream, data: bytes) -> None:
+async def _write(stream: trio.abc.Stream, data: bytes | memoryview) -> None:
     with trio.fail_after(WRITE_TIMEOUT):
         await stream.send_all(data)
 

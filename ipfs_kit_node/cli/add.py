@@ -143,11 +143,82 @@ def _add_only_hash(args: argparse.Namespace) -> int:
     return 0
 
 
+def _passable(args: argparse.Namespace, client: Any) -> bool:
+    """One regular file, options the daemon's add takes, a daemon on this host's socket:
+    the file can be passed open rather than uploaded (``_add_passed``)."""
+    return (len(args.paths) == 1 and args.paths[0].is_file() and not args.paths[0].is_symlink()
+            and client.endpoint.unix is not None and not args.wrap_with_directory
+            and args.profile is None and args.max_links is None and args.cid_base is None)
+
+
+def _add_passed(args: argparse.Namespace, client: Any) -> bool:
+    """Add one file by passing it open to the daemon (its descriptor over the unix socket),
+    which reads, chunks, hashes and stores it: no upload, one hash. False when the daemon
+    cannot take it (an older one): then it is uploaded."""
+    import json
+    import os
+
+    from ..client._sync import Streamed
+    from ..client._wire import target
+
+    path = args.paths[0]
+    params = _import_params(args)  # the options checked here, as for an upload
+    query = {"progress": "true", "pin": args.pin, "name": path.name,
+             "cid-version": params.cid_version, "raw-leaves": str(params.raw_leaves).lower(),
+             "hash": params.hash, "trickle": str(params.trickle).lower(),
+             "inline": str(params.inline).lower(), "inline-limit": params.inline_limit}
+    if args.chunker:
+        query["chunker"] = args.chunker
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise IpfsKitError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        meta_mode = params.mode if params.mode is not None else \
+            ((st.st_mode & 0o7777 or None) if params.preserve_mode else None)
+        mtime = params.mtime if params.mtime is not None else \
+            (divmod(st.st_mtime_ns, 10**9) if params.preserve_mtime else None)
+        if meta_mode is not None:
+            query["mode"] = f"{meta_mode:o}"
+        if mtime is not None:
+            query["mtime"], query["mtime-nsecs"] = mtime
+        progress = _Progress(args.paths, args.progress)
+        lines = []
+        try:
+            with Streamed(client, "POST", target("add/fd", query), None,
+                          max(client.timeout, 120.0), fd=fd) as response:
+                for text in response.iter_lines():
+                    line = json.loads(text)
+                    if "Hash" in line:
+                        lines.append(line)
+                    elif "Bytes" in line:
+                        progress.advance(int(line["Bytes"]) - progress.done)
+        except IpfsKitError as exc:
+            if getattr(exc, "status", None) == 404:
+                return False
+            raise
+    finally:
+        os.close(fd)
+    progress.clear()
+    for line in lines:
+        cid = line["Hash"]
+        if args.silent or args.quieter:
+            continue
+        print(cid if args.quiet else f"added {cid} {line['Name']}")
+    if args.quieter and not args.silent and lines:
+        print(lines[-1]["Hash"])
+    sys.stdout.flush()
+    return True
+
+
 @_client_command("add")
 def _add(args: argparse.Namespace, client: Any) -> int:
     from ..codecs.putmany import encode_frame, encode_frame_head
     from ..unixfs.importer import Block
 
+    if _passable(args, client) and _add_passed(args, client):
+        return 0
     roots: list[str] = []
     progress = _Progress(args.paths, args.progress)
 

@@ -86,6 +86,7 @@ class ResponseReader:
         self.keep_alive = True  # False once an answer says the connection ends with it
         self.in_response = False  # a Head was given and its End not yet
         self._started = False  # some of the current body was given
+        self.interim = 0  # interim answers (100 Continue) skipped so far
 
     def receive(self, data: bytes) -> None:
         if not data:
@@ -230,6 +231,7 @@ class ResponseReader:
         version, status = _status_line(lines[0])
         headers = [_header(line) for line in lines[1:]]
         if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
+            self.interim += 1
             return None  # next_event is called again (a loop, not recursion: any number)
         self._frame(status, version, headers)
         self.in_response = True

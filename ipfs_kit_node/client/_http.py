@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -92,6 +93,45 @@ class Connection:
             event = self._next()
         return Response(self, event.status, event.headers, event.http_version)
 
+    def request_fd(self, method: str, target: str, fd: int) -> Response:
+        """A request whose body is one byte carrying an open file descriptor (SCM_RIGHTS),
+        on the daemon's unix socket: the daemon reads the file itself, nothing is uploaded.
+
+        The byte goes only after the daemon's 100 Continue: the daemon then reads it with
+        ``recvmsg``, where any earlier read would have dropped the descriptor. A daemon
+        that answers at once (an error, an older daemon's 404) gets no byte; that answer is
+        returned and the connection is not reused."""
+        if self.endpoint.unix is None:
+            raise ApiError("a file descriptor can only go over the daemon's unix socket")
+        hdrs, _ = request_headers(self.endpoint, b"\0", [("Expect", "100-continue")])
+        head = request_bytes(method, target, hdrs)
+        self.sent = False
+        self._send([head])
+        seen = self.reader.interim
+        while (event := self._next(interim=seen)) is not None:
+            if isinstance(event, Head):  # answered without wanting the body
+                self.reader.keep_alive = False
+                return Response(self, event.status, event.headers, event.http_version)
+            if event is CONNECTION_CLOSED:
+                raise ConnectionClosedError("the daemon closed the connection without "
+                                            "answering")
+        try:
+            self.sock.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                         fd.to_bytes(4, sys.byteorder, signed=True))])
+        except TimeoutError:
+            raise ApiTimeoutError(f"the daemon stopped reading our request for "
+                                  f"{self.timeout:g} s") from None
+        except OSError as exc:
+            raise ConnectionClosedError(f"the connection to the daemon broke: {exc}") from None
+        self.sent = True
+        event = self._next()
+        while not isinstance(event, Head):
+            if event is CONNECTION_CLOSED:
+                raise ConnectionClosedError("the daemon closed the connection without "
+                                            "answering")
+            event = self._next()
+        return Response(self, event.status, event.headers, event.http_version)
+
     def _send(self, pieces: list[bytes]) -> None:
         # Sent one by one: an upload's blocks go to the socket without being copied into
         # each chunk's framing (a 64 MiB add copied 64 MiB). Small ones are joined (one
@@ -105,7 +145,9 @@ class Connection:
             raise ApiTimeoutError(f"the daemon stopped reading our request for "
                                   f"{self.timeout:g} s") from None
 
-    def _next(self) -> object:
+    def _next(self, interim: int | None = None) -> object:
+        """The reader's next event, receiving as needed; with ``interim``, None once an
+        interim answer (100 Continue) beyond that count has come."""
         while True:
             try:
                 event = self.reader.next_event()
@@ -116,6 +158,8 @@ class Connection:
                 raise ApiError(f"the daemon's answer is malformed: {exc}") from None
             if event is not None:
                 return event
+            if interim is not None and self.reader.interim != interim:
+                return None
             try:
                 data = self.sock.recv(READ_SIZE)
             except TimeoutError:

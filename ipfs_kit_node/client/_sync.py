@@ -48,9 +48,9 @@ class Streamed:
     """A streamed answer as a context manager: ``iter_bytes``, ``iter_lines``, ``read``."""
 
     def __init__(self, client: Client, method: str, target: str, body: _wire.Body,
-                 timeout: float | None) -> None:
+                 timeout: float | None, fd: int | None = None) -> None:
         self._client = client
-        self._request = (method, target, body, timeout)
+        self._request = (method, target, body, timeout, fd)
         self._conn: Connection | None = None
         self.response: Response | None = None
 
@@ -140,15 +140,18 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _open(self, method: str, target: str, body: _wire.Body, timeout: float | None
-              ) -> tuple[Connection, Response]:
+    def _open(self, method: str, target: str, body: _wire.Body, timeout: float | None,
+              fd: int | None = None) -> tuple[Connection, Response]:
+        """A request on a pooled connection; with ``fd``, the body is that open file
+        descriptor, passed over the unix socket (``Connection.request_fd``)."""
         replayable = body is None or isinstance(body, bytes)
         for attempt in range(2):
             conn = self._pool.take(timeout)
             fresh = attempt == 1 or not getattr(conn, "used", False)
             conn.used = True  # type: ignore[attr-defined]
             try:
-                response = conn.request(method, target, body)
+                response = conn.request(method, target, body) if fd is None \
+                    else conn.request_fd(method, target, fd)
             except ConnectionClosedError:
                 conn.close()
                 # A kept-alive connection the daemon closed meanwhile: once more, anew.

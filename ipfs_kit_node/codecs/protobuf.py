@@ -19,9 +19,11 @@ def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
     return decoded
 
 
-def fields(buf: bytes | memoryview) -> list[tuple[int, bytes | int]]:
-    """(field number, bytes or int) in wire order; other wire types are refused."""
-    out: list[tuple[int, bytes | int]] = []
+def fields(buf: bytes | memoryview, *, views: bool = False
+           ) -> list[tuple[int, bytes | memoryview | int]]:
+    """(field number, bytes or int) in wire order; other wire types are refused. With
+    ``views`` a length-delimited field of a memoryview is a view of it, not a copy."""
+    out: list[tuple[int, bytes | memoryview | int]] = []
     pos = 0
     while pos < len(buf):
         key, pos = read_varint(buf, pos)
@@ -30,7 +32,9 @@ def fields(buf: bytes | memoryview) -> list[tuple[int, bytes | int]]:
             length, pos = read_varint(buf, pos)
             if pos + length > len(buf):
                 raise CodecError(f"field {number} runs past the end of the message")
-            out.append((number, bytes(buf[pos:pos + length])))
+            piece = buf[pos:pos + length]
+            out.append((number, piece if views and isinstance(piece, memoryview)
+                        else bytes(piece)))
             pos += length
         elif wire == 0:
             value, pos = read_varint(buf, pos)
@@ -40,7 +44,7 @@ def fields(buf: bytes | memoryview) -> list[tuple[int, bytes | int]]:
     return out
 
 
-def bytes_field(number: int, payload: bytes) -> bytes:
+def bytes_field(number: int, payload: bytes | memoryview) -> bytes:
     return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 

@@ -48,7 +48,7 @@ class TaskContext:
 
     async def read(self, cid: str) -> AsyncIterator[bytes]:
         async for chunk in cat(self.blocks, cid):
-            yield chunk
+            yield bytes(chunk)  # a handler's own bytes, not a view pinning the block
 
     async def stat(self, cid: str) -> dict[str, object]:
         node = await resolve(self.blocks, cid)

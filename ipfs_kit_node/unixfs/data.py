@@ -17,7 +17,7 @@ TYPE_NAMES = {RAW: "raw", DIRECTORY: "directory", FILE: "file", METADATA: "metad
 @dataclass(frozen=True)
 class UnixFSData:
     type: int
-    data: bytes = b""
+    data: bytes | memoryview = b""  # a view of the block when decoded with ``view=True``
     filesize: int | None = None
     blocksizes: tuple[int, ...] = field(default_factory=tuple)
     hash_type: int | None = None
@@ -56,7 +56,7 @@ def encode_mtime(seconds: int, nanos: int = 0) -> bytes:
     return out
 
 
-def decode_mtime(data: bytes) -> tuple[int, int]:
+def decode_mtime(data: bytes | memoryview) -> tuple[int, int]:
     """The inverse of encode_mtime (fixed32 is the one non-varint field UnixFS has)."""
     seconds, nanos, pos = 0, 0, 0
     while pos < len(data):
@@ -75,18 +75,20 @@ def decode_mtime(data: bytes) -> tuple[int, int]:
     return seconds, nanos
 
 
-def decode(data: bytes | memoryview, cid: object = "?") -> UnixFSData:
+def decode(data: bytes | memoryview, cid: object = "?", *, view: bool = False) -> UnixFSData:
+    """With ``view`` (and a memoryview in), the Data payload is a view of the block: a 64 MiB
+    ``cat`` then copies no payload bytes in the daemon."""
     try:
         kind: int | None = None
-        payload = b""
+        payload: bytes | memoryview = b""
         filesize: int | None = None
         blocksizes: list[int] = []
         hash_type = fanout = mode = None
         mtime: tuple[int, int] | None = None
-        for number, value in fields(data):
+        for number, value in fields(data, views=view):
             if number == 1 and isinstance(value, int):
                 kind = value
-            elif number == 2 and isinstance(value, bytes):
+            elif number == 2 and isinstance(value, (bytes, memoryview)):
                 payload = value
             elif number == 3 and isinstance(value, int):
                 filesize = value
@@ -104,7 +106,7 @@ def decode(data: bytes | memoryview, cid: object = "?") -> UnixFSData:
                 fanout = value
             elif number == 7 and isinstance(value, int):
                 mode = value
-            elif number == 8 and isinstance(value, bytes):
+            elif number == 8 and isinstance(value, (bytes, memoryview)):
                 mtime = decode_mtime(value)
             else:
                 raise CodecError(f"unexpected field {number}")

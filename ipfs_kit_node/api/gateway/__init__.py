@@ -360,14 +360,14 @@ class Gateway:
     def _stream(self, status: int, ranges: list[tuple[int, int]], node: Node, ctype: str,
                 headers: list[tuple[str, str]]) -> Response:
         start, end = ranges[0]
-        body: bytes | AsyncIterator[bytes] = node.block if node.unixfs is None else \
+        body: bytes | AsyncIterator[bytes | memoryview] = node.block if node.unixfs is None else \
             file_bytes(self.blocks, node, start, end)
         if isinstance(body, bytes):
             body = body[start:end]
         return Response(status=status, body=body, content_type=ctype, headers=headers)
 
     async def _multipart(self, node: Node, ranges: list[tuple[int, int]], parts: list[bytes],
-                         closing: bytes) -> AsyncIterator[bytes]:
+                         closing: bytes) -> AsyncIterator[bytes | memoryview]:
         for part, (start, end) in zip(parts, ranges, strict=True):
             yield part
             async for chunk in file_bytes(self.blocks, node, start, end):

@@ -9,11 +9,15 @@ trickle layout pulls its chunks, so a trickle file is spooled to a temporary fil
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import stat
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
 import trio
 from multiformats import CID
@@ -42,7 +46,8 @@ PROGRESS_EVERY = 1024 * 1024
 SPOOL_BYTES = 8 * 1024 * 1024
 # Blocks made are stored (fsynced, indexed) a batch at a time.
 PUT_BATCH_BLOCKS = 512
-PUT_BATCH_BYTES = 1024 * 1024
+PUT_BATCH_BYTES = 4 * 1024 * 1024
+STORE_DEPTH = 2  # batches stored at once
 # Chunks are hashed in a worker thread about a MiB at a time: a thread hop a 256 KiB chunk
 # cost more than hashing it when the machine was busy.
 HOP_BYTES = 1024 * 1024
@@ -124,7 +129,7 @@ class _Session:
     top: list[tuple[str, Entry]] = field(default_factory=list)
     pending: list[tuple[bytes, bytes]] = field(default_factory=list)
     pending_bytes: int = 0
-    storing: trio.Event | None = None  # set when the batch stored in the background is
+    storing: list[trio.Event] = field(default_factory=list)  # batches being stored (set: done)
     store_error: Exception | None = None
     #: children of the dag-pb blocks made here, by store key, noted when the add pins: the
     #: pin at the end walks the DAG with them instead of reading every block back (as the
@@ -151,17 +156,23 @@ class _Session:
 
     async def flush(self, *, wait: bool = True) -> None:
         """Store what is pending; with ``wait`` return once every block so far is durable,
-        else start it on the store's nursery (one batch at a time) and return. The request
-        body is an async generator, which must not hold a nursery of its own."""
-        await self._stored()
+        else start it on the store's nursery and return, with at most ``STORE_DEPTH``
+        batches being stored at once (one's files written while another's fsyncs are waited
+        on, as ``storage.writer``; one at a time left a 64 MiB add waiting on 64 rounds of
+        fsyncs). The request body is an async generator, which must not hold a nursery of
+        its own."""
         batch, self.pending, self.pending_bytes = self.pending, [], 0
-        if not batch:
-            return
         nursery = self.store.store.background
         if wait or nursery is None:
-            await self.store.store.put_many(batch, hashed=True)
+            await self._stored(0)
+            if batch:
+                await self.store.store.put_many(batch, hashed=True)
             return
-        self.storing = done = trio.Event()
+        if not batch:
+            return
+        await self._stored(STORE_DEPTH - 1)
+        done = trio.Event()
+        self.storing.append(done)
         nursery.start_soon(self._store_batch, batch, done)
 
     async def _store_batch(self, batch: list[tuple[bytes, bytes]], done: trio.Event) -> None:
@@ -172,10 +183,12 @@ class _Session:
         finally:
             done.set()
 
-    async def _stored(self) -> None:
-        if self.storing is not None:
-            await self.storing.wait()
-            self.storing = None
+    async def _stored(self, at_most: int) -> None:
+        """Wait until at most ``at_most`` batches are still being stored (oldest first);
+        a batch's error is raised here."""
+        while len(self.storing) > at_most:
+            await self.storing[0].wait()
+            self.storing.pop(0)
         if self.store_error is not None:
             error, self.store_error = self.store_error, None
             raise error
@@ -230,6 +243,9 @@ class _Chunker:
         self.buf = bytearray()
 
     def feed(self, data: bytes) -> Iterator[bytes]:
+        if not self.buf and len(data) == self.size:  # a read of exactly a chunk: as it is
+            yield data
+            return
         self.buf += data
         while len(self.buf) >= self.size:
             chunk = bytes(self.buf[:self.size])
@@ -249,11 +265,7 @@ def register_add_routes(router: Router, store: StoreService) -> None:
         session = _Session(params, store, only_hash=bool(_bool(request, "only-hash", "n")),
                            cid_base=request.arg("cid-base") or None,
                            progress=bool(_bool(request, "progress", "p")))
-        if session.cid_base:
-            try:
-                CID.decode("bafkqaaa").encode(session.cid_base)
-            except Exception:
-                raise ApiError(f"unknown cid-base {session.cid_base[:40]!r}", 400) from None
+        _check_cid_base(session)
         pin = _bool(request, "pin") is not False and not session.only_hash
         session.note_links = pin
         assert request.chunks is not None
@@ -264,6 +276,86 @@ def register_add_routes(router: Router, store: StoreService) -> None:
                         headers=[("x-chunked-output", "1")])
 
     router.add("POST", "/api/v0/add", add, streaming=True)
+
+    async def add_fd(request: Request) -> Response:
+        """``add`` of one regular file the client has open and passes (its descriptor, over
+        the unix socket): the daemon reads it itself, so its bytes are neither uploaded nor
+        hashed twice (the CLI's add of a local file). Kubo's add options and answer lines;
+        ``name`` is the name the line gives the file."""
+        if request.receive_fds is None:
+            raise ApiError("add/fd takes an open file over the daemon's unix socket; upload "
+                           "the file with /api/v0/add instead", 400)
+        # hidden: the one file is added by its name even if that starts with a dot (as
+        # `ipfs add .env`); the option only filters a folder's entries
+        params = replace(params_of(request), hidden=True)
+        session = _Session(params, store, only_hash=False,
+                           cid_base=request.arg("cid-base") or None,
+                           progress=bool(_bool(request, "progress", "p")))
+        _check_cid_base(session)
+        pin = _bool(request, "pin") is not False
+        session.note_links = pin
+        fd, = await request.receive_fds(1)
+        try:
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            source = io.FileIO(fd, "rb", closefd=True) if regular else None
+        except BaseException:
+            os.close(fd)
+            raise
+        if source is None:
+            os.close(fd)
+            raise ApiError("the descriptor sent is not a regular file (a folder, pipe or "
+                           "socket): upload it with /api/v0/add", 400)
+        # ``source`` is closed once read, or when the answer is dropped unread
+        parts = _file_parts(source, request.arg("name") or "", params.chunk_size)
+        return Response(body=_held(session, _add_lines(session, parts, pin=pin)),
+                        content_type="application/json", headers=[("x-chunked-output", "1")])
+
+    router.add("POST", "/api/v0/add/fd", add_fd, streaming=True)
+
+
+def _check_cid_base(session: _Session) -> None:
+    if session.cid_base:
+        try:
+            CID.decode("bafkqaaa").encode(session.cid_base)
+        except Exception:
+            raise ApiError(f"unknown cid-base {session.cid_base[:40]!r}", 400) from None
+
+
+#: A passed file is read this much per worker-thread hop, in pieces of the chunk size.
+FILE_READ_BYTES = 4 * 1024 * 1024
+
+
+async def _file_parts(source: io.FileIO, name: str, chunk_size: int
+                      ) -> AsyncIterator[PartHeaders | PartData | PartEnd]:
+    """A passed file as the multipart events of one file part, read from its start (the
+    client's offset neither used nor moved) in pieces of the chunk size: the chunker then
+    takes each piece as it is, uncopied."""
+    piece = chunk_size if chunk_size >= 64 * 1024 else 1024 * 1024
+    count = max(1, FILE_READ_BYTES // piece)
+    fd = source.fileno()
+
+    def read(offset: int) -> list[bytes]:
+        out = []
+        for _ in range(count):
+            data = os.pread(fd, piece, offset)
+            if not data:
+                break
+            out.append(data)
+            offset += len(data)
+        return out
+
+    try:
+        yield PartHeaders({"content-disposition":
+                           f'form-data; name="file"; filename="{quote(name, safe="")}"',
+                           "content-type": "application/octet-stream"})
+        offset = 0
+        while pieces := await trio.to_thread.run_sync(read, offset):
+            for data in pieces:
+                offset += len(data)
+                yield PartData(data)
+        yield PartEnd()
+    finally:
+        source.close()
 
 
 async def _held(session: _Session, lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

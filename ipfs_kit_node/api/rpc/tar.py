@@ -45,7 +45,8 @@ def _mtime(node: Node) -> int:
     return node.unixfs.mtime[0] if node.unixfs is not None and node.unixfs.mtime else 0
 
 
-async def tar_entries(blocks: BlockGetter, root: Node, name: str) -> AsyncIterator[bytes]:
+async def tar_entries(blocks: BlockGetter, root: Node, name: str
+                      ) -> AsyncIterator[bytes | memoryview]:
     """The tar stream of ``root`` named ``name``: folders depth-first in link order."""
     pacer = Pacer()
     stack: list[tuple[str, AsyncIterator[tuple[str, CID]], set[str]]] = []
@@ -54,7 +55,7 @@ async def tar_entries(blocks: BlockGetter, root: Node, name: str) -> AsyncIterat
         async for entry in ls(blocks, node.cid, pacer):
             yield entry.name, entry.cid
 
-    async def one(path: str, node: Node) -> AsyncIterator[bytes]:
+    async def one(path: str, node: Node) -> AsyncIterator[bytes | memoryview]:
         if node.kind in ("directory", "hamt-sharded-directory"):
             if len(stack) >= MAX_DEPTH:
                 raise DagTooDeepError(f"folders over {MAX_DEPTH} levels deep at {node.cid}")
@@ -92,7 +93,8 @@ async def tar_entries(blocks: BlockGetter, root: Node, name: str) -> AsyncIterat
     yield END
 
 
-async def gzipped(chunks: AsyncIterator[bytes], level: int) -> AsyncIterator[bytes]:
+async def gzipped(chunks: AsyncIterator[bytes | memoryview], level: int
+                  ) -> AsyncIterator[bytes]:
     packer = zlib.compressobj(level, zlib.DEFLATED, 31)
     async for chunk in chunks:
         out = packer.compress(chunk)
@@ -101,7 +103,7 @@ async def gzipped(chunks: AsyncIterator[bytes], level: int) -> AsyncIterator[byt
     yield packer.flush()
 
 
-async def batched(chunks: AsyncIterator[bytes], size: int = 256 * 1024
+async def batched(chunks: AsyncIterator[bytes | memoryview], size: int = 256 * 1024
                   ) -> AsyncIterator[bytes]:
     """Small pieces (headers, padding) gathered into fewer HTTP chunks."""
     buf = bytearray()

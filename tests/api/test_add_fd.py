@@ -1,0 +1,207 @@
+"""``add`` of a local file by passing it open (its descriptor over the unix socket,
+``/api/v0/add/fd``): the CLI's path for one regular file. The same CIDs as ``add -n`` and as
+an upload, the root pinned, and every way a local client can get it wrong answered with a
+400 that leaves the daemon answering and holding no descriptor it was sent."""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from helpers import BIN, Daemon, run_cli
+
+MakeDaemon = Callable[..., Daemon]
+
+OPTIONS = [[], ["--cid-version", "1"], ["--preserve-mode", "--preserve-mtime"], ["-t"],
+           ["-s", "rabin"], ["--raw-leaves", "-s", "size-1000"], ["--hash", "blake3"]]
+
+
+def cli(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN), *args, "--repo", str(d.repo)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def head_and_fd(sock: socket.socket, target: str, fds: list[int], *,
+                wait_for_continue: bool = True, length: int = 1) -> bytes:
+    """A raw request to add/fd: the head, then (after the 100 Continue, unless told not to
+    wait) one byte carrying ``fds``; returns the final answer."""
+    head = (f"POST {target} HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
+    if not wait_for_continue:  # the byte right behind the head: read with it, fds dropped
+        sock.sendmsg([head + b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                       array.array("i", fds))] if fds else [])
+    else:
+        sock.sendall(head)
+        early = b""
+        while b"\r\n\r\n" not in early:
+            got = sock.recv(1)
+            assert got, early
+            early += got
+        assert early.startswith(b"HTTP/1.1 100 "), early
+        sock.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                array.array("i", fds))] if fds else [])
+    return read_answer(sock)
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One whole answer: its head, then its content-length or chunked body."""
+    answer = b""
+    while True:
+        head, sep, body = answer.partition(b"\r\n\r\n")
+        if sep and head.startswith(b"HTTP/1.1 1"):  # an interim answer: the real one follows
+            answer = body
+            continue
+        if sep:
+            lines = head.lower().split(b"\r\n")
+            length = next((int(line.split(b":")[1]) for line in lines
+                           if line.startswith(b"content-length:")), None)
+            if length is not None and len(body) >= length:
+                return answer
+            if length is None and body.endswith(b"\r\n0\r\n\r\n"):
+                return answer
+        chunk = sock.recv(65536)
+        if not chunk:
+            return answer
+        answer += chunk
+
+
+def connect(d: Daemon) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(60)
+    sock.connect(str(d.repo / "api.sock"))
+    return sock
+
+
+def test_a_passed_file_gets_the_cids_of_add_n_and_is_pinned(daemon: MakeDaemon,
+                                                             short_tmp: Path) -> None:
+    d = daemon().start()
+    data = os.urandom(3 * 1024 * 1024 + 12345)
+    path = short_tmp / "f.bin"
+    path.write_bytes(data)
+    for options in OPTIONS:
+        added = cli(d, "add", *options, str(path))
+        assert added.returncode == 0, added.stderr
+        expected = run_cli("add", "-n", *options, str(path)).stdout
+        assert added.stdout == expected, options
+        cid = expected.split()[1]
+        assert cid in cli(d, "pin", "ls", "--type", "recursive").stdout
+        cat = subprocess.run([str(BIN), "cat", "--repo", str(d.repo), cid],
+                             capture_output=True, timeout=60, check=True).stdout
+        assert cat == data, options
+    # -q and -Q print as for an upload; a dot-file given by name is added, not skipped
+    dot = short_tmp / ".env"
+    dot.write_bytes(b"SECRET=1\n")
+    for flag in ("-q", "-Q"):
+        assert cli(d, "add", flag, str(dot)).stdout == run_cli("add", "-n", flag,
+                                                                str(dot)).stdout
+    # --pin false: stored, not pinned
+    other = short_tmp / "g.bin"
+    other.write_bytes(os.urandom(70_000))
+    unpinned = cli(d, "add", "-Q", "--pin", "false", str(other)).stdout.strip()
+    assert unpinned and unpinned not in cli(d, "pin", "ls").stdout
+    assert cli(d, "block", "stat", unpinned).returncode == 0
+
+
+def test_the_same_file_uploaded_and_passed_is_one_dag(daemon: MakeDaemon,
+                                                      short_tmp: Path) -> None:
+    """--max-links 174 (Kubo's own value) keeps the CLI on the upload path."""
+    d = daemon().start()
+    path = short_tmp / "f.bin"
+    path.write_bytes(os.urandom(1_000_000))
+    passed = cli(d, "add", "-Q", str(path)).stdout
+    uploaded = cli(d, "add", "-Q", "--max-links", "174", str(path)).stdout
+    assert passed == uploaded and passed.strip()
+
+
+def test_what_a_local_client_gets_wrong_is_a_400(daemon: MakeDaemon, short_tmp: Path) -> None:
+    d = daemon().start()
+    pid = d.proc.pid
+    path = short_tmp / "f.bin"
+    path.write_bytes(os.urandom(10_000))
+    before = open_fds(pid)
+    target = "/api/v0/add/fd?name=f.bin"
+    read_end, write_end = os.pipe()
+    folder = os.open(short_tmp, os.O_RDONLY | os.O_DIRECTORY)
+    f1, f2 = os.open(path, os.O_RDONLY), os.open(path, os.O_RDONLY)
+    try:
+        cases = {
+            "a pipe": ([read_end], {}),
+            "a folder": ([folder], {}),
+            "no descriptor": ([], {}),
+            "two descriptors": ([f1, f2], {}),
+            "the byte sent before the 100 Continue": ([f1], {"wait_for_continue": False}),
+            "a body of two bytes": ([f1], {"length": 2}),
+        }
+        for case, (fds, how) in cases.items():
+            with connect(d) as sock:
+                answer = head_and_fd(sock, target, fds, **how)  # type: ignore[arg-type]
+            assert answer.startswith(b"HTTP/1.1 400 "), (case, answer[:300])
+            assert b"Message" in answer, case
+        with connect(d) as sock:  # a bad option: refused before any descriptor is taken
+            answer = head_and_fd(sock, "/api/v0/add/fd?cid-version=7", [f1])
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:300]
+    finally:
+        for fd in (read_end, write_end, folder, f1, f2):
+            os.close(fd)
+    # every descriptor sent was closed by the daemon (or dropped by the kernel)
+    deadline = time.monotonic() + 20
+    while open_fds(pid) > before + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert open_fds(pid) <= before + 2, (before, os.listdir(f"/proc/{pid}/fd"))
+    assert cli(d, "id").returncode == 0
+    assert cli(d, "add", "-Q", str(path)).stdout.strip()  # and it still adds
+
+
+def test_add_fd_over_tcp_is_refused(daemon: MakeDaemon) -> None:
+    """No descriptor can cross TCP: the Kubo RPC listener says to upload instead."""
+    import httpx
+
+    d = daemon().start()
+    answer = httpx.post(f"{d.rpc_url}/api/v0/add/fd", content=b"\0", timeout=30)
+    assert answer.status_code == 400
+    assert "unix socket" in json.loads(answer.content)["Message"]
+
+
+def test_a_client_gone_mid_add_leaves_nothing_open(daemon: MakeDaemon,
+                                                   short_tmp: Path) -> None:
+    d = daemon().start()
+    pid = d.proc.pid
+    path = short_tmp / "big.bin"
+    with open(path, "wb") as out:
+        for _ in range(64):
+            out.write(os.urandom(1 << 20))
+    before = open_fds(pid)
+    for _ in range(3):
+        proc = subprocess.Popen([str(BIN), "add", "-Q", "--repo", str(d.repo), str(path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.15)
+        proc.kill()
+        proc.wait(30)
+    deadline = time.monotonic() + 30
+    while open_fds(pid) > before + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert open_fds(pid) <= before + 2
+    assert cli(d, "add", "-Q", str(path)).stdout.strip() == \
+        run_cli("add", "-Q", "-n", str(path)).stdout.strip()
+
+
+def test_a_symlink_given_by_path_is_added_as_by_an_upload(daemon: MakeDaemon,
+                                                          short_tmp: Path) -> None:
+    """A symlink is never passed open (that would add its target): the upload path adds it
+    as ``add -n`` does."""
+    d = daemon().start()
+    target = short_tmp / "t.bin"
+    target.write_bytes(b"x" * 5000)
+    path = short_tmp / "p"
+    path.symlink_to(target)
+    assert cli(d, "add", "-Q", str(path)).stdout == run_cli("add", "-Q", "-n", str(path)).stdout
