@@ -29,12 +29,22 @@ on), so a stream nobody reads (a handler that never reads, a Bitswap stream wait
 slot) grew without bound. Here a peer that overruns a stream's window loses that stream:
 what it buffered is dropped and the stream is reset both ways (go-yamux closes the whole
 session with a protocol error; resetting only the stream keeps the peer's other streams).
-The check sits in ``recv_window``'s setter because the library's frame reader subtracts
-each DATA frame there, under the session's stream lock; at most one frame (the reader's
-16 MiB frame limit) is held before the check drops it.
+The check sits in ``recv_window``'s setter, where the frame reader subtracts each DATA
+frame; at most one frame (16 MiB, the frame limit) is held before the check drops it.
 
-The frame format, the frame reader, window sizes (256 KiB initial, up to 16 MiB) and the 5 s
-limit on waiting for credit are the library's.
+And the session's reader is ours (``Yamux.handle_incoming``): the library read each frame with
+two exact reads through the secure session's buffer (copies, and a ``recv`` or more per
+frame) and took the session lock, a checkpoint, for each frame. Ours feeds each decrypted
+Noise message to a sans-IO ``frames.FrameReader`` and handles every frame in it without a
+lock (nothing awaits between a lookup and its update), so a task switch comes per socket
+read, not per frame; a stream read with bytes waiting takes them without the lock either.
+Kept from the library: DATA frames over 16 MiB end the session (we also send GO_AWAY with
+a protocol error, as go-yamux), a frame begun must be complete within 60 s, a read error or
+GO_AWAY ends the session, SYN for a stream we have is answered with RST. FIN and RST count
+on every DATA and WINDOW_UPDATE frame (the library ignored them on ACK frames).
+
+The frame format, window sizes (256 KiB initial, up to 16 MiB) and the 5 s limit on waiting
+for credit are the library's.
 py-libp2p builds streams from its module's ``YamuxStream`` name (in ``open_stream`` and in
 its frame reader), and sessions from the ``Yamux`` name its muxer negotiation imported (not
 from the class given in ``muxer_opt``), so importing this module points both names here, as

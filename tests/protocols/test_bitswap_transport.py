@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -167,3 +168,67 @@ async def test_our_noise_framing_talks_to_the_librarys() -> None:
             await stream.write(payload)
             answer = await _read_all(stream, size)
     assert heard == payload and answer == back
+
+
+ECHO = TProtocol("/test/echo/1.0.0")
+PARKED = TProtocol("/test/parked/1.0.0")
+
+
+async def _echo(stream: INetStream) -> None:
+    await stream.write(b"echo:" + await stream.read(100))
+    await stream.close()
+
+
+async def _parked(stream: INetStream) -> None:
+    await trio.sleep_forever()  # never reads: what the peer sends stays buffered
+
+
+def _conn(client: Any, server: Any) -> Any:
+    return client.get_network().get_connections(server.get_id())[0].muxed_conn
+
+
+async def test_a_window_overrun_resets_that_stream_and_the_session_goes_on() -> None:
+    """Our session's reader: a peer that sends past a stream's window (a SYN'd stream nobody
+    reads) loses that stream (RST both ways, its buffer dropped); frames still coming for it
+    are dropped, and a new stream on the same connection works."""
+    frame = 64 * 1024 - 12
+    async with _pair() as (client, server):
+        server.set_stream_handler(PARKED, _parked)
+        server.set_stream_handler(ECHO, _echo)
+        stream = await client.new_stream(server.get_id(), [PARKED])
+        muxed = stream.muxed_stream
+        header = struct.pack(lib_yamux.YAMUX_HEADER_FORMAT, 0, lib_yamux.TYPE_DATA, 0,
+                             muxed.stream_id, frame)
+        conn = _conn(client, server)
+        with trio.fail_after(30):
+            for _ in range(12):  # ~768 KiB against a 256 KiB window, past the reset too
+                await conn._write_frame(header + b"\xa5" * frame)
+            while not muxed.reset_received:
+                await trio.sleep(0.02)
+            again = await client.new_stream(server.get_id(), [ECHO])
+            await again.write(b"ok")
+            assert await again.read(100) == b"echo:ok"
+        assert not conn.event_shutting_down.is_set()
+
+
+async def test_an_oversized_frame_ends_the_session_with_go_away() -> None:
+    """A DATA header announcing more than 16 MiB: the reader refuses it before holding any
+    of it, tells the peer (GO_AWAY, protocol error) and ends the session."""
+    async with _pair() as (client, server):
+        conn = _conn(client, server)
+        got: list[int] = []
+        original = conn._on_frame
+
+        async def spy(frame: Any) -> bool:
+            if frame.type == lib_yamux.TYPE_GO_AWAY:
+                got.append(frame.length)
+            result: bool = await original(frame)
+            return result
+
+        conn._on_frame = spy
+        header = struct.pack(lib_yamux.YAMUX_HEADER_FORMAT, 0, lib_yamux.TYPE_DATA, 0, 1,
+                             lib_yamux.MAX_WINDOW_SIZE + 1)
+        with trio.fail_after(30):
+            await conn._write_frame(header)
+            await conn.event_shutting_down.wait()
+        assert got == [lib_yamux.GO_AWAY_PROTOCOL_ERROR]
