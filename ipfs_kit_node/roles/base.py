@@ -71,8 +71,11 @@ class MeshMember:
         """Only a configured master may announce tasks; anything else is logged and dropped."""
         async for message in self.c.pubsub.subscribe(self.topics.tasks):
             sender = str(message.sender)
+            if sender == self.me or (sender in self.masters
+                                     and message.sender in self.link.sessions):
+                continue  # a nudge to a session already open: no need to decode its batch
             body = decode_quietly(message)
-            if body is None or sender == self.me:
+            if body is None:
                 continue
             if not isinstance(body, Task | TaskBatch):
                 self.log.warning("non-task message on the tasks topic ignored", peer=sender)

@@ -41,14 +41,22 @@ class TaskGossip:
         self.pending_tasks: list[Task] = []
         self.pending_results: list[Result] = []
         self._wake = trio.Event()
+        self._pacing = False  # the publisher waits out PUBLISH_EVERY after a message
 
     def announce(self, tasks: list[Task]) -> None:
         self.pending_tasks += tasks
-        self._wake.set()
+        self._nudge()
 
     def publish(self, results: list[Result]) -> None:
         self.pending_results += results
-        self._wake.set()
+        self._nudge()
+
+    def _nudge(self) -> None:
+        """Wake the publisher only when it has something to do: the first item after a quiet
+        spell, or a full message's worth (not once per task while it waits out its period)."""
+        pending = len(self.pending_tasks) + len(self.pending_results)
+        if not self._pacing or pending >= PUBLISH_BATCH:
+            self._wake.set()
 
     async def publish_forever(self) -> None:
         """Announcements and outcomes, batched: gossip is the shared view, not the carrier."""
@@ -70,10 +78,14 @@ class TaskGossip:
             # Coalesce into fewer, larger messages: each one is signed here and verified by
             # every peer (at 100 tasks/s, 0.05 s cost a tenth of the master's CPU). A full
             # message's worth goes out at once (a burst is not held back to one message/s).
-            with trio.move_on_after(PUBLISH_EVERY):
-                while len(self.pending_tasks) + len(self.pending_results) < PUBLISH_BATCH:
-                    await self._wake.wait()
-                    self._wake = trio.Event()
+            self._pacing = True
+            try:
+                with trio.move_on_after(PUBLISH_EVERY):
+                    while len(self.pending_tasks) + len(self.pending_results) < PUBLISH_BATCH:
+                        await self._wake.wait()
+                        self._wake = trio.Event()
+            finally:
+                self._pacing = False
 
     async def watch_submissions(self) -> None:
         """Listed submitters may also submit on the topic; anyone else is refused, loudly."""

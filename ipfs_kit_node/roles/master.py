@@ -98,6 +98,7 @@ class MasterRole:
         self.heartbeats = Heartbeats(c, self.topics, lambda: 0, lambda: 0)
         self.heartbeats.listeners.append(self._gossip_heartbeat)
         self._wake = trio.Event()
+        self._refused: set[str] = set()  # workers whose send queue refused an Assign
         # Tasks scheduled whose submission is being journaled: the event is set once it is.
         self._unaccepted: dict[str, trio.Event] = {}
         self._acks: dict[str, list[str]] = {}  # worker -> result IDs to acknowledge
@@ -170,7 +171,7 @@ class MasterRole:
         for record in records:
             self._unaccepted[record.task.task_id] = journaled
         if records:
-            self._wake.set()  # the dispatcher assigns them while the journal is written
+            self._assign()  # they run while the journal is written
         try:
             # Shielded: a caller that leaves (HTTP client gone, session replaced) must not
             # end this before the write does, or a resubmission would be acknowledged while
@@ -280,16 +281,28 @@ class MasterRole:
 
     # -- scheduling --------------------------------------------------------------------------
 
+    def _assign(self) -> None:
+        """Assign what can be, now: assignments are posted to each worker's queue, so this
+        never waits for a peer. Submissions and results call it directly (a hop through the
+        dispatcher task cost each task a turn of the event loop); a worker whose queue
+        refused its batch is left to the dispatcher, which requeues its tasks."""
+        for worker, tasks in self.scheduler.assign(time.time()).items():
+            for batch in batches(tasks):
+                if not self.sessions.post(worker, *self._take_acks(worker), Assign(batch)):
+                    self._refused.add(worker)
+                    self._wake.set()
+                    break
+
     async def _dispatcher(self) -> None:
-        """Assignments are posted to each worker's queue: this loop never waits for a peer."""
+        """Requeues the tasks of workers that refused assignments, and assigns what the
+        ticker, lost workers or requeues freed."""
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
-            for worker, tasks in self.scheduler.assign(time.time()).items():
-                for batch in batches(tasks):
-                    if not self.sessions.post(worker, *self._take_acks(worker), Assign(batch)):
-                        await self._lost(worker)
-                        break
+            refused, self._refused = self._refused, set()
+            for worker in refused:
+                await self._lost(worker)
+            self._assign()
 
     def _ack(self, worker: str, ids: Iterable[str]) -> None:
         """Acknowledge results to a worker soon (see ``ACK_DELAY``)."""
@@ -424,7 +437,7 @@ class MasterRole:
             ids = [r.task.task_id for r in finals if r.task.task_id not in undurable]
             if ids:
                 self._ack(peer, ids)
-        self._wake.set()
+        self._assign()  # slots freed, failures requeued
 
     async def _on_submit(self, peer: str, frame: Submit) -> None:
         if peer not in self.submitters:

@@ -61,9 +61,15 @@ def bare_master(tmp_path: Path) -> MasterRole:
     m.gossip = TaskGossip(m.c, Topics.of("test"), "master-peer", set(), m.submit, m.log)
     m.outcomes = Outcomes(m.committer, m.sessions.post, m.gossip, None, m.log,
                           current=m._current)
-    m._wake, m._unaccepted = trio.Event(), {}
+    m._wake, m._unaccepted, m._refused = trio.Event(), {}, set()
     m._acks, m._ack_wake = {}, trio.Event()
     return m
+
+
+def assigned(m: MasterRole) -> list[str]:
+    """The task IDs posted to the worker in Assign frames (a submission assigns at once)."""
+    frames = m.sessions.by_peer[WORKER].queue.frames  # type: ignore[attr-defined]
+    return [t.task_id for f in frames if isinstance(f, Assign) for t in f.tasks]
 
 
 def acked(m: MasterRole) -> list[str]:
@@ -212,7 +218,7 @@ async def test_an_outcome_cancelled_while_its_submission_is_journaled_is_retried
         m.scheduler.join(WORKER, 4, (), time.time())
         nursery.start_soon(m.submit, [Task("t1", "noop")])
         await trio.sleep(0.05)
-        assert "t1" in m._unaccepted and m.scheduler.assign(time.time())[WORKER]
+        assert "t1" in m._unaccepted and assigned(m) == ["t1"]
 
         async def release() -> None:
             await trio.sleep(0.2)
@@ -367,7 +373,7 @@ async def test_submit_and_wait_reports_a_task_it_cannot_wait_on_in_its_entry(
         with trio.fail_after(10):
             while len(m.scheduler.tasks) < 2 or m._unaccepted:
                 await trio.sleep(0.01)
-        assert len(m.scheduler.assign(time.time())[WORKER]) == 2
+        assert assigned(m) == ["t1", "t2"]
         await m._on_results(WORKER, (Result("t2", WORKER, None, None, 1),))
         assert m.scheduler.forget_finished(0) == 1  # what a compaction does
         await m._on_results(WORKER, (Result("t1", WORKER, None, None, 1),))
@@ -413,7 +419,7 @@ async def test_a_waited_submission_is_journaled_with_its_outcome(
         m.scheduler.join(WORKER, 4, (), time.time())
         nursery.start_soon(submit, "t1")
         await trio.sleep(0.01)
-        assert m.scheduler.assign(time.time())[WORKER][0].task_id == "t1"
+        assert assigned(m) == ["t1"]
         assert appends == [] and "t1" not in answer  # lingering: nothing acknowledged
         with pytest.raises(UnknownTaskError):  # nor shown
             await m.info("t1")
@@ -457,7 +463,7 @@ async def test_a_waited_submission_refused_with_its_outcome_is_withdrawn(
         m.scheduler.join(WORKER, 4, (), time.time())
         nursery.start_soon(submit)
         await trio.sleep(0.01)
-        assert m.scheduler.assign(time.time())[WORKER]
+        assert assigned(m) == ["t1"]
         with trio.fail_after(10):
             await m._on_results(WORKER, (Result("t1", WORKER, None, None, 1),))
             while not refused:
@@ -472,3 +478,41 @@ async def test_a_waited_submission_refused_with_its_outcome_is_withdrawn(
         nursery.cancel_scope.cancel()
     m.journal.close()
     assert TaskJournal(tmp_path / "journal").open() == []
+
+
+async def test_a_worker_refusing_an_inline_assignment_is_left_to_the_dispatcher(
+        tmp_path: Path) -> None:
+    """Submissions assign at once; a worker whose send queue refuses the Assign (it stopped
+    reading) is handed to the dispatcher, which requeues its tasks."""
+    m = bare_master(tmp_path)
+    session: Any = m.sessions.by_peer[WORKER]
+    session.queue.post, session.queue.queued = lambda *frames: False, 0
+    session.close = lambda: None  # a real session's handler would then call _lost
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(m.committer.run)
+        m.scheduler.join(WORKER, 4, (), time.time())
+        await m.submit([Task("t1", "noop")])
+        assert m._refused == {WORKER} and m._wake.is_set()
+        nursery.start_soon(m._dispatcher)
+        with trio.fail_after(10):
+            while m.scheduler.tasks["t1"].state.value != "queued":
+                await trio.sleep(0.01)
+        assert not m.scheduler.workers[WORKER].connected and not m._refused
+        nursery.cancel_scope.cancel()
+    m.journal.close()
+
+
+def test_gossip_wakes_its_publisher_only_when_there_is_work(tmp_path: Path) -> None:
+    """While the publisher waits out its period, a task or outcome does not wake it (it did,
+    once per task); the first item after a quiet spell and a full message's worth do."""
+    from ipfs_kit_node.roles.gossip import PUBLISH_BATCH
+
+    gossip = bare_master(tmp_path).gossip
+    gossip.publish([Result("r0", WORKER)])
+    assert gossip._wake.is_set()  # idle publisher: the first item wakes it
+    gossip._wake, gossip._pacing = trio.Event(), True
+    gossip.announce([Task("t0", "noop")])
+    gossip.publish([Result(f"r{i}", WORKER) for i in range(1, PUBLISH_BATCH - 2)])
+    assert not gossip._wake.is_set()
+    gossip.publish([Result("last", WORKER)])  # a full message's worth
+    assert gossip._wake.is_set()
