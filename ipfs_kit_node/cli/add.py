@@ -152,60 +152,20 @@ def _passable(args: argparse.Namespace, client: Any) -> bool:
 
 
 def _add_passed(args: argparse.Namespace, client: Any) -> bool:
-    """Add one file by passing it open to the daemon (its descriptor over the unix socket),
-    which reads, chunks, hashes and stores it: no upload, one hash. False when the daemon
-    cannot take it (an older one): then it is uploaded."""
-    import json
-    import os
+    """Add one file by passing it open to the daemon, which reads, chunks, hashes and stores
+    it (no upload, one hash). False when the daemon cannot take it (an older one): then it
+    is uploaded."""
+    from ..client._sync import add_passed
 
-    from ..client._sync import Streamed
-    from ..client._wire import target
-
-    path = args.paths[0]
-    params = _import_params(args)  # the options checked here, as for an upload
-    query = {"progress": "true", "pin": args.pin, "name": path.name,
-             "cid-version": params.cid_version, "raw-leaves": str(params.raw_leaves).lower(),
-             "hash": params.hash, "trickle": str(params.trickle).lower(),
-             "inline": str(params.inline).lower(), "inline-limit": params.inline_limit}
-    if args.chunker:
-        query["chunker"] = args.chunker
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise IpfsKitError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        st = os.fstat(fd)
-        meta_mode = params.mode if params.mode is not None else \
-            ((st.st_mode & 0o7777 or None) if params.preserve_mode else None)
-        mtime = params.mtime if params.mtime is not None else \
-            (divmod(st.st_mtime_ns, 10**9) if params.preserve_mtime else None)
-        if meta_mode is not None:
-            query["mode"] = f"{meta_mode:o}"
-        if mtime is not None:
-            query["mtime"], query["mtime-nsecs"] = mtime
-        progress = _Progress(args.paths, args.progress)
-        lines = []
-        try:
-            with Streamed(client, "POST", target("add/fd", query), None,
-                          max(client.timeout, 120.0), fd=fd) as response:
-                for text in response.iter_lines():
-                    line = json.loads(text)
-                    if "Hash" in line:
-                        lines.append(line)
-                    elif "Bytes" in line:
-                        progress.advance(int(line["Bytes"]) - progress.done)
-        except IpfsKitError as exc:
-            if getattr(exc, "status", None) == 404:
-                return False
-            raise
-    finally:
-        os.close(fd)
+    progress = _Progress(args.paths, args.progress)
+    lines = add_passed(client, args.paths[0], _import_params(args), pin=args.pin == "true",
+                       progress=lambda done: progress.advance(done - progress.done))
+    if lines is None:
+        return False
     progress.clear()
     for line in lines:
-        cid = line["Hash"]
-        if args.silent or args.quieter:
-            continue
-        print(cid if args.quiet else f"added {cid} {line['Name']}")
+        if not (args.silent or args.quieter):
+            print(line["Hash"] if args.quiet else f"added {line['Hash']} {line['Name']}")
     if args.quieter and not args.silent and lines:
         print(lines[-1]["Hash"])
     sys.stdout.flush()

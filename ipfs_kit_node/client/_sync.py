@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import ApiError, IpfsKitError
@@ -218,6 +218,16 @@ class Client:
         ``hash``, ``profile``, ``trickle``…) and streams the blocks up in one request; the
         daemon verifies each block and pins the root.
         """
+        if passable(self, source, options, wrap):
+            from ..unixfs.importer import ImportParams
+
+            try:
+                params = ImportParams.kubo(hidden=hidden, **options)
+            except (TypeError, ValueError) as exc:
+                raise IpfsKitError(f"add options: {exc}") from None
+            lines = add_passed(self, source, params, pin=pin, name=name)  # type: ignore[arg-type]
+            if lines:
+                return str(lines[-1]["Hash"])
         items = _import_items(source, recursive, wrap, hidden, name, options)
         root = _Uploaded()
         self.call("block/put-many", {"pin-last": "true"} if pin else {},
@@ -409,6 +419,67 @@ def _cat_args(path: str, offset: int, length: int | None) -> dict[str, str]:
     if length is not None:
         args["length"] = str(length)
     return args
+
+
+def passable(client: Client, source: object, options: Mapping[str, Any], wrap: bool) -> bool:
+    """A source ``add_passed`` can take: one regular file by path (not a symlink, whose
+    target it would read), a daemon on this host's socket, options the daemon's add takes."""
+    if not isinstance(source, str | os.PathLike) or client.endpoint.unix is None or wrap:
+        return False
+    if options.get("profile") is not None or options.get("max_links") is not None:
+        return False
+    path = Path(source)
+    return path.is_file() and not path.is_symlink()
+
+
+def add_passed(client: Client, path: PathLike, params: Any, *, pin: bool = True,
+               name: str = "", progress: Callable[[int], object] | None = None
+               ) -> list[dict[str, Any]] | None:
+    """Add one regular file by passing it open to the daemon (its descriptor, over the unix
+    socket: ``/api/v0/add/fd``), which reads, chunks, hashes and stores it: nothing is
+    uploaded and each byte is hashed once. ``params`` (ImportParams) as the importer would
+    use them. The daemon's add lines (``Name``, ``Hash``, ``Size``); ``progress`` is told
+    the bytes read so far. None when the daemon does not know the route (an older one)."""
+    path = Path(path)
+    query: dict[str, Any] = {
+        "progress": True, "pin": pin, "name": name or path.name,
+        "cid-version": params.cid_version, "raw-leaves": params.raw_leaves,
+        "hash": params.hash, "trickle": params.trickle, "inline": params.inline,
+        "inline-limit": params.inline_limit}
+    if params.chunker is not None or params.chunk_size != 256 * 1024:
+        query["chunker"] = str(params.chunker) if params.chunker is not None \
+            else f"size-{params.chunk_size}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise IpfsKitError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        mode = params.mode if params.mode is not None else \
+            ((st.st_mode & 0o7777 or None) if params.preserve_mode else None)
+        mtime = params.mtime if params.mtime is not None else \
+            (divmod(st.st_mtime_ns, 10**9) if params.preserve_mtime else None)
+        if mode is not None:
+            query["mode"] = f"{mode:o}"
+        if mtime is not None:
+            query["mtime"], query["mtime-nsecs"] = mtime
+        lines: list[dict[str, Any]] = []
+        try:
+            with Streamed(client, "POST", _wire.target("add/fd", query), None,
+                          max(client.timeout, 120.0), fd=fd) as response:
+                for text in response.iter_lines():
+                    line = json.loads(text)
+                    if "Hash" in line:
+                        lines.append(line)
+                    elif "Bytes" in line and progress is not None:
+                        progress(int(line["Bytes"]))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return lines
+    finally:
+        os.close(fd)
 
 
 def _import_items(source: Source, recursive: bool, wrap: bool, hidden: bool, name: str,

@@ -205,3 +205,23 @@ def test_a_symlink_given_by_path_is_added_as_by_an_upload(daemon: MakeDaemon,
     path = short_tmp / "p"
     path.symlink_to(target)
     assert cli(d, "add", "-Q", str(path)).stdout == run_cli("add", "-Q", "-n", str(path)).stdout
+
+
+def test_the_python_client_passes_a_file_too(daemon: MakeDaemon, short_tmp: Path) -> None:
+    from ipfs_kit_node.client import Client
+
+    d = daemon().start()
+    path = short_tmp / "f.bin"
+    data = os.urandom(600_000)
+    path.write_bytes(data)
+    before = len(cli(d, "pin", "ls", "--type", "recursive").stdout.split())
+    with Client(repo=d.repo) as client:
+        for options in ({}, {"cid_version": 1}, {"chunker": "size-1000", "raw_leaves": False}):
+            cid = client.add(path, **options)
+            assert cid == client.add(data, **options)  # bytes are uploaded: the same DAG
+            assert client.cat(cid) == data
+            flags = [f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}".lower())
+                     for k, v in options.items()]
+            assert cid == run_cli("add", "-Q", "-n", *flags, str(path)).stdout.strip()
+        assert client.add(path, pin=False) == client.add(data, pin=False)
+    assert len(cli(d, "pin", "ls", "--type", "recursive").stdout.split()) > before
