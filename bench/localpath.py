@@ -13,7 +13,9 @@ one file on this host); `add (upload)` is the CLI's import and upload of the blo
 folder, or a daemon elsewhere), to the second daemon. `cat` goes to /dev/null; `get` writes
 the file to a folder. The memory tier is left at its default, and a second `cat` line runs with the
 memory tier off (IPFS_KIT_STORAGE_MEMORY_SIZE=0): every block then comes from its file.
-Targets (issue 14): add >= 250 MB/s, cat/get >= 500 MB/s on the 64 MiB file.
+Targets (issue 14): add >= 250 MB/s, cat/get >= 500 MB/s on the 64 MiB file. The Go Kubo
+core's `AddFile` of the same file (tests/kubo/harness.py: its durable flatfs, pinned) is timed
+in the same run when the wheel can be installed, and the adds printed against it.
 
     python bench/localpath.py [--runs 3] [--sizes 64,1024] [--latency-runs 10]
 
@@ -39,6 +41,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import BIN, Daemon
+from kubo.harness import KuboPeer, installable
 
 
 def spread(values: list[float], unit: str = "") -> str:
@@ -92,12 +95,15 @@ def daemon_cpu(node: Daemon) -> float:
     return float(times.user + times.system)
 
 
-def one_size(node: Daemon, cold: Daemon, root: Path, size_mib: int, runs: int) -> None:
+def one_size(node: Daemon, cold: Daemon, root: Path, size_mib: int, runs: int,
+             kubo: KuboPeer | None = None) -> None:
     size = size_mib << 20
     cli = [str(BIN)]
     rows: dict[str, list[float]] = {k: [] for k in (
-        "cat FILE", "sha256sum FILE", "add -n", "add", "add (upload)", "cat",
-        "cat (no memory tier)", "get")}
+        "cat FILE", "sha256sum FILE", "add -n", "add", "add (upload)", "Kubo core AddFile",
+        "cat", "cat (no memory tier)", "get")}
+    if kubo is None:
+        del rows["Kubo core AddFile"]
     cpu: dict[str, list[float]] = {k: [] for k in ("add", "add (upload)", "cat",
                                                    "cat (no memory tier)", "get")}
 
@@ -124,6 +130,10 @@ def one_size(node: Daemon, cold: Daemon, root: Path, size_mib: int, runs: int) -
         cid = out.strip()
         previous = cid
         daemon_timed("cat", node, [*cli, "cat", "--repo", str(node.repo), cid])
+        if kubo is not None:  # the Go reference, in its own process (durable flatfs, pinned)
+            started = time.perf_counter()
+            kubo.add_file(src)
+            rows["Kubo core AddFile"].append(time.perf_counter() - started)
         # --max-links 174 (Kubo's value: the same DAG) keeps the CLI on the upload path
         daemon_timed("add (upload)", cold, [*cli, "add", "-Q", "--max-links", "174", "--repo",
                                             str(cold.repo), str(src)])
@@ -146,6 +156,11 @@ def one_size(node: Daemon, cold: Daemon, root: Path, size_mib: int, runs: int) -
     for name in ("add", "add (upload)", "cat", "cat (no memory tier)", "get"):
         ours = statistics.median(mbps(size, rows[name]))
         print(f"  {name} / sha256sum (median)  {ours / ref:.2f}x")
+    if kubo is not None:
+        ref = statistics.median(mbps(size, rows["Kubo core AddFile"]))
+        for name in ("add", "add (upload)"):
+            ours = statistics.median(mbps(size, rows[name]))
+            print(f"  {name} / Kubo core AddFile (median)  {ours / ref:.2f}x")
 
 
 
@@ -164,11 +179,17 @@ def main() -> None:
                                                     "IPFS_KIT_STORAGE_MAX_SIZE": budget})
         master = Daemon(root, role="master", name="master").start()
         stoppers: list[Callable[[], object]] = [node.stop, cold.stop, master.stop]
+        kubo = None
+        if (reason := installable()) is not None:
+            print(f"Kubo core AddFile skipped: {reason}")
+        else:
+            kubo = KuboPeer(root / "kubo").start()
+            stoppers.append(kubo.stop)
         try:
             latency(node, master, args.latency_runs)
             master.stop()
             for size_mib in (int(s) for s in args.sizes.split(",")):
-                one_size(node, cold, root, size_mib, args.runs)
+                one_size(node, cold, root, size_mib, args.runs, kubo)
         finally:
             for stop in stoppers:  # best effort; the folder goes anyway
                 with contextlib.suppress(Exception):
