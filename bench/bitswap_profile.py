@@ -3,7 +3,8 @@
 Runs one scenario (ours<-Kubo, Kubo<-ours or ours<-ours) with our daemon(s) under cProfile
 (CPU time of the trio thread only: store threads are not in it), prints each daemon's CPU
 seconds (from /proc, whole process) and the top functions by own time, and leaves the .prof
-files in --out for `python -m pstats`.
+files in --out for `python -m pstats`. Kubo's CPU seconds (its whole driver process) are
+printed too where it takes part.
 
     python bench/bitswap_profile.py [--case ours-kubo|kubo-ours|ours-ours] [--size-mib 64]
                                      [--no-profile] [--top 35] [--spy PY-SPY]
@@ -48,6 +49,12 @@ sys.exit(code)
 """
 
 
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Profiled(Daemon):
     """A daemon run under cProfile, its stats written when it exits (SIGTERM)."""
 
@@ -65,8 +72,7 @@ class Profiled(Daemon):
 
     def cpu(self) -> float:
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_of(self.proc.pid)
 
     def finish(self, top: int) -> None:
         self.stop(timeout=30)
@@ -160,6 +166,8 @@ def main() -> None:
                     cid = ours.cli("add", "-Q", "--cid-version", "0", str(f)).stdout.strip()
                 else:
                     cid = k.add_file(f)
+                assert k.proc is not None
+                kubo_before = cpu_of(k.proc.pid)
                 before = [ours.cpu()]
                 spies = [spy_start(args.spy, ours, tmp / "ours.spy")] if args.spy else []
                 if args.case == "kubo-ours":
@@ -168,11 +176,14 @@ def main() -> None:
                     seconds = time.perf_counter() - started
                 else:
                     seconds = get(ours, cid, out)
+                kubo_used = cpu_of(k.proc.pid) - kubo_before
             finally:
                 k.stop()
         used = [e.cpu() - b for e, b in zip(ends, before, strict=True)]
+        kubo = f", kubo {kubo_used:.2f} s" if args.case != "ours-ours" else ""
         print(f"{args.case}: {size / seconds / 1e6:.1f} MB/s ({seconds:.2f} s); CPU "
-              + ", ".join(f"{e.repo.name} {u:.2f} s" for e, u in zip(ends, used, strict=True)))
+              + ", ".join(f"{e.repo.name} {u:.2f} s" for e, u in zip(ends, used, strict=True))
+              + kubo)
         for e, spy in zip(ends, spies, strict=False):
             spy_report(spy, tmp / f"{e.repo.name}.spy", e.repo.name, args.top)
         for e in ends:

@@ -258,6 +258,8 @@ class Yamux(_lib.Yamux):
                         break
                 else:
                     chunk = await read()
+                if not chunk:  # the end of a channel that is not message-framed
+                    break
                 batch = frames.feed(chunk)
                 if not frames.pending:
                     deadline = math.inf
