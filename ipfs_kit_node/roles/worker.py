@@ -67,6 +67,7 @@ class WorkerRole(MeshMember):
         self.unacked: dict[str, tuple[ID, Result]] = {}
         self.outbox: dict[ID, list[Result]] = {}
         self._flush = trio.Event()
+        self._sending = False  # a result frame is being written (by _report or _sender)
         self.blocks = _Blocks(components)
         self.link.on_open.append(self._resend)
 
@@ -160,8 +161,8 @@ class WorkerRole(MeshMember):
         if error is None:
             log.debug("task done", output=output,
                       ms=round((time.monotonic() - started) * 1000, 1))
-        self._queue(running.master, Result(task.task_id, self.me, output, error,
-                                           running.attempt))
+        await self._report(running.master, Result(task.task_id, self.me, output, error,
+                                                  running.attempt))
 
     async def _dial_origins(self, task: Task) -> None:
         """Connect to the peers the submitter said hold the inputs, unless they are here."""
@@ -184,15 +185,36 @@ class WorkerRole(MeshMember):
         self.outbox.setdefault(master, []).append(result)
         self._flush.set()
 
+    async def _report(self, master: ID, result: Result) -> None:
+        """Send a result: at once when nothing else is being sent (no hop through the sender
+        task while a client waits for it), else with the sender's next batch."""
+        if self._sending or self.outbox:
+            self._queue(master, result)
+            return
+        self.unacked[result.task_id] = (master, result)
+        self._sending = True
+        try:
+            await self.link.send(master, Results((result,)))
+        finally:
+            self._sending = False
+            if self.outbox:  # queued meanwhile
+                self._flush.set()
+
     async def _sender(self) -> None:
         """Results go out in batches; what is not acknowledged is resent on reconnect."""
         while True:
             await self._flush.wait()
             self._flush = trio.Event()
+            if self._sending:  # a direct send is under way: it wakes us when it is done
+                continue
             outbox, self.outbox = self.outbox, {}
-            for master, results in outbox.items():
-                for batch in batches(results):
-                    await self.link.send(master, Results(batch))
+            self._sending = True
+            try:
+                for master, results in outbox.items():
+                    for batch in batches(results):
+                        await self.link.send(master, Results(batch))
+            finally:
+                self._sending = False
 
     async def _resend(self, master: ID) -> None:
         mine = [r for m, r in self.unacked.values() if m == master]
