@@ -186,9 +186,10 @@ class WorkerRole(MeshMember):
         self._flush.set()
 
     async def _report(self, master: ID, result: Result) -> None:
-        """Send a result: at once when nothing else is being sent (no hop through the sender
-        task while a client waits for it), else with the sender's next batch."""
-        if self._sending or self.outbox:
+        """Send a result: at once when it is the only one (no hop through the sender task
+        while a client waits for it), else with the sender's next batch: while other tasks
+        run (a burst) results go out together, each frame costing both ends a wake-up."""
+        if self._sending or self.outbox or self.running:
             self._queue(master, result)
             return
         self.unacked[result.task_id] = (master, result)

@@ -86,8 +86,9 @@ async def test_cancel_then_assign_of_the_same_id_runs_the_new_attempt() -> None:
 
 
 async def test_a_result_goes_out_at_once_and_others_wait_for_one_batch() -> None:
-    """A result is sent by its task as soon as it is done (no hop through the sender task);
-    results done while that write is under way go together in the sender's next frame."""
+    """A result is sent by its task as soon as it is done when it is the only one (no hop
+    through the sender task); results done while that write is under way, or while other
+    tasks run, go together in the sender's next frame."""
     async with trio.open_nursery() as nursery:
         w = bare_worker(nursery)
         link: _Link = w.link  # type: ignore[assignment]
@@ -112,4 +113,14 @@ async def test_a_result_goes_out_at_once_and_others_wait_for_one_batch() -> None
         assert [sorted(r.task_id for r in f.results) for f in link.frames  # type: ignore[union-attr]
                 ] == [["first"], ["a", "b"]]
         assert set(w.unacked) == {"first", "a", "b"}  # kept until the master acknowledges
+        # Two running at once, no write under way: still one frame (a burst is batched).
+        await w.on_frame(MASTER, Assign((Task("c", "noop", attempt=1),
+                                         Task("d", "noop", attempt=1))))
+        await settle(w)
+        with trio.fail_after(10):
+            while len(link.frames) < 3 or w.outbox:
+                await trio.sleep(0.01)
+        await trio.sleep(0.1)
+        assert [sorted(r.task_id for r in f.results) for f in link.frames[2:]  # type: ignore[union-attr]
+                ] == [["c", "d"]]
         nursery.cancel_scope.cancel()
