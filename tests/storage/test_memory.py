@@ -201,9 +201,24 @@ def test_a_hot_set_shift_is_detected_and_stale_heat_forgotten(
     ratio, tier = _hit_ratio(keys, 500)
     assert tier.shifts >= 3
     monkeypatch.setattr(memory, "SHIFT_WINDOW", 2.0)  # the detector never fires
+    monkeypatch.setattr(memory, "SHIFT_DEEP", 0.0)
     without, tier_without = _hit_ratio(keys, 500)
     assert tier_without.shifts == 0
     assert ratio >= without + 0.005, (ratio, without, tier.shifts)
+
+
+def test_a_shift_after_a_long_phase_is_called_with_a_small_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Phases of 20,000 reads: frequency pays so long that the window is small when the set
+    moves; the hit ratio falling under half its baseline still calls the shift."""
+    keys = _shifting_zipf(random.Random(6), 20_000, 20_000, 6)
+    ratio, tier = _hit_ratio(keys, 500)
+    assert tier.shifts >= 2
+    monkeypatch.setattr(memory, "SHIFT_DEEP", 0.0)  # only the large-window way in
+    without, tier_without = _hit_ratio(keys, 500)
+    assert tier_without.shifts < tier.shifts
+    assert ratio >= without + 0.005, (ratio, without, tier.shifts, tier_without.shifts)
 
 
 def test_no_shift_is_called_on_a_static_zipf_or_a_loop() -> None:
