@@ -19,7 +19,7 @@ import re
 import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -532,6 +532,13 @@ class HttpServer:
             refusal = policy.not_found(shell)
         try:
             if refusal is not None:
+                if conn.they_are_waiting_for_100_continue:
+                    # No body comes before our 100: answer now and close (reading it waited
+                    # READ_TIMEOUT and closed unanswered; the CLI passing a file open to a
+                    # daemon without that route got no 404 to fall back on).
+                    await _send(conn, stream, replace(refusal, headers=[
+                        *refusal.headers, ("connection", "close")]), head, sent=sent)
+                    return False
                 body_ok = await _discard_body(conn, stream)
                 await _send(conn, stream, refusal, head, sent=sent)
                 return body_ok and conn.our_state is h11.DONE and conn.their_state is h11.DONE
@@ -605,8 +612,12 @@ class HttpServer:
                     Request(method=shell.method, path=shell.path, query=shell.query,
                             chunks=chunks, headers=shell.headers, kubo=shell.kubo,
                             receive_fds=_fd_receiver(stream, framing, pending)))
-                await _send(conn, stream, response, head,
-                            trailer=policy.stream_errors == "trailer", sent=sent)
+                answer = _send(conn, stream, response, head,
+                               trailer=policy.stream_errors == "trailer", sent=sent)
+                if framing.done:  # the body is in (a passed file): nothing else notices
+                    await _until_client_leaves(conn, stream, answer)  # the client leave
+                else:
+                    await answer
                 if not framing.done:
                     async for _ in chunks:  # whatever the handler left unread
                         pass
@@ -861,7 +872,7 @@ def _fd_receiver(stream: trio.SocketStream, framing: BodyFraming, pending: bytes
         try:
             with trio.fail_after(READ_TIMEOUT):
                 data, ancillary, flags, _ = await sock.recvmsg(
-                    1, socket.CMSG_SPACE(4 * limit))
+                    1, socket.CMSG_SPACE(4 * limit), socket.MSG_CMSG_CLOEXEC)
         except trio.TooSlowError:
             raise _BodyTimeout() from None
         fds: list[int] = []
@@ -1095,11 +1106,11 @@ async def _send(conn: h11.Connection, stream: trio.abc.Stream, response: Respons
             if sent is not None:
                 sent.bytes += len(body)
     else:
-        await _write(stream, pending)
-        pending = b""
         batch: list[bytes | memoryview] = []
         batched = 0
-        try:
+        try:  # the body is closed even if the head cannot be sent (it may own a file)
+            await _write(stream, pending)
+            pending = b""
             while True:
                 try:
                     chunk = await anext(body)

@@ -42,6 +42,16 @@ UNIX_SEND_BUFFER = 4 * 1024 * 1024
 CONNECT_TIMEOUT = 5.0
 
 
+#: ``request_fd`` waits this long for the daemon's 100 Continue before giving up the
+#: request (a daemon without the route reads the body first: it never sends one).
+CONTINUE_WAIT = 5.0
+
+
+class NoContinueError(ApiError):
+    """The daemon did not ask for the body of a ``request_fd`` in time: no descriptor was
+    sent, the connection is dropped, and the caller may send the bytes another way."""
+
+
 class ConnectionClosedError(ApiError):
     """The daemon closed the connection before answering (an idle kept-alive one may be
     closed by the daemon at any time: the request is sent again on a new one)."""
@@ -106,15 +116,23 @@ class Connection:
         hdrs, _ = request_headers(self.endpoint, b"\0", [("Expect", "100-continue")])
         head = request_bytes(method, target, hdrs)
         self.sent = False
-        self._send([head])
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._send([head])  # (a kept-alive connection the daemon closed: seen below)
         seen = self.reader.interim
-        while (event := self._next(interim=seen)) is not None:
-            if isinstance(event, Head):  # answered without wanting the body
-                self.reader.keep_alive = False
-                return Response(self, event.status, event.headers, event.http_version)
-            if event is CONNECTION_CLOSED:
-                raise ConnectionClosedError("the daemon closed the connection without "
-                                            "answering")
+        self.sock.settimeout(min(self.timeout, CONTINUE_WAIT))
+        try:
+            while (event := self._next(interim=seen)) is not None:
+                if isinstance(event, Head):  # answered without wanting the body
+                    self.reader.keep_alive = False
+                    return Response(self, event.status, event.headers, event.http_version)
+                if event is CONNECTION_CLOSED:
+                    raise ConnectionClosedError("the daemon closed the connection without "
+                                                "answering")
+        except ApiTimeoutError:
+            raise NoContinueError(f"the daemon sent no 100 Continue in {CONTINUE_WAIT:g} s "
+                                  "(a daemon without this route waits for a body)") from None
+        finally:
+            self.sock.settimeout(self.timeout)
         try:
             self.sock.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                          fd.to_bytes(4, sys.byteorder, signed=True))])
@@ -126,9 +144,9 @@ class Connection:
         self.sent = True
         event = self._next()
         while not isinstance(event, Head):
-            if event is CONNECTION_CLOSED:
-                raise ConnectionClosedError("the daemon closed the connection without "
-                                            "answering")
+            if event is CONNECTION_CLOSED:  # not retried: the daemon may have the file
+                raise ApiError("the daemon closed the connection without answering, after "
+                               "taking the file; see its log")
             event = self._next()
         return Response(self, event.status, event.headers, event.http_version)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import ApiError, IpfsKitError
 from . import _wire
-from ._http import Connection, ConnectionClosedError, Pool, Response
+from ._http import Connection, ConnectionClosedError, NoContinueError, Pool, Response
 
 TYPE_CHECKING = False  # importing typing costs a CLI command ~4 ms
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ class Client:
         ``hash``, ``profile``, ``trickle``…) and streams the blocks up in one request; the
         daemon verifies each block and pins the root.
         """
-        if passable(self, source, options, wrap):
+        if passable(self, source, options, wrap, name):
             from ..unixfs.importer import ImportParams
 
             try:
@@ -421,12 +421,14 @@ def _cat_args(path: str, offset: int, length: int | None) -> dict[str, str]:
     return args
 
 
-def passable(client: Client, source: object, options: Mapping[str, Any], wrap: bool) -> bool:
+def passable(client: Client, source: object, options: Mapping[str, Any], wrap: bool,
+             name: str = "") -> bool:
     """A source ``add_passed`` can take: one regular file by path (not a symlink, whose
     target it would read), a daemon on this host's socket, options the daemon's add takes."""
     if not isinstance(source, str | os.PathLike) or client.endpoint.unix is None or wrap:
         return False
-    if options.get("profile") is not None or options.get("max_links") is not None:
+    if options.get("profile") is not None or options.get("max_links") is not None \
+            or "/" in name:
         return False
     path = Path(source)
     return path.is_file() and not path.is_symlink()
@@ -473,6 +475,8 @@ def add_passed(client: Client, path: PathLike, params: Any, *, pin: bool = True,
                         lines.append(line)
                     elif "Bytes" in line and progress is not None:
                         progress(int(line["Bytes"]))
+        except NoContinueError:  # a daemon that reads the body first: one without the route
+            return None
         except ApiError as exc:
             if exc.status == 404:
                 return None

@@ -9,12 +9,14 @@ trickle layout pulls its chunks, so a trickle file is spooled to a temporary fil
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import os
 import stat
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
@@ -84,7 +86,9 @@ def params_of(request: Request) -> ImportParams:
             hidden=bool(_bool(request, "hidden", "H")),
             wrap_with_directory=bool(_bool(request, "wrap-with-directory", "w")),
             mode=_mode(request.arg("mode")),
-            mtime=request.int("mtime", 0, maximum=2**62) if request.arg("mtime") else None,
+            # int64 seconds, as Kubo (before 1970 too: the CLI passes a file's own mtime)
+            mtime=request.int("mtime", 0, minimum=-2**62, maximum=2**62)
+            if request.arg("mtime") else None,
             mtime_nsecs=request.int("mtime-nsecs", 0, maximum=10**9 - 1)
             if request.arg("mtime-nsecs") else None,
         )
@@ -288,6 +292,9 @@ def register_add_routes(router: Router, store: StoreService) -> None:
         # hidden: the one file is added by its name even if that starts with a dot (as
         # `ipfs add .env`); the option only filters a folder's entries
         params = replace(params_of(request), hidden=True)
+        name = request.arg("name") or ""
+        if "/" in name:  # one file: a slash would file it in a folder of that name
+            raise ApiError(f"name {name[:100]!r}: one file's name, without '/'", 400)
         session = _Session(params, store, only_hash=False,
                            cid_base=request.arg("cid-base") or None,
                            progress=bool(_bool(request, "progress", "p")))
@@ -296,18 +303,18 @@ def register_add_routes(router: Router, store: StoreService) -> None:
         session.note_links = pin
         fd, = await request.receive_fds(1)
         try:
-            regular = stat.S_ISREG(os.fstat(fd).st_mode)
-            source = io.FileIO(fd, "rb", closefd=True) if regular else None
+            problem = _unreadable(fd)
+            source = io.FileIO(fd, "rb", closefd=True) if problem is None else None
         except BaseException:
             os.close(fd)
             raise
         if source is None:
             os.close(fd)
-            raise ApiError("the descriptor sent is not a regular file (a folder, pipe or "
-                           "socket): upload it with /api/v0/add", 400)
-        # ``source`` is closed once read, or when the answer is dropped unread
-        parts = _file_parts(source, request.arg("name") or "", params.chunk_size)
-        return Response(body=_held(session, _add_lines(session, parts, pin=pin)),
+            raise ApiError(f"the descriptor sent is {problem}: upload the file with "
+                           "/api/v0/add", 400)
+        parts = _file_parts(source, name, params.chunk_size)
+        return Response(body=_Owning(_held(session, _add_lines(session, parts, pin=pin)),
+                                     source),
                         content_type="application/json", headers=[("x-chunked-output", "1")])
 
     router.add("POST", "/api/v0/add/fd", add_fd, streaming=True)
@@ -323,6 +330,48 @@ def _check_cid_base(session: _Session) -> None:
 
 #: A passed file is read this much per worker-thread hop, in pieces of the chunk size.
 FILE_READ_BYTES = 4 * 1024 * 1024
+#: Passed files read at once: a read that hangs (a dead NFS or FUSE mount) holds its thread
+#: until it returns, and must not take the threads every other blocking call waits on.
+_FILE_READERS = trio.CapacityLimiter(4)
+
+
+def _unreadable(fd: int) -> str | None:
+    """Why ``fd`` cannot be read as a file with pread (None: it can): its bytes would
+    otherwise fail only after the 200 went out."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return "not a regular file (a folder, pipe or socket)"
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    if flags & getattr(os, "O_PATH", 0):
+        return "opened with O_PATH (not for reading)"
+    if flags & os.O_ACCMODE == os.O_WRONLY:
+        return "open for writing only"
+    return None
+
+
+class _Owning:
+    """An answer's body that owns the passed file: closed when the body ends, fails or is
+    closed, started or not (an unstarted generator's ``finally`` never runs, and the server
+    closes an answer it could not start sending without reading it)."""
+
+    def __init__(self, body: AsyncGenerator[bytes, None], source: io.FileIO) -> None:
+        self.body = body
+        self.source = source
+
+    def __aiter__(self) -> _Owning:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await anext(self.body)
+        except BaseException:  # ended or failed: no read of the file is under way
+            self.source.close()
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            await self.body.aclose()
+        finally:
+            self.source.close()
 
 
 async def _file_parts(source: io.FileIO, name: str, chunk_size: int
@@ -349,7 +398,7 @@ async def _file_parts(source: io.FileIO, name: str, chunk_size: int
                            f'form-data; name="file"; filename="{quote(name, safe="")}"',
                            "content-type": "application/octet-stream"})
         offset = 0
-        while pieces := await trio.to_thread.run_sync(read, offset):
+        while pieces := await trio.to_thread.run_sync(read, offset, limiter=_FILE_READERS):
             for data in pieces:
                 offset += len(data)
                 yield PartData(data)
@@ -358,16 +407,18 @@ async def _file_parts(source: io.FileIO, name: str, chunk_size: int
         source.close()
 
 
-async def _held(session: _Session, lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _held(session: _Session, lines: AsyncGenerator[bytes, None]
+                ) -> AsyncGenerator[bytes, None]:
     """A GC meanwhile spares every block this add stores (or finds stored) until the add has
-    pinned them and ended."""
+    pinned them and ended; ``lines`` is closed with this (not left to the collector)."""
     with session.store.store.hold():
-        async for line in lines:
-            yield line
+        async with contextlib.aclosing(lines):
+            async for line in lines:
+                yield line
 
 
 async def _add_lines(session: _Session, parts: AsyncIterator[Any], *, pin: bool
-                     ) -> AsyncIterator[bytes]:
+                     ) -> AsyncGenerator[bytes, None]:
     params = session.params
     head: PartHeaders | None = None
     path = ""
