@@ -365,3 +365,17 @@ def test_a_client_kept_across_a_daemon_restart_passes_a_file(daemon: MakeDaemon,
         d.start()
         assert client.add(one) == first
         assert client.cat(first) == one.read_bytes()
+
+
+def test_the_route_takes_trickle_and_rabin_too(daemon: MakeDaemon, short_tmp: Path) -> None:
+    """The CLI and Client upload for these (the daemon would spool the file and import it
+    in silence), but the route itself gives add -n's CIDs."""
+    d = daemon().start()
+    path = short_tmp / "f.bin"
+    path.write_bytes(os.urandom(700_000))
+    for query, flags in (("trickle=true", ["-t"]), ("chunker=rabin", ["-s", "rabin"])):
+        with open(path, "rb") as f, connect(d) as sock:
+            answer = head_and_fd(sock, f"/api/v0/add/fd?name=f.bin&{query}", [f.fileno()])
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+        expected = run_cli("add", "-Q", "-n", *flags, str(path)).stdout.strip()
+        assert f'"Hash": "{expected}"'.encode() in answer, (query, answer[-300:])
