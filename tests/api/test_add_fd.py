@@ -379,3 +379,33 @@ def test_the_route_takes_trickle_and_rabin_too(daemon: MakeDaemon, short_tmp: Pa
         assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
         expected = run_cli("add", "-Q", "-n", *flags, str(path)).stdout.strip()
         assert f'"Hash": "{expected}"'.encode() in answer, (query, answer[-300:])
+
+
+def test_descriptors_sent_to_any_other_route_are_dropped(daemon: MakeDaemon,
+                                                         short_tmp: Path) -> None:
+    """Only add/fd reads with recvmsg: a body (or a head) read by a plain recv makes the
+    kernel close the descriptors riding on it, so no route can be made to hold them."""
+    d = daemon().start()
+    pid = d.proc.pid
+    path = short_tmp / "f.bin"
+    path.write_bytes(b"x" * 1000)
+    fds = [os.open(path, os.O_RDONLY) for _ in range(8)]
+    body = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\nhello\r\n--b--\r\n")
+    head = ("POST /api/v0/add HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+            f"boundary=b\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+    before = open_fds(pid)
+    try:
+        for _ in range(10):
+            with connect(d) as sock:
+                sock.sendmsg([head[:20]], rights)  # with the head
+                sock.sendall(head[20:])
+                time.sleep(0.02)
+                sock.sendmsg([body], rights)  # with the body of a streaming route
+                assert read_answer(sock).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for fd in fds:
+            os.close(fd)
+    time.sleep(0.5)
+    assert open_fds(pid) <= before + 2, os.listdir(f"/proc/{pid}/fd")
