@@ -26,6 +26,7 @@ from multiformats import CID
 
 from ...cid import cid_from_bytes, to_cid
 from ...errors import ApiError, StoreFullError
+from ...logs import get_logger
 from ...storage.blocks import key_of
 from ...storage.service import StoreService
 from ...storage.writer import LinkTable, children_of
@@ -41,6 +42,8 @@ from ...unixfs.importer import (
 )
 from ..server import Request, Response, Router
 from .multipart import PartData, PartEnd, PartHeaders, boundary_of, events
+
+log = get_logger(__name__)
 
 #: Progress lines at most this often (bytes of one file between two lines).
 PROGRESS_EVERY = 1024 * 1024
@@ -184,6 +187,9 @@ class _Session:
             await self.store.store.put_many(batch, hashed=True)
         except Exception as exc:  # raised to the request by its next flush
             self.store_error = exc
+            # logged here too: a client that left meanwhile makes no next flush
+            log.warning("add: storing a batch failed", blocks=len(batch),
+                        error=f"{type(exc).__name__}: {exc}")
         finally:
             done.set()
 
