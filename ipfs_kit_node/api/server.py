@@ -614,16 +614,20 @@ class HttpServer:
                             receive_fds=_fd_receiver(stream, framing, pending)))
                 answer = _send(conn, stream, response, head,
                                trailer=policy.stream_errors == "trailer", sent=sent)
-                if framing.done:  # the body is in (a passed file): nothing else notices
-                    await _until_client_leaves(conn, stream, answer)  # the client leave
+                if framing.done:
+                    # The body is in (a passed file, an upload read whole): nothing reads the
+                    # socket while the answer runs, so a watcher notices the client leaving.
+                    # What came behind the body goes to h11 first, before what it reads.
+                    if leftover and leftover[0]:  # (b"" would tell h11 the client closed)
+                        conn.receive_data(leftover.pop())
+                    await _until_client_leaves(conn, stream, answer)
                 else:
                     await answer
-                if not framing.done:
                     async for _ in chunks:  # whatever the handler left unread
                         pass
             finally:
                 await chunks.aclose()
-            if leftover and leftover[0]:  # (b"" would tell h11 the client closed)
+            if leftover and leftover[0]:
                 conn.receive_data(leftover[0])  # a request pipelined behind the body
             return (framing.done and conn.our_state is h11.DONE
                     and conn.their_state is h11.DONE)

@@ -144,11 +144,14 @@ def _add_only_hash(args: argparse.Namespace) -> int:
 
 
 def _passable(args: argparse.Namespace, client: Any) -> bool:
-    """One regular file, options the daemon's add takes, a daemon on this host's socket:
-    the file can be passed open rather than uploaded (``_add_passed``)."""
-    return (len(args.paths) == 1 and args.paths[0].is_file() and not args.paths[0].is_symlink()
-            and client.endpoint.unix is not None and not args.wrap_with_directory
-            and args.profile is None and args.max_links is None and args.cid_base is None)
+    """One path the client can pass open (``client._sync.passable``), and CIDs printed as
+    the daemon prints them (no --cid-base)."""
+    from ..client._sync import passable
+
+    return (len(args.paths) == 1 and args.cid_base is None
+            and passable(client, args.paths[0], {"profile": args.profile,
+                                                 "max_links": args.max_links},
+                         args.wrap_with_directory))
 
 
 def _add_passed(args: argparse.Namespace, client: Any) -> bool:

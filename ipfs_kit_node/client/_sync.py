@@ -226,7 +226,9 @@ class Client:
             except (TypeError, ValueError) as exc:
                 raise IpfsKitError(f"add options: {exc}") from None
             lines = add_passed(self, source, params, pin=pin, name=name)  # type: ignore[arg-type]
-            if lines:
+            if lines is not None:  # (None: the daemon cannot take it; uploaded below)
+                if not lines:
+                    raise IpfsKitError("the daemon added the file but named no CID for it")
                 return str(lines[-1]["Hash"])
         items = _import_items(source, recursive, wrap, hidden, name, options)
         root = _Uploaded()
@@ -445,31 +447,27 @@ def add_passed(client: Client, path: PathLike, params: Any, *, pin: bool = True,
     for a trickle layout or a rabin/buzhash chunker: the daemon spools such a file whole and
     imports it saying nothing meanwhile (buzhash runs at ~20 MB/s here: 2.4 GB is the 120 s
     read timeout), where the upload streams its blocks as they are made."""
+    from ..unixfs.importer import meta_for
+
     if params.trickle or params.chunker is not None:
         return None
     path = Path(path)
     query: dict[str, Any] = {
         "progress": True, "pin": pin, "name": name or path.name,
         "cid-version": params.cid_version, "raw-leaves": params.raw_leaves,
-        "hash": params.hash, "trickle": params.trickle, "inline": params.inline,
-        "inline-limit": params.inline_limit}
-    if params.chunker is not None or params.chunk_size != 256 * 1024:
-        query["chunker"] = str(params.chunker) if params.chunker is not None \
-            else f"size-{params.chunk_size}"
+        "hash": params.hash, "inline": params.inline, "inline-limit": params.inline_limit}
+    if params.chunk_size != 256 * 1024:
+        query["chunker"] = f"size-{params.chunk_size}"
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise IpfsKitError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        st = os.fstat(fd)
-        mode = params.mode if params.mode is not None else \
-            ((st.st_mode & 0o7777 or None) if params.preserve_mode else None)
-        mtime = params.mtime if params.mtime is not None else \
-            (divmod(st.st_mtime_ns, 10**9) if params.preserve_mtime else None)
-        if mode is not None:
-            query["mode"] = f"{mode:o}"
-        if mtime is not None:
-            query["mtime"], query["mtime-nsecs"] = mtime
+        meta = meta_for(os.fstat(fd), params)  # what an upload would store for this file
+        if meta.mode is not None:
+            query["mode"] = f"{meta.mode:o}"
+        if meta.mtime is not None:
+            query["mtime"], query["mtime-nsecs"] = meta.mtime
         lines: list[dict[str, Any]] = []
         try:
             with Streamed(client, "POST", _wire.target("add/fd", query), None,
