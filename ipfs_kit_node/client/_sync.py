@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -221,11 +222,11 @@ class Client:
         if passable(self, source, options, wrap, name):
             from ..unixfs.importer import ImportParams
 
-            try:
-                params = ImportParams.kubo(hidden=hidden, **options)
+            try:  # checked here as for an upload (an unknown keyword is a TypeError)
+                ImportParams.kubo(hidden=hidden, **options)
             except (TypeError, ValueError) as exc:
                 raise IpfsKitError(f"add options: {exc}") from None
-            lines = add_passed(self, source, params, pin=pin, name=name)  # type: ignore[arg-type]
+            lines = add_passed(self, source, options, pin=pin, name=name)  # type: ignore[arg-type]
             if lines is not None:  # (None: the daemon cannot take it; uploaded below)
                 if not lines:
                     raise IpfsKitError("the daemon added the file but named no CID for it")
@@ -436,38 +437,50 @@ def passable(client: Client, source: object, options: Mapping[str, Any], wrap: b
     return path.is_file() and not path.is_symlink()
 
 
-def add_passed(client: Client, path: PathLike, params: Any, *, pin: bool = True,
-               name: str = "", progress: Callable[[int], object] | None = None
+def add_passed(client: Client, path: PathLike, options: Mapping[str, Any], *,
+               pin: bool = True, name: str = "",
+               progress: Callable[[int], object] | None = None
                ) -> list[dict[str, Any]] | None:
     """Add one regular file by passing it open to the daemon (its descriptor, over the unix
     socket: ``/api/v0/add/fd``), which reads, chunks, hashes and stores it: nothing is
-    uploaded and each byte is hashed once. ``params`` (ImportParams) as the importer would
-    use them. The daemon's add lines (``Name``, ``Hash``, ``Size``); ``progress`` is told
-    the bytes read so far. None when the daemon does not know the route (an older one), or
-    for a trickle layout or a rabin/buzhash chunker: the daemon spools such a file whole and
-    imports it saying nothing meanwhile (buzhash runs at ~20 MB/s here: 2.4 GB is the 120 s
-    read timeout), where the upload streams its blocks as they are made."""
-    from ..unixfs.importer import meta_for
-
-    if params.trickle or params.chunker is not None:
+    uploaded and each byte is hashed once. ``options`` are ``ImportParams.kubo``'s, which
+    the daemon applies and checks (a 400 says what is wrong); only the mode and mtime a
+    ``preserve_*`` option stores are read here, from the file. The daemon's add lines
+    (``Name``, ``Hash``, ``Size``); ``progress`` is told the bytes read so far. None when the
+    daemon does not know the route (an older one), or for a trickle layout or a
+    rabin/buzhash chunker: the daemon spools such a file whole and imports it saying nothing
+    meanwhile (buzhash runs at ~20 MB/s here: 2.4 GB is the 120 s read timeout), where the
+    upload streams its blocks as they are made."""
+    chunker = options.get("chunker")
+    if options.get("trickle") or (chunker and not str(chunker).startswith("size-")):
         return None
     path = Path(path)
-    query: dict[str, Any] = {
-        "progress": True, "pin": pin, "name": name or path.name,
-        "cid-version": params.cid_version, "raw-leaves": params.raw_leaves,
-        "hash": params.hash, "inline": params.inline, "inline-limit": params.inline_limit}
-    if params.chunk_size != 256 * 1024:
-        query["chunker"] = f"size-{params.chunk_size}"
+    query: dict[str, Any] = {"progress": True, "pin": pin, "name": name or path.name,
+                             "inline": bool(options.get("inline")),
+                             "inline-limit": options.get("inline_limit", 32)}
+    for key in ("cid_version", "raw_leaves", "hash", "chunker", "mtime_nsecs"):
+        if options.get(key) is not None:
+            query[key.replace("_", "-")] = options[key]
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise IpfsKitError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        meta = meta_for(os.fstat(fd), params)  # what an upload would store for this file
-        if meta.mode is not None:
-            query["mode"] = f"{meta.mode:o}"
-        if meta.mtime is not None:
-            query["mtime"], query["mtime-nsecs"] = meta.mtime
+        # What an upload would store for this file (importer.meta_for, whose module this
+        # light path does not import): --mode/--mtime win over the file's own.
+        st = os.fstat(fd)
+        mode, mtime = options.get("mode"), options.get("mtime")
+        if mode is None and options.get("preserve_mode"):
+            mode = stat.S_IMODE(st.st_mode) or None
+        if mtime is None and options.get("preserve_mtime"):
+            mtime, query["mtime-nsecs"] = divmod(st.st_mtime_ns, 10**9)
+        if mode is not None:
+            query["mode"] = f"{mode:o}"
+        if mtime is not None:
+            query["mtime"] = mtime
+        if (options.get("preserve_mode") or options.get("preserve_mtime")) \
+                and options.get("raw_leaves") is None:
+            query["raw-leaves"] = False  # metadata asked for means no raw leaves (Kubo)
         lines: list[dict[str, Any]] = []
         try:
             with Streamed(client, "POST", _wire.target("add/fd", query), None,

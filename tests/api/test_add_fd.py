@@ -22,7 +22,9 @@ MakeDaemon = Callable[..., Daemon]
 
 OPTIONS = [[], ["--cid-version", "1"], ["--preserve-mode", "--preserve-mtime"], ["-t"],
            ["-s", "rabin"], ["--raw-leaves", "-s", "size-1000"], ["--hash", "blake3"],
-           ["--mtime", "-5", "--mtime-nsecs", "7", "--inline"]]  # before 1970: int64, as Kubo
+           ["--mtime", "-5", "--mtime-nsecs", "7", "--inline"],  # before 1970: int64, as Kubo
+           # CIDv1 means raw leaves, unless metadata is stored: the daemon applies that rule
+           ["--cid-version", "1", "--preserve-mtime"], ["--cid-version", "1", "--mode", "640"]]
 
 
 def cli(d: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
@@ -115,6 +117,13 @@ def test_a_passed_file_gets_the_cids_of_add_n_and_is_pinned(daemon: MakeDaemon,
     unpinned = cli(d, "add", "-Q", "--pin", "false", str(other)).stdout.strip()
     assert unpinned and unpinned not in cli(d, "pin", "ls").stdout
     assert cli(d, "block", "stat", unpinned).returncode == 0
+    # options the daemon refuses: the importer's own words, nothing added, as add -n says
+    for options, words in ((["--cid-version", "0", "--hash", "blake3"], "CIDv0 only"),
+                           (["--raw-leaves", "--preserve-mode"], "--raw-leaves can't"),
+                           (["--mtime-nsecs", "5"], "needs --mtime")):
+        refused = cli(d, "add", *options, str(other))
+        assert refused.returncode != 0 and words in refused.stderr, (options, refused)
+        assert words in run_cli("add", "-n", *options, str(other)).stderr
 
 
 def test_the_same_file_uploaded_and_passed_is_one_dag(daemon: MakeDaemon,
@@ -312,7 +321,6 @@ def test_a_daemon_that_sends_no_100_continue_gets_the_upload(short_tmp: Path,
     CONTINUE_WAIT, having sent neither the byte nor the descriptor (the caller uploads)."""
     from ipfs_kit_node.client import Client, _http
     from ipfs_kit_node.client._sync import add_passed
-    from ipfs_kit_node.unixfs.importer import ImportParams
 
     monkeypatch.setattr(_http, "CONTINUE_WAIT", 0.5)
     sock_path = short_tmp / "old.sock"
@@ -336,7 +344,7 @@ def test_a_daemon_that_sends_no_100_continue_gets_the_upload(short_tmp: Path,
     path = short_tmp / "f.bin"
     path.write_bytes(b"x" * 1000)
     with Client(sock_path) as client:
-        assert add_passed(client, path, ImportParams.kubo()) is None
+        assert add_passed(client, path, {}) is None
     thread.join(30)
     server.close()
     sent = b"".join(data for data, _ in got)
