@@ -241,7 +241,7 @@ class StorageSection:
     )
     sync: bool = _setting(True, parse_bool, "fsync every block before acknowledging it")
     pack_threshold: int = _setting(
-        64 * 1024, parse_pack_threshold,
+        1024 * 1024, parse_pack_threshold,
         "blocks up to this size are appended to pack files (0: none; at most 1MiB)"
     )
 

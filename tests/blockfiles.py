@@ -19,8 +19,8 @@ def _packs(root: Path) -> PackFiles | None:
 
 
 def blocks_on_disk(root: Path) -> set[bytes]:
-    """Keys of every block file and every valid pack record (a record of a deleted block
-    stays until compaction rewrites or removes its pack)."""
+    """Keys of every block file and every valid pack record (a deleted block's record is
+    punched out, where the filesystem can; else it stays until compaction)."""
     keys = {key for key, _ in DiskTier(root / "blocks").scan()}
     packs = _packs(root)
     if packs is not None:

@@ -382,19 +382,19 @@ class BlockDB:
                            "WHERE key=?", ((h, e, t, n, k) for k, h, e, t, n in rows))
 
     def delete_many(self, keys: list[bytes], *, only_unpinned: bool
-                    ) -> list[tuple[bytes, int, int | None]]:
-        """Drop rows; returns (key, size, pack) of the local ones dropped: a block file may
-        then go (pack None); a packed one's record is dead bytes, reclaimed by compaction."""
+                    ) -> list[tuple[bytes, int, int | None, int]]:
+        """Drop rows; returns (key, size, pack, offset) of the local ones dropped: a block
+        file may then go (pack None); a packed one's record is dead bytes, to be punched."""
         c = self.counters
-        gone: list[tuple[bytes, int, int | None]] = []
+        gone: list[tuple[bytes, int, int | None, int]] = []
         where = "key=? AND pins=0" if only_unpinned else "key=?"
         with self._txn() as db:
             for key in keys:
                 row = db.execute(f"DELETE FROM blocks WHERE {where} RETURNING size, remote, "
-                                 "pins, pack", (key,)).fetchone()
+                                 "pins, pack, off", (key,)).fetchone()
                 if row is None:
                     continue
-                size, remote, pins, pack = row
+                size, remote, pins, pack, off = row
                 self._pack_lost(db, key, pack, size)
                 if pins:
                     c.pinned_blocks -= 1
@@ -404,18 +404,18 @@ class BlockDB:
                 else:
                     c.blocks -= 1
                     c.bytes -= size
-                    gone.append((key, size, pack))
+                    gone.append((key, size, pack, off))
         return gone
 
-    def set_remote(self, key: bytes) -> bool | int:
+    def set_remote(self, key: bytes) -> bool | tuple[int, int]:
         """Mark a pinned local block as held by the remote tier, durably (FULL sync for this
         one commit: its file is deleted next). False if it changed meanwhile, else True for
-        a block file, or the pack whose record of it is now dead bytes."""
+        a block file, or (pack, offset) of its record, dead bytes now."""
         c = self.counters
         self._wr.execute("PRAGMA synchronous = FULL")
         try:
             with self._txn() as db:
-                row = db.execute("SELECT size, pack FROM blocks WHERE key=? AND remote=0 AND "
+                row = db.execute("SELECT size, pack, off FROM blocks WHERE key=? AND remote=0 AND "
                                  "pins>0", (key,)).fetchone()
                 if row is None:
                     return False
@@ -425,7 +425,7 @@ class BlockDB:
                 c.bytes -= row[0]
                 c.remote_blocks += 1
                 c.remote_bytes += row[0]
-            return True if row[1] is None else int(row[1])
+            return True if row[1] is None else (int(row[1]), int(row[2]))
         finally:
             self._wr.execute(f"PRAGMA synchronous = {'FULL' if self._sync else 'NORMAL'}")
 

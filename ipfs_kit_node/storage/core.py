@@ -31,7 +31,7 @@ from .blockdb import BlockDB, BlockMeta, Row, storage_error
 from .disk import DiskTier
 from .heat import HeatModel
 from .memory import MemoryTier
-from .packs import PACKS_DIR, PackFiles
+from .packs import PACKS_DIR, PackFiles, record_span
 from .remote import NoRemoteTier, RemoteTier
 from .stats import TierStats
 
@@ -56,7 +56,7 @@ class StoreConfig:
     snapshot_period: float = 300.0
     sync: bool = True
     parquet_export: bool = True
-    pack_threshold: int = 64 * 1024  # blocks up to this size go to pack files (0: none)
+    pack_threshold: int = 1024 * 1024  # blocks up to this size go to pack files (0: none)
     pack_size: int = 64 * 2**20  # the active pack is rolled past this size
 
 
@@ -300,18 +300,29 @@ class StoreCore:
         try:
             gone = await self._write(self._db.delete_many, list(events),
                                      only_unpinned=only_unpinned)
-            for key, _, _ in gone:
+            for key, _, _, _ in gone:
                 self._memory.discard(key)
                 self._touched.pop(key, None)
-            files = [k for k, _, pack in gone if pack is None]  # packed: dead bytes now
-            if files:
+            files = [k for k, _, pack, _ in gone if pack is None]
+            holes = [(pack, *record_span(k, off, size)) for k, size, pack, off in gone
+                     if pack is not None]
+            if files or holes:
                 async with self._threads:
-                    await trio.to_thread.run_sync(self._disk.delete_many, files)
+                    await trio.to_thread.run_sync(self._unlink_and_punch, files, holes)
         finally:
             for key, event in events.items():
                 del self._inflight[key]
                 event.set()
-        return [(k, size) for k, size, _ in gone]
+        return [(k, size) for k, size, _, _ in gone]
+
+    def _unlink_and_punch(self, files: list[bytes], holes: list[tuple[int, int, int]]
+                          ) -> None:
+        """The space of dropped blocks freed (worker thread): their files unlinked, their
+        pack records punched out (a punch that fails leaves dead bytes for compaction)."""
+        if files:
+            self._disk.delete_many(files)
+        if holes:
+            self._packs.punch(holes)
 
     @staticmethod
     async def _guarded(job: Callable[[], Awaitable[Any]]) -> None:

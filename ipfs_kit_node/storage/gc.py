@@ -19,6 +19,7 @@ from ..errors import StoreError
 from ..logs import get_logger
 from .blocks import hash_matches, to_cid
 from .core import DAG_PB, _take_page
+from .packs import record_span
 from .reads import ReadPath
 from .remote import NoRemoteTier
 
@@ -233,7 +234,7 @@ class Collector(ReadPath):
                 page = await trio.to_thread.run_sync(_take_page, pages)
                 if page is None:
                     return
-                for key, cid_text, _ in page:
+                for key, cid_text, size in page:
                     if self._used <= target:
                         return
                     cid = to_cid(cid_text)
@@ -252,11 +253,15 @@ class Collector(ReadPath):
                         except StoreError as exc:
                             result.errors.append(f"{cid}: {exc}")
                             continue
-                        if not moved:
+                        if moved is False:
                             continue
                         self._memory.discard(key)
-                        if moved is True:  # its own file; a packed record is dead bytes now
+                        if moved is True:  # its own file
                             await trio.to_thread.run_sync(self._disk.delete, key)
+                        else:  # its pack record, dead bytes now
+                            pack, off = moved
+                            span = (pack, *record_span(key, off, size))
+                            await trio.to_thread.run_sync(self._packs.punch, [span])
                     finally:
                         del self._inflight[key]
                         event.set()

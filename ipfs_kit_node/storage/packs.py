@@ -16,10 +16,13 @@ everything past a pack's committed end (``packs.end`` in the index) was never ac
 at start it is indexed if whole and valid, cut at the first record that is not.
 
 One pack is active (appended to) at a time and rolled past ``pack_size``. A record is never
-rewritten in place: deleting a block only drops its row (its bytes become dead), and
-compaction (the store's GC) copies the live records of a mostly dead pack to the active one,
-commits their new places, then unlinks the old pack. Pack ids only grow, so a stale location
-can name a gone pack (a read then retries by key) but never a different record.
+rewritten in place: deleting a block drops its row, then punches its record out of the pack
+(``fallocate`` ``PUNCH_HOLE``: the disk space is freed at once, the range reads as zeros, and
+an index rebuilt from the packs cannot bring the block back). Compaction (the store's GC)
+copies the live records of a mostly dead pack to the active one, commits their new places,
+then unlinks the old pack. Pack ids only grow, so a stale location can name a gone pack (a
+read then retries by key) but never a different record. On a filesystem that cannot punch
+holes, dead records keep their space until compaction, as they all did before.
 
 Every method blocks; the store runs them on worker threads.
 """
@@ -27,6 +30,8 @@ Every method blocks; the store runs them on worker threads.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import struct
 import threading
@@ -37,7 +42,10 @@ from pathlib import Path
 
 from ..errors import StoreFullError, is_disk_full
 from ..journal import fsync_dir, mkdir_durably
+from ..logs import get_logger
 from .blocks import hash_matches
+
+log = get_logger(__name__)
 
 MAGIC = b"\x89IKP"
 HEADER = struct.Struct(">4sHII")  # magic, key length, data length, crc32
@@ -70,10 +78,46 @@ def _parse(buf: bytes, pos: int) -> tuple[bytes, int] | None:
     return key, dlen
 
 
+def record_head(key: bytes, size: int) -> bytes:
+    """A record's bytes before its data of ``size`` bytes (header and key)."""
+    head = struct.pack(">4sHI", MAGIC, len(key), size)
+    return head + zlib.crc32(key, zlib.crc32(head)).to_bytes(4, "big") + key
+
+
 def encode_record(key: bytes, data: bytes | memoryview) -> bytes:
-    head = struct.pack(">4sHI", MAGIC, len(key), len(data))
-    crc = zlib.crc32(key, zlib.crc32(head))
-    return head + crc.to_bytes(4, "big") + key + bytes(data)
+    return record_head(key, len(data)) + bytes(data)
+
+
+IOV_MAX = 1024  # buffers one pwritev takes (Linux)
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+
+
+def _pwrite_all(fd: int, buffers: list[bytes | memoryview], pos: int) -> None:
+    """Write ``buffers`` one after another from ``pos``, uncopied (pwritev, resumed after a
+    short write): a 4 MiB batch was copied twice to be written in one piece."""
+    views = [memoryview(b) for b in buffers if len(b)]
+    while views:
+        n = os.pwritev(fd, views[:IOV_MAX], pos)
+        pos += n
+        while views and n >= len(views[0]):
+            n -= len(views.pop(0))
+        if n:
+            views[0] = views[0][n:]
+
+
+def _fallocate() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    """libc's ``fallocate`` (Python's os has only posix_fallocate, which cannot punch)."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_FALLOCATE = _fallocate()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +156,7 @@ class PackFiles:
         self.newest = 0  # the highest pack id used
         self._end = 0  # where the next append to the active pack goes
         self._pending: dict[int, int] = {}  # appends not yet committed or abandoned, per pack
+        self.punch_holes: bool | None = None  # False once the filesystem refused a hole
 
     def path(self, pack: int) -> Path:
         return self.root / f"{pack:08d}{SUFFIX}"
@@ -207,32 +252,33 @@ class PackFiles:
 
     def append(self, items: Sequence[tuple[bytes, bytes | memoryview]], *,
                durable: bool = False) -> tuple[int, list[int]]:
-        """Append records for ``items`` (key, data) in one write, then fsync (with sync on,
+        """Append records for ``items`` (key, data) in one vectored write, then fsync (with sync on,
         or ``durable``): (pack, data offsets). The caller must call ``settle(pack)`` once
         their rows are committed or abandoned: until then compaction leaves that pack alone."""
-        buf = bytearray()
+        buffers: list[bytes | memoryview] = []
         offs = []
+        length = 0
         for key, data in items:
-            record = encode_record(key, data)
-            offs.append(len(buf) + len(record) - len(data))
-            buf += record
+            head = record_head(key, len(data))
+            offs.append(length + len(head))
+            buffers += (head, data)
+            length += len(head) + len(data)
         try:
             with self._lock:
                 if not self.active or self._end >= self.pack_size:
                     self._roll()
                 pack, start = self.active, self._end
-                self._end += len(buf)  # reserved: another append goes after it
+                self._end += length  # reserved: another append goes after it
                 self._pending[pack] = self._pending.get(pack, 0) + 1
             entry = self._acquire(pack)
             try:
-                view = memoryview(buf)
-                pos = start
-                while view:
-                    n = os.pwrite(entry.fd, view, pos)
-                    view, pos = view[n:], pos + n
+                _pwrite_all(entry.fd, buffers, start)
                 if self.sync or durable:
                     os.fsync(entry.fd)
             except BaseException:
+                # What was written is never acknowledged: its space is given back (on a full
+                # disk, the index could not even record the deletes that would free some).
+                self._punch_fd(entry.fd, pack, start, start + length)
                 self.settle(pack)
                 raise
             finally:
@@ -306,6 +352,43 @@ class PackFiles:
 
     # -- recovery and removal ----------------------------------------------------------------
 
+    def punch(self, spans: Sequence[tuple[int, int, int]]) -> int:
+        """Free the disk space of dead records, each (pack, start, end), as holes that read
+        as zeros; returns the bytes punched. Called once their rows are dropped (durably,
+        with sync on): a hole lost to a crash leaves only dead bytes. Not fsynced, for the
+        same reason. A pack gone meanwhile (compacted) is skipped."""
+        done = 0
+        for pack, start, end in sorted(spans):
+            if self.punch_holes is False:
+                break
+            try:
+                entry = self._acquire(pack)
+            except FileNotFoundError:
+                continue
+            try:
+                done += self._punch_fd(entry.fd, pack, start, end)
+            finally:
+                self._release(entry)
+        return done
+
+    def _punch_fd(self, fd: int, pack: int, start: int, end: int) -> int:
+        """One hole (best effort: a failure leaves dead bytes for compaction); its size."""
+        if self.punch_holes is False or _FALLOCATE is None or end <= start:
+            return 0
+        if _FALLOCATE(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, start, end - start) == 0:
+            self.punch_holes = True
+            return end - start
+        err = ctypes.get_errno()
+        if err in (errno.EOPNOTSUPP, errno.ENOSYS) or (err == errno.EINVAL
+                                                        and not self.punch_holes):
+            self.punch_holes = False
+            log.info("this filesystem cannot punch holes in pack files: a deleted block's "
+                     "space is freed by compaction only", folder=str(self.root))
+        else:
+            log.warning("punching a dead record out of a pack failed; its space is freed by "
+                        "compaction", pack=pack, error=os.strerror(err))
+        return 0
+
     def truncate(self, pack: int, end: int) -> None:
         """Cut a torn tail (at start, before any append)."""
         fd = os.open(self.path(pack), os.O_RDWR)
@@ -327,5 +410,5 @@ class PackFiles:
                 os.unlink(self.path(pack))
 
 
-__all__ = ["MAGIC", "PACKS_DIR", "PackFiles", "Record", "encode_record", "record_overhead",
-           "record_span"]
+__all__ = ["MAGIC", "PACKS_DIR", "PackFiles", "Record", "encode_record", "record_head",
+           "record_overhead", "record_span"]

@@ -549,3 +549,65 @@ async def test_puts_over_budget_compact_in_the_background(tmp_path: Path) -> Non
         print(f"\npacks on disk: peak {peak} bytes during the puts, {on_disk()} after "
               f"(budget {config.max_size})")
         nursery.cancel_scope.cancel()
+
+
+def allocated(path: Path) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+async def test_deleted_packed_blocks_free_their_space_at_once_and_stay_deleted(
+        tmp_path: Path) -> None:
+    """A deleted block's record is punched out of its pack (no compaction needed to free
+    the disk), and an index rebuilt from the packs does not bring it back."""
+    store = await TieredStore.open(tmp_path, CONFIG)
+    blocks = [raw_block(size=256 * 1024) for _ in range(16)]  # add's default chunks
+    await store.put_many(blocks)
+    pack, = pack_files(tmp_path)
+    assert not list(DiskTier(tmp_path / "blocks").scan())  # no block files
+    before = allocated(pack)
+    assert before >= 16 * 256 * 1024
+    doomed, kept = blocks[:12], blocks[12:]
+    for cid, _ in doomed:
+        assert await store.delete(cid)
+    freed = before - allocated(pack)
+    assert freed >= 11 * 256 * 1024, f"only {freed} bytes freed"
+    assert pack.stat().st_size >= 16 * 256 * 1024  # same length: holes, not a cut
+    for cid, data in kept:
+        assert await store.get(cid) == data
+    await store.close()
+    (tmp_path / "datastore" / "index.sqlite").write_bytes(b"\x93garbage" * 1000)
+    store = await TieredStore.open(tmp_path, CONFIG)
+    assert {bytes(c.digest) async for c in store} == keys(kept)
+    for cid, data in kept:
+        assert await store.get(cid) == data
+    assert (await store.verify()).ok
+    await store.close()
+
+
+async def test_a_read_of_a_record_punched_meanwhile_is_missing_not_corrupt(
+        tmp_path: Path) -> None:
+    """A read that found a block's row before a delete punched its record reads zeros:
+    that block was deleted, not damaged (nothing quarantined, no error logged)."""
+    store = await TieredStore.open(tmp_path, CONFIG)
+    cid, data = raw_block(size=100_000)
+    await store.put(cid, data)
+    key = key_of(cid)
+    meta = store._db.get(key)
+    assert meta is not None and meta.pack is not None
+    assert await store.delete(cid)
+    assert store._read_local(key, meta) == (None, False)
+    assert not any(store._disk.quarantine_dir.iterdir())
+    await store.close()
+
+
+def test_an_append_of_many_records_writes_them_all_uncopied(tmp_path: Path) -> None:
+    """One append of more records than one pwritev takes (two buffers a record)."""
+    files = packs.PackFiles(tmp_path / "p", sync=False)
+    items = [raw_block(size=random.randint(0, 3000)) for _ in range(packs.IOV_MAX)]
+    pack, offs = files.append([(bytes(c.digest), memoryview(d)) for c, d in items])
+    for (_, data), off in zip(items, offs, strict=True):
+        assert files.read(pack, off, len(data)) == data
+    found, end = files.scan(pack)
+    assert [r.key for r in found] == [bytes(c.digest) for c, _ in items]
+    assert end == files.size(pack)
+    files.close()
