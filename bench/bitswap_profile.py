@@ -6,7 +6,7 @@ seconds (from /proc, whole process) and the top functions by own time, and leave
 files in --out for `python -m pstats`. Kubo's CPU seconds (its whole driver process) are
 printed too where it takes part.
 
-    python bench/bitswap_profile.py [--case ours-kubo|kubo-ours|ours-ours] [--size-mib 64]
+    python bench/bitswap_profile.py [--case ours-kubo|kubo-ours|ours-ours|kubo-kubo] [--size-mib 64]
                                      [--no-profile] [--top 35] [--spy PY-SPY]
 
 With --spy (a py-spy binary; implies --no-profile) each daemon is sampled during the fetch
@@ -129,7 +129,7 @@ def get(d: Daemon, cid: str, out: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case", choices=("ours-kubo", "kubo-ours", "ours-ours"),
+    parser.add_argument("--case", choices=("ours-kubo", "kubo-ours", "ours-ours", "kubo-kubo"),
                         default="ours-kubo")
     parser.add_argument("--size-mib", type=int, default=64)
     parser.add_argument("--top", type=int, default=35)
@@ -147,6 +147,24 @@ def main() -> None:
         f.write_bytes(os.urandom(size))
         out = tmp / "out"
         env = {"IPFS_KIT_STORAGE_MEMORY_SIZE": "16MiB"}
+        if args.case == "kubo-kubo":  # the reference: both Kubo's CPU, no daemon of ours
+            a = KuboPeer(tmp / "kubo-a").start()
+            b = KuboPeer(tmp / "kubo-b").start()
+            try:
+                cid = a.add_file(f)
+                b.connect(a.tcp_addr)
+                assert a.proc is not None and b.proc is not None
+                was = cpu_of(a.proc.pid), cpu_of(b.proc.pid)
+                started = time.perf_counter()
+                b.download(cid, out, timeout=300)
+                seconds = time.perf_counter() - started
+                print(f"kubo-kubo: {size / seconds / 1e6:.1f} MB/s ({seconds:.2f} s); CPU "
+                      f"seeder {cpu_of(a.proc.pid) - was[0]:.2f} s, "
+                      f"fetcher {cpu_of(b.proc.pid) - was[1]:.2f} s")
+            finally:
+                a.stop()
+                b.stop()
+            return
         if args.case == "ours-ours":
             ends = [Profiled(tmp, "seeder", not args.no_profile).start(),
                     Profiled(tmp, "fetcher", not args.no_profile).start(env=env)]

@@ -11,7 +11,10 @@ bytes of ciphertext); the buffer holds at most one read beyond a message.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import trio
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from libp2p.abc import IRawConnection, ISecureConn
 from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
 from libp2p.io.trio import TrioTCPStream
@@ -19,12 +22,15 @@ from libp2p.peer.id import ID
 from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH, NoiseTransportReadWriter
 from libp2p.security.noise.transport import Transport
 from libp2p.security.secure_session import SecureSession
+from noise.constants import MAX_NONCE
+from noise.exceptions import NoiseMaxNonceError
 
 from ..logs import get_logger
 
 log = get_logger(__name__)
 
 READ_SIZE = 256 * 1024
+TAG = 16  # Poly1305's tag after each message's ciphertext
 
 
 class _NoiseReadWriter(NoiseTransportReadWriter):
@@ -37,9 +43,17 @@ class _NoiseReadWriter(NoiseTransportReadWriter):
         self._in = bytearray()
         self._write_lock = trio.Lock()  # nonces are used in the order bytes hit the wire
 
-    def _seal(self, msg: bytes) -> bytes:
-        """Noise messages of at most 65,519 plaintext bytes each, length-prefixed, joined once
-        (noiseprotocol takes only ``bytes``, so each slice is still copied once)."""
+    def _seal(self, msg: bytes) -> bytes | bytearray:
+        """Noise messages of at most 65,519 plaintext bytes each, length-prefixed, in one
+        buffer: each slice of ``msg`` is encrypted straight into its place there
+        (``encrypt_into``), where noiseprotocol took each slice as a copy of its own, returned
+        each ciphertext in a new buffer and the join copied them all again (256 KiB: ~145 us
+        instead of 300-400 us). Same nonces, same bytes (the library's path is the reference
+        in the tests; it is kept for a cipher state that is not plain ChaCha20-Poly1305)."""
+        state = self.noise_state.noise_protocol.cipher_state_encrypt
+        aead = getattr(state.cipher, "cipher", None)
+        if isinstance(aead, ChaCha20Poly1305) and isinstance(state.n, int):
+            return _seal_into(aead, state, msg)
         if len(msg) <= MAX_PLAINTEXT_LENGTH:
             sealed = self.encrypt(msg)
             return len(sealed).to_bytes(2, "big") + sealed
@@ -59,7 +73,7 @@ class _NoiseReadWriter(NoiseTransportReadWriter):
             await trio.lowlevel.checkpoint_if_cancelled()
             sealed = self._seal(msg)
             try:
-                await self._raw.write(sealed)
+                await self._raw.write(cast(bytes, sealed))  # any buffer: it goes to send_all
             except trio.Cancelled:
                 self._abandon()
                 raise
@@ -80,7 +94,7 @@ class _NoiseReadWriter(NoiseTransportReadWriter):
         await trio.lowlevel.checkpoint_if_cancelled()
         sealed = self._seal(msg)
         try:
-            await tcp.stream.send_all(sealed)
+            await tcp.stream.send_all(memoryview(sealed))
         except trio.Cancelled:
             self._abandon()
             raise
@@ -139,6 +153,29 @@ class _NoiseReadWriter(NoiseTransportReadWriter):
                                         transport="tcp") from error
         except trio.ClosedResourceError:
             return b""  # closed here: an end, as the library's stream treats it
+
+
+def _seal_into(aead: ChaCha20Poly1305, state: Any, msg: bytes) -> bytearray:
+    """``msg`` as Noise transport messages (noise spec: ChaCha20-Poly1305, nonce 4 zero bytes
+    and the 64-bit little-endian counter, no associated data), each behind its 2-byte
+    big-endian length, sealed in place in one buffer; ``state.n`` advances per message."""
+    view = memoryview(msg)
+    size = len(view)
+    count = max(1, -(-size // MAX_PLAINTEXT_LENGTH))
+    if state.n + count > MAX_NONCE:  # the library's last usable nonce is MAX_NONCE - 1
+        raise NoiseMaxNonceError("Nonce has depleted!")
+    out = bytearray(size + count * (2 + TAG))
+    with memoryview(out) as sink:
+        at = 0
+        for start in range(0, max(size, 1), MAX_PLAINTEXT_LENGTH):
+            part = view[start:start + MAX_PLAINTEXT_LENGTH]
+            sealed = len(part) + TAG
+            sink[at:at + 2] = sealed.to_bytes(2, "big")
+            nonce = b"\0\0\0\0" + state.n.to_bytes(8, "little")
+            aead.encrypt_into(nonce, part, None, sink[at + 2:at + 2 + sealed])
+            state.n += 1
+            at += 2 + sealed
+    return out
 
 
 def _tuned(conn: ISecureConn) -> ISecureConn:

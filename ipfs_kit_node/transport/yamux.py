@@ -53,6 +53,7 @@ from the class given in ``muxer_opt``), so importing this module points both nam
 
 from __future__ import annotations
 
+import contextlib
 import math
 import struct
 from collections.abc import Awaitable, Callable
@@ -76,6 +77,7 @@ WINDOW_WAIT = 5.0  # the library's limit: no credit for this long and the write 
 CLOSE_CHECK = 0.1  # a writer waiting for credit notices a closed stream this fast
 DATA_READ_TIMEOUT = 60.0  # the library's: the rest of a frame once its header has come
 READ_SIZE = 256 * 1024  # one read of a secure channel that is not message-framed
+GO_AWAY_LINGER = 2.0  # after a protocol error's GO_AWAY: how long the peer has to close
 
 log = get_logger(__name__)
 
@@ -271,6 +273,7 @@ class Yamux(_lib.Yamux):
             log.warning("yamux protocol error; connection closed", peer=str(self.peer_id),
                         error=str(exc))
             await self._go_away(_lib.GO_AWAY_PROTOCOL_ERROR)
+            await self._linger(read)
         except (IncompleteReadError, ConnectionClosedError) as exc:
             log.debug("yamux connection closed", peer=str(self.peer_id), error=str(exc))
         except Exception as exc:  # an edge: the session's read task; the session ends
@@ -278,6 +281,14 @@ class Yamux(_lib.Yamux):
                      error=f"{type(exc).__name__}: {exc}")
         self.event_shutting_down.set()
         await self._cleanup_on_error()
+
+    async def _linger(self, read: Callable[[], Awaitable[bytes]]) -> None:
+        """After our GO_AWAY, read and drop what the peer still sends until it closes (at
+        most ``GO_AWAY_LINGER``): a socket closed with unread bytes sends an RST, and the
+        peer's kernel drops whatever it has not read yet, our GO_AWAY included."""
+        with trio.move_on_after(GO_AWAY_LINGER), contextlib.suppress(Exception):
+            while await read():
+                pass
 
     def _reader(self) -> Callable[[], Awaitable[bytes]]:
         """One read of the secure channel: a whole decrypted message from a secure session

@@ -295,6 +295,27 @@ def test_a_want_have_never_downgrades_a_pending_want_block() -> None:
     assert ledger.wanted_by(waiting)[0][1].want_type is WantType.BLOCK
 
 
+def test_upcoming_blocks_are_the_next_batches_blocks_in_order() -> None:
+    """What the shell reads ahead: the blocks next_batch will hand out next, in that order,
+    without taking them; HAVE and DONT_HAVE answers and cancelled wants are not among them."""
+    ledger = Ledger()
+    cids = [raw(bytes([i])) for i in range(8)]
+    have = raw(b"h")
+    wants = tuple(WantEntry(c, priority=100 - i) for i, c in enumerate(cids))
+    wants += (WantEntry(have, want_type=WantType.HAVE, priority=1000),)
+    for want in ledger.message_received("p", Message(wants=wants)):
+        ledger.evaluate("p", want, 300_000)
+    assert ledger.upcoming_blocks("p", 3) == cids[:3]
+    assert ledger.upcoming_blocks("q", 3) == [] and ledger.upcoming_blocks("p", 0) == []
+    first = [t.cid for t in ledger.next_batch("p", 300_000)[0]]
+    assert first == [have, cids[0]]
+    ledger.message_received("p", Message(wants=(WantEntry(cids[2], cancel=True),)))
+    assert ledger.upcoming_blocks("p", 3) == [cids[1], cids[3], cids[4]]
+    served = [ledger.next_batch("p", 300_000)[0][0].cid for _ in range(6)]
+    assert served == [c for c in cids[1:] if c != cids[2]]
+    assert ledger.upcoming_blocks("p", 3) == []
+
+
 # -- want manager ------------------------------------------------------------------------------
 
 def test_discovery_then_targeted_want_blocks() -> None:

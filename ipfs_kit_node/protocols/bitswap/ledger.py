@@ -142,6 +142,15 @@ class Ledger:
         ledger = self.peers.get(peer)
         return bool(ledger and ledger.queue)
 
+    def upcoming_blocks(self, peer: Hashable, limit: int) -> list[CID]:
+        """The blocks the next messages will carry, in ``next_batch``'s order, at most
+        ``limit``: the shell starts reading them while it sends the current one."""
+        ledger = self.peers.get(peer)
+        if ledger is None or not ledger.queue or limit <= 0:
+            return []
+        ordered = sorted(ledger.queue.values(), key=lambda t: -t.priority)
+        return [t.cid for t in ordered if t.kind is TaskKind.BLOCK][:limit]
+
     def next_batch(self, peer: Hashable, max_bytes: int) -> tuple[list[Task], int]:
         """Tasks for one message (highest priority first, at least one block if any), and
         the bytes still queued after them (the message's pendingBytes)."""
