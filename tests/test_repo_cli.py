@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from blockfiles import damage_block
-from helpers import Daemon, run_cli
+from helpers import Daemon, run_cli, wait_until
 
 from ipfs_kit_node.storage.blocks import to_cid
 
@@ -128,3 +128,33 @@ def test_periodic_gc_and_snapshot_while_running(daemon: MakeDaemon, short_tmp: P
                       == d.api("repo/stat")["NumObjects"], timeout=30)
     table = read()
     assert set(table.column_names) >= {"cid", "size", "tier", "heat", "pinned", "access_count"}
+
+
+def test_kubo_repo_gc_streams_and_a_client_that_leaves_does_not_stop_it(
+        daemon: MakeDaemon, short_tmp: Path) -> None:
+    """Kubo's repo/gc streams a line per removed block as it goes; a client that reads one
+    line and hangs up leaves the GC running to its end, and the daemon answering."""
+    import httpx
+
+    d = daemon().start()
+    for n in range(2):  # two unpinned files of 1,500 blocks each
+        f = short_tmp / f"big{n}"
+        f.write_bytes(os.urandom(1_500_000))
+        out = d.cli("add", "-Q", "--pin", "false", "--chunker", "size-1000", str(f))
+        assert out.returncode == 0, out.stderr
+    assert json.loads(d.cli("repo", "stat", "--enc", "json").stdout)["NumObjects"] >= 3000
+    with httpx.Client(timeout=60) as http, \
+            http.stream("POST", f"{d.rpc_url}/api/v0/repo/gc") as response:
+        assert response.status_code == 200
+        first = next(response.iter_lines())
+        assert json.loads(first)["Key"]["/"].startswith("bafkrei")
+    wait_until(lambda: json.loads(d.cli("repo", "stat", "--enc", "json").stdout)
+               ["NumObjects"] == 0, timeout=60)
+    assert d.proc is not None and d.proc.poll() is None
+    again = short_tmp / "again"
+    again.write_bytes(os.urandom(3000))
+    assert d.cli("add", "-Q", "--pin", "false", str(again)).returncode == 0
+    with httpx.Client(timeout=60) as http:
+        lines = http.post(f"{d.rpc_url}/api/v0/repo/gc").text.splitlines()
+        assert len(lines) == 1 and json.loads(lines[0])["Key"]["/"].startswith("bafkrei")
+        assert http.post(f"{d.rpc_url}/api/v0/repo/gc", params={"silent": "true"}).text == ""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import trio
 from multiformats import CID, multihash
 
 from ...cid import cid_from_bytes, cid_text
@@ -61,11 +64,8 @@ class BlockRoutes:
         (CIDv1 raw of its multihash, as Kubo's flatfs keys print), the form kubo-rpc-client's
         and aioipfs' ``repo.gc`` read."""
         if request.kubo:
-            removed: list[list[bytes]] = []
-            await self.store.gc(full=True, evict=False, removed=removed.append)
-            if request.flag("silent"):  # Kubo's --silent: no output
-                removed.clear()
-            return Response(body=_gc_lines(removed), content_type="application/json",
+            return Response(body=self._kubo_gc(silent=request.flag("silent")),
+                            content_type="application/json",
                             headers=[("x-chunked-output", "1")])
         result = await self.store.gc(full=request.flag("full"))
         return Response.json({"Removed": result.removed, "Freed": result.freed,
@@ -73,6 +73,42 @@ class BlockRoutes:
                               "Remaining": result.remaining,
                               "PacksRemoved": result.packs_removed,
                               "PacksReclaimed": result.reclaimed})
+
+    async def _kubo_gc(self, *, silent: bool) -> AsyncIterator[bytes]:
+        """Kubo's repo/gc lines as the GC removes each slice, as Kubo streams them (answered
+        at the end, a GC of a million blocks left its client waiting in silence for
+        minutes). The GC runs in the store's background nursery: a client that leaves does
+        not stop it half-way. ``silent`` (Kubo's --silent): no lines."""
+        nursery = self.store.background
+        if nursery is None:  # a store not running its jobs (tests): collected, then printed
+            removed: list[list[bytes]] = []
+            await self.store.gc(full=True, evict=False, removed=removed.append)
+            async for chunk in _gc_lines([] if silent else removed):
+                yield chunk
+            return
+        send, receive = trio.open_memory_channel[list[bytes]](math.inf)
+        failure: list[Exception] = []
+
+        def offer(keys: list[bytes]) -> None:
+            with contextlib.suppress(trio.BrokenResourceError):  # the client left
+                send.send_nowait(keys)
+
+        async def collect() -> None:
+            try:
+                await self.store.gc(full=True, evict=False, removed=offer)
+            except Exception as exc:  # raised to the answer (its trailer), logged by it
+                failure.append(exc)
+            finally:
+                send.close()
+
+        nursery.start_soon(collect)
+        with receive:
+            async for keys in receive:
+                if not silent:
+                    async for chunk in _gc_lines([keys]):
+                        yield chunk
+        if failure:
+            raise failure[0]
 
     async def _repo_verify(self, request: Request) -> Response:
         result = await self.store.verify()
