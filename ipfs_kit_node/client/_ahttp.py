@@ -19,7 +19,7 @@ import anyio.abc
 import h11
 
 from ..errors import ApiError, ApiTimeoutError, DaemonNotRunningError
-from ._http import CONNECT_TIMEOUT, READ_SIZE, ConnectionClosedError
+from ._http import CONNECT_TIMEOUT, CONTINUE_WAIT, READ_SIZE, ConnectionClosedError, NoContinueError
 from ._wire import Endpoint, error_of, request_headers
 
 AsyncBody = bytes | Iterable[bytes] | AsyncIterable[bytes] | None
@@ -93,6 +93,45 @@ class AsyncConnection:
                 raise ConnectionClosedError("the daemon closed the connection without "
                                             "answering")
             event = await self._next()
+        return AsyncResponse(self, event.status_code, list(event.headers))
+
+    async def request_fd(self, method: str, target: str, fd: int) -> AsyncResponse:
+        """As ``Connection.request_fd``: a one-byte body carrying an open file descriptor,
+        sent only after the daemon's 100 Continue (an earlier byte would be read without
+        its descriptor). An answer that comes instead is returned (the connection is then
+        not reused); no 100 in ``CONTINUE_WAIT`` s is a NoContinueError (an older daemon
+        waiting for a body)."""
+        if not isinstance(self.stream, anyio.abc.UNIXSocketStream):
+            raise ApiError("a file descriptor can only go over the daemon's unix socket")
+        hdrs, _ = request_headers(self.endpoint, b"\0", [("Expect", "100-continue")])
+        with contextlib.suppress(anyio.BrokenResourceError, BrokenPipeError,
+                                 ConnectionResetError):  # (seen below)
+            await self._send(h11.Request(method=method, target=target, headers=hdrs))
+        try:
+            with anyio.fail_after(min(self.timeout, CONTINUE_WAIT)):
+                while not isinstance(event := await self._next(), h11.InformationalResponse):
+                    if isinstance(event, h11.Response):  # answered without the body
+                        return AsyncResponse(self, event.status_code, list(event.headers))
+                    if isinstance(event, h11.ConnectionClosed):
+                        raise ConnectionClosedError("the daemon closed the connection "
+                                                    "without answering")
+        except TimeoutError:
+            raise NoContinueError(f"the daemon sent no 100 Continue in {CONTINUE_WAIT:g} s "
+                                  "(a daemon without this route waits for a body)") from None
+        try:
+            with anyio.fail_after(self.timeout):
+                await self.stream.send_fds(b"\0", [fd])
+        except TimeoutError:
+            raise ApiTimeoutError(f"the daemon stopped reading our request for "
+                                  f"{self.timeout:g} s") from None
+        except (anyio.BrokenResourceError, OSError) as exc:
+            raise ConnectionClosedError(f"the connection to the daemon broke: {exc}") from None
+        self.h11.send(h11.Data(data=b"\0"))  # sent above, with its descriptor
+        self.h11.send(h11.EndOfMessage())
+        while not isinstance(event := await self._next(), h11.Response):
+            if isinstance(event, h11.ConnectionClosed):  # not retried: it may have the file
+                raise ApiError("the daemon closed the connection without answering, after "
+                               "taking the file; see its log")
         return AsyncResponse(self, event.status_code, list(event.headers))
 
     async def _send(self, event: Any) -> None:

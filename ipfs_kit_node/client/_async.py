@@ -19,10 +19,10 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from ..errors import ApiError, TaskFailedError
+from ..errors import ApiError, IpfsKitError, TaskFailedError
 from . import _wire
 from ._ahttp import AsyncBody, AsyncConnection, AsyncPool, AsyncResponse
-from ._http import ConnectionClosedError
+from ._http import ConnectionClosedError, NoContinueError
 from ._sync import (
     PathLike,
     _cat_args,
@@ -33,6 +33,9 @@ from ._sync import (
     _waited,
     dag_put_args,
     dag_value,
+    open_passed,
+    passable,
+    passed_line,
     task_doc,
     untar,
 )
@@ -62,9 +65,9 @@ class AsyncStreamed:
     ``read``."""
 
     def __init__(self, client: AsyncClient, method: str, target: str, body: AsyncBody,
-                 timeout: float | None) -> None:
+                 timeout: float | None, fd: int | None = None) -> None:
         self._client = client
-        self._request = (method, target, body, timeout)
+        self._request = (method, target, body, timeout, fd)
         self._conn: AsyncConnection | None = None
         self.response: AsyncResponse | None = None
 
@@ -143,15 +146,18 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _open(self, method: str, target: str, body: AsyncBody, timeout: float | None
-                    ) -> tuple[AsyncConnection, AsyncResponse]:
+    async def _open(self, method: str, target: str, body: AsyncBody, timeout: float | None,
+                    fd: int | None = None) -> tuple[AsyncConnection, AsyncResponse]:
+        """A request on a pooled connection; with ``fd``, the body is that open file
+        descriptor, passed over the unix socket (``AsyncConnection.request_fd``)."""
         replayable = body is None or isinstance(body, bytes)
         for attempt in range(2):
             conn = await self._pool.take(timeout)
             fresh = attempt == 1 or not conn.used
             conn.used = True
             try:
-                response = await conn.request(method, target, body)
+                response = await conn.request(method, target, body) if fd is None \
+                    else await conn.request_fd(method, target, fd)
             except ConnectionClosedError:
                 await conn.aclose()
                 # A kept-alive connection the daemon closed meanwhile: once more, anew.
@@ -202,7 +208,20 @@ class AsyncClient:
                   wrap: bool = False, hidden: bool = False, name: str = "", **options: Any
                   ) -> str:
         """As ``Client.add`` (a path, a folder with ``recursive=True``, bytes, a binary file,
-        chunks sync or async); the DAG is built in a worker thread, a batch at a time."""
+        chunks sync or async): one local file is passed open to the daemon, else the DAG is
+        built in a worker thread, a batch at a time, and uploaded."""
+        if passable(self, source, options, wrap, name):
+            from ..unixfs.importer import ImportParams
+
+            try:  # checked here as for an upload (an unknown keyword is a TypeError)
+                ImportParams.kubo(hidden=hidden, **options)
+            except (TypeError, ValueError) as exc:
+                raise IpfsKitError(f"add options: {exc}") from None
+            lines = await self._add_passed(source, options, pin=pin, name=name)  # type: ignore[arg-type]
+            if lines is not None:  # (None: the daemon cannot take it; uploaded below)
+                if not lines:
+                    raise IpfsKitError("the daemon added the file but named no CID for it")
+                return str(lines[-1]["Hash"])
         if isinstance(source, AsyncIterable):
             source = _from_async(source)
         items = _import_items(source, recursive, wrap, hidden, name, options)
@@ -219,6 +238,31 @@ class AsyncClient:
         await self.call("block/put-many", {"pin-last": "true"} if pin else {}, body=body(),
                         timeout=max(self.timeout, 600.0))
         return root.cid()
+
+    async def _add_passed(self, path: PathLike, options: Mapping[str, Any], *, pin: bool,
+                          name: str) -> list[dict[str, Any]] | None:
+        """As ``client._sync.add_passed``: the file passed open to the daemon, which reads,
+        chunks, hashes and stores it (nothing uploaded, each byte hashed once)."""
+        opened = open_passed(path, options, pin=pin, name=name)
+        if opened is None:
+            return None
+        fd, target = opened
+        try:
+            lines: list[dict[str, Any]] = []
+            try:
+                async with AsyncStreamed(self, "POST", target, None,
+                                         max(self.timeout, 120.0), fd=fd) as response:
+                    async for text in response.iter_lines():
+                        passed_line(text, lines, None)
+            except NoContinueError:  # an older daemon, without the route
+                return None
+            except ApiError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            return lines
+        finally:
+            os.close(fd)
 
     async def add_bytes(self, data: bytes, *, pin: bool = True, **options: Any) -> str:
         return await self.add(data, pin=pin, **options)

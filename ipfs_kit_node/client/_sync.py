@@ -214,10 +214,12 @@ class Client:
         """Import a file, a folder (``recursive=True``), bytes, a binary file object or an
         iterable of byte chunks; returns the root CID.
 
-        The client builds the DAG (the importer ``add -n`` and the daemon share, so CIDs
-        match Kubo's for the same options: ``cid_version``, ``raw_leaves``, ``chunker``,
-        ``hash``, ``profile``, ``trickle``…) and streams the blocks up in one request; the
-        daemon verifies each block and pins the root.
+        One local file by path, on the daemon's unix socket, is passed open: the daemon
+        reads, chunks, hashes and stores it itself (``add_passed``). Anything else: the
+        client builds the DAG and streams the blocks up in one request; the daemon verifies
+        each block and pins the root. Either way the importer is the one ``add -n`` uses, so
+        CIDs match Kubo's for the same options (``cid_version``, ``raw_leaves``,
+        ``chunker``, ``hash``, ``profile``, ``trickle``…).
         """
         if passable(self, source, options, wrap, name):
             from ..unixfs.importer import ImportParams
@@ -424,10 +426,11 @@ def _cat_args(path: str, offset: int, length: int | None) -> dict[str, str]:
     return args
 
 
-def passable(client: Client, source: object, options: Mapping[str, Any], wrap: bool,
+def passable(client: Client | Any, source: object, options: Mapping[str, Any], wrap: bool,
              name: str = "") -> bool:
     """A source ``add_passed`` can take: one regular file by path (not a symlink, whose
-    target it would read), a daemon on this host's socket, options the daemon's add takes."""
+    target it would read), a daemon on this host's socket, options the daemon's add takes.
+    ``client``: a Client or an AsyncClient."""
     if not isinstance(source, str | os.PathLike) or client.endpoint.unix is None or wrap:
         return False
     if options.get("profile") is not None or options.get("max_links") is not None \
@@ -437,20 +440,16 @@ def passable(client: Client, source: object, options: Mapping[str, Any], wrap: b
     return path.is_file() and not path.is_symlink()
 
 
-def add_passed(client: Client, path: PathLike, options: Mapping[str, Any], *,
-               pin: bool = True, name: str = "",
-               progress: Callable[[int], object] | None = None
-               ) -> list[dict[str, Any]] | None:
-    """Add one regular file by passing it open to the daemon (its descriptor, over the unix
-    socket: ``/api/v0/add/fd``), which reads, chunks, hashes and stores it: nothing is
-    uploaded and each byte is hashed once. ``options`` are ``ImportParams.kubo``'s, which
-    the daemon applies and checks (a 400 says what is wrong); only the mode and mtime a
-    ``preserve_*`` option stores are read here, from the file. The daemon's add lines
-    (``Name``, ``Hash``, ``Size``); ``progress`` is told the bytes read so far. None when the
-    daemon does not know the route (an older one), or for a trickle layout or a
-    rabin/buzhash chunker: the daemon spools such a file whole and imports it saying nothing
-    meanwhile (buzhash runs at ~20 MB/s here: 2.4 GB is the 120 s read timeout), where the
-    upload streams its blocks as they are made."""
+def open_passed(path: PathLike, options: Mapping[str, Any], *, pin: bool, name: str
+                ) -> tuple[int, str] | None:
+    """The file opened for ``/api/v0/add/fd`` and the request's target (the caller closes
+    the descriptor). ``options`` are ``ImportParams.kubo``'s, which the daemon applies and
+    checks (a 400 says what is wrong); only the mode and mtime a ``preserve_*`` option
+    stores are read here, from the file (as ``importer.meta_for``, whose module this light
+    path does not import). None for a trickle layout or a rabin/buzhash chunker: the daemon
+    spools such a file whole and imports it saying nothing meanwhile (buzhash runs at ~20
+    MB/s here: 2.4 GB is the 120 s read timeout), where the upload streams its blocks as
+    they are made."""
     chunker = options.get("chunker")
     if options.get("trickle") or (chunker and not str(chunker).startswith("size-")):
         return None
@@ -466,31 +465,56 @@ def add_passed(client: Client, path: PathLike, options: Mapping[str, Any], *,
     except OSError as exc:
         raise IpfsKitError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        # What an upload would store for this file (importer.meta_for, whose module this
-        # light path does not import): --mode/--mtime win over the file's own.
         st = os.fstat(fd)
-        mode, mtime = options.get("mode"), options.get("mtime")
-        if mode is None and options.get("preserve_mode"):
-            mode = stat.S_IMODE(st.st_mode) or None
-        if mtime is None and options.get("preserve_mtime"):
-            mtime, query["mtime-nsecs"] = divmod(st.st_mtime_ns, 10**9)
-        if mode is not None:
-            query["mode"] = f"{mode:o}"
-        if mtime is not None:
-            query["mtime"] = mtime
-        if (options.get("preserve_mode") or options.get("preserve_mtime")) \
-                and options.get("raw_leaves") is None:
-            query["raw-leaves"] = False  # metadata asked for means no raw leaves (Kubo)
+    except BaseException:
+        os.close(fd)
+        raise
+    mode, mtime = options.get("mode"), options.get("mtime")
+    if mode is None and options.get("preserve_mode"):
+        mode = stat.S_IMODE(st.st_mode) or None
+    if mtime is None and options.get("preserve_mtime"):
+        mtime, query["mtime-nsecs"] = divmod(st.st_mtime_ns, 10**9)
+    if mode is not None:
+        query["mode"] = f"{mode:o}"
+    if mtime is not None:
+        query["mtime"] = mtime
+    if (options.get("preserve_mode") or options.get("preserve_mtime")) \
+            and options.get("raw_leaves") is None:
+        query["raw-leaves"] = False  # metadata asked for means no raw leaves (Kubo)
+    return fd, _wire.target("add/fd", query)
+
+
+def passed_line(text: str, lines: list[dict[str, Any]],
+                progress: Callable[[int], object] | None) -> None:
+    """One line of add/fd's answer: an added entry kept, a progress count told."""
+    line = json.loads(text)
+    if "Hash" in line:
+        lines.append(line)
+    elif "Bytes" in line and progress is not None:
+        progress(int(line["Bytes"]))
+
+
+def add_passed(client: Client, path: PathLike, options: Mapping[str, Any], *,
+               pin: bool = True, name: str = "",
+               progress: Callable[[int], object] | None = None
+               ) -> list[dict[str, Any]] | None:
+    """Add one regular file by passing it open to the daemon (its descriptor, over the unix
+    socket: ``/api/v0/add/fd``), which reads, chunks, hashes and stores it: nothing is
+    uploaded and each byte is hashed once (options: see ``open_passed``). The daemon's add
+    lines (``Name``, ``Hash``, ``Size``); ``progress`` is told the bytes read so far. None
+    when the file must be uploaded instead: the daemon does not know the route (an older
+    one), or ``open_passed`` says so."""
+    opened = open_passed(path, options, pin=pin, name=name)
+    if opened is None:
+        return None
+    fd, target = opened
+    try:
         lines: list[dict[str, Any]] = []
         try:
-            with Streamed(client, "POST", _wire.target("add/fd", query), None,
-                          max(client.timeout, 120.0), fd=fd) as response:
+            with Streamed(client, "POST", target, None, max(client.timeout, 120.0),
+                          fd=fd) as response:
                 for text in response.iter_lines():
-                    line = json.loads(text)
-                    if "Hash" in line:
-                        lines.append(line)
-                    elif "Bytes" in line and progress is not None:
-                        progress(int(line["Bytes"]))
+                    passed_line(text, lines, progress)
         except NoContinueError:  # a daemon that reads the body first: one without the route
             return None
         except ApiError as exc:

@@ -417,3 +417,72 @@ def test_descriptors_sent_to_any_other_route_are_dropped(daemon: MakeDaemon,
             os.close(fd)
     time.sleep(0.5)
     assert open_fds(pid) <= before + 2, os.listdir(f"/proc/{pid}/fd")
+
+
+def test_the_async_client_passes_a_file_under_trio_and_asyncio(
+        daemon: MakeDaemon, short_tmp: Path, monkeypatch: Any) -> None:
+    """AsyncClient.add(path) passes the file open too (the upload path, refused here, is
+    never taken), with the CIDs of add -n; under an old daemon it uploads."""
+    import asyncio
+
+    import trio
+
+    from ipfs_kit_node.client import AsyncClient, _ahttp, _async
+
+    d = daemon().start()
+    path = short_tmp / "f.bin"
+    data = os.urandom(600_000)
+    path.write_bytes(data)
+    sets: list[dict[str, Any]] = [{}, {"cid_version": 1},
+                                  {"chunker": "size-1000", "raw_leaves": False}]
+    expected = []
+    for options in sets:
+        flags = [f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}".lower())
+                 for k, v in options.items()]
+        expected.append(run_cli("add", "-Q", "-n", *flags, str(path)).stdout.strip())
+
+    def no_upload(*args: Any, **kw: Any) -> Any:
+        raise AssertionError("the file was uploaded, not passed open")
+
+    async def passed() -> None:
+        async with AsyncClient(repo=d.repo) as client:
+            for options, cid in zip(sets, expected, strict=True):
+                assert await client.add(path, **options) == cid
+                assert await client.cat(cid) == data
+            assert await client.add(path, pin=False) == expected[0]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_async, "_import_items", no_upload)
+        trio.run(passed)
+        asyncio.run(passed())
+
+    # A stand-in older daemon (reads the head, waits for a body): no 100 Continue, so no
+    # descriptor is sent and the caller is told to upload.
+    monkeypatch.setattr(_ahttp, "CONTINUE_WAIT", 0.5)
+    sock_path = short_tmp / "old.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(1)
+    got: list[list[Any]] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        conn.settimeout(30)
+        with conn:
+            while True:
+                chunk, ancillary, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(64))
+                got.append(ancillary)
+                if not chunk:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    async def old() -> None:
+        async with AsyncClient(sock_path) as client:
+            assert await client._add_passed(path, {}, pin=True, name="") is None
+
+    trio.run(old)
+    thread.join(30)
+    server.close()
+    assert not any(got)
