@@ -147,11 +147,13 @@ class Collector(ReadPath):
                 data = self._packs.read(pack, off, size)
                 if data is None:
                     bad[key] = False  # the pack is gone or too short
-                elif not hash_matches(key, data):
+                elif hash_matches(key, data):
+                    items.append((key, off, data))
+                elif data.count(0) == len(data):
+                    bad[key] = False  # punched out: deleted meanwhile (not under the lock)
+                else:
                     self._quarantine_copy(key, data)
                     bad[key] = True
-                else:
-                    items.append((key, off, data))
             if not items:
                 return None, [], bad
             # fsynced whatever [storage] sync says: the old pack, durable, goes next

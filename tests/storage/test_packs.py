@@ -611,3 +611,44 @@ def test_an_append_of_many_records_writes_them_all_uncopied(tmp_path: Path) -> N
     assert [r.key for r in found] == [bytes(c.digest) for c, _ in items]
     assert end == files.size(pack)
     files.close()
+
+
+async def test_compaction_copying_a_record_punched_meanwhile_quarantines_nothing(
+        tmp_path: Path) -> None:
+    """A delete (not under the GC lock) may drop a row and punch its record while a
+    compaction slice copies that pack: the copy reads zeros. That block was deleted, not
+    damaged: nothing quarantined, no error logged, the other blocks moved."""
+    store = await TieredStore.open(tmp_path, SMALL_PACKS)
+    try:
+        blocks = [raw_block(size=1000) for _ in range(90)]
+        for cid, data in blocks:  # one append each: the first pack is rolled
+            await store.put(cid, data)
+        for i, (cid, _) in enumerate(blocks):
+            if i % 3:
+                assert await store.delete(cid)
+        victim = blocks[3][0]
+        meta = store._db.get(key_of(victim))
+        assert meta is not None and meta.pack is not None and meta.size == 1000
+        read = store._packs.read
+
+        def racing_read(pack: int, off: int, size: int) -> bytes | None:
+            if off == meta.off:  # the concurrent delete lands just before this read
+                assert store._db.delete_many([key_of(victim)], only_unpinned=True)
+                start, end = packs.record_span(key_of(victim), meta.off, meta.size)
+                store._packs.punch([(pack, start, end)])
+            return read(pack, off, size)
+
+        store._packs.read = racing_read  # type: ignore[method-assign]
+        with capture_logs() as logs:
+            result = gc_module.GcResult()
+            await store._compact(result)
+        store._packs.read = read  # type: ignore[method-assign]
+        assert result.packs_removed and not store.is_local(victim)
+        assert not any(store._disk.quarantine_dir.iterdir())
+        errors = [e["event"] for e in logs if e.get("log_level") == "error"]
+        assert not errors, errors
+        for i, (cid, data) in enumerate(blocks):
+            if i % 3 == 0 and i != 3:
+                assert await store.get(cid) == data
+    finally:
+        await store.close()
