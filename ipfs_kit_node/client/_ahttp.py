@@ -128,10 +128,13 @@ class AsyncConnection:
             raise ConnectionClosedError(f"the connection to the daemon broke: {exc}") from None
         self.h11.send(h11.Data(data=b"\0"))  # sent above, with its descriptor
         self.h11.send(h11.EndOfMessage())
-        while not isinstance(event := await self._next(), h11.Response):
-            if isinstance(event, h11.ConnectionClosed):  # not retried: it may have the file
-                raise ApiError("the daemon closed the connection without answering, after "
-                               "taking the file; see its log")
+        try:
+            while not isinstance(event := await self._next(), h11.Response):
+                if isinstance(event, h11.ConnectionClosed):
+                    raise ConnectionClosedError("")
+        except ConnectionClosedError:  # closed or reset: not retried, it may have the file
+            raise ApiError("the daemon closed the connection without answering, after "
+                           "taking the file; see its log") from None
         return AsyncResponse(self, event.status_code, list(event.headers))
 
     async def _send(self, event: Any) -> None:

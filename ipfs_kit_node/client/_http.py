@@ -142,12 +142,15 @@ class Connection:
         except OSError as exc:
             raise ConnectionClosedError(f"the connection to the daemon broke: {exc}") from None
         self.sent = True
-        event = self._next()
-        while not isinstance(event, Head):
-            if event is CONNECTION_CLOSED:  # not retried: the daemon may have the file
-                raise ApiError("the daemon closed the connection without answering, after "
-                               "taking the file; see its log")
+        try:
             event = self._next()
+            while not isinstance(event, Head):
+                if event is CONNECTION_CLOSED:
+                    raise ConnectionClosedError("")
+                event = self._next()
+        except ConnectionClosedError:  # closed or reset: not retried, it may have the file
+            raise ApiError("the daemon closed the connection without answering, after "
+                           "taking the file; see its log") from None
         return Response(self, event.status, event.headers, event.http_version)
 
     def _send(self, pieces: list[bytes]) -> None:

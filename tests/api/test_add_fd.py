@@ -486,3 +486,92 @@ def test_the_async_client_passes_a_file_under_trio_and_asyncio(
     thread.join(30)
     server.close()
     assert not any(got)
+
+
+def _reset_after_taking_fd(sock_path: Path) -> tuple[threading.Thread, list[int]]:
+    """A stand-in daemon (a mock: a real one cannot be made to fail this way on cue). Its
+    first connection answers one request (kept alive), then takes an add/fd head, sends
+    100 Continue and closes without reading the descriptor's byte: the client's read gets
+    ECONNRESET after its descriptor went. Any further connection counts the descriptors it
+    is sent (there must be none: a retry would pass the file twice)."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(2)
+    server.settimeout(5)
+    resent: list[int] = []
+
+    def head(conn: socket.socket) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def serve() -> None:
+        with server:
+            conn, _ = server.accept()
+            conn.settimeout(10)
+            with conn:
+                head(conn)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 2\r\n\r\n{}")
+                head(conn)
+                conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                time.sleep(0.5)  # the byte and its descriptor arrive, unread
+            server.settimeout(1)  # a retry comes at once
+            try:
+                again, _ = server.accept()
+            except TimeoutError:
+                return
+            again.settimeout(10)
+            with again:
+                head(again)
+                again.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                _, ancillary, _, _ = again.recvmsg(16, socket.CMSG_SPACE(64))
+                for _, _, fds in ancillary:
+                    resent.extend(array.array("i", fds[:len(fds) - len(fds) % 4]))
+                for fd in resent:
+                    os.close(fd)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread, resent
+
+
+def test_a_connection_broken_after_the_descriptor_went_is_not_retried(short_tmp: Path
+                                                                      ) -> None:
+    """A kept-alive connection that breaks after a request_fd sent its descriptor is an
+    error, not a stale connection retried anew: the daemon may have the file already
+    (the sync and the async client)."""
+    import pytest
+    import trio
+
+    from ipfs_kit_node.client import AsyncClient, Client
+    from ipfs_kit_node.client._sync import add_passed
+    from ipfs_kit_node.errors import ApiError
+
+    path = short_tmp / "f.bin"
+    path.write_bytes(b"x" * 1000)
+    sock_path = short_tmp / "reset.sock"
+    thread, resent = _reset_after_taking_fd(sock_path)
+    with Client(sock_path) as client:
+        client.call("version")
+        with pytest.raises(ApiError):
+            add_passed(client, path, {})
+    thread.join(30)
+    assert not resent, "the descriptor was sent again on a new connection"
+
+    sock_path.unlink()
+    thread, resent = _reset_after_taking_fd(sock_path)
+
+    async def main() -> None:
+        async with AsyncClient(sock_path) as client:
+            await client.call("version")
+            with pytest.raises(ApiError):
+                await client._add_passed(path, {}, pin=True, name="")
+
+    trio.run(main)
+    thread.join(30)
+    assert not resent, "the async client sent the descriptor again on a new connection"
