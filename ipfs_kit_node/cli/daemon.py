@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from typing import Any
 
 from ..errors import IpfsKitError
 from .settings import _effective_config, _repo_path
+
+SWITCH_INTERVAL = 0.0005  # seconds; see run_daemon
 
 
 def run_daemon(args: argparse.Namespace) -> int:
@@ -26,6 +29,10 @@ def run_daemon(args: argparse.Namespace) -> int:
         log.info("repo created", repo=str(repo.path))
     repo.lock()
     _raise_fd_limit(log)
+    # The event loop waits at most 0.5 ms (CPython: 5 ms) for the GIL while a worker thread
+    # runs Python (store reads and writes, Bitswap decoding): a daemon fetching 64 MiB over
+    # Bitswap used 0.74-0.78 s of CPU instead of 0.81-0.84 (alternating runs).
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         node = Node(config, repo)
         trio.run(_serve_until_signal, node)

@@ -472,11 +472,15 @@ class Bitswap(ConnectionNotifee):
             return
         store = self._store()
         # Serving: what the peer wants.
-        for n, want in enumerate(self.ledger.message_received(peer, message)):
+        wants = self.ledger.message_received(peer, message)
+        for n, want in enumerate(wants):
             self.ledger.evaluate(peer, want, store.local_size(want.cid))
             if n % SLICE == SLICE - 1:
                 self._wake(peer)
                 await trio.sleep(0)
+        state = self._peers.get(peer)
+        if wants and state is not None:
+            self._read_ahead(peer, state)  # the first blocks are read while its sender wakes
         # Fetching: blocks (already hashed to their CIDs by the codec) and presences.
         out: list[Out] = []
         for cid, data in message.blocks:
