@@ -356,9 +356,17 @@ class PackFiles:
         """Free the disk space of dead records, each (pack, start, end), as holes that read
         as zeros; returns the bytes punched. Called once their rows are dropped (durably,
         with sync on): a hole lost to a crash leaves only dead bytes. Not fsynced, for the
-        same reason. A pack gone meanwhile (compacted) is skipped."""
-        done = 0
+        same reason. A pack gone meanwhile (compacted) is skipped. Records side by side are
+        punched as one range: a hole frees only the filesystem blocks wholly inside it (a
+        record under 4 KiB punched alone frees nothing)."""
+        merged: list[list[int]] = []
         for pack, start, end in sorted(spans):
+            if merged and merged[-1][0] == pack and start <= merged[-1][2]:
+                merged[-1][2] = max(merged[-1][2], end)
+            else:
+                merged.append([pack, start, end])
+        done = 0
+        for pack, start, end in merged:
             if self.punch_holes is False:
                 break
             try:

@@ -652,3 +652,22 @@ async def test_compaction_copying_a_record_punched_meanwhile_quarantines_nothing
                 assert await store.get(cid) == data
     finally:
         await store.close()
+
+
+def test_punching_adjacent_small_records_together_frees_their_space(tmp_path: Path) -> None:
+    """A hole frees only the filesystem blocks wholly inside it (a record of 1000 bytes
+    frees none of its own): the dead records of one removal (a GC slice) that lie side by
+    side are punched as one range, so the blocks they share are freed too."""
+    files = packs.PackFiles(tmp_path / "p", sync=True)
+    items = [raw_block(size=1000) for _ in range(1000)]
+    pack, offs = files.append([(bytes(c.digest), d) for c, d in items])
+    path = files.path(pack)
+    before = allocated(path)
+    spans = [(pack, *packs.record_span(bytes(c.digest), off, len(d)))
+             for (c, d), off in zip(items, offs, strict=True)]
+    files.punch(spans[1:-1])  # the first and the last stay
+    freed = before - allocated(path)
+    assert freed >= 900_000, f"only {freed} of {before} bytes freed"
+    for (_, d), off in zip(items[::len(items) - 1], offs[::len(items) - 1], strict=True):
+        assert files.read(pack, off, len(d)) == d
+    files.close()
