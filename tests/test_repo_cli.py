@@ -158,3 +158,53 @@ def test_kubo_repo_gc_streams_and_a_client_that_leaves_does_not_stop_it(
         lines = http.post(f"{d.rpc_url}/api/v0/repo/gc").text.splitlines()
         assert len(lines) == 1 and json.loads(lines[0])["Key"]["/"].startswith("bafkrei")
         assert http.post(f"{d.rpc_url}/api/v0/repo/gc", params={"silent": "true"}).text == ""
+
+
+def test_kubo_repo_gc_that_fails_part_way_raises_after_its_lines(tmp_path: Path) -> None:
+    """A GC that fails after a slice (a stand-in GC: the real one cannot be made to fail on
+    cue) ends the stream with its error, after the lines of what it removed: the server
+    sends that as Kubo's X-Stream-Error trailer. A consumer that left earlier makes no
+    error inside the GC (its lines go nowhere)."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    import pytest
+    import trio
+    from dag import raw_block
+
+    from ipfs_kit_node.api.routes.blocks import BlockRoutes
+    from ipfs_kit_node.errors import StoreError
+    from ipfs_kit_node.storage import StoreConfig, TieredStore
+    from ipfs_kit_node.storage.blocks import key_of
+
+    cid, _ = raw_block(size=10)
+    ended: list[str] = []
+
+    async def failing_gc(*, removed: Callable[[list[bytes]], None], **_: Any) -> None:
+        removed([key_of(cid)])
+        await trio.sleep(0.1)
+        removed([key_of(cid)])  # after the consumer below left
+        ended.append("raised")
+        raise StoreError("the index is damaged")
+
+    async def main() -> None:
+        store = await TieredStore.open(tmp_path, StoreConfig(parquet_export=False))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            store.gc = failing_gc  # type: ignore[method-assign,assignment]
+            routes = BlockRoutes(SimpleNamespace(store=store), tmp_path)  # type: ignore[arg-type]
+            lines = []
+            with pytest.raises(StoreError, match="damaged"):
+                async for chunk in routes._kubo_gc(silent=False):
+                    lines.append(chunk)
+            assert len(lines) == 2 and str(cid) in lines[0].decode()
+            ended.clear()
+            body = routes._kubo_gc(silent=False)
+            assert str(cid) in (await anext(body)).decode()
+            await body.aclose()  # the client left
+            with trio.fail_after(10):
+                while not ended:
+                    await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
