@@ -373,6 +373,10 @@ class PackFiles:
                 entry = self._acquire(pack)
             except FileNotFoundError:
                 continue
+            except OSError as exc:  # (out of descriptors...): dead bytes, as a failed punch
+                log.warning("cannot open a pack to punch its dead records; their space is "
+                            "freed by compaction", pack=pack, error=str(exc))
+                continue
             try:
                 done += self._punch_fd(entry.fd, pack, start, end)
             finally:

@@ -671,3 +671,31 @@ def test_punching_adjacent_small_records_together_frees_their_space(tmp_path: Pa
     for (_, d), off in zip(items[::len(items) - 1], offs[::len(items) - 1], strict=True):
         assert files.read(pack, off, len(d)) == d
     files.close()
+
+
+async def test_a_punch_that_cannot_open_its_pack_leaves_dead_bytes_not_an_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Punching is best effort: a pack that cannot be opened for it (out of descriptors: a
+    mocked os.open, as no process here can be starved safely) leaves dead bytes, and the
+    delete whose rows are already dropped succeeds."""
+    store = await TieredStore.open(tmp_path, CONFIG)
+    try:
+        blocks = [raw_block(size=20_000) for _ in range(3)]
+        await store.put_many(blocks)
+        store._packs.close()  # no cached descriptor: the punch opens the pack
+        real_open = os.open
+
+        def no_descriptors(path: Any, flags: int, *args: Any) -> int:
+            if str(path).endswith(packs.SUFFIX):
+                raise OSError(24, "Too many open files")
+            return real_open(path, flags, *args)
+
+        monkeypatch.setattr(packs.os, "open", no_descriptors)
+        with capture_logs() as logs:
+            assert await store.delete(blocks[0][0])
+        monkeypatch.undo()
+        assert not store.is_local(blocks[0][0])
+        assert any("punch" in e["event"] for e in logs), logs
+        assert await store.get(blocks[1][0]) == blocks[1][1]
+    finally:
+        await store.close()
