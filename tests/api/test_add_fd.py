@@ -575,3 +575,25 @@ def test_a_connection_broken_after_the_descriptor_went_is_not_retried(short_tmp:
     trio.run(main)
     thread.join(30)
     assert not resent, "the async client sent the descriptor again on a new connection"
+
+
+def test_an_add_that_fails_part_way_closes_the_file_it_was_passed(daemon: MakeDaemon,
+                                                                   short_tmp: Path) -> None:
+    """The store refusing a block (full of pinned data) fails the add while the next 4 MiB
+    are being read ahead: the answer is a clear error and the daemon lets go of the file
+    once that read is over (nothing left open), still answering."""
+    d = daemon().start(env={"IPFS_KIT_STORAGE_MAX_SIZE": "3MiB"})
+    assert d.proc is not None
+    path = short_tmp / "big.bin"
+    path.write_bytes(os.urandom(24 << 20))
+    out = cli(d, "add", "-Q", str(path))
+    # (the unix socket cuts a stream that fails: the error is in the daemon's log)
+    assert out.returncode != 0 and "broke off" in out.stderr, out.stderr
+    assert "full" in d.log(), d.log()[-3000:]
+    deadline = time.monotonic() + 30
+    while _open_on(d.proc.pid, path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _open_on(d.proc.pid, path)
+    small = short_tmp / "small.bin"
+    small.write_bytes(b"y" * 1000)
+    assert cli(d, "add", "-Q", "--pin", "false", str(small)).returncode == 0
