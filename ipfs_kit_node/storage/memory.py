@@ -22,7 +22,13 @@ This replaced hill climbing on the hit ratio sampled per period (Caffeine's way)
 that moves every few thousand requests, the sampled ratio swings with the phase more than with
 the window and the climber wandered (it trailed ARC by up to 3.6 points; the ghosts answer on
 each miss). The aging period shrinks as the window grows (10x down to 1x entries), so counts
-are forgotten faster when recency is what pays.
+are forgotten faster when recency is what pays. A young tier takes larger steps (24x the ARC
+step at the first access, falling linearly to 1x over 8x entries accesses; Caffeine's climber
+likewise starts with large steps and decays them): from a 1% window, one ARC step per ghost
+miss took ~20,000 reads at 2,000 entries to reach the share a hot set moving every 1k-5k reads
+wants, and those first reads alone put the tier 0.1-0.3 points under ARC on the whole run.
+The span is in accesses, not in blocks of misses: a trace that hits 97% (w106) would have
+kept the large steps for millions of reads and swung the window from 0 to 1 (-0.3 points).
 
 Aging is still too slow when the whole hot set moves: the old hot keys keep protected and
 counts above the new hot keys' for one or two periods, so the new keys only live in the window
@@ -30,16 +36,23 @@ counts above the new hot keys' for one or two periods, so the new keys only live
 points). So the tier watches for a shift (``_check_shift``): once per block of misses it
 compares the block's hit ratio with the previous four blocks'; a drop by a quarter and by 3x
 the usual block-to-block swing, while the window holds >= 40% (the ghosts already say recency
-pays) or the block's ratio is under half the baseline and below it by 5x the swing, quarters
-every count and empties protected into probation. The window condition and the swing keep it
-off static frequencies, loops and the real traces (their dips are short scans that the old
-hot set outlives; calling those shifts lost up to 1 point on w106). The half-baseline way in
-is for long phases: there frequency paid for so long that the window had shrunk below 40% when
-the set moved, no shift was ever called on a Zipf reshuffled every 20k reads, and the tier
-trailed ARC by 2 points (now +0.7 at 500 entries, -0.6 at 2,000; the shifting-Zipf mean went
-from -0.20 to +0.25 points). Its 5x-swing condition spares multi2, whose deep dips come on a
-ratio that swings 9-14 points a block, against 3-6 on a Zipf (without it multi2 lost up to
-2.7 of its 9.7-point lead over ARC; with it 1.5 on one size). Costs one decrement per miss.
+pays) or the block's ratio is under 0.6x the baseline and below it by 5x the swing, keeps an
+eighth of every count and empties protected into probation. The window condition and the swing
+keep it off static frequencies, loops and the real traces (their dips are short scans that the
+old hot set outlives; calling those shifts lost up to 1 point on w106). The deep way in is for
+long phases: there frequency paid for so long that the window is small when the set moves. Its
+5x-swing condition spares multi2, whose deep dips come on a ratio that swings 9-14 points a
+block, against 3-6 on a Zipf. A shift rarely lines up with a block: the block that straddles
+it drops part way and lowers the next block's baseline, and the next block (37% against 61%)
+then misses the deep threshold; on a Zipf reshuffled every 20k reads at 2,000 entries two of
+nine shifts went uncalled and each cost 2-5 points for a whole phase. So a shift is also
+called when the mean of the last three blocks is under 0.75x the four blocks before them and
+below them by 4x the swing (``_held_drop``): a scan's dip recovers within a block or two, a
+moved hot set's does not. Keeping an eighth of the counts rather than a quarter lets the new
+hot keys win admission sooner (a quarter left 4 of 48 shifting runs, six seeds, under ARC; a
+full reset did as well on them but put w106 at 6,879 entries 0.28 under ARC). With these the
+shifting-Zipf cases went from a mean of +0.25 points over ARC (the four at 2,000 entries
+0.1-0.6 below it) to +0.62, every one at or above ARC. Costs one decrement per miss.
 
 Pure and synchronous: no I/O, no trio. ``get`` is the hot path and is kept flat on purpose.
 """
@@ -62,11 +75,17 @@ SHIFT_BASE = 4  # the baseline is the mean hit ratio of this many previous block
 SHIFT_DROP = 0.75  # a block below this x baseline ...
 SHIFT_SIGMAS = 3.0  # ... and below it by this x the usual block-to-block swing is a shift
 SHIFT_WINDOW = 0.4  # only while the window holds at least this share (recency is paying)
-SHIFT_DEEP = 0.5  # ... or whatever the window, when the block is below this x baseline
+SHIFT_DEEP = 0.6  # ... or whatever the window, when the block is below this x baseline
 SHIFT_DEEP_SIGMAS = 5.0  # ... and below it by this x the usual swing
 SHIFT_WARMUP = 16  # blocks seen before the first verdict
 SHIFT_COOLDOWN = 8  # blocks after a shift before the next one can be called
-SHIFT_KEEP = 0.25  # a shift multiplies every count by this
+SHIFT_HELD = 3  # or whatever the window, when the mean of this many blocks (the latest
+SHIFT_HELD_DROP = 0.75  # included) is below this x the baseline of the blocks before them ...
+SHIFT_HELD_SIGMAS = 4.0  # ... and below it by this x the usual swing
+SHIFT_KEEP = 0.125  # a shift multiplies every count by this
+# The ghosts' step while the tier is young (see _adapt).
+STEP_START = 24.0  # the first access's step is this x the ARC step ...
+STEP_SPAN = 8  # ... falling linearly to 1x over this x (cached entries) accesses
 
 
 @dataclass
@@ -123,6 +142,7 @@ class MemoryTier:
         self._blocks = 0
         self._cooldown = 0
         self.shifts = 0
+        self._step = STEP_START  # multiplies the ghosts' step (_adapt); 1.0 once grown up
         self.budget = budget
         self._set_limits()
         self._age_countdown = AGE_EVERY * self._capacity_entries()
@@ -286,11 +306,11 @@ class MemoryTier:
         ghost_window, ghost_main = self._ghost_window, self._ghost_main
         if key in ghost_window:
             del ghost_window[key]
-            entries = max(len(ghost_main) / max(len(ghost_window), 1), 1.0)
+            entries = max(len(ghost_main) / max(len(ghost_window), 1), 1.0) * self._step
             share = min(MAX_WINDOW, self._window_share + entries / max(len(self._where), 1))
         elif key in ghost_main:
             del ghost_main[key]
-            entries = max(len(ghost_window) / max(len(ghost_main), 1), 1.0)
+            entries = max(len(ghost_window) / max(len(ghost_main), 1), 1.0) * self._step
             share = max(0.0, self._window_share - entries / max(len(self._where), 1))
         else:
             return
@@ -306,23 +326,28 @@ class MemoryTier:
         on a shift the new hot keys then win admission and the old ones leave unless read."""
         self._block_left = max(SHIFT_BLOCK_MIN, int(SHIFT_BLOCK * self._capacity_entries()))
         accesses, hits = self.hits + self.misses, self.hits
+        if self._step > 1.0:
+            young = 1.0 - accesses / (STEP_SPAN * self._capacity_entries())
+            self._step = 1.0 + (STEP_START - 1.0) * max(young, 0.0)
         (mark_accesses, mark_hits), self._block_mark = self._block_mark, (accesses, hits)
         if not mark_accesses or accesses == mark_accesses:
             return  # the first block (or puts without gets): no ratio yet
         ratio = (hits - mark_hits) / (accesses - mark_accesses)
         recent = self._recent
-        if len(recent) < SHIFT_BASE:
+        held = SHIFT_HELD - 1  # earlier blocks in the held mean
+        if len(recent) < SHIFT_BASE + held:
             recent.append(ratio)
             return
-        base = sum(recent) / SHIFT_BASE
+        base = sum(recent[-SHIFT_BASE:]) / SHIFT_BASE
         self._blocks += 1
         if self._cooldown:
             self._cooldown -= 1
-        elif (ratio < base * SHIFT_DROP and base - ratio > SHIFT_SIGMAS * self._swing
-              and (self._window_share >= SHIFT_WINDOW or (
-                  ratio < base * SHIFT_DEEP and base - ratio > SHIFT_DEEP_SIGMAS * self._swing))
-              and self._blocks > SHIFT_WARMUP
-              and self.bytes_used * 10 >= self.budget * 9):
+        elif (self._blocks > SHIFT_WARMUP and self.bytes_used * 10 >= self.budget * 9 and (
+                (ratio < base * SHIFT_DROP and base - ratio > SHIFT_SIGMAS * self._swing
+                 and (self._window_share >= SHIFT_WINDOW or (
+                     ratio < base * SHIFT_DEEP
+                     and base - ratio > SHIFT_DEEP_SIGMAS * self._swing)))
+                or self._held_drop(ratio, held))):
             self._cooldown = SHIFT_COOLDOWN
             self.shifts += 1
             self._forget()
@@ -330,8 +355,18 @@ class MemoryTier:
         del recent[0]
         recent.append(ratio)
 
+    def _held_drop(self, ratio: float, held: int) -> bool:
+        """The hit ratio stayed down over the last SHIFT_HELD blocks: a shift whose first
+        block straddled it (half old phase, half new) lowers the one-block baseline and
+        leaves the next block just short of the deep threshold; the held mean is not."""
+        recent = self._recent
+        mean = (sum(recent[-held:]) + ratio) / SHIFT_HELD if held else ratio
+        before = recent[-(SHIFT_BASE + held):len(recent) - held]
+        base = sum(before) / SHIFT_BASE
+        return mean < base * SHIFT_HELD_DROP and base - mean > SHIFT_HELD_SIGMAS * self._swing
+
     def _forget(self) -> None:
-        """The hot set moved: quarter every count and demote all of protected to probation."""
+        """The hot set moved: shrink every count (SHIFT_KEEP) and demote all of protected."""
         keep = SHIFT_KEEP
         self._heat = {k: v * keep for k, v in self._heat.items() if v * keep >= FORGET_BELOW / 2}
         probation, where = self._probation, self._where
