@@ -270,7 +270,11 @@ class PackFiles:
                 pack, start = self.active, self._end
                 self._end += length  # reserved: another append goes after it
                 self._pending[pack] = self._pending.get(pack, 0) + 1
-            entry = self._acquire(pack)
+            try:
+                entry = self._acquire(pack)
+            except BaseException:  # (out of descriptors): nothing written, nothing pending
+                self.settle(pack)
+                raise
             try:
                 _pwrite_all(entry.fd, buffers, start)
                 if self.sync or durable:

@@ -699,3 +699,30 @@ async def test_a_punch_that_cannot_open_its_pack_leaves_dead_bytes_not_an_error(
         assert await store.get(blocks[1][0]) == blocks[1][1]
     finally:
         await store.close()
+
+
+def test_an_append_that_cannot_open_its_pack_leaves_it_compactable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An append whose pack cannot be opened (out of descriptors: a mocked os.open) fails
+    without leaving that pack marked as being appended to: compaction may take it later."""
+    files = packs.PackFiles(tmp_path / "p", sync=False)
+    block = raw_block(size=1000)
+    pack, _ = files.append([(bytes(block[0].digest), block[1])])
+    files.settle(pack)  # (its row committed)
+    end = files.size(pack)
+    files.close()
+    files.set_active(pack, end)  # as after a restart: no descriptor cached yet
+    real_open = os.open
+
+    def no_descriptors(path: Any, flags: int, *args: Any) -> int:
+        if str(path).endswith(packs.SUFFIX):
+            raise OSError(24, "Too many open files")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(packs.os, "open", no_descriptors)
+    with pytest.raises(OSError):
+        files.append([(bytes(block[0].digest), block[1])])
+    monkeypatch.undo()
+    files.roll()
+    assert not files.busy(pack)
+    files.close()
