@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import time
 import tracemalloc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multiformats import CID, multihash
 
 from ipfs_kit_node.cid import to_cid
@@ -25,6 +28,7 @@ from ipfs_kit_node.protocols.bitswap.codec import (
     cid_prefix,
     decode,
     encode,
+    rest_beside_one_block,
 )
 from ipfs_kit_node.protocols.bitswap.ledger import Ledger, TaskKind
 from ipfs_kit_node.protocols.bitswap.wantlist import WantManager
@@ -447,3 +451,40 @@ def test_unclaimed_prefetches_expire_when_their_reader_is_idle() -> None:
     assert wm.expire(70).keys == []  # active 20 s ago
     assert wm.expire(81).keys == [bytes(busy.digest)]
     assert wm.wants == {} and wm.sessions == {}  # sessions are forgotten too
+
+
+# -- what is decoded on the event loop ---------------------------------------------------------
+
+def _body(message: Message) -> bytes:
+    return FrameDecoder().feed(encode(message))[0]
+
+
+@pytest.mark.parametrize("size", [0, 1, 300, 256 * 1024, 2 * 1024 * 1024])
+def test_a_one_block_message_leaves_little_beside_its_block(size: int) -> None:
+    """Ours and Kubo's block messages (the block, maybe an empty wantlist and pendingBytes):
+    all but a few bytes are the block, in either dialect and field order."""
+    data = os.urandom(size)
+    for message in (Message(blocks=((raw(data), data),), pending_bytes=7),
+                    Message(wants=(), full=False, blocks=((v0(data), data),))):
+        body = _body(message)
+        assert rest_beside_one_block(body) < 64
+    kubo = bytes([0x0A, 0x00]) + _body(Message(blocks=((raw(data), data),)))  # empty wantlist
+    assert rest_beside_one_block(kubo) < 64
+
+
+def test_wants_beside_a_block_count_in_full() -> None:
+    data = os.urandom(1000)
+    wants = tuple(WantEntry(raw(bytes([i, j]))) for i in range(20) for j in range(100))
+    body = _body(Message(wants=wants, blocks=((raw(data), data),)))
+    assert rest_beside_one_block(body) >= len(body) - len(data) - 64 > 60_000  # 64: its prefix
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_rest_beside_one_block_never_raises_and_is_bounded(body: bytes) -> None:
+    """Garbage in: no error (decode reports it), and the answer is the whole length unless a
+    blocks/payload field of that length really is in the body."""
+    rest = rest_beside_one_block(body)
+    assert 0 <= rest <= len(body)
+    if rest < len(body):
+        assert len(body) - rest <= len(body) - 2  # a field's body is behind its key and length

@@ -25,7 +25,7 @@ from ...cid import cid_from_bytes
 from ...codecs.framing import LengthPrefixedDecoder
 from ...codecs.protobuf import bytes_field, fields, int_field, read_varint
 from ...codecs.varint import encode as varint
-from ...errors import PeerBrokenError
+from ...errors import CodecError, PeerBrokenError
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_BLOCK_BYTES = 2 * 1024 * 1024
@@ -262,6 +262,37 @@ def decode(body: bytes, *, max_wants: int = MAX_WANT_ENTRIES,
         raise
     except Exception as exc:  # any decoding failure is the peer's
         raise ProtocolViolation(f"malformed Bitswap message: {exc}") from None
+
+
+def rest_beside_one_block(body: bytes | memoryview, look: int = 4) -> int:
+    """How many bytes of a message body are not its largest block, if that block (a
+    ``blocks`` or ``payload`` field) is among its first ``look`` top-level fields; else the
+    whole length. A message of one block and little else (Kubo's and ours: an empty wantlist,
+    the block, pendingBytes) costs one hash to decode whatever its size; the rest is what
+    bounds the walk over entries. Looks at ``look`` fields at most; never raises."""
+    size = len(body)
+    pos = 0
+    biggest = 0
+    try:
+        for _ in range(look):
+            if pos >= size:
+                break
+            key, pos = read_varint(body, pos)
+            wire = key & 7
+            if wire == 0:
+                _, pos = read_varint(body, pos)
+            elif wire == 2:
+                length, pos = read_varint(body, pos)
+                pos += length
+                if pos > size:
+                    return size
+                if key >> 3 in (2, 3):
+                    biggest = max(biggest, length)
+            else:
+                return size
+    except CodecError:
+        return size
+    return size - biggest
 
 
 def _check_block(data: bytes) -> None:
