@@ -26,6 +26,7 @@ from .remote import NoRemoteTier
 log = get_logger(__name__)
 
 COMPACT_LIVE = 0.5  # GC rewrites a pack whose live bytes fell below this share of it
+COMPACT_HELD = 0.25  # ... and whose dead bytes still hold more than this share on disk
 COMPACT_MIN = 1 << 20  # the active pack is rolled for compaction only past this size
 COMPACT_ROWS = 1000  # records copied per compaction slice, at most
 COMPACT_BYTES = 8 << 20  # bytes copied per compaction slice, at most (one record at least)
@@ -60,10 +61,12 @@ class Collector(ReadPath):
         return result
 
     def _compact_soon(self) -> None:
-        """A put over budget deletes, and a deleted packed block's bytes stay until a
-        compaction: under churn the packs would grow past ``max_size`` until the next periodic
-        GC. Once their dead bytes pass a quarter of ``max_size``, one compaction starts in the
-        background (one at a time; it takes the GC lock a slice at a time, so puts go on)."""
+        """A put over budget deletes, and a deleted small packed block's bytes stay on disk
+        until a compaction (a hole frees only whole filesystem blocks): under churn the packs
+        would grow past ``max_size`` until the next periodic GC. Once their dead bytes pass a
+        quarter of ``max_size``, one compaction starts in the background (one at a time; it
+        takes the GC lock a slice at a time, so puts go on, and it skips the packs whose dead
+        bytes were freed by punching)."""
         if self._compacting or self._nursery is None:
             return
         _, end, live = self._db.pack_totals()
@@ -86,12 +89,13 @@ class Collector(ReadPath):
         place still reads it (its descriptor stays open) or reads the row again."""
         async with self._gc_lock:
             packs = self._db.packs()
+            held = await trio.to_thread.run_sync(self._held_on_disk, packs)
             end, live = packs.get(self._packs.active, (0, 0))
-            if end and (not live or (end >= COMPACT_MIN and live < end * COMPACT_LIVE)):
+            if end and (not live or (end >= COMPACT_MIN and self._packs.active in held)):
                 await trio.to_thread.run_sync(self._packs.roll)  # so the active one may go
         started = time.time()
         for pack, (end, live) in sorted(packs.items()):
-            if end < 0 or self._packs.busy(pack) or (end and live >= end * COMPACT_LIVE):
+            if end < 0 or self._packs.busy(pack) or (live and pack not in held):
                 continue
             try:
                 await self._compact_pack(pack, end, result)
@@ -102,6 +106,21 @@ class Collector(ReadPath):
         if result.packs_removed:
             log.info("packs compacted", moved=result.moved, removed=result.packs_removed,
                      reclaimed=result.reclaimed, seconds=round(time.time() - started, 2))
+
+    def _held_on_disk(self, packs: dict[int, tuple[int, int]]) -> set[int]:
+        """Packs under ``COMPACT_LIVE`` live whose dead bytes still hold disk space (worker
+        thread): over ``COMPACT_HELD`` of them. A deleted record is punched out, so a pack of
+        dead 256 KiB records takes little more than its live bytes, and copying those would
+        free nothing. A hole frees only whole filesystem blocks, so dead small records lying
+        between live ones keep theirs until compaction."""
+        held = set()
+        for pack, (end, live) in packs.items():
+            if end <= 0 or live >= end * COMPACT_LIVE:
+                continue
+            allocated = self._packs.allocated(pack)
+            if allocated is None or allocated - live > (end - live) * COMPACT_HELD:
+                held.add(pack)
+        return held
 
     async def _compact_pack(self, pack: int, end: int, result: GcResult) -> None:
         """Slice by slice, each under ``_gc_lock`` (a put over budget collects between

@@ -176,6 +176,13 @@ class PackFiles:
         except FileNotFoundError:
             return None
 
+    def allocated(self, pack: int) -> int | None:
+        """Disk space the pack takes (its punched holes take none); None if it is gone."""
+        try:
+            return os.stat(self.path(pack)).st_blocks * 512
+        except FileNotFoundError:
+            return None
+
     # -- descriptors -------------------------------------------------------------------------
 
     def _acquire(self, pack: int, *, create: bool = False) -> _Fd:
