@@ -11,9 +11,10 @@ Hostile peers: a global limit bounds how many messages are being built (blocks r
 store) at once, but no slot is held while writing, and every write, stream open and dial has a
 timeout: a peer that stops reading costs its own sender task and one message, and when a write
 does not finish within ``WRITE_TIMEOUT`` its stream is reset and its queue dropped. Incoming
-messages are capped while decoded (see ``codec``), decoded off the event loop when large, and
-handled in slices with a checkpoint between them; a peer has at most ``MAX_INBOUND_STREAMS``
-streams being read and ``MAX_PEER_BUFFERED`` bytes buffered across them. Its further streams
+messages are capped while decoded (see ``codec``), decoded off the event loop when large
+(but for one block and little else: see ``_decode``), and handled in slices with a
+checkpoint between them; a peer has at most ``MAX_INBOUND_STREAMS`` streams being read and
+``MAX_PEER_BUFFERED`` bytes buffered across them. Its further streams
 wait unread for a slot, in arrival order (at most ``MAX_WAITING_STREAMS``, each for up to
 ``SLOT_WAIT``; beyond, reset): Kubo before v0.37 sends every answer on a new stream, and with
 the store slow to take blocks more than 16 of them are open at once; resetting those lost the
