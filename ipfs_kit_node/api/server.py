@@ -238,9 +238,11 @@ class Policy(Protocol):
 
 class SocketPolicy:
     """The unix socket: reachable only by the repo's owner (mode 0600), so no browser rules;
-    errors as JSON, a failed stream aborted (our CLI sees a broken transfer)."""
+    errors as JSON, and a stream that fails part-way ends with Kubo's ``X-Stream-Error``
+    trailer, which both our clients raise with its message (cut, the CLI could only say the
+    transfer broke off: an add into a full store did not say so)."""
 
-    stream_errors = "abort"
+    stream_errors = "trailer"
 
     def admit(self, request: Request) -> Response | None:
         return None
