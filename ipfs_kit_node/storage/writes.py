@@ -23,6 +23,7 @@ from .blockdb import BlockMeta, Row, storage_error
 from .blocks import CidLike, key_of, to_cid, verify
 from .core import _Batch, _text
 from .gc import Collector
+from .packs import record_span
 
 MAX_BLOCK_SIZE = 4 * 1024 * 1024
 
@@ -136,8 +137,11 @@ class Writes(Collector):
                     try:
                         self._disk.write_many(big)
                     except BaseException:
-                        if small:
-                            self._packs.settle(pack)  # those records are dead bytes
+                        if small:  # those records are dead bytes: their space goes back
+                            self._packs.punch([(pack, *record_span(key, places[key][1],
+                                                                   len(data)))
+                                               for key, data in small])
+                            self._packs.settle(pack)
                         raise
 
             async with self._threads:
@@ -211,10 +215,18 @@ class Writes(Collector):
                 error = storage_error(exc, "cannot index the blocks", self.root)
             else:
                 return
-        with contextlib.suppress(OSError):  # a packed one's record is dead bytes
-            await trio.to_thread.run_sync(
-                lambda: [self._disk.delete(row[0]) for row in rows if row[4] is None])
+        await trio.to_thread.run_sync(self._unindexed, rows)
         raise error
+
+    def _unindexed(self, rows: list[Row]) -> None:
+        """Rows that could not be indexed (worker thread): their files must not linger, and
+        their pack records (dead bytes) give their space back, on a full disk above all."""
+        with contextlib.suppress(OSError):
+            for row in rows:
+                if row[4] is None:
+                    self._disk.delete(row[0])
+        self._packs.punch([(row[4], *record_span(row[0], row[5], row[2])) for row in rows
+                           if row[4] is not None])
 
     async def _commit_put(self, row: Row) -> None:
         """Group commit: the first put to get the writer commits every row queued by then."""
@@ -230,7 +242,5 @@ class Writes(Collector):
                 finally:
                     batch.done = True
         if batch.error is not None:
-            if row[4] is None:
-                with contextlib.suppress(OSError):  # not indexed: its file must not linger
-                    await trio.to_thread.run_sync(self._disk.delete, row[0])
+            await trio.to_thread.run_sync(self._unindexed, [row])
             raise batch.error

@@ -746,3 +746,34 @@ async def test_gc_does_not_copy_live_records_out_of_a_pack_whose_holes_freed_the
         assert await store.get(cid) == data
     assert sum(allocated(p) for p in pack_files(tmp_path)) < 6 * 256 * 1024
     await store.close()
+
+
+async def test_records_whose_rows_could_not_be_indexed_give_their_space_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch or a put whose index commit fails (a full disk) leaves no dead bytes holding
+    space: its records are punched out as a failed append's are. (The index failure is a
+    stand-in: sqlite's error is raised by a patched put_many.)"""
+    import sqlite3
+
+    from ipfs_kit_node.errors import StoreError
+
+    store = await TieredStore.open(tmp_path, CONFIG)
+    blocks = [raw_block(size=256 * 1024) for _ in range(8)]
+    real = store._db.put_many
+
+    def full(rows: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store._db, "put_many", full)
+    with pytest.raises(StoreError):
+        await store.put_many(blocks[:6])
+    with pytest.raises(StoreError):
+        await store.put(*blocks[6])
+    pack, = pack_files(tmp_path)
+    assert allocated(pack) < 256 * 1024, allocated(pack)  # nothing of the 7 blocks held
+    monkeypatch.setattr(store._db, "put_many", real)
+    assert await store.put_many(blocks) == 8  # the store goes on, the blocks stored anew
+    for cid, data in blocks:
+        assert await store.get(cid) == data
+    assert (await store.verify()).ok
+    await store.close()
