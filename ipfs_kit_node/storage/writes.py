@@ -200,7 +200,8 @@ class Writes(Collector):
                 (self._used, self._reserved) != before
             if not moved and self._used + self._reserved + size > limit:
                 raise StoreFullError(
-                    f"store full: {self._used + self._reserved} of {limit} bytes are pinned "
+                    f"store full: {size} bytes to write, and {self._used + self._reserved} "
+                    f"of the {limit} of storage.max_size are pinned, held by an add under way "
                     "or being written; unpin data, or raise storage.max_size")
         if collected:
             self._compact_soon()
