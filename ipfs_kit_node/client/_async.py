@@ -19,7 +19,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from ..errors import ApiError, IpfsKitError, TaskFailedError
+from ..errors import ApiError, TaskFailedError
 from . import _wire
 from ._ahttp import AsyncBody, AsyncConnection, AsyncPool, AsyncResponse
 from ._http import ConnectionClosedError, NoContinueError
@@ -31,11 +31,13 @@ from ._sync import (
     _Multipart,
     _Uploaded,
     _waited,
+    check_options,
     dag_put_args,
     dag_value,
     open_passed,
     passable,
     passed_line,
+    passed_root,
     task_doc,
     untar,
 )
@@ -211,17 +213,10 @@ class AsyncClient:
         chunks sync or async): one local file is passed open to the daemon, else the DAG is
         built in a worker thread, a batch at a time, and uploaded."""
         if passable(self, source, options, wrap, name):
-            from ..unixfs.importer import ImportParams
-
-            try:  # checked here as for an upload (an unknown keyword is a TypeError)
-                ImportParams.kubo(hidden=hidden, **options)
-            except (TypeError, ValueError) as exc:
-                raise IpfsKitError(f"add options: {exc}") from None
+            check_options(hidden, options)
             lines = await self._add_passed(source, options, pin=pin, name=name)  # type: ignore[arg-type]
             if lines is not None:  # (None: the daemon cannot take it; uploaded below)
-                if not lines:
-                    raise IpfsKitError("the daemon added the file but named no CID for it")
-                return str(lines[-1]["Hash"])
+                return passed_root(lines)
         if isinstance(source, AsyncIterable):
             source = _from_async(source)
         items = _import_items(source, recursive, wrap, hidden, name, options)

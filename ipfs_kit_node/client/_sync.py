@@ -222,17 +222,10 @@ class Client:
         ``chunker``, ``hash``, ``profile``, ``trickle``…).
         """
         if passable(self, source, options, wrap, name):
-            from ..unixfs.importer import ImportParams
-
-            try:  # checked here as for an upload (an unknown keyword is a TypeError)
-                ImportParams.kubo(hidden=hidden, **options)
-            except (TypeError, ValueError) as exc:
-                raise IpfsKitError(f"add options: {exc}") from None
+            check_options(hidden, options)
             lines = add_passed(self, source, options, pin=pin, name=name)  # type: ignore[arg-type]
             if lines is not None:  # (None: the daemon cannot take it; uploaded below)
-                if not lines:
-                    raise IpfsKitError("the daemon added the file but named no CID for it")
-                return str(lines[-1]["Hash"])
+                return passed_root(lines)
         items = _import_items(source, recursive, wrap, hidden, name, options)
         root = _Uploaded()
         self.call("block/put-many", {"pin-last": "true"} if pin else {},
@@ -438,6 +431,24 @@ def passable(client: Client | Any, source: object, options: Mapping[str, Any], w
         return False
     path = Path(source)
     return path.is_file() and not path.is_symlink()
+
+
+def check_options(hidden: bool, options: Mapping[str, Any]) -> None:
+    """``add``'s options checked in the client as an upload would check them (an unknown
+    keyword is a TypeError), before a file is passed open."""
+    from ..unixfs.importer import ImportParams
+
+    try:
+        ImportParams.kubo(hidden=hidden, **options)
+    except (TypeError, ValueError) as exc:
+        raise IpfsKitError(f"add options: {exc}") from None
+
+
+def passed_root(lines: list[dict[str, Any]]) -> str:
+    """The CID of a passed file, from add/fd's lines."""
+    if not lines:
+        raise IpfsKitError("the daemon added the file but named no CID for it")
+    return str(lines[-1]["Hash"])
 
 
 def open_passed(path: PathLike, options: Mapping[str, Any], *, pin: bool, name: str

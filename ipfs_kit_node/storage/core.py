@@ -31,7 +31,7 @@ from .blockdb import BlockDB, BlockMeta, Row, storage_error
 from .disk import DiskTier
 from .heat import HeatModel
 from .memory import MemoryTier
-from .packs import PACKS_DIR, PackFiles, record_span
+from .packs import PACKS_DIR, PackFiles
 from .remote import NoRemoteTier, RemoteTier
 from .stats import TierStats
 
@@ -304,8 +304,7 @@ class StoreCore:
                 self._memory.discard(key)
                 self._touched.pop(key, None)
             files = [k for k, _, pack, _ in gone if pack is None]
-            holes = [(pack, *record_span(k, off, size)) for k, size, pack, off in gone
-                     if pack is not None]
+            holes = [(pack, k, off, size) for k, size, pack, off in gone if pack is not None]
             if files or holes:
                 async with self._threads:
                     await trio.to_thread.run_sync(self._unlink_and_punch, files, holes)
@@ -315,8 +314,8 @@ class StoreCore:
                 event.set()
         return [(k, size) for k, size, _, _ in gone]
 
-    def _unlink_and_punch(self, files: list[bytes], holes: list[tuple[int, int, int]]
-                          ) -> None:
+    def _unlink_and_punch(self, files: list[bytes],
+                          holes: list[tuple[int, bytes, int, int]]) -> None:
         """The space of dropped blocks freed (worker thread): their files unlinked, their
         pack records punched out (a punch that fails leaves dead bytes for compaction)."""
         if files:

@@ -19,7 +19,6 @@ from ..errors import StoreError
 from ..logs import get_logger
 from .blocks import hash_matches, to_cid
 from .core import DAG_PB, _take_page
-from .packs import record_span
 from .reads import ReadPath
 from .remote import NoRemoteTier
 
@@ -168,7 +167,7 @@ class Collector(ReadPath):
                     bad[key] = False  # the pack is gone or too short
                 elif hash_matches(key, data):
                     items.append((key, off, data))
-                elif data.count(0) == len(data):
+                elif self._packs.punched(data):
                     bad[key] = False  # punched out: deleted meanwhile (not under the lock)
                 else:
                     self._quarantine_copy(key, data)
@@ -281,8 +280,8 @@ class Collector(ReadPath):
                             await trio.to_thread.run_sync(self._disk.delete, key)
                         else:  # its pack record, dead bytes now
                             pack, off = moved
-                            span = (pack, *record_span(key, off, size))
-                            await trio.to_thread.run_sync(self._packs.punch, [span])
+                            await trio.to_thread.run_sync(self._packs.punch,
+                                                          [(pack, key, off, size)])
                     finally:
                         del self._inflight[key]
                         event.set()

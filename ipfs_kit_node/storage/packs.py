@@ -36,7 +36,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -361,16 +361,23 @@ class PackFiles:
                 break
         return records, start + last_end
 
+    @staticmethod
+    def punched(data: bytes) -> bool:
+        """A read of a record that came back all zeros: punched out (its block deleted as it
+        was read), not damaged."""
+        return data.count(0) == len(data)
+
     # -- recovery and removal ----------------------------------------------------------------
 
-    def punch(self, spans: Sequence[tuple[int, int, int]]) -> int:
-        """Free the disk space of dead records, each (pack, start, end), as holes that read
-        as zeros; returns the bytes punched. Called once their rows are dropped (durably,
-        with sync on): a hole lost to a crash leaves only dead bytes. Not fsynced, for the
-        same reason. A pack gone meanwhile (compacted) is skipped. Records side by side are
-        punched as one range: a hole frees only the filesystem blocks wholly inside it (a
-        record under 4 KiB punched alone frees nothing)."""
+    def punch(self, records: Iterable[tuple[int, bytes, int, int]]) -> int:
+        """Free the disk space of dead records, each (pack, key, data offset, data size), as
+        holes that read as zeros; returns the bytes punched. Called once their rows are
+        dropped (durably, with sync on): a hole lost to a crash leaves only dead bytes. Not
+        fsynced, for the same reason. A pack gone meanwhile (compacted) is skipped. Records
+        side by side are punched as one range: a hole frees only the filesystem blocks
+        wholly inside it (a record under 4 KiB punched alone frees nothing)."""
         merged: list[list[int]] = []
+        spans = ((pack, *record_span(key, off, size)) for pack, key, off, size in records)
         for pack, start, end in sorted(spans):
             if merged and merged[-1][0] == pack and start <= merged[-1][2]:
                 merged[-1][2] = max(merged[-1][2], end)

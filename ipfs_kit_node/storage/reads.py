@@ -161,7 +161,7 @@ class ReadPath(StoreCore):
             return None, False
         if hash_matches(key, data):
             return data, False
-        if data.count(0) == len(data):  # punched out: the block was deleted as we read
+        if self._packs.punched(data):  # the block was deleted as we read
             return None, False
         self._quarantine_copy(key, data)
         return None, True

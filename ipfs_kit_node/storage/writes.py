@@ -23,7 +23,6 @@ from .blockdb import BlockMeta, Row, storage_error
 from .blocks import CidLike, key_of, to_cid, verify
 from .core import _Batch, _text
 from .gc import Collector
-from .packs import record_span
 
 MAX_BLOCK_SIZE = 4 * 1024 * 1024
 
@@ -138,8 +137,7 @@ class Writes(Collector):
                         self._disk.write_many(big)
                     except BaseException:
                         if small:  # those records are dead bytes: their space goes back
-                            self._packs.punch([(pack, *record_span(key, places[key][1],
-                                                                   len(data)))
+                            self._packs.punch([(pack, key, places[key][1], len(data))
                                                for key, data in small])
                             self._packs.settle(pack)
                         raise
@@ -226,7 +224,7 @@ class Writes(Collector):
             for row in rows:
                 if row[4] is None:
                     self._disk.delete(row[0])
-        self._packs.punch([(row[4], *record_span(row[0], row[5], row[2])) for row in rows
+        self._packs.punch([(row[4], row[0], row[5], row[2]) for row in rows
                            if row[4] is not None])
 
     async def _commit_put(self, row: Row) -> None:

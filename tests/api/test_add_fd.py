@@ -314,16 +314,11 @@ def test_a_refused_request_waiting_for_100_continue_is_answered_at_once(
     assert cli(d, "id").returncode == 0
 
 
-def test_a_daemon_that_sends_no_100_continue_gets_the_upload(short_tmp: Path,
-                                                             monkeypatch: Any) -> None:
+def _older_daemon(sock_path: Path) -> tuple[threading.Thread, socket.socket,
+                                             list[tuple[bytes, list[Any]]]]:
     """A stand-in for a daemon without add/fd (no such daemon can run here): it reads the
-    head and waits for a body, as older daemons did. ``add_passed`` gives up after
-    CONTINUE_WAIT, having sent neither the byte nor the descriptor (the caller uploads)."""
-    from ipfs_kit_node.client import Client, _http
-    from ipfs_kit_node.client._sync import add_passed
-
-    monkeypatch.setattr(_http, "CONTINUE_WAIT", 0.5)
-    sock_path = short_tmp / "old.sock"
+    head and waits for a body, as older daemons did. (thread, server, what it received:
+    bytes and ancillary data per read)."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(sock_path))
     server.listen(1)
@@ -341,6 +336,19 @@ def test_a_daemon_that_sends_no_100_continue_gets_the_upload(short_tmp: Path,
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
+    return thread, server, got
+
+
+def test_a_daemon_that_sends_no_100_continue_gets_the_upload(short_tmp: Path,
+                                                             monkeypatch: Any) -> None:
+    """The older daemon (``_older_daemon``): ``add_passed`` gives up after
+    CONTINUE_WAIT, having sent neither the byte nor the descriptor (the caller uploads)."""
+    from ipfs_kit_node.client import Client, _http
+    from ipfs_kit_node.client._sync import add_passed
+
+    monkeypatch.setattr(_http, "CONTINUE_WAIT", 0.5)
+    sock_path = short_tmp / "old.sock"
+    thread, server, got = _older_daemon(sock_path)
     path = short_tmp / "f.bin"
     path.write_bytes(b"x" * 1000)
     with Client(sock_path) as client:
@@ -460,23 +468,7 @@ def test_the_async_client_passes_a_file_under_trio_and_asyncio(
     # descriptor is sent and the caller is told to upload.
     monkeypatch.setattr(_ahttp, "CONTINUE_WAIT", 0.5)
     sock_path = short_tmp / "old.sock"
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(sock_path))
-    server.listen(1)
-    got: list[list[Any]] = []
-
-    def serve() -> None:
-        conn, _ = server.accept()
-        conn.settimeout(30)
-        with conn:
-            while True:
-                chunk, ancillary, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(64))
-                got.append(ancillary)
-                if not chunk:
-                    return
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    thread, server, got = _older_daemon(sock_path)
 
     async def old() -> None:
         async with AsyncClient(sock_path) as client:
@@ -485,7 +477,7 @@ def test_the_async_client_passes_a_file_under_trio_and_asyncio(
     trio.run(old)
     thread.join(30)
     server.close()
-    assert not any(got)
+    assert not any(ancillary for _, ancillary in got)
 
 
 def _reset_after_taking_fd(sock_path: Path) -> tuple[threading.Thread, list[int]]:

@@ -553,6 +553,19 @@ async def test_puts_over_budget_compact_in_the_background(tmp_path: Path) -> Non
         nursery.cancel_scope.cancel()
 
 
+def starve_pack_opens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening a pack fails as out of descriptors (a mocked os.open: no process here can be
+    starved safely); other files open as usual."""
+    real_open = os.open
+
+    def no_descriptors(path: Any, flags: int, *args: Any) -> int:
+        if str(path).endswith(packs.SUFFIX):
+            raise OSError(24, "Too many open files")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(packs.os, "open", no_descriptors)
+
+
 def allocated(path: Path) -> int:
     return os.stat(path).st_blocks * 512
 
@@ -636,8 +649,7 @@ async def test_compaction_copying_a_record_punched_meanwhile_quarantines_nothing
         def racing_read(pack: int, off: int, size: int) -> bytes | None:
             if off == meta.off:  # the concurrent delete lands just before this read
                 assert store._db.delete_many([key_of(victim)], only_unpinned=True)
-                start, end = packs.record_span(key_of(victim), meta.off, meta.size)
-                store._packs.punch([(pack, start, end)])
+                store._packs.punch([(pack, key_of(victim), meta.off, meta.size)])
             return read(pack, off, size)
 
         store._packs.read = racing_read  # type: ignore[method-assign]
@@ -665,7 +677,7 @@ def test_punching_adjacent_small_records_together_frees_their_space(tmp_path: Pa
     pack, offs = files.append([(bytes(c.digest), d) for c, d in items])
     path = files.path(pack)
     before = allocated(path)
-    spans = [(pack, *packs.record_span(bytes(c.digest), off, len(d)))
+    spans = [(pack, bytes(c.digest), off, len(d))
              for (c, d), off in zip(items, offs, strict=True)]
     files.punch(spans[1:-1])  # the first and the last stay
     freed = before - allocated(path)
@@ -685,14 +697,7 @@ async def test_a_punch_that_cannot_open_its_pack_leaves_dead_bytes_not_an_error(
         blocks = [raw_block(size=20_000) for _ in range(3)]
         await store.put_many(blocks)
         store._packs.close()  # no cached descriptor: the punch opens the pack
-        real_open = os.open
-
-        def no_descriptors(path: Any, flags: int, *args: Any) -> int:
-            if str(path).endswith(packs.SUFFIX):
-                raise OSError(24, "Too many open files")
-            return real_open(path, flags, *args)
-
-        monkeypatch.setattr(packs.os, "open", no_descriptors)
+        starve_pack_opens(monkeypatch)
         with capture_logs() as logs:
             assert await store.delete(blocks[0][0])
         monkeypatch.undo()
@@ -714,14 +719,7 @@ def test_an_append_that_cannot_open_its_pack_leaves_it_compactable(
     end = files.size(pack)
     files.close()
     files.set_active(pack, end)  # as after a restart: no descriptor cached yet
-    real_open = os.open
-
-    def no_descriptors(path: Any, flags: int, *args: Any) -> int:
-        if str(path).endswith(packs.SUFFIX):
-            raise OSError(24, "Too many open files")
-        return real_open(path, flags, *args)
-
-    monkeypatch.setattr(packs.os, "open", no_descriptors)
+    starve_pack_opens(monkeypatch)
     with pytest.raises(OSError):
         files.append([(bytes(block[0].digest), block[1])])
     monkeypatch.undo()
