@@ -125,16 +125,22 @@ def one_size(node: Daemon, cold: Daemon, root: Path, size_mib: int, runs: int,
             for n in (node, cold):
                 n.cli("pin", "rm", previous, timeout=600)
                 n.cli("repo", "gc", timeout=600)
+        # Each durable add starts with nothing else waiting to be written: ext4 has one
+        # journal, so the first fsync of whichever add ran next paid for the writes before it
+        # (the GC's, the other add's).
+        os.sync()
         _, out = daemon_timed("add", node, [*cli, "add", "-Q", "--repo", str(node.repo),
                                             str(src)], stdout=None)
         cid = out.strip()
         previous = cid
         daemon_timed("cat", node, [*cli, "cat", "--repo", str(node.repo), cid])
         if kubo is not None:  # the Go reference, in its own process (durable flatfs, pinned)
+            os.sync()
             started = time.perf_counter()
             kubo.add_file(src)
             rows["Kubo core AddFile"].append(time.perf_counter() - started)
         # --max-links 174 (Kubo's value: the same DAG) keeps the CLI on the upload path
+        os.sync()
         daemon_timed("add (upload)", cold, [*cli, "add", "-Q", "--max-links", "174", "--repo",
                                             str(cold.repo), str(src)])
         daemon_timed("cat (no memory tier)", cold, [*cli, "cat", "--repo", str(cold.repo), cid])
