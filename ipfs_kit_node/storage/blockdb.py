@@ -278,6 +278,11 @@ class BlockDB:
     def is_root(self, key: bytes) -> bool:
         return self._rd.execute("SELECT 1 FROM pins WHERE key=?", (key,)).fetchone() is not None
 
+    def pins_on(self, key: bytes) -> int:
+        """How many pins have this block as their root (each counts once in its ``pins``)."""
+        (n,), = self._rd.execute("SELECT count(*) FROM pins WHERE key=?", (key,)).fetchall()
+        return int(n)
+
     def pin_page(self, after: str, limit: int = PAGE_ROWS) -> list[Pin]:
         rows = self._rd.execute("SELECT cid, mode, name FROM pins WHERE cid > ? ORDER BY cid "
                                 "LIMIT ?", (after, limit)).fetchall()

@@ -12,7 +12,8 @@ them (their bytes are in the CID) without counting them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 
 import trio
@@ -42,7 +43,7 @@ class Step:
 
 
 async def walk_dag(lookup: Callable[[bytes], BlockMeta | None], root: CID, *,
-                   seen: set[bytes] | None = None) -> AsyncIterator[Step]:
+                   seen: set[bytes] | None = None) -> AsyncGenerator[Step, None]:
     """Every block reachable from ``root`` through the children the caller gives each step,
     each once (by multihash; ``seen`` may be shared by several walks), depth-first."""
     seen = set() if seen is None else seen
@@ -126,6 +127,55 @@ class PinSet(ReadPath):
         if pin is not None:
             return pin.mode
         return "indirect" if self._db.pins_of(key_of(cid)) else None
+
+    async def pin_status(self, cid: CidLike, kind: str = "all") -> tuple[str, str] | None:
+        """Kubo's answer to ``pin ls CID --type KIND``: (type, name), or None if not pinned
+        so. A recursive root is only ``recursive``; a block inside a recursive pin's DAG is
+        ``indirect through ROOT`` (a direct pin too, asked with ``indirect``), the root found
+        by walking the recursive pins' DAGs as boxo does (``indirect`` alone if the walk
+        cannot reach it: a block it passes through is missing). Identity CIDs are never
+        counted: only the walk finds them."""
+        cid = to_cid(cid)
+        key = key_of(cid)
+        pin = self._db.pin(_text(cid))
+        if kind in ("recursive", "direct"):
+            return (pin.mode, pin.name) if pin is not None and pin.mode == kind else None
+        if pin is not None and (kind == "all" or pin.mode == "recursive"):
+            return (pin.mode, pin.name) if kind == "all" else None
+        counted = self._db.pins_of(key) - self._db.pins_on(key)  # from DAGs above it
+        if counted <= 0 and inline_bytes(cid) is None:
+            return None
+        via = await self._pinned_via(key)
+        if via is not None:
+            return f"indirect through {via}", ""
+        return ("indirect", "") if counted > 0 else None
+
+    async def _pinned_via(self, key: bytes) -> str | None:
+        """The first recursive pin (in CID order) whose DAG holds ``key`` below its root; the
+        walks share one seen set, so each block held is read at most once."""
+        seen: set[bytes] = set()
+        async for pin in self.iter_pins():
+            if pin.mode != "recursive":
+                continue
+            root = to_cid(pin.cid)
+            async with aclosing(walk_dag(self._db.get, root, seen=seen)) as steps:
+                async for step in steps:
+                    if step.key == key and step.cid is not root:
+                        return pin.cid
+                    step.children = await self._children(step)
+        return None
+
+    async def _children(self, step: Step) -> list[CID]:
+        """The links of a block reached by a walk that goes on past what is missing or bad
+        (their children are out of its reach)."""
+        if step.inline is not None:
+            return links(step.cid, step.inline)
+        if step.meta is None or step.cid.codec.code != DAG_PB:
+            return []
+        try:
+            return links(step.cid, await self._read(step.cid, step.key, step.meta))
+        except (BlockNotFoundError, StoreError):
+            return []
 
     def is_pinned(self, cid: CidLike) -> bool:
         return self._db.pins_of(key_of(to_cid(cid))) > 0

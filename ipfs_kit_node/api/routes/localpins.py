@@ -130,8 +130,8 @@ class LocalPinRoutes:
     async def _ls(self, request: Request) -> Response:
         kind = request.arg("type", "all") or "all"
         if kind not in PIN_TYPES:
-            raise ApiError(f"invalid type {kind!r}, must be one of {', '.join(PIN_TYPES)}",
-                           status=400)
+            raise ApiError(f"invalid type '{kind}', must be one of {{direct, indirect, "
+                           "recursive, all}", status=400)
         quiet, names, stream = (request.flag("quiet"), request.flag("names"),
                                 request.flag("stream"))
         store = self.store
@@ -145,15 +145,14 @@ class LocalPinRoutes:
             return out
 
         args = request.query.get("arg", [])
-        if args:
+        if args:  # one map even with stream (Kubo streams lines; its clients read both)
             keys: dict[str, Any] = {}
             for text in args:
                 cid = to_cid(text)
-                mode = store.pin_type(cid)
-                if mode is None or (kind != "all" and mode != kind):
+                status = await store.pin_status(cid, kind)
+                if status is None:
                     raise StoreError(f"path '{text}' is not pinned")
-                pin = store.pin_of(cid)
-                keys[str(cid)] = entry(str(cid), mode, pin.name if pin else "")
+                keys[str(cid)] = entry(str(cid), *status)
             return Response.json({"Keys": {k: {x: y for x, y in v.items() if x != "Cid"}
                                            for k, v in keys.items()}})
 

@@ -1,0 +1,70 @@
+"""`pin ls CID [--type T]` answers as Kubo (boxo's CheckIfPinnedWithType): a block inside a
+recursive pin's DAG is `indirect through ROOT`, identity CIDs (`add --inline`, never stored)
+included; a recursive root is never indirect; a direct pin inside a DAG is `direct`, or
+`indirect through ROOT` when asked for indirect ones. One real daemon, RPC and CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+
+import httpx
+from helpers import Daemon
+from multiformats import CID, multihash
+
+MakeDaemon = Callable[..., Daemon]
+BOUNDARY = "lsboundary"
+
+
+def _form(parts: list[tuple[str, str, bytes]]) -> bytes:
+    out = b""
+    for name, kind, data in parts:
+        out += (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
+                f"filename=\"{name}\"\r\nContent-Type: {kind}\r\n\r\n").encode() + data + b"\r\n"
+    return out + f"--{BOUNDARY}--\r\n".encode()
+
+
+def test_pin_ls_of_a_cid_names_the_pin_it_is_under(daemon: MakeDaemon) -> None:
+    d = daemon(name="a").start()
+    rpc = f"{d.rpc_url}/api/v0"
+    body = _form([("d", "application/x-directory", b""),
+                  ("d%2Fsmall", "application/octet-stream", b"tiny"),
+                  ("d%2Fbig", "application/octet-stream", os.urandom(300_000))])
+    r = httpx.post(f"{rpc}/add?cid-version=1&inline=true&pin=true", content=body,
+                   headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+                   timeout=60)
+    assert r.status_code == 200, r.text
+    added = {x["Name"]: x["Hash"] for x in map(json.loads, r.text.splitlines())}
+    root, tiny, big = added["d"], added["d/small"], added["d/big"]
+    assert tiny.startswith("bafkq")  # identity: never stored
+
+    def ls(cid: str, kind: str = "all") -> str | None:
+        out = httpx.post(f"{rpc}/pin/ls", params={"arg": cid, "type": kind}, timeout=30)
+        if out.status_code != 200:
+            assert f"path '{cid}' is not pinned" in out.json()["Message"], out.text
+            return None
+        return str(out.json()["Keys"][cid]["Type"])
+
+    through = f"indirect through {root}"
+    assert ls(tiny) == through  # said "not pinned": identity children are never counted
+    assert ls(big) == through  # said "indirect"
+    assert ls(tiny, "indirect") == through
+    assert ls(tiny, "recursive") is None and ls(tiny, "direct") is None
+    assert ls(root) == "recursive" and ls(root, "indirect") is None
+    elsewhere = CID("base32", 1, "raw", multihash.get("identity").wrap(b"nowhere"))
+    assert ls(str(elsewhere)) is None
+
+    r = httpx.post(f"{rpc}/pin/add", params={"arg": big, "recursive": "false"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert ls(big) == "direct" and ls(big, "direct") == "direct"
+    assert ls(big, "indirect") == through  # both at once, as boxo (Kubo's t0081)
+    r = httpx.post(f"{rpc}/pin/ls", params={"arg": root, "type": "nope"}, timeout=30)
+    assert r.status_code == 400
+    assert "invalid type 'nope', must be one of {direct, indirect, recursive, all}" in r.text
+
+    out = d.cli("pin", "ls", tiny)
+    assert out.returncode == 0 and out.stdout.strip() == f"{tiny} {through}", out.stderr
+    r = httpx.post(f"{rpc}/pin/rm", params={"arg": root}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert ls(tiny) is None and ls(big) == "direct" and ls(big, "indirect") is None
