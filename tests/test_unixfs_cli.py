@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -193,3 +194,28 @@ def test_add_prints_no_line_for_blocks_the_daemon_did_not_store(daemon: MakeDaem
     assert "added" not in out.stdout, out.stdout
     assert "store full" in out.stderr.lower(), out.stderr
     assert d.api("id")["ID"] == d.peer_id
+
+
+def test_output_is_whole_though_a_client_command_ends_at_once(daemon: MakeDaemon,
+                                                              short_tmp: Path) -> None:
+    """A client command's process ends without the interpreter's teardown (cli.run): what it
+    printed into a pipe's buffer must still arrive whole, and its exit status stand."""
+    d = daemon().start()
+    folder = short_tmp / "many"
+    folder.mkdir()
+    for i in range(1500):  # ~90 KB of lines: many pipe buffers, the last one partly full
+        (folder / f"f{i:04d}").write_bytes(b"%d" % i)
+    offline = run_cli("add", "-r", "-n", str(folder), "--repo", str(short_tmp / "none"))
+    online = d.cli("add", "-r", str(folder))
+    assert online.returncode == offline.returncode == 0, online.stderr
+    assert len(online.stdout.splitlines()) == 1501
+    assert online.stdout == offline.stdout
+    as_module = subprocess.run([sys.executable, "-m", "ipfs_kit_node", "ls", "--repo",
+                                str(d.repo), online.stdout.split()[-2]],
+                               capture_output=True, text=True, timeout=60)
+    assert as_module.returncode == 0, as_module.stderr
+    assert len(as_module.stdout.splitlines()) == 1500
+    failed = subprocess.run([sys.executable, "-m", "ipfs_kit_node", "cat", "--repo",
+                             str(d.repo), online.stdout.split()[-2]],
+                            capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1 and "is a directory" in failed.stderr
