@@ -15,7 +15,10 @@ opens the file and reads one row of counters: no rescan.
 
 Tables: ``blocks`` (multihash key, binary CID, size, remote flag, pin reference count, heat,
 access times and count), ``pins`` (CID text, multihash key, mode, name, time) and ``counters``
-(one row, kept in step in the same transactions). Reads happen on the event loop through a
+(one row, kept in step in the same transactions); ``lost`` keeps the pin counts of pinned
+blocks dropped because their bytes were found corrupt or gone: the pins still cover them
+(``pin ls``, ``pin verify`` say so, GC keeps them) and the count returns to the block's row
+when it is stored again (a fetch, a put). Reads happen on the event loop through a
 read-only connection (a primary-key lookup is a few microseconds); writes run on worker
 threads through the writer connection, one transaction at a time (the caller serialises).
 """
@@ -63,6 +66,9 @@ INSERT OR IGNORE INTO counters VALUES (0, 0, 0, 0, 0, 0, 0);
 CREATE TABLE IF NOT EXISTS packs (
     id INTEGER PRIMARY KEY, end INTEGER NOT NULL DEFAULT 0, live INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS lost (
+    key BLOB PRIMARY KEY, cid BLOB NOT NULL, pins INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 # After SCHEMA and the columns an older index lacks (see BlockDB.__init__).
 PACK_INDEX = ("CREATE INDEX IF NOT EXISTS blocks_by_pack ON blocks(pack, off) "
@@ -200,6 +206,9 @@ class BlockDB:
             self._rd = self._wr
             self.degraded = True
         self.counters = self._read_counters()
+        #: Whether ``lost`` may hold rows (set when one is written, read at open): while it
+        #: cannot, puts and unpins skip looking there.
+        self._lost = self._wr.execute("SELECT 1 FROM lost LIMIT 1").fetchone() is not None
 
     def close(self) -> None:
         for conn in {self._rd, self._wr}:
@@ -255,8 +264,19 @@ class BlockDB:
         return self._rd.execute("SELECT 1 FROM blocks WHERE key=?", (key,)).fetchone() is not None
 
     def pins_of(self, key: bytes) -> int:
+        """How many pins cover the block, held here or lost (see ``lost``)."""
         row = self._rd.execute("SELECT pins FROM blocks WHERE key=?", (key,)).fetchone()
+        if row is None and self._lost:
+            row = self._rd.execute("SELECT pins FROM lost WHERE key=?", (key,)).fetchone()
         return int(row[0]) if row else 0
+
+    def lost_page(self, after: bytes, limit: int = PAGE_ROWS) -> list[tuple[bytes, str]]:
+        """Pinned blocks whose bytes were lost: (key, CID text) with key > ``after``."""
+        if not self._lost:
+            return []
+        rows = self._rd.execute("SELECT key, cid FROM lost WHERE key > ? ORDER BY key LIMIT ?",
+                                (after, limit)).fetchall()
+        return [(bytes(k), cid_text(c)) for k, c in rows]
 
     def page(self, after: bytes, *, local: bool | None = None, pinned: bool | None = None,
              limit: int = PAGE_ROWS) -> list[tuple[bytes, BlockMeta]]:
@@ -345,9 +365,12 @@ class BlockDB:
                 old = db.execute("SELECT remote, size FROM blocks WHERE key=?",
                                  (key,)).fetchone()
                 if old is None:
+                    pins = self._found(db, key)
                     db.execute("INSERT INTO blocks (key, cid, size, first, last, count, pack, "
-                               "off) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
-                               (key, cid, size, t, t, pack, off))
+                               "off, pins) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                               (key, cid, size, t, t, pack, off, pins))
+                    if pins:
+                        c.pinned_blocks += 1
                 elif old[0]:
                     db.execute("UPDATE blocks SET remote=0, pack=?, off=? WHERE key=?",
                                (pack, off, key))
@@ -396,13 +419,16 @@ class BlockDB:
         with self._txn() as db:
             for key in keys:
                 row = db.execute(f"DELETE FROM blocks WHERE {where} RETURNING size, remote, "
-                                 "pins, pack, off", (key,)).fetchone()
+                                 "pins, pack, off, cid", (key,)).fetchone()
                 if row is None:
                     continue
-                size, remote, pins, pack, off = row
+                size, remote, pins, pack, off, cid = row
                 self._pack_lost(db, key, pack, size)
-                if pins:
+                if pins:  # its bytes are bad or gone (only_unpinned=False): its pins stay
                     c.pinned_blocks -= 1
+                    db.execute("INSERT INTO lost VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
+                               "SET pins=pins+excluded.pins", (key, cid, pins))
+                    self._lost = True
                 if remote:
                     c.remote_blocks -= 1
                     c.remote_bytes -= size
@@ -451,7 +477,17 @@ class BlockDB:
                                  "RETURNING pins", (key,)).fetchone()
                 if row is not None and row[0] == 0:
                     c.pinned_blocks -= 1
+                elif row is None and self._lost:
+                    db.execute("UPDATE lost SET pins=pins-1 WHERE key=?", (key,))
+                    db.execute("DELETE FROM lost WHERE key=? AND pins<=0", (key,))
         return missing
+
+    def _found(self, db: sqlite3.Connection, key: bytes) -> int:
+        """A block stored again: the pin count it had when its bytes were lost (0 if none)."""
+        if not self._lost:
+            return 0
+        row = db.execute("DELETE FROM lost WHERE key=? RETURNING pins", (key,)).fetchone()
+        return int(row[0]) if row else 0
 
     def add_pin(self, pin: Pin, key: bytes, keys: list[bytes], old_keys: list[bytes]) -> list[
             bytes]:

@@ -108,13 +108,21 @@ class PinSet(ReadPath):
             await trio.lowlevel.checkpoint()
 
     async def iter_indirect(self) -> AsyncIterator[str]:
-        """Blocks pinned only through a recursive pin's DAG (not roots themselves)."""
+        """Blocks pinned only through a recursive pin's DAG (not roots themselves), then
+        those whose bytes were lost (found corrupt or gone): their pins still cover them."""
         after = b""
         while page := self._db.page(after, pinned=True):
             for key, meta in page:
                 if not self._db.is_root(key):
                     yield meta.cid
             after = page[-1][0]
+            await trio.lowlevel.checkpoint()
+        after = b""
+        while lost := self._db.lost_page(after):
+            for key, text in lost:
+                if not self._db.is_root(key):
+                    yield text
+            after = lost[-1][0]
             await trio.lowlevel.checkpoint()
 
     def pin_of(self, cid: CidLike) -> Pin | None:
@@ -200,10 +208,11 @@ class PinSet(ReadPath):
     async def _dag_keys(self, root: CID, recursive: bool, *, tolerant: bool = False,
                         links_of: Mapping[bytes, Sequence[CID]] | None = None) -> list[bytes]:
         """Keys of the root and (recursively) every block it links to; all must be here
-        (``tolerant``: those that are). ``links_of``: the children of dag-pb blocks whose bytes
-        the caller verified against their keys (an upload's), so those are not read back;
-        every block must still be in the index. Identity CIDs are present and not counted
-        (never in the index): only their links are followed."""
+        (``tolerant``: those that are, and those whose bytes were lost, still counted).
+        ``links_of``: the children of dag-pb blocks whose bytes the caller verified against
+        their keys (an upload's), so those are not read back; every block must still be in
+        the index. Identity CIDs are present and not counted (never in the index): only
+        their links are followed."""
         keys: list[bytes] = []
         async for step in walk_dag(self._db.get, root):
             cid, key, meta = step.cid, step.key, step.meta
@@ -213,6 +222,8 @@ class PinSet(ReadPath):
                 continue
             if meta is None:
                 if tolerant:
+                    if self._db.pins_of(key):  # lost: its count goes with the pin
+                        keys.append(key)
                     continue
                 raise BlockNotFoundError(
                     str(cid), f"in the DAG of {root}; fetch the whole DAG before pinning it"
