@@ -54,8 +54,11 @@ def _repo(args: argparse.Namespace, client: Any) -> int:
           f"({tiers['pinned_blocks']} blocks)")
     disk = tiers["disk"]
     if disk.get("packs"):
+        # Dead bytes a hole already freed take no disk; those still on disk are freed by
+        # compaction (at GC for packs under half live, at once past a quarter of the budget).
         print(f"packs:      {disk['packs']:,} files, {disk['pack_bytes']:,} bytes, of which "
-              f"{disk['pack_dead_bytes']:,} dead (GC's compaction reclaims them)")
+              f"{disk['pack_dead_bytes']:,} dead still on disk (compaction frees them) and "
+              f"{disk.get('pack_freed_bytes', 0):,} dead already freed (punched out)")
     return 0
 
 

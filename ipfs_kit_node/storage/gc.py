@@ -1,6 +1,13 @@
 """GC and pack compaction: unpinned blocks removed coldest first down to the watermark, pinned
-raw leaves evicted to the remote tier once it holds them safely, and packs whose live bytes
-fell below ``COMPACT_LIVE`` rewritten.
+raw leaves evicted to the remote tier once it holds them safely, and packs rewritten: those
+whose live bytes fell below ``COMPACT_LIVE``, and, once the packs' dead bytes still holding
+disk pass ``COMPACT_PRESSURE`` of ``max_size``, those holding the largest share of them.
+
+Dead bytes a hole already freed (a deleted record is punched out of its pack) are not counted:
+a pack's dead bytes on disk are what it takes (st_blocks, kept by packs.py) beyond its live
+records. A small record deleted on its own frees nothing by its hole (only whole filesystem
+blocks are freed), so deletes spread over packs leave them mostly live and still holding
+their dead bytes: the pressure rule is what bounds that.
 
 Both work in slices under ``_gc_lock`` (a put over budget collects between two of them) and
 never take a block stored after GC began, one being written, or one an add or a pin in
@@ -26,6 +33,8 @@ log = get_logger(__name__)
 
 COMPACT_LIVE = 0.5  # GC rewrites a pack whose live bytes fell below this share of it
 COMPACT_HELD = 0.25  # ... and whose dead bytes still hold more than this share on disk
+COMPACT_PRESSURE = 0.25  # dead bytes on disk past this share of max_size: compact the packs
+COMPACT_SHARE = 0.125  # holding the largest share of theirs (not under this) down to half it
 COMPACT_MIN = 1 << 20  # the active pack is rolled for compaction only past this size
 COMPACT_ROWS = 1000  # records copied per compaction slice, at most
 COMPACT_BYTES = 8 << 20  # bytes copied per compaction slice, at most (one record at least)
@@ -62,14 +71,15 @@ class Collector(ReadPath):
     def _compact_soon(self) -> None:
         """A put over budget deletes, and a deleted small packed block's bytes stay on disk
         until a compaction (a hole frees only whole filesystem blocks): under churn the packs
-        would grow past ``max_size`` until the next periodic GC. Once their dead bytes pass a
-        quarter of ``max_size``, one compaction starts in the background (one at a time; it
-        takes the GC lock a slice at a time, so puts go on, and it skips the packs whose dead
-        bytes were freed by punching)."""
+        would grow past ``max_size`` until the next periodic GC. Once their dead bytes still
+        on disk pass ``COMPACT_PRESSURE`` of ``max_size``, one compaction starts in the
+        background (one at a time; it takes the GC lock a slice at a time, so puts go on).
+        Dead bytes their holes freed do not count: they started a pass after every put over
+        budget that found nothing to do."""
         if self._compacting or self._nursery is None:
             return
-        _, end, live = self._db.pack_totals()
-        if end - live <= self.config.max_size // 4:
+        if sum(self._dead_on_disk(self._db.packs()).values()) <= \
+                self.config.max_size * COMPACT_PRESSURE:
             return
         self._compacting = True
 
@@ -88,13 +98,13 @@ class Collector(ReadPath):
         place still reads it (its descriptor stays open) or reads the row again."""
         async with self._gc_lock:
             packs = self._db.packs()
-            held = await trio.to_thread.run_sync(self._held_on_disk, packs)
+            chosen = await trio.to_thread.run_sync(self._to_compact, packs)
             end, live = packs.get(self._packs.active, (0, 0))
-            if end and (not live or (end >= COMPACT_MIN and self._packs.active in held)):
+            if end and (not live or (end >= COMPACT_MIN and self._packs.active in chosen)):
                 await trio.to_thread.run_sync(self._packs.roll)  # so the active one may go
         started = time.time()
         for pack, (end, live) in sorted(packs.items()):
-            if end < 0 or self._packs.busy(pack) or (live and pack not in held):
+            if end < 0 or self._packs.busy(pack) or (live and pack not in chosen):
                 continue
             try:
                 await self._compact_pack(pack, end, result)
@@ -106,20 +116,53 @@ class Collector(ReadPath):
             log.info("packs compacted", moved=result.moved, removed=result.packs_removed,
                      reclaimed=result.reclaimed, seconds=round(time.time() - started, 2))
 
-    def _held_on_disk(self, packs: dict[int, tuple[int, int]]) -> set[int]:
-        """Packs under ``COMPACT_LIVE`` live whose dead bytes still hold disk space (worker
-        thread): over ``COMPACT_HELD`` of them. A deleted record is punched out, so a pack of
-        dead 256 KiB records takes little more than its live bytes, and copying those would
-        free nothing. A hole frees only whole filesystem blocks, so dead small records lying
-        between live ones keep theirs until compaction."""
-        held = set()
+    def _dead_on_disk(self, packs: dict[int, tuple[int, int]]) -> dict[int, int]:
+        """Each pack's dead bytes still holding disk space: what it takes on disk up to its
+        committed end beyond its live records (the allocation packs.py keeps: no stat once a
+        pack was measured)."""
+        out = {}
         for pack, (end, live) in packs.items():
-            if end <= 0 or live >= end * COMPACT_LIVE:
-                continue
-            allocated = self._packs.allocated(pack)
-            if allocated is None or allocated - live > (end - live) * COMPACT_HELD:
-                held.add(pack)
-        return held
+            if end > 0:
+                allocated = self._packs.allocated(pack)
+                out[pack] = 0 if allocated is None else max(0, min(allocated, end) - live)
+        return out
+
+    def _pack_space(self) -> tuple[int, int, int, int]:
+        """(packs, bytes up to their committed ends, dead bytes of those still holding disk,
+        dead bytes whose holes gave their space back) for stats."""
+        packs = {p: v for p, v in self._db.packs().items() if v[0] >= 0}
+        total = sum(end for end, _ in packs.values())
+        dead = sum(end - live for end, live in packs.values())
+        held = sum(self._dead_on_disk(packs).values())
+        return len(packs), total, held, dead - held
+
+    def _to_compact(self, packs: dict[int, tuple[int, int]]) -> set[int]:
+        """The packs with live records worth copying out (worker thread).
+
+        Under ``COMPACT_LIVE`` live, if their dead bytes still hold over ``COMPACT_HELD`` of
+        theirs on disk: a pack of dead 256 KiB records punched out takes little more than its
+        live bytes, and copying those would free nothing. And once the dead bytes on disk
+        pass ``COMPACT_PRESSURE`` of ``max_size``, the packs holding the largest share of
+        their size (at least ``COMPACT_SHARE``) until half that is left: small records
+        deleted one by one all over the packs leave each mostly live, and their dead bytes
+        would otherwise stay (up to as many as the live ones) until the packs fell under half
+        live, and start a pass that did nothing after every put over budget."""
+        dead = self._dead_on_disk(packs)
+        chosen = set()
+        for pack, held in dead.items():
+            end, live = packs[pack]
+            if live < end * COMPACT_LIVE and held > (end - live) * COMPACT_HELD:
+                chosen.add(pack)
+        pressure = self.config.max_size * COMPACT_PRESSURE
+        left = sum(held for pack, held in dead.items() if pack not in chosen)
+        if left > pressure:
+            for pack in sorted(dead, key=lambda p: dead[p] / packs[p][0], reverse=True):
+                if left <= pressure / 2 or dead[pack] < packs[pack][0] * COMPACT_SHARE:
+                    break
+                if pack not in chosen:
+                    chosen.add(pack)
+                    left -= dead[pack]
+        return chosen
 
     async def _compact_pack(self, pack: int, end: int, result: GcResult) -> None:
         """Slice by slice, each under ``_gc_lock`` (a put over budget collects between
@@ -147,6 +190,20 @@ class Collector(ReadPath):
                 await trio.to_thread.run_sync(self._packs.unlink, pack)
                 result.packs_removed += 1
                 result.reclaimed += end
+
+    async def _copies_died(self, moves: list[tuple[bytes, int, int, int, int, int]]) -> None:
+        """Punch out the copies of ``moves`` whose move did not land (their block was
+        deleted, or deleted and stored again, between the copy and the commit: deletes do not
+        take the GC lock): no row names them, and they kept their space until the pack they
+        went to was compacted. Only after a commit that reported them missed: after a failed
+        one, whether it landed is not known, and a copy it may name is left alone."""
+        dead = []
+        for key, size, _, _, new, new_off in moves:  # (rare: not worth a thread)
+            meta = self._db.get(key)
+            if meta is None or meta.remote or (meta.pack, meta.off) != (new, new_off):
+                dead.append((new, key, new_off, size))
+        async with self._threads:
+            await trio.to_thread.run_sync(self._packs.punch, dead)
 
     def _pack_gone(self, pack: int) -> bool:
         end = self._db.pack_end(pack)
@@ -187,7 +244,10 @@ class Collector(ReadPath):
         try:
             if moves:
                 with trio.CancelScope(shield=True):  # copies fsynced: commit them
-                    result.moved += await self._write(self._db.move, moves)
+                    moved = await self._write(self._db.move, moves)
+                    result.moved += moved
+                    if moved < len(moves):  # deleted (and punched there) after their copy
+                        await self._copies_died(moves)
         finally:
             if new is not None:
                 self._packs.settle(new)

@@ -157,6 +157,9 @@ class PackFiles:
         self._end = 0  # where the next append to the active pack goes
         self._pending: dict[int, int] = {}  # appends not yet committed or abandoned, per pack
         self.punch_holes: bool | None = None  # False once the filesystem refused a hole
+        # Disk space each pack takes (st_blocks), kept as appends and punches change it: the
+        # store's stats and compaction's trigger weigh dead bytes against it on the event loop.
+        self._allocated: dict[int, int] = {}
 
     def path(self, pack: int) -> Path:
         return self.root / f"{pack:08d}{SUFFIX}"
@@ -177,11 +180,31 @@ class PackFiles:
             return None
 
     def allocated(self, pack: int) -> int | None:
-        """Disk space the pack takes (its punched holes take none); None if it is gone."""
+        """Disk space the pack takes (its punched holes take none); None if it is gone. Kept
+        from the last append or punch (this process makes every change to it), else stat'ed
+        (once a pack, or at ``measure``)."""
+        with self._lock:
+            known = self._allocated.get(pack)
+        if known is not None:
+            return known
         try:
-            return os.stat(self.path(pack)).st_blocks * 512
+            st = os.stat(self.path(pack))
         except FileNotFoundError:
             return None
+        with self._lock:
+            return self._allocated.setdefault(pack, st.st_blocks * 512)
+
+    def measure(self) -> None:
+        """Stat every pack present (at open, on a worker thread): the stats read on the event
+        loop then never stat a pack."""
+        for pack in self.ids():
+            self.allocated(pack)
+
+    def _measured(self, pack: int, fd: int) -> None:
+        """Note ``pack``'s disk space after an append or a punch to it. The fstat is made
+        under the lock, so of two appends the later note is never the older size."""
+        with self._lock:
+            self._allocated[pack] = os.fstat(fd).st_blocks * 512
 
     # -- descriptors -------------------------------------------------------------------------
 
@@ -250,6 +273,7 @@ class PackFiles:
         fd = os.open(self.path(new), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         fsync_dir(self.root)
         self._fds[new] = _Fd(fd)
+        self._allocated[new] = 0
         self.active, self.newest, self._end = new, new, 0
 
     def roll(self) -> None:
@@ -286,6 +310,8 @@ class PackFiles:
                 _pwrite_all(entry.fd, buffers, start)
                 if self.sync or durable:
                     os.fsync(entry.fd)
+                with contextlib.suppress(OSError):
+                    self._measured(pack, entry.fd)
             except BaseException:
                 # What was written is never acknowledged: its space is given back (on a full
                 # disk, the index could not even record the deletes that would free some).
@@ -407,6 +433,8 @@ class PackFiles:
             return 0
         if _FALLOCATE(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, start, end - start) == 0:
             self.punch_holes = True
+            with contextlib.suppress(OSError):
+                self._measured(pack, fd)
             return end - start
         err = ctypes.get_errno()
         if err in (errno.EOPNOTSUPP, errno.ENOSYS) or (err == errno.EINVAL
@@ -422,6 +450,8 @@ class PackFiles:
     def truncate(self, pack: int, end: int) -> None:
         """Cut a torn tail (at start, before any append)."""
         fd = os.open(self.path(pack), os.O_RDWR)
+        with self._lock:
+            self._allocated.pop(pack, None)
         try:
             os.ftruncate(fd, end)
             if self.sync:
@@ -436,6 +466,7 @@ class PackFiles:
         and the unlink would otherwise cache a descriptor of the deleted file for good."""
         with self._lock:
             self._forget_fd(pack)
+            self._allocated.pop(pack, None)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path(pack))
 

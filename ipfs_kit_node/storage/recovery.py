@@ -28,6 +28,7 @@ from .blockdb import BlockDB, BlockMeta, Row, storage_error
 from .blocks import CidLike, cid_of_key
 from .core import _take
 from .index import remove_quietly
+from .packs import Record
 from .reads import ReadPath
 
 log = get_logger(__name__)
@@ -152,6 +153,7 @@ class Recovery(ReadPath):
                         for r in records])
                     log.info("unacknowledged records of a pack indexed", pack=pack,
                              records=len(records))
+                    await self._punch_unnamed(pack, records)
                 size = valid
             if size < end:  # (sync off) acknowledged records lost with the power
                 # Their rows go before appends reuse those offsets: a read of such a row
@@ -168,11 +170,27 @@ class Recovery(ReadPath):
                 await trio.to_thread.run_sync(fsync_dir, self._packs.root)
             await self._write(self._db.forget_packs, gone)
         kept = [p for p in present if p not in gone]
+        await trio.to_thread.run_sync(self._packs.measure)  # (stats read it on the loop)
         newest = max([newest_known, *present])
         if kept and kept[-1] == newest:
             self._packs.set_active(newest, self._packs.size(newest) or 0)
         elif newest:
             self._packs.set_active(newest, None)  # the next append starts a new pack
+
+    async def _punch_unnamed(self, pack: int, records: Sequence[Record]) -> None:
+        """Records of a pack's unacknowledged tail that no row names after they were indexed:
+        copies of blocks the index holds elsewhere (compaction's copies of a slice whose
+        commit a crash prevented, or a put of a block stored meanwhile). Dead bytes: punched
+        out, as they held their space until that pack was compacted."""
+        dead = []
+        for r in records:
+            meta = self._db.get(r.key)
+            if meta is None or meta.remote or (meta.pack, meta.off) != (pack, r.off):
+                dead.append((pack, r.key, r.off, r.size))
+        if dead:
+            await trio.to_thread.run_sync(self._packs.punch, dead)
+            log.info("unacknowledged copies of blocks indexed elsewhere punched out",
+                     pack=pack, records=len(dead))
 
     async def reconcile(self) -> int:
         """Index block files the index lacks (a crash between a file's write and its row)

@@ -1,5 +1,6 @@
 """The store's counters as ``TieredStore.stats()`` reports them (``repo/stat``'s Tiers): per
-tier, and the pack files' live and dead bytes."""
+tier, and the pack files' bytes: dead ones still holding disk (compaction's to free) apart
+from those whose holes already gave their space back."""
 
 from __future__ import annotations
 
@@ -34,12 +35,14 @@ class StoreStats:
     pinned_blocks: int
     packs: int = 0
     pack_bytes: int = 0  # bytes of pack files up to their committed ends
-    pack_dead_bytes: int = 0  # of those, records of deleted (or never indexed) blocks
+    pack_dead_bytes: int = 0  # of those, dead records (deleted blocks) still on disk
+    pack_freed_bytes: int = 0  # dead records whose disk space holes already freed
 
     def as_dict(self) -> dict[str, Any]:
         return {"memory": {**self.memory.as_dict(), "budget": self.memory_budget},
                 "disk": {**self.disk.as_dict(), "max_size": self.max_size,
                          "packs": self.packs, "pack_bytes": self.pack_bytes,
-                         "pack_dead_bytes": self.pack_dead_bytes},
+                         "pack_dead_bytes": self.pack_dead_bytes,
+                         "pack_freed_bytes": self.pack_freed_bytes},
                 "remote": self.remote.as_dict(),
                 "pins": self.pins, "pinned_blocks": self.pinned_blocks}

@@ -121,11 +121,11 @@ class TieredStore(PinSet, Recovery, Writes):
                          lookups=self._disk_stats.lookups)
         far = TierStats(blocks=c.remote_blocks, bytes=c.remote_bytes,
                         hits=self._remote_stats.hits, lookups=self._remote_stats.lookups)
-        packs, pack_bytes, pack_live = self._db.pack_totals()
+        packs, pack_bytes, pack_dead, pack_freed = self._pack_space()
         return StoreStats(memory=memory, disk=disk, remote=far, max_size=self.config.max_size,
                           memory_budget=self.config.memory_size, pins=c.pins,
                           pinned_blocks=c.pinned_blocks, packs=packs, pack_bytes=pack_bytes,
-                          pack_dead_bytes=pack_bytes - pack_live)
+                          pack_dead_bytes=pack_dead, pack_freed_bytes=pack_freed)
 
     def heat(self, cid: CidLike) -> float:
         return self._heat_of(key_of(to_cid(cid)))

@@ -5,7 +5,8 @@ Usage: python compact_child.py REPO POINT
 Stores 2,000 blocks of 1 KiB in small packs (64 KiB), pins every fourth, prints ``PIN <cid>``
 for each, then runs a full GC. The store's own calls are wrapped (in this process only) so
 that right after the first ``POINT`` returns, the child prints ``AT POINT`` and waits to be
-killed: ``move`` (a slice's new places committed, the old pack not yet emptied), ``drop``
+killed: ``copy`` (a slice's copies appended and fsynced, their moves not yet committed),
+``move`` (a slice's new places committed, the old pack not yet emptied), ``drop``
 (the emptied pack marked gone in the index, its file not yet unlinked), ``unlink`` (its
 file unlinked, the index not yet told at the next start).
 """
@@ -30,7 +31,8 @@ from ipfs_kit_node.storage.blockdb import BlockDB  # noqa: E402
 from ipfs_kit_node.storage.packs import PackFiles  # noqa: E402
 
 CONFIG = StoreConfig(max_size=10**9, memory_size=0, parquet_export=False, pack_size=64 * 1024)
-WRAPPED: dict[str, tuple[type, str]] = {"move": (BlockDB, "move"),
+WRAPPED: dict[str, tuple[type, str]] = {"copy": (PackFiles, "append"),
+                                        "move": (BlockDB, "move"),
                                         "drop": (BlockDB, "drop_pack"),
                                         "unlink": (PackFiles, "unlink")}
 
@@ -41,6 +43,8 @@ def stop_after(point: str) -> None:
 
     def wrapper(self: Any, *args: Any, **kw: Any) -> Any:
         result = real(self, *args, **kw)
+        if point == "copy" and not kw.get("durable"):
+            return result  # a put's append, not compaction's
         print(f"AT {point}", flush=True)
         time.sleep(3600)  # on a worker thread: the parent kills us here
         return result
