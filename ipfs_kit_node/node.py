@@ -18,9 +18,10 @@ from libp2p.crypto.keys import KeyPair
 
 from .api.gateway import Gateway, GatewayServer
 from .api.metrics import HttpMetrics
+from .api.router import Router
 from .api.routes import register_routes
 from .api.rpc_policy import rpc_policy
-from .api.server import ApiServer, Router
+from .api.server import ApiServer
 from .components import Components
 from .config import NodeConfig
 from .errors import ClosedNodeError, ListenError

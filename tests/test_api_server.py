@@ -9,7 +9,9 @@ from pathlib import Path
 
 import trio
 
-from ipfs_kit_node.api.server import MAX_BODY_BYTES, ApiServer, Request, Response, Router
+from ipfs_kit_node.api.limits import MAX_BODY_BYTES
+from ipfs_kit_node.api.router import Request, Response, Router
+from ipfs_kit_node.api.server import ApiServer
 from ipfs_kit_node.errors import ApiError
 
 

@@ -223,7 +223,7 @@ def test_answer_cache_keys_stay_small_under_junk_requests() -> None:
     from multiformats import CID, multihash
 
     from ipfs_kit_node.api.gateway import ANSWER_CACHE_BYTES, Gateway
-    from ipfs_kit_node.api.server import Request
+    from ipfs_kit_node.api.router import Request
 
     data = b"hello"
     cid = CID("base32", 1, "raw", multihash.digest(data, "sha2-256"))

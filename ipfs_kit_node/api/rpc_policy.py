@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..config import ApiSection
 from ..pinning.base import load_credentials
-from .server import Authorization, RpcPolicy
+from .policy import Authorization, RpcPolicy
 
 
 def rpc_policy(api: ApiSection) -> RpcPolicy:

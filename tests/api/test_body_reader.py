@@ -1,4 +1,4 @@
-"""The streamed request body read without h11 (api/server.py ``_socket_body``): the framing
+"""The streamed request body read without h11 (api/body.py ``_socket_body``): the framing
 parser on a real socket pair under any cut of the bytes, and a daemon keeping a connection in
 step after an upload read that way (a request pipelined behind it is answered)."""
 
@@ -19,8 +19,9 @@ from helpers import Daemon
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipfs_kit_node.api import server
-from ipfs_kit_node.api.server import BodyFraming, _socket_body
+from ipfs_kit_node.api import limits, server
+from ipfs_kit_node.api.body import BodyFraming, _socket_body
+from ipfs_kit_node.api.router import Request, Response, Router
 from ipfs_kit_node.codecs.putmany import encode_frame
 
 MakeDaemon = Callable[..., Daemon]
@@ -240,17 +241,17 @@ def test_a_body_that_stalls_gets_a_408_and_the_server_serves_on(
     500 'internal error: TooSlowError' and a logged traceback), read without h11 (HTTP/1.1)
     or through it (HTTP/1.0, and a route that takes its body whole); the server answers on.
     A real in-process server, its timeout shortened."""
-    monkeypatch.setattr(server, "READ_TIMEOUT", 1.0)
+    monkeypatch.setattr(limits, "READ_TIMEOUT", 1.0)
 
-    async def upload(request: server.Request) -> server.Response:
+    async def upload(request: Request) -> Response:
         assert request.chunks is not None
         seen = sum([len(piece) async for piece in request.chunks])
-        return server.Response.json({"Bytes": seen})
+        return Response.json({"Bytes": seen})
 
-    async def echo(request: server.Request) -> server.Response:
-        return server.Response.json({"Bytes": len(request.body)})
+    async def echo(request: Request) -> Response:
+        return Response.json({"Bytes": len(request.body)})
 
-    router = server.Router()
+    router = Router()
     router.add("POST", "/api/v0/up", upload, streaming=True)
     router.add("POST", "/api/v0/echo", echo)
     http = server.HttpServer("test", router, listen=["/ip4/127.0.0.1/tcp/0"])

@@ -15,14 +15,9 @@ import trio
 from prometheus_client import CollectorRegistry, generate_latest
 
 from ipfs_kit_node.api.metrics import HttpMetrics
-from ipfs_kit_node.api.server import (
-    ApiServer,
-    Authorization,
-    Request,
-    Response,
-    Router,
-    RpcPolicy,
-)
+from ipfs_kit_node.api.policy import Authorization, RpcPolicy
+from ipfs_kit_node.api.router import Request, Response, Router
+from ipfs_kit_node.api.server import ApiServer
 from ipfs_kit_node.errors import ApiError, ListenError
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import trio
 
+from ipfs_kit_node.api.router import Request, Router
 from ipfs_kit_node.api.routes.tasks import register_task_routes
-from ipfs_kit_node.api.server import Request, Router
 from ipfs_kit_node.errors import DiskFullError
 from ipfs_kit_node.logs import get_logger
 from ipfs_kit_node.protocols.tasks import Result, Task

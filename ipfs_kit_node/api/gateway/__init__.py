@@ -40,7 +40,8 @@ from ...logs import get_logger
 from ...service import TaskStatus
 from ...unixfs.exporter import BlockGetter, Node, ls
 from ..metrics import HttpMetrics
-from ..server import HttpServer, Request, Response, Router, status_of
+from ..router import Request, Response, Router, status_of
+from ..server import HttpServer
 from .negotiate import (
     CAR_TYPE,
     RAW,

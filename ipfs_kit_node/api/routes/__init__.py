@@ -9,8 +9,8 @@ from __future__ import annotations
 from ...components import Components
 from ...roles import Role
 from ...roles.mesh import own_origins
+from ..router import Router
 from ..rpc import register_rpc_routes
-from ..server import Router
 from .bitswap import register_bitswap_routes
 from .blocks import register_block_routes
 from .car import register_car_routes

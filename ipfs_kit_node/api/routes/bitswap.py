@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...protocols.bitswap import Bitswap
-from ..server import Request, Response, Router
+from ..router import Request, Response, Router
 
 
 def register_bitswap_routes(router: Router, bitswap: Bitswap) -> None:

@@ -16,8 +16,8 @@ from ...storage.frames import FrameDecoder
 from ...storage.service import StoreService
 from ...storage.store import TieredStore
 from ...storage.writer import block_writer
+from ..router import Request, Response, Router
 from ..rpc.multipart import body_data
-from ..server import Request, Response, Router
 
 #: A CIDv1 raw's prefix: Kubo names a removed block by its multihash as a raw block.
 _RAW_V1 = b"\x01\x55"

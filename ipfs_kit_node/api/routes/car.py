@@ -21,8 +21,8 @@ from ...dagwalk import car_blocks, is_identity, resolve_path
 from ...errors import CarImportError, IpfsKitError
 from ...storage.service import StoreService
 from ...unixfs.exporter import BlockGetter
+from ..router import Request, Response, Router
 from ..rpc.multipart import PartData, PartHeaders, boundary_of, events
-from ..server import Request, Response, Router
 
 #: Bytes of CAR gathered into one chunk of the export's body.
 _CHUNK = 256 * 1024

@@ -9,7 +9,7 @@ from ...components import Components
 from ...host import AGENT_VERSION, peer_addresses
 from ...protocols.peers import PeerRecord
 from ...swarm import connect
-from ..server import Request, Response, Router
+from ..router import Request, Response, Router
 
 
 def register_core_routes(router: Router, c: Components) -> None:

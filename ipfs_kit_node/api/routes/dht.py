@@ -11,7 +11,7 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from ...errors import ApiError
 from ...protocols.dht import Dht
-from ..server import Request, Response, Router
+from ..router import Request, Response, Router
 
 LOOKUP_TIMEOUT = 30.0
 MAX_PEER_ID_LENGTH = 128  # an Ed25519 peer ID is 52 characters, an RSA one 46

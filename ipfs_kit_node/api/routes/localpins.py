@@ -22,7 +22,7 @@ from ...storage.pinfetch import (
 )
 from ...storage.service import StoreService
 from ...storage.store import TieredStore
-from ..server import Request, Response, Router
+from ..router import Request, Response, Router
 
 PIN_TYPES = ("all", "recursive", "direct", "indirect")
 MAX_TIMEOUT = 24 * 3600

@@ -7,7 +7,7 @@ from typing import Any
 
 from ...errors import ApiError, IpfsKitError, PinningError
 from ...pinning.service import PinningService
-from ..server import Request, Response, Router
+from ..router import Request, Response, Router
 
 
 def _target(request: Request) -> str:

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 
 from ...errors import ApiError
 from ...protocols.pubsub.service import MAX_MESSAGE_BYTES, PubsubService
+from ..router import Request, Response, Router
 from ..rpc.multipart import body_data
-from ..server import Request, Response, Router
 
 
 def _b64(data: bytes) -> str:

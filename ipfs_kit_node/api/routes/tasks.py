@@ -15,7 +15,7 @@ from ...errors import ApiError
 from ...jsonsafe import loads as json_loads
 from ...roles.mesh import TaskBackend, TaskError
 from ...roles.submission import info_json, parse_submission
-from ..server import Request, Response, Router
+from ..router import Request, Response, Router
 
 MAX_WAIT = 24 * 3600.0
 

@@ -11,9 +11,9 @@ from typing import Any
 from ...dagwalk import file_bytes
 from ...unixfs.exporter import BlockGetter, Node, NotAFileError, Pacer, ls, resolve
 from ...unixfs.exporter import _not_a_file as not_a_file
+from ..router import Request, Response, Router
 from ..rpc.paths import resolve_arg
 from ..rpc.tar import batched, gzipped, tar_entries
-from ..server import Request, Response, Router
 
 #: Bytes of listing gathered into one chunk of the response body; with ``stream=true`` what
 #: is ready goes out at least this often (entries resolved from peers may come slowly).

@@ -14,7 +14,7 @@ from ... import __version__
 from ...components import Components
 from ...errors import ApiError
 from ...host import peer_addresses
-from ..server import Request, Response, Router
+from ..router import Request, Response, Router
 from .add import register_add_routes
 from .dag import register_dag_routes
 

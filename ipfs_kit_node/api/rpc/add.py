@@ -41,7 +41,7 @@ from ...unixfs.importer import (
     meta_for,
     symlink_node,
 )
-from ..server import Request, Response, Router
+from ..router import Request, Response, Router
 from .multipart import PartData, PartEnd, PartHeaders, boundary_of, events
 
 log = get_logger(__name__)

@@ -24,7 +24,7 @@ from ...dagwalk import child_links, get_block, is_identity
 from ...errors import ApiError, CodecError
 from ...storage.service import StoreService
 from ...unixfs.exporter import BlockGetter, Pacer
-from ..server import Request, Response, Router
+from ..router import Request, Response, Router
 from .multipart import body_data
 from .paths import resolve_arg
 
