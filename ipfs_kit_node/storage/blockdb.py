@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS blocks (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pins (
     cid TEXT PRIMARY KEY, key BLOB NOT NULL, mode TEXT NOT NULL,
-    name TEXT NOT NULL DEFAULT '', created REAL NOT NULL DEFAULT 0
+    name TEXT NOT NULL DEFAULT '', created REAL NOT NULL DEFAULT 0,
+    walk INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pins_by_key ON pins(key);
 CREATE TABLE IF NOT EXISTS counters (
@@ -74,6 +75,8 @@ CREATE TABLE IF NOT EXISTS lost (
 PACK_INDEX = ("CREATE INDEX IF NOT EXISTS blocks_by_pack ON blocks(pack, off) "
               "WHERE pack IS NOT NULL")
 
+INSERT_PIN = ("INSERT OR REPLACE INTO pins (cid, key, mode, name, created, walk) VALUES "
+              "(?, ?, ?, ?, ?, ?)")
 COLUMNS = "key, cid, size, remote, pins, heat, epoch, first, last, count, pack, off"
 #: A new local block's row: key, binary CID, size, time, pack id (None: its own file), the
 #: data's offset in the pack.
@@ -107,11 +110,18 @@ class Counters:
     pins: int = 0
 
 
+#: How a pin's DAG is walked when its blocks are counted: 0, through dag-pb links only (pins
+#: made before DAG-CBOR links were followed; uncounted the same way), 1, through the links of
+#: every codec that has them (dag-pb, DAG-CBOR, DAG-JSON), as Kubo.
+WALK = 1
+
+
 @dataclass(frozen=True)
 class Pin:
     cid: str
     mode: PinMode
     name: str = ""
+    walk: int = WALK
 
 
 def cid_text(raw: bytes) -> str:
@@ -190,6 +200,9 @@ class BlockDB:
                 self._wr.execute("ALTER TABLE blocks ADD COLUMN off INTEGER NOT NULL "
                                  "DEFAULT 0")
             self._wr.execute(PACK_INDEX)
+            if "walk" not in {r[1] for r in self._wr.execute("PRAGMA table_info(pins)")}:
+                # Pins made before: their DAGs were counted through dag-pb links only.
+                self._wr.execute("ALTER TABLE pins ADD COLUMN walk INTEGER NOT NULL DEFAULT 0")
             self._rd = _connect(path, sync=sync, readonly=True)
         except sqlite3.OperationalError as exc:
             if "I/O" not in str(exc) and "full" not in str(exc):
@@ -291,9 +304,9 @@ class BlockDB:
         return [(bytes(r[0]), _meta(r)) for r in rows]
 
     def pin(self, cid: str) -> Pin | None:
-        row = self._rd.execute("SELECT cid, mode, name FROM pins WHERE cid=?",
+        row = self._rd.execute("SELECT cid, mode, name, walk FROM pins WHERE cid=?",
                                (cid,)).fetchone()
-        return None if row is None else Pin(row[0], row[1], row[2])
+        return None if row is None else Pin(*row)
 
     def is_root(self, key: bytes) -> bool:
         return self._rd.execute("SELECT 1 FROM pins WHERE key=?", (key,)).fetchone() is not None
@@ -304,9 +317,9 @@ class BlockDB:
         return int(n)
 
     def pin_page(self, after: str, limit: int = PAGE_ROWS) -> list[Pin]:
-        rows = self._rd.execute("SELECT cid, mode, name FROM pins WHERE cid > ? ORDER BY cid "
-                                "LIMIT ?", (after, limit)).fetchall()
-        return [Pin(r[0], r[1], r[2]) for r in rows]
+        rows = self._rd.execute("SELECT cid, mode, name, walk FROM pins WHERE cid > ? ORDER BY "
+                                "cid LIMIT ?", (after, limit)).fetchall()
+        return [Pin(*r) for r in rows]
 
     def collect_candidates(self, *, coldest_first: bool, before: float) -> Generator[
             list[tuple[bytes, int]], None, None]:
@@ -501,8 +514,7 @@ class BlockDB:
                 raise MissingBlocks(missing)
             self._count(db, old_keys, -1)
             existed = db.execute("SELECT 1 FROM pins WHERE cid=?", (pin.cid,)).fetchone()
-            db.execute("INSERT OR REPLACE INTO pins VALUES (?, ?, ?, ?, ?)",
-                       (pin.cid, key, pin.mode, pin.name, time.time()))
+            db.execute(INSERT_PIN, (pin.cid, key, pin.mode, pin.name, time.time(), pin.walk))
             if not existed:
                 c.pins += 1
         return []
@@ -529,8 +541,7 @@ class BlockDB:
                 raise MissingBlocks(missing)
             self._count(db, replaced, -1)
             existed = db.execute("SELECT 1 FROM pins WHERE cid=?", (new.cid,)).fetchone()
-            db.execute("INSERT OR REPLACE INTO pins VALUES (?, ?, ?, ?, ?)",
-                       (new.cid, new_key, new.mode, new.name, time.time()))
+            db.execute(INSERT_PIN, (new.cid, new_key, new.mode, new.name, time.time(), new.walk))
             if not existed:
                 c.pins += 1
             if unpin_old and db.execute("DELETE FROM pins WHERE cid=? RETURNING 1",
@@ -680,5 +691,5 @@ class MissingBlocks(StoreError):
 
 
 
-__all__ = ["BlockDB", "BlockMeta", "Counters", "MissingBlocks", "Pin", "PinMode", "Row",
+__all__ = ["WALK", "BlockDB", "BlockMeta", "Counters", "MissingBlocks", "Pin", "PinMode", "Row",
            "storage_error"]

@@ -8,6 +8,10 @@ in one transaction. Every walk of a pinned DAG here (the keys a pin counts, what
 index row looked up, the caller deciding what to read and which children to follow. Identity
 CIDs (``add --inline``) are present by definition and never stored: the walk goes through
 them (their bytes are in the CID) without counting them.
+
+Links are followed through dag-pb, DAG-CBOR and DAG-JSON blocks, as Kubo's pins follow them.
+Pins made before DAG-CBOR links were followed say so (``Pin.walk`` 0): they are uncounted
+through dag-pb links only, exactly what they counted, so no other pin's count is taken.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import trio
 from multiformats import CID
 
 from ..cid import cid_from_bytes
+from ..codecs.cborlinks import DAG_CBOR, DAG_JSON
+from ..dagwalk import child_links
 from ..errors import BlockNotFoundError, CodecError, StoreBusyError, StoreError
 from ..unixfs import pbscan
-from .blockdb import BlockMeta, MissingBlocks, Pin, PinMode
+from .blockdb import WALK, BlockMeta, MissingBlocks, Pin, PinMode
 from .blocks import CidLike, cid_of_key, key_of, to_cid
 from .core import DAG_PB, _text
 from .reads import ReadPath, inline_bytes
@@ -64,7 +70,22 @@ async def walk_dag(lookup: Callable[[bytes], BlockMeta | None], root: CID, *,
             await trio.lowlevel.checkpoint()
 
 
+#: Codecs whose blocks link to others (a pin's walk reads these; the rest are leaves).
+LINKED = frozenset((DAG_PB, DAG_CBOR, DAG_JSON))
+
+
 def links(cid: CID, data: bytes) -> list[CID]:
+    """The CIDs a block links to: dag-pb, DAG-CBOR and DAG-JSON (as Kubo's pins follow
+    them); none for other codecs. StoreError if the block cannot be decoded."""
+    if cid.codec.code in (DAG_CBOR, DAG_JSON):
+        try:
+            return [cid_from_bytes(raw) for raw in child_links(cid, data)]
+        except CodecError as exc:
+            raise StoreError(str(exc)) from exc
+    return pb_links(cid, data)
+
+
+def pb_links(cid: CID, data: bytes) -> list[CID]:
     """The CIDs a dag-pb block links to (none for other codecs). Read with the lazy
     scanner and the fast CID parser, bytes in: a pin's walk of a 64 MiB file spent twice
     the upload's time building and printing CIDs through multiformats."""
@@ -178,7 +199,7 @@ class PinSet(ReadPath):
         (their children are out of its reach)."""
         if step.inline is not None:
             return links(step.cid, step.inline)
-        if step.meta is None or step.cid.codec.code != DAG_PB:
+        if step.meta is None or step.cid.codec.code not in LINKED:
             return []
         try:
             return links(step.cid, await self._read(step.cid, step.key, step.meta))
@@ -202,23 +223,25 @@ class PinSet(ReadPath):
                     step.children = links(step.cid, step.inline)
             elif step.meta is None:
                 yield step.cid
-            elif recursive and step.cid.codec.code == DAG_PB:
+            elif recursive and step.cid.codec.code in LINKED:
                 step.children = links(step.cid, await self._read(step.cid, step.key, step.meta))
 
     async def _dag_keys(self, root: CID, recursive: bool, *, tolerant: bool = False,
-                        links_of: Mapping[bytes, Sequence[CID]] | None = None) -> list[bytes]:
+                        links_of: Mapping[bytes, Sequence[CID]] | None = None,
+                        walk: int = WALK) -> list[bytes]:
         """Keys of the root and (recursively) every block it links to; all must be here
         (``tolerant``: those that are, and those whose bytes were lost, still counted).
         ``links_of``: the children of dag-pb blocks whose bytes the caller verified against
         their keys (an upload's), so those are not read back; every block must still be in
         the index. Identity CIDs are present and not counted (never in the index): only
-        their links are followed."""
+        their links are followed. ``walk``: which links (see blockdb.WALK)."""
+        follow, linked = (links, LINKED) if walk else (pb_links, frozenset((DAG_PB,)))
         keys: list[bytes] = []
         async for step in walk_dag(self._db.get, root):
             cid, key, meta = step.cid, step.key, step.meta
             if step.inline is not None:
                 if recursive:
-                    step.children = links(cid, step.inline)
+                    step.children = follow(cid, step.inline)
                 continue
             if meta is None:
                 if tolerant:
@@ -229,7 +252,7 @@ class PinSet(ReadPath):
                     str(cid), f"in the DAG of {root}; fetch the whole DAG before pinning it"
                 ) if cid != root else BlockNotFoundError(str(cid))
             keys.append(key)
-            if recursive and cid.codec.code == DAG_PB:
+            if recursive and cid.codec.code in linked:
                 children = links_of.get(key) if links_of else None
                 if children is None:
                     try:
@@ -238,14 +261,15 @@ class PinSet(ReadPath):
                         if tolerant:
                             continue
                         raise
-                    children = links(cid, data)
+                    children = follow(cid, data)
                 step.children = children
         return keys
 
     async def _old_keys(self, cid: CID, current: Pin | None) -> list[bytes]:
         if current is None:
             return []
-        return await self._dag_keys(cid, current.mode == "recursive", tolerant=True)
+        return await self._dag_keys(cid, current.mode == "recursive", tolerant=True,
+                                    walk=current.walk)
 
     async def pin(self, cid: CidLike, recursive: bool = True, *, name: str = "",
                   links: Mapping[bytes, Sequence[CID]] | None = None) -> None:
@@ -330,7 +354,7 @@ class PinSet(ReadPath):
                     bad.append((str(cid), "missing"))
                     continue
                 if meta.remote:  # held by the remote tier: not re-hashed here
-                    if recursive and cid.codec.code == DAG_PB:
+                    if recursive and cid.codec.code in LINKED:
                         step.children = links(cid, await self._read(cid, key, meta))
                     continue
                 try:
@@ -351,4 +375,4 @@ class PinSet(ReadPath):
         return bad
 
 
-__all__ = ["PinSet", "Step", "links", "walk_dag"]
+__all__ = ["LINKED", "PinSet", "Step", "links", "pb_links", "walk_dag"]

@@ -1,0 +1,83 @@
+"""A recursive pin covers what DAG-CBOR blocks link to, as Kubo's does (it covered the root
+alone: `dag put --pin` of a node linking to a block, then GC, lost the block). Pins made
+before keep being uncounted through dag-pb links only, so no other pin loses its count."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from dag import dagpb_block, raw_block
+from helpers import Daemon
+from multiformats import CID, multihash
+
+from ipfs_kit_node.storage import StoreConfig, TieredStore
+
+MakeDaemon = Callable[..., Daemon]
+
+
+def test_dag_put_pin_keeps_what_the_node_links_to(daemon: MakeDaemon) -> None:
+    d = daemon(name="a").start()
+    rpc = f"{d.rpc_url}/api/v0"
+
+    def post(path: str, files: dict[str, tuple[str, bytes]] | None = None,
+             **params: str) -> httpx.Response:
+        return httpx.post(f"{rpc}/{path}", params=params, files=files, timeout=60)
+
+    r = post("block/put", {"file": ("b", b"a leaf under a DAG-CBOR node")}, **{
+        "cid-codec": "raw"})
+    assert r.status_code == 200, r.text
+    leaf = r.json()["Key"]
+    node = json.dumps({"name": "x", "links": [{"/": leaf}]}).encode()
+    r = post("dag/put", {"file": ("n", node)}, pin="true")
+    assert r.status_code == 200, r.text
+    root = r.json()["Cid"]["/"]
+
+    r = post("pin/ls", arg=leaf)
+    assert r.status_code == 200, r.text  # said: not pinned
+    assert r.json()["Keys"] == {leaf: {"Type": f"indirect through {root}"}}
+    assert post("repo/gc").status_code == 200
+    r = post("block/get", arg=leaf)
+    assert r.status_code == 200 and r.content == b"a leaf under a DAG-CBOR node"
+    assert post("pin/rm", arg=root).status_code == 200
+    assert post("repo/gc").status_code == 200
+    assert post("repo/stat").json()["NumObjects"] == 0
+
+
+def _cbor_linking(child: CID) -> tuple[CID, bytes]:
+    """{"link": child} in DAG-CBOR, by hand (tag 42 over 0x00 + the binary CID)."""
+    raw = b"\x00" + bytes(child)
+    body = b"\xa1\x64link\xd8\x2a\x58" + bytes((len(raw),)) + raw
+    return CID("base32", 1, "dag-cbor", multihash.digest(body, "sha2-256")), body
+
+
+async def test_a_pin_made_before_is_uncounted_as_it_was_counted(tmp_path: Path) -> None:
+    config = StoreConfig(max_size=10**7, memory_size=0)
+    store = await TieredStore.open(tmp_path, config)
+    leaf = raw_block(size=500)
+    parent = _cbor_linking(leaf[0])
+    folder = dagpb_block([(leaf[0], 500)])
+    for cid, data in (leaf, parent, folder):
+        await store.put(cid, data)
+    await store.pin(folder[0])  # counts the leaf once
+    await store.pin(parent[0])  # counts it again, through the DAG-CBOR link
+    assert store.pin_type(leaf[0]) == "indirect"
+    await store.close()
+    # As an older version left it: the DAG-CBOR pin counted its root alone.
+    db = sqlite3.connect(tmp_path / "datastore" / "index.sqlite")
+    with db:
+        db.execute("UPDATE pins SET walk=0 WHERE cid=?", (str(parent[0]),))
+        db.execute("UPDATE blocks SET pins=pins-1 WHERE key=?", (bytes(leaf[0].digest),))
+    db.close()
+
+    store = await TieredStore.open(tmp_path, config)
+    await store.unpin(parent[0])  # must not take the folder pin's count of the leaf
+    await store.gc(full=True)
+    assert await store.get(leaf[0]) == leaf[1]
+    await store.unpin(folder[0])
+    await store.gc(full=True)
+    assert len(store) == 0
+    await store.close()
