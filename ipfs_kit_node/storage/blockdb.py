@@ -14,11 +14,12 @@ never a mix: a pin and the reference counts of the blocks it covers move togethe
 opens the file and reads one row of counters: no rescan.
 
 Tables: ``blocks`` (multihash key, binary CID, size, remote flag, pin reference count, heat,
-access times and count), ``pins`` (CID text, multihash key, mode, name, time) and ``counters``
-(one row, kept in step in the same transactions); ``lost`` keeps the pin counts of pinned
-blocks dropped because their bytes were found corrupt or gone: the pins still cover them
-(``pin ls``, ``pin verify`` say so, GC keeps them) and the count returns to the block's row
-when it is stored again (a fetch, a put). Reads happen on the event loop through a
+access times and count), ``pins`` (CID text, multihash key, mode, name, time, walk) and
+``counters`` (one row, kept in step in the same transactions); ``lost`` keeps the pin counts
+of pinned blocks not stored: identity CIDs (their bytes are the CID) and blocks dropped
+because their bytes were found corrupt or gone. The pins still cover those (``pin ls`` and
+``pin verify`` say so, GC keeps them) and a dropped block's count returns to its row when it
+is stored again (a fetch, a put). Reads happen on the event loop through a
 read-only connection (a primary-key lookup is a few microseconds); writes run on worker
 threads through the writer connection, one transaction at a time (the caller serialises).
 """
@@ -29,7 +30,7 @@ import contextlib
 import math
 import sqlite3
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -473,15 +474,22 @@ class BlockDB:
         finally:
             self._wr.execute(f"PRAGMA synchronous = {'FULL' if self._sync else 'NORMAL'}")
 
-    def _count(self, db: sqlite3.Connection, keys: Iterable[bytes], delta: int) -> list[bytes]:
-        """Add ``delta`` to the pin count of each key; returns the keys not in the index."""
+    def _count(self, db: sqlite3.Connection, keys: Iterable[bytes], delta: int,
+               inline: Mapping[bytes, bytes] | None = None) -> list[bytes]:
+        """Add ``delta`` to the pin count of each key; returns the keys not in the index.
+        ``inline``: identity CIDs among the keys (key -> binary CID), never stored: counted
+        in ``lost`` so that ``pin ls`` lists them as Kubo does."""
         c = self.counters
         missing = []
         for key in keys:
             if delta > 0:
                 row = db.execute("UPDATE blocks SET pins=pins+1 WHERE key=? RETURNING pins",
                                  (key,)).fetchone()
-                if row is None:
+                if row is None and inline and key in inline:
+                    db.execute("INSERT INTO lost VALUES (?, ?, 1) ON CONFLICT(key) DO UPDATE "
+                               "SET pins=pins+1", (key, inline[key]))
+                    self._lost = True
+                elif row is None:
                     missing.append(key)
                 elif row[0] == 1:
                     c.pinned_blocks += 1
@@ -502,14 +510,14 @@ class BlockDB:
         row = db.execute("DELETE FROM lost WHERE key=? RETURNING pins", (key,)).fetchone()
         return int(row[0]) if row else 0
 
-    def add_pin(self, pin: Pin, key: bytes, keys: list[bytes], old_keys: list[bytes]) -> list[
-            bytes]:
+    def add_pin(self, pin: Pin, key: bytes, keys: list[bytes], old_keys: list[bytes],
+                inline: Mapping[bytes, bytes] | None = None) -> list[bytes]:
         """Record a pin and count its blocks, in one transaction; ``old_keys`` (the blocks of
         the pin it replaces) are uncounted. Returns the keys no longer in the index (then
         nothing changed: GC took them meanwhile)."""
         c = self.counters
         with self._txn() as db:
-            missing = self._count(db, keys, +1)
+            missing = self._count(db, keys, +1, inline)
             if missing:
                 raise MissingBlocks(missing)
             self._count(db, old_keys, -1)
@@ -530,13 +538,14 @@ class BlockDB:
 
     def update_pin(self, old: Pin, new: Pin, new_key: bytes, new_keys: list[bytes],
                    old_keys: list[bytes], unpin_old: bool,
-                   replaced: Iterable[bytes] = ()) -> None:
+                   replaced: Iterable[bytes] = (),
+                   inline: Mapping[bytes, bytes] | None = None) -> None:
         """Pin NEW and (``unpin_old``) unpin OLD in one transaction: no moment without
         either, and no moment a crash could leave both half-counted. ``replaced``: the count
         of NEW's own direct pin, which the recursive one supersedes either way."""
         c = self.counters
         with self._txn() as db:
-            missing = self._count(db, new_keys, +1)
+            missing = self._count(db, new_keys, +1, inline)
             if missing:
                 raise MissingBlocks(missing)
             self._count(db, replaced, -1)

@@ -7,7 +7,8 @@ in one transaction. Every walk of a pinned DAG here (the keys a pin counts, what
 ``pin verify``, which pin holds a block) is ``walk_dag``: each block once by multihash, its
 index row looked up, the caller deciding what to read and which children to follow. Identity
 CIDs (``add --inline``) are present by definition and never stored: the walk goes through
-them (their bytes are in the CID) without counting them.
+them (their bytes are in the CID), and a pin counts them in the index's ``lost`` table (as it
+counts blocks whose bytes were lost), so ``pin ls`` lists them as Kubo does.
 
 Links are followed through dag-pb, DAG-CBOR and DAG-JSON blocks, as Kubo's pins follow them.
 Pins made before DAG-CBOR links were followed say so (``Pin.walk`` 0): they are uncounted
@@ -228,18 +229,23 @@ class PinSet(ReadPath):
 
     async def _dag_keys(self, root: CID, recursive: bool, *, tolerant: bool = False,
                         links_of: Mapping[bytes, Sequence[CID]] | None = None,
-                        walk: int = WALK) -> list[bytes]:
+                        walk: int = WALK, inline: dict[bytes, bytes] | None = None
+                        ) -> list[bytes]:
         """Keys of the root and (recursively) every block it links to; all must be here
         (``tolerant``: those that are, and those whose bytes were lost, still counted).
         ``links_of``: the children of dag-pb blocks whose bytes the caller verified against
         their keys (an upload's), so those are not read back; every block must still be in
-        the index. Identity CIDs are present and not counted (never in the index): only
-        their links are followed. ``walk``: which links (see blockdb.WALK)."""
+        the index. Identity CIDs are present (never stored): their links are followed, and
+        with ``inline`` they are counted too (their keys listed, and their binary CIDs put in
+        it). ``walk``: which links (see blockdb.WALK)."""
         follow, linked = (links, LINKED) if walk else (pb_links, frozenset((DAG_PB,)))
         keys: list[bytes] = []
         async for step in walk_dag(self._db.get, root):
             cid, key, meta = step.cid, step.key, step.meta
             if step.inline is not None:
+                if inline is not None:
+                    inline[key] = bytes(cid)
+                    keys.append(key)
                 if recursive:
                     step.children = follow(cid, step.inline)
                 continue
@@ -268,8 +274,9 @@ class PinSet(ReadPath):
     async def _old_keys(self, cid: CID, current: Pin | None) -> list[bytes]:
         if current is None:
             return []
+        # Identity CIDs are counted by pins that walk every codec's links (walk 1).
         return await self._dag_keys(cid, current.mode == "recursive", tolerant=True,
-                                    walk=current.walk)
+                                    walk=current.walk, inline={} if current.walk else None)
 
     async def pin(self, cid: CidLike, recursive: bool = True, *, name: str = "",
                   links: Mapping[bytes, Sequence[CID]] | None = None) -> None:
@@ -279,7 +286,8 @@ class PinSet(ReadPath):
         self._check_open()
         cid = to_cid(cid)
         mode: PinMode = "recursive" if recursive else "direct"
-        keys = await self._dag_keys(cid, recursive, links_of=links)
+        inline: dict[bytes, bytes] = {}
+        keys = await self._dag_keys(cid, recursive, links_of=links, inline=inline)
         async with self._pin_lock:
             current = self._db.pin(_text(cid))
             if current is not None and (current.mode == mode or current.mode == "recursive"):
@@ -287,7 +295,7 @@ class PinSet(ReadPath):
             old = await self._old_keys(cid, current)
             try:
                 await self._write(self._db.add_pin, Pin(_text(cid), mode, name), key_of(cid),
-                                  keys, old)
+                                  keys, old, inline)
             except MissingBlocks as exc:
                 raise BlockNotFoundError(
                     str(cid_of_key(exc.keys[0])), f"in the DAG of {cid}: collected while "
@@ -312,7 +320,8 @@ class PinSet(ReadPath):
         never a moment with neither pinned. ``unpin=False`` keeps OLD."""
         self._check_open()
         old, new = to_cid(old), to_cid(new)
-        keys = await self._dag_keys(new, True)
+        inline: dict[bytes, bytes] = {}
+        keys = await self._dag_keys(new, True, inline=inline)
         async with self._pin_lock:
             current = self._db.pin(_text(old))
             if current is None or current.mode != "recursive":
@@ -328,7 +337,7 @@ class PinSet(ReadPath):
             try:
                 await self._write(self._db.update_pin, current,
                                   Pin(_text(new), "recursive", current.name), key_of(new),
-                                  keys, old_keys, unpin and old != new, replaced)
+                                  keys, old_keys, unpin and old != new, replaced, inline)
             except MissingBlocks as exc:
                 raise BlockNotFoundError(
                     str(cid_of_key(exc.keys[0])), f"in the DAG of {new}: collected while "

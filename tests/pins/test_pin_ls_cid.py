@@ -1,7 +1,8 @@
 """`pin ls CID [--type T]` answers as Kubo (boxo's CheckIfPinnedWithType): a block inside a
 recursive pin's DAG is `indirect through ROOT`, identity CIDs (`add --inline`, never stored)
 included; a recursive root is never indirect; a direct pin inside a DAG is `direct`, or
-`indirect through ROOT` when asked for indirect ones. One real daemon, RPC and CLI."""
+`indirect through ROOT` when asked for indirect ones. `pin ls --type indirect` lists identity
+children too. One real daemon, RPC and CLI."""
 
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ def test_pin_ls_of_a_cid_names_the_pin_it_is_under(daemon: MakeDaemon) -> None:
         return str(out.json()["Keys"][cid]["Type"])
 
     through = f"indirect through {root}"
+    listed = httpx.post(f"{rpc}/pin/ls", params={"type": "indirect"}, timeout=30).json()
+    assert listed["Keys"][tiny] == {"Type": "indirect"}  # left out: never stored
+    assert listed["Keys"][big] == {"Type": "indirect"}
     assert ls(tiny) == through  # said "not pinned": identity children are never counted
     assert ls(big) == through  # said "indirect"
     assert ls(tiny, "indirect") == through
@@ -68,3 +72,5 @@ def test_pin_ls_of_a_cid_names_the_pin_it_is_under(daemon: MakeDaemon) -> None:
     r = httpx.post(f"{rpc}/pin/rm", params={"arg": root}, timeout=30)
     assert r.status_code == 200, r.text
     assert ls(tiny) is None and ls(big) == "direct" and ls(big, "indirect") is None
+    listed = httpx.post(f"{rpc}/pin/ls", timeout=30).json()
+    assert listed["Keys"] == {big: {"Type": "direct"}}
