@@ -23,7 +23,8 @@ from ipfs_kit_node.dagwalk import (
     resolve_path,
 )
 from ipfs_kit_node.errors import PathNotFoundError
-from ipfs_kit_node.unixfs.importer import Added, Block, ImportParams, import_path
+from ipfs_kit_node.unixfs.importer import Added, import_path
+from ipfs_kit_node.unixfs.params import Block, ImportParams
 
 
 class MemBlocks:

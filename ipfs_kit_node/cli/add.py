@@ -29,7 +29,7 @@ def _kubo_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _import_params(args: argparse.Namespace) -> Any:
-    from ..unixfs.importer import ImportParams
+    from ..unixfs.params import ImportParams
 
     try:
         return ImportParams.kubo(**_kubo_options(args), hidden=args.hidden,
@@ -76,7 +76,8 @@ def _report(item: Any, args: argparse.Namespace, roots: list[str], progress: _Pr
             lines: list[str] | None = None) -> None:
     """Progress as blocks go by; an entry's line printed now, or kept in ``lines`` to be
     printed once the daemon has acknowledged its blocks (a line is a promise they are stored)."""
-    from ..unixfs.importer import Added, Block
+    from ..unixfs.importer import Added
+    from ..unixfs.params import Block
 
     if isinstance(item, Block):
         progress.advance(len(item.data))
@@ -187,7 +188,7 @@ def _add(args: argparse.Namespace, client: Any) -> int:
     if _passable(args, client) and _add_passed(args, client):
         return 0
     from ..codecs.putmany import encode_frame, encode_frame_head
-    from ..unixfs.importer import Block
+    from ..unixfs.params import Block
 
     roots: list[str] = []
     progress = _Progress(args.paths, args.progress)

@@ -436,7 +436,7 @@ def passable(client: Client | Any, source: object, options: Mapping[str, Any], w
 def check_options(hidden: bool, options: Mapping[str, Any]) -> None:
     """``add``'s options checked in the client as an upload would check them (an unknown
     keyword is a TypeError), before a file is passed open."""
-    from ..unixfs.importer import ImportParams
+    from ..unixfs.params import ImportParams
 
     try:
         ImportParams.kubo(hidden=hidden, **options)
@@ -540,7 +540,8 @@ def add_passed(client: Client, path: PathLike, options: Mapping[str, Any], *,
 def _import_items(source: Source, recursive: bool, wrap: bool, hidden: bool, name: str,
                   options: Mapping[str, Any]) -> Iterator[Any]:
     """The importer's items for any source ``add`` takes (blocks, then Added entries)."""
-    from ..unixfs.importer import ImportParams, import_named_stream, import_paths
+    from ..unixfs.importer import import_named_stream, import_paths
+    from ..unixfs.params import ImportParams
 
     try:
         params = ImportParams.kubo(wrap_with_directory=wrap, hidden=hidden, **options)
@@ -579,7 +580,8 @@ def _frames(items: Iterator[Any], root: _Uploaded, batch_bytes: int = 1 << 20
     """The importer's blocks as block/put-many frames: small ones about a MiB per chunk, a
     big block's bytes as they are (not copied into a chunk)."""
     from ..codecs.putmany import encode_frame, encode_frame_head
-    from ..unixfs.importer import Added, Block
+    from ..unixfs.importer import Added
+    from ..unixfs.params import Block
 
     batch = bytearray()
     for item in items:

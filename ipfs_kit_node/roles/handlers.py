@@ -23,7 +23,8 @@ from ..cid import CidLike
 from ..errors import IpfsKitError
 from ..protocols.tasks import Task
 from ..unixfs.exporter import cat, resolve
-from ..unixfs.importer import KUBO_DEFAULT, Block, FileBuilder, ImportParams
+from ..unixfs.importer import FileBuilder
+from ..unixfs.params import KUBO_DEFAULT, Block, ImportParams
 
 ENTRY_POINT_GROUP = "ipfs_kit_node.tasks"
 

@@ -19,20 +19,16 @@ if TYPE_CHECKING:
         resolve,
     )
 from .importer import (
-    KUBO_DEFAULT,
-    PROFILES,
     Added,
-    Block,
     DirectoryBuilder,
-    Entry,
     FileBuilder,
-    ImportParams,
     import_bytes,
     import_named_stream,
     import_path,
     import_paths,
     import_stream,
 )
+from .params import KUBO_DEFAULT, PROFILES, Block, Entry, ImportParams
 
 __all__ = [
     "KUBO_DEFAULT",

@@ -25,7 +25,7 @@ import mmh3
 from ..codecs.dagpb import PBLink
 from ..codecs.dagpb import encode as encode_pb
 from .data import HAMT_SHARD, UnixFSData
-from .importer import DAG_PB, NO_META, Block, Entry, ImportParams, Meta, cid_bytes_for
+from .params import DAG_PB, NO_META, Block, Entry, ImportParams, Meta, cid_bytes_for
 
 MURMUR3_X64_64 = 0x22
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from helpers import js_import
 
-from ipfs_kit_node.unixfs.importer import PROFILES, Added, ImportParams, import_path
+from ipfs_kit_node.unixfs.importer import Added, import_path
+from ipfs_kit_node.unixfs.params import PROFILES, ImportParams
 
 pytestmark = pytest.mark.interop
 KIB = 1024
@@ -109,7 +110,7 @@ def _root(path: Path, params: ImportParams) -> Added:
 
 def _sharded(path: Path, params: ImportParams) -> bool:
     from ipfs_kit_node.unixfs.data import HAMT_SHARD, decode
-    from ipfs_kit_node.unixfs.importer import Block
+    from ipfs_kit_node.unixfs.params import Block
     from ipfs_kit_node.unixfs.pbscan import split
 
     root = _root(path, params).entry.cid_bytes

@@ -18,7 +18,7 @@ from ipfs_kit_node.roles.handlers import (
 )
 from ipfs_kit_node.storage import StoreConfig, TieredStore
 from ipfs_kit_node.unixfs import cat, import_bytes
-from ipfs_kit_node.unixfs.importer import ImportParams
+from ipfs_kit_node.unixfs.params import ImportParams
 
 
 async def add(store: TieredStore, data: bytes) -> str:

@@ -24,7 +24,8 @@ from ipfs_kit_node.storage import BlockNotFoundError, StoreConfig, TieredStore
 from ipfs_kit_node.storage.disk import DiskTier
 from ipfs_kit_node.storage.store import PendingRead
 from ipfs_kit_node.unixfs import data as fs
-from ipfs_kit_node.unixfs.importer import Added, Block, ImportParams, import_path
+from ipfs_kit_node.unixfs.importer import Added, import_path
+from ipfs_kit_node.unixfs.params import Block, ImportParams
 
 DISK_ONLY = StoreConfig(max_size=10**8, memory_size=0)  # every read goes to disk
 

@@ -22,7 +22,8 @@ from ipfs_kit_node.unixfs.chunker import (
     parse_chunker,
     split,
 )
-from ipfs_kit_node.unixfs.importer import ImportParams, import_bytes
+from ipfs_kit_node.unixfs.importer import import_bytes
+from ipfs_kit_node.unixfs.params import ImportParams
 
 
 def _data(n: int, seed: int) -> bytes:

@@ -12,7 +12,7 @@ from ipfs_kit_node.errors import CodecError
 from ipfs_kit_node.storage import StoreConfig, TieredStore
 from ipfs_kit_node.unixfs import NotAFileError, cat, import_bytes, ls
 from ipfs_kit_node.unixfs import data as fs
-from ipfs_kit_node.unixfs.importer import ImportParams
+from ipfs_kit_node.unixfs.params import ImportParams
 
 
 def test_dagpb_round_trip() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import BIN
 
-from ipfs_kit_node.unixfs.importer import ImportParams
+from ipfs_kit_node.unixfs.params import ImportParams
 
 
 def add(cwd: Path, *args: str, stdin: bytes | None = None) -> list[str]:

@@ -31,16 +31,8 @@ from ...logs import get_logger
 from ...storage.blocks import key_of
 from ...storage.service import StoreService
 from ...storage.writer import LinkTable, children_of
-from ...unixfs.importer import (
-    Block,
-    DirectoryBuilder,
-    Entry,
-    FileBuilder,
-    ImportParams,
-    import_stream,
-    meta_for,
-    symlink_node,
-)
+from ...unixfs.importer import DirectoryBuilder, FileBuilder, import_stream, symlink_node
+from ...unixfs.params import Block, Entry, ImportParams, meta_for
 from ..router import Request, Response, Router
 from .multipart import PartData, PartEnd, PartHeaders, boundary_of, events
 
