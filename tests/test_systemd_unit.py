@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import configparser
+import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -48,3 +50,51 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     problems = [line for line in out.stderr.splitlines() if "ipfs-kit-node@" in line]
     assert not problems, problems
     configparser.ConfigParser(strict=False, interpolation=None).read_string(text)
+
+
+ROLES = ("master", "worker", "leecher")
+
+
+def dropin_env(role: str) -> dict[str, str]:
+    """The Environment= lines of the role's shipped drop-in (systemd/ipfs-kit-node@ROLE...)."""
+    path = UNIT.parent / f"ipfs-kit-node@{role}.service.d" / "ports.conf"
+    env = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("Environment="):
+            key, _, value = line.removeprefix("Environment=").partition("=")
+            env[key] = value
+    return env
+
+
+def test_each_role_has_its_own_ports() -> None:
+    """Master, worker and leecher enabled on one host (beside a Kubo on 4001/5001/8080) must
+    not fight over ports: the drop-ins give each role its own, and the config accepts them."""
+    seen: dict[str, set[str]] = {}
+    for role in ROLES:
+        done = subprocess.run([str(BIN), "config", "show", "--role", role, "--enc", "json"],
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **dropin_env(role)})
+        assert done.returncode == 0, done.stderr
+        config = json.loads(done.stdout)
+        addrs = [*config["node"]["listen"], *config["api"]["listen"], *config["gateway"]["listen"]]
+        assert len(addrs) == 4, addrs
+        seen[role] = {"/".join(a.split("/")[3:5]) for a in addrs}  # tcp/PORT, udp/PORT
+    kubo = {"tcp/4001", "udp/4001", "tcp/5001", "tcp/8080"}
+    for role in ROLES:
+        assert not seen[role] & kubo, role
+        for other in ROLES:
+            assert other == role or not seen[role] & seen[other], (role, other)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_analyze_verify_with_dropins(tmp_path: Path) -> None:
+    text = UNIT.read_text().replace("/opt/ipfs-kit-node/bin/ipfs-kit-node", str(BIN))
+    (tmp_path / UNIT.name).write_text(text)
+    for role in ROLES:
+        name = f"ipfs-kit-node@{role}.service"
+        shutil.copytree(UNIT.parent / f"{name}.d", tmp_path / f"{name}.d")
+        out = subprocess.run(["systemd-analyze", "verify", f"./{name}"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        problems = [line for line in out.stderr.splitlines() if "ipfs-kit-node@" in line]
+        assert not problems, problems
