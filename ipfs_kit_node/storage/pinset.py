@@ -317,7 +317,9 @@ class PinSet(ReadPath):
 
     async def update_pin(self, old: CidLike, new: CidLike, *, unpin: bool = True) -> None:
         """Move a recursive pin from OLD to NEW (whose blocks must all be here) atomically:
-        never a moment with neither pinned. ``unpin=False`` keeps OLD."""
+        never a moment with neither pinned. ``unpin=False`` keeps OLD. As Kubo (boxo's
+        ``Update``): OLD the same as NEW changes nothing; NEW pinned recursively already is
+        an error (it replaced that pin, which kept its name and its counts' walk)."""
         self._check_open()
         old, new = to_cid(old), to_cid(new)
         inline: dict[bytes, bytes] = {}
@@ -325,26 +327,28 @@ class PinSet(ReadPath):
         async with self._pin_lock:
             current = self._db.pin(_text(old))
             if current is None or current.mode != "recursive":
-                raise StoreError(f"{old} is not pinned recursively")
-            old_keys = await self._old_keys(old, current) if unpin else []
+                raise StoreError("'from' cid was not recursively pinned already")
+            if old == new:
+                return
             existing = self._db.pin(_text(new))
-            replaced: list[bytes] = []
             if existing is not None and existing.mode == "recursive":
-                keys = []  # already counted; only OLD goes
-            elif existing is not None:
+                raise StoreError("'to' cid was already recursively pinned")
+            old_keys = await self._old_keys(old, current) if unpin else []
+            replaced: list[bytes] = []
+            if existing is not None:
                 # Its direct count gives way to the recursive one, whether OLD stays or not.
                 replaced = [key_of(new)]
             try:
                 await self._write(self._db.update_pin, current,
                                   Pin(_text(new), "recursive", current.name), key_of(new),
-                                  keys, old_keys, unpin and old != new, replaced, inline)
+                                  keys, old_keys, unpin, replaced, inline)
             except MissingBlocks as exc:
                 raise BlockNotFoundError(
                     str(cid_of_key(exc.keys[0])), f"in the DAG of {new}: collected while "
                     "pinning; try again") from None
         for listener in self._pin_listeners:
             listener(new, True)
-            if unpin and old != new:
+            if unpin:
                 listener(old, False)
 
     async def verify_pin(self, cid: CidLike) -> list[tuple[str, str]]:

@@ -1,0 +1,50 @@
+"""`pin update` in the cases boxo's Update settles: OLD the same as NEW changes nothing, NEW
+pinned recursively already is refused (it was replaced, losing its name), OLD not pinned
+recursively is refused; the name goes from OLD to NEW. One real daemon, RPC."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+from helpers import Daemon
+
+MakeDaemon = Callable[..., Daemon]
+
+
+def test_pin_update_edge_cases_answer_as_kubo(daemon: MakeDaemon) -> None:
+    d = daemon(name="a").start()
+    rpc = f"{d.rpc_url}/api/v0"
+
+    def post(path: str, *args: str, **params: str) -> httpx.Response:
+        return httpx.post(f"{rpc}/{path}", params=[*(("arg", a) for a in args),
+                                                   *params.items()], timeout=60)
+
+    def add(data: bytes) -> str:
+        r = httpx.post(f"{rpc}/add?pin=false", files={"file": ("f", data)}, timeout=60)
+        assert r.status_code == 200, r.text
+        return str(r.json()["Hash"])
+
+    def pins() -> dict[str, dict[str, str]]:
+        return post("pin/ls", type="recursive", names="true").json()["Keys"]  # type: ignore
+
+    one, two, three = add(b"one\n"), add(b"two\n"), add(b"three\n")
+    assert post("pin/add", one, name="mine").status_code == 200
+    assert post("pin/add", two, name="other").status_code == 200
+
+    r = post("pin/update", one, two)
+    assert r.status_code == 500 and r.json()["Message"] == \
+        "'to' cid was already recursively pinned", r.text  # it replaced that pin
+    assert pins() == {one: {"Type": "recursive", "Name": "mine"},
+                      two: {"Type": "recursive", "Name": "other"}}
+    r = post("pin/update", one, one)
+    assert r.status_code == 200, r.text
+    assert pins()[one] == {"Type": "recursive", "Name": "mine"}  # still pinned
+    r = post("pin/update", three, two)
+    assert r.status_code == 500 and r.json()["Message"] == \
+        "'from' cid was not recursively pinned already", r.text
+
+    r = post("pin/update", one, three)
+    assert r.status_code == 200 and r.json()["Pins"] == [one, three], r.text
+    assert pins() == {three: {"Type": "recursive", "Name": "mine"},
+                      two: {"Type": "recursive", "Name": "other"}}
