@@ -82,6 +82,7 @@ class Repo:
         from .journal import atomic_write, mkdir_durably
 
         new = not self.path.exists()
+        self._refuse_foreign_repo()
         try:
             mkdir_durably(self.path)
             for name in DATA_DIRS:
@@ -91,6 +92,18 @@ class Repo:
         except OSError as exc:
             raise self._error(exc, f"cannot create repo {self.path}") from exc
         return new
+
+    def _refuse_foreign_repo(self) -> None:
+        """A Kubo (or js-ipfs) repo is not ours to write into: our packs in its blocks/ and
+        our index in its datastore/ would mix with its own (`--repo ~/.ipfs` by habit)."""
+        if self.identity_file.exists():
+            return
+        if (self.path / "datastore_spec").is_file() or (
+                (self.path / "config").is_file() and (self.path / "version").is_file()):
+            raise RepoError(
+                f"{self.path} is a Kubo repo (it has config and version files); ipfs-kit-node "
+                "keeps its own repo beside it: pass another --repo (default ~/.ipfs-kit-node)"
+            )
 
     def _error(self, exc: OSError, what: str) -> RepoError:
         """One line saying what failed and what to do; a full disk is named as such."""

@@ -70,9 +70,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IpfsKitError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 1))
-    except OSError as exc:  # a file we were told to read or write: one line, not a traceback
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_left():
+            from .output import _stdout_gone
+
+            _stdout_gone()  # `pin ls | head`: quiet, as Kubo's CLI (SIGPIPE)
+            return 0
+        # a file we were told to read or write (or the daemon's socket): one line
         where = f": {exc.filename}" if exc.filename else ""
         print(f"Error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _stdout_reader_left() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (poll says POLLERR), so a broken
+    pipe is the reader leaving, not the daemon's socket breaking."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(mask & select.POLLERR for _, mask in poller.poll(0))
+    except (OSError, ValueError):
+        return False

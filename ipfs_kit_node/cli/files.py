@@ -201,13 +201,15 @@ def _write_symlink(path: Path, link_target: str) -> None:
 
 def _write_file(client: Any, cid: str, path: Path) -> None:
     """Into a fresh temporary file beside ``path``, renamed over it once complete (a rename
-    replaces a symlink there; it never writes through one)."""
+    replaces a symlink there; it never writes through one). Its mode is 0666 less the umask,
+    as Kubo's `ipfs get` (mkstemp's 0600 would stay after the rename)."""
     import contextlib
     import os
     import tempfile
 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ikn-get-", suffix=".part")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as out, client.stream("cat", {"arg": cid}) as response:
             response.copy_to(out.fileno())
         os.replace(tmp, path)
@@ -215,6 +217,15 @@ def _write_file(client: Any, cid: str, path: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it: the CLI runs no other threads)."""
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _show(path: Path, limit: int = 160) -> str:
