@@ -17,17 +17,16 @@ import trio
 from multiformats import CID
 
 from ..cid import to_cid
-from ..codecs import dagpb
 from ..errors import BlockNotFoundError, IpfsKitError, PinningError
 from ..logs import get_logger
 from ..service import TaskStatus, keep_running
 from ..storage.blocks import key_of
+from ..storage.pinset import links, walk_dag
 from ..storage.store import TieredStore
 
 log = get_logger(__name__)
 
 REFRESH = 60.0
-DAG_PB = 0x70
 FETCH_TIMEOUT = 60.0
 HOLDERS_TTL = 60.0
 
@@ -143,17 +142,12 @@ class PinnedElsewhere:
         """Bring a DAG's evicted blocks back to our disk (before the remote lets go of it);
         returns how many blocks were read. Raises BlockNotFoundError if one cannot be had."""
         store = self._store()
-        seen: set[bytes] = set()
-        stack = [to_cid(root)]
-        while stack:
-            cid = stack.pop()
-            if key_of(cid) in seen:
-                continue
-            seen.add(key_of(cid))
-            data = await store.get(cid)  # an evicted block comes back through fetch()
-            if cid.codec.code == DAG_PB:
-                stack.extend(to_cid(link.cid) for link in dagpb.decode(data, str(cid)).links)
-        return len(seen)
+        read = 0
+        async for step in walk_dag(lambda _: None, to_cid(root)):  # the pins' walk
+            data = await store.get(step.cid)  # an evicted block comes back through fetch()
+            step.children = links(step.cid, data)
+            read += 1
+        return read
 
     async def _dial_holders(self, cid: CID) -> None:
         """Dial a peer that holds the block: the service holding a confirmed root with it,
