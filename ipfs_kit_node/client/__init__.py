@@ -7,7 +7,8 @@ stays cheap.
 
 from __future__ import annotations
 
-from ._sync import Client, RangeReader, Streamed, task_doc
+from ._sync import Client, RangeReader, Streamed
+from ._wire import task_doc
 
 TYPE_CHECKING = False  # importing typing costs a CLI command ~4 ms
 if TYPE_CHECKING:

@@ -38,7 +38,6 @@ from ._sync import (
     passable,
     passed_line,
     passed_root,
-    task_doc,
     untar,
 )
 from .types import (
@@ -579,7 +578,7 @@ class AsyncTaskApi:
     async def submit(self, handler: str, inputs: Sequence[str] = (),
                      params: Mapping[str, Any] | None = None, *, priority: int = 0,
                      timeout: float | None = None) -> str:
-        done = await self.submit_many([task_doc(handler, inputs, params, priority, timeout)])
+        done = await self.submit_many([_wire.task_doc(handler, inputs, params, priority, timeout)])
         if done.refused:
             raise ApiError(f"task refused: {done.refused[0][1]}", 400)
         return done.accepted[0]
@@ -597,7 +596,7 @@ class AsyncTaskApi:
         """Submit one task and wait for its outcome in one round trip (as ``Client``'s)."""
         answer = await self._c.call(
             "task/submit", {"wait": "true", "timeout": str(wait)},
-            body=json.dumps({"tasks": [task_doc(handler, inputs, params, priority,
+            body=json.dumps({"tasks": [_wire.task_doc(handler, inputs, params, priority,
                                                 timeout)]}).encode(),
             timeout=wait + self._c.timeout)
         return TaskInfo.from_json(_waited(answer))

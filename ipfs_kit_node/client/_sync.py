@@ -844,7 +844,7 @@ class TaskApi:
 
     def submit(self, handler: str, inputs: Sequence[str] = (), params: Mapping[str, Any]
                | None = None, *, priority: int = 0, timeout: float | None = None) -> str:
-        done = self.submit_many([task_doc(handler, inputs, params, priority, timeout)])
+        done = self.submit_many([_wire.task_doc(handler, inputs, params, priority, timeout)])
         if done.refused:
             raise ApiError(f"task refused: {done.refused[0][1]}", 400)
         return done.accepted[0]
@@ -867,7 +867,7 @@ class TaskApi:
 
         answer = self._c.call(
             "task/submit", {"wait": "true", "timeout": str(wait)},
-            body=json.dumps({"tasks": [task_doc(handler, inputs, params, priority,
+            body=json.dumps({"tasks": [_wire.task_doc(handler, inputs, params, priority,
                                                 timeout)]}).encode(),
             timeout=wait + self._c.timeout)
         return TaskInfo.from_json(_waited(answer))
@@ -916,15 +916,3 @@ def _waited(answer: dict[str, Any]) -> dict[str, Any]:
     if doc.get("State") is None:
         raise ApiError(f"task {doc['ID']} accepted but not waited on: {doc.get('Error')}", 503)
     return dict(doc)
-
-
-def task_doc(handler: str, inputs: Sequence[str] | str = (), params: Mapping[str, Any]
-             | None = None, priority: int = 0, timeout: float | None = None
-             ) -> dict[str, Any]:
-    """A task as task/submit takes it."""
-    doc: dict[str, Any] = {"handler": handler,
-                           "inputs": [inputs] if isinstance(inputs, str) else list(inputs),
-                           "params": dict(params or {}), "priority": priority}
-    if timeout is not None:
-        doc["timeout"] = timeout
-    return doc

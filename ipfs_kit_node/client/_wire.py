@@ -217,3 +217,15 @@ def request_headers(endpoint: Endpoint, body: object,
     else:
         hdrs.append(("transfer-encoding", "chunked"))
     return hdrs, whole
+
+
+def task_doc(handler: str, inputs: Sequence[str] | str = (), params: Mapping[str, Any]
+             | None = None, priority: int = 0, timeout: float | None = None
+             ) -> dict[str, Any]:
+    """A task as task/submit takes it."""
+    doc: dict[str, Any] = {"handler": handler,
+                           "inputs": [inputs] if isinstance(inputs, str) else list(inputs),
+                           "params": dict(params or {}), "priority": priority}
+    if timeout is not None:
+        doc["timeout"] = timeout
+    return doc

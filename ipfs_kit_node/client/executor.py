@@ -20,6 +20,7 @@ from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any
 
 from ..errors import IpfsKitError, TaskFailedError
+from ._wire import task_doc
 from .types import TaskInfo
 
 if TYPE_CHECKING:
@@ -85,8 +86,6 @@ class TaskExecutor(Executor):
                priority: int = 0, timeout: float | None = None, result: str | None = None,
                **kwargs: Any) -> TaskFuture:
         """Queue one task: ``handler`` on ``input``/``inputs`` (CIDs) with JSON ``params``."""
-        from ._sync import task_doc
-
         if args or kwargs:
             raise TypeError("tasks take CIDs (input=, inputs=) and JSON params=, not "
                             "Python arguments")
