@@ -91,7 +91,10 @@ async def fetch_dag(store: TieredStore, fetcher: BlockFetcher | None, root: CidL
         if recursive:
             children = store.links(cid, data)
             if prefetch is not None:  # one wantlist message for a node's links, not one each
-                prefetch([c for c in children if key_of(c) not in seen])
+                # Never an identity CID: its bytes are in it (a want for one was sent to
+                # peers and stayed in the wantlist after the pin).
+                prefetch([c for c in children
+                          if key_of(c) not in seen and inline_bytes(c) is None])
             for child in children:
                 queue(child)
         if progress is not None:
