@@ -303,13 +303,17 @@ class PinSet(ReadPath):
         for listener in self._pin_listeners:
             listener(cid, True)
 
-    async def unpin(self, cid: CidLike) -> None:
+    async def unpin(self, cid: CidLike, *, recursive: bool = True) -> None:
+        """Remove a pin; ``recursive=False`` refuses a recursive one (Kubo's ``pin rm
+        --recursive=false``). A block only covered by another pin's DAG is not a pin."""
         self._check_open()
         cid = to_cid(cid)
         async with self._pin_lock:
             current = self._db.pin(_text(cid))
             if current is None:
-                raise StoreError(f"{cid} is not pinned")
+                raise StoreError(f"{cid}: not pinned or pinned indirectly")
+            if current.mode == "recursive" and not recursive:
+                raise StoreError(f"{cid} is pinned recursively")
             keys = await self._old_keys(cid, current)
             await self._write(self._db.remove_pin, _text(cid), keys)
         for listener in self._pin_listeners:

@@ -100,8 +100,9 @@ class LocalPinRoutes:
         cids = [to_cid(text) for text in request.query.get("arg", [])]
         if not cids:
             raise ApiError("argument 'arg' is required", status=400)
+        recursive = request.arg("recursive", "true") != "false"
         for cid in cids:
-            await self.store.unpin(cid)
+            await self.store.unpin(cid, recursive=recursive)
         return Response.json({"Pins": [str(c) for c in cids]})
 
     async def _update(self, request: Request) -> Response:

@@ -1,6 +1,7 @@
-"""`pin update` in the cases boxo's Update settles: OLD the same as NEW changes nothing, NEW
-pinned recursively already is refused (it was replaced, losing its name), OLD not pinned
-recursively is refused; the name goes from OLD to NEW. One real daemon, RPC."""
+"""`pin update` and `pin rm` in the cases boxo settles. Update: OLD the same as NEW changes
+nothing, NEW pinned recursively already is refused (it was replaced, losing its name), OLD not
+pinned recursively is refused; the name goes from OLD to NEW. Rm: `--recursive=false` refuses a
+recursive pin (it was removed), a CID that is no pin is refused. One real daemon, RPC."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from helpers import Daemon
 MakeDaemon = Callable[..., Daemon]
 
 
-def test_pin_update_edge_cases_answer_as_kubo(daemon: MakeDaemon) -> None:
+def test_pin_update_and_rm_edge_cases_answer_as_kubo(daemon: MakeDaemon) -> None:
     d = daemon(name="a").start()
     rpc = f"{d.rpc_url}/api/v0"
 
@@ -48,3 +49,13 @@ def test_pin_update_edge_cases_answer_as_kubo(daemon: MakeDaemon) -> None:
     assert r.status_code == 200 and r.json()["Pins"] == [one, three], r.text
     assert pins() == {three: {"Type": "recursive", "Name": "mine"},
                       two: {"Type": "recursive", "Name": "other"}}
+
+    r = post("pin/rm", three, recursive="false")
+    assert r.status_code == 500 and "is pinned recursively" in r.json()["Message"], r.text
+    assert three in pins()
+    r = post("pin/rm", one)
+    assert r.status_code == 500, r.text
+    assert "not pinned or pinned indirectly" in r.json()["Message"]
+    assert post("pin/add", one, recursive="false").status_code == 200
+    assert post("pin/rm", one, recursive="false").status_code == 200
+    assert post("pin/ls", type="direct").json()["Keys"] == {}
