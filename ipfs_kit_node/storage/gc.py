@@ -26,6 +26,7 @@ from ..errors import StoreError
 from ..logs import get_logger
 from .blocks import hash_matches, to_cid
 from .core import DAG_PB, _take_page
+from .packs import record_span
 from .reads import ReadPath
 from .remote import NoRemoteTier
 
@@ -169,6 +170,7 @@ class Collector(ReadPath):
         two slices instead of waiting for the whole pass); another GC may have emptied the
         pack meanwhile."""
         after = -1
+        lead = 0  # where the stretch of the next slice's rows starts (the last one's end)
         skipped = False
         while True:
             async with self._gc_lock:
@@ -181,38 +183,57 @@ class Collector(ReadPath):
                 after = rows[-1][1]
                 todo = [r for r in rows if r[0] not in self._inflight]
                 skipped |= len(todo) < len(rows)
-                await self._compact_slice(pack, todo, result)
+                await self._compact_slice(pack, rows, lead, todo, result)
+                lead = record_span(*rows[-1])[1]
             await trio.sleep(0)
-        if skipped:
-            return  # a block being put or deleted: the next GC finishes this pack
+        if skipped:  # a block being put or deleted: the next GC finishes this pack
+            async with self._threads:  # (past the last row, all is dead)
+                await trio.to_thread.run_sync(self._packs.punch_spans, [(pack, lead, end)])
+            return
         async with self._gc_lock:
             if not self._pack_gone(pack) and await self._write(self._db.drop_pack, pack):
                 await trio.to_thread.run_sync(self._packs.unlink, pack)
                 result.packs_removed += 1
                 result.reclaimed += end
 
-    async def _copies_died(self, moves: list[tuple[bytes, int, int, int, int, int]]) -> None:
-        """Punch out the copies of ``moves`` whose move did not land (their block was
-        deleted, or deleted and stored again, between the copy and the commit: deletes do not
-        take the GC lock): no row names them, and they kept their space until the pack they
-        went to was compacted. Only after a commit that reported them missed: after a failed
-        one, whether it landed is not known, and a copy it may name is left alone."""
-        dead = []
-        for key, size, _, _, new, new_off in moves:  # (rare: not worth a thread)
-            meta = self._db.get(key)
-            if meta is None or meta.remote or (meta.pack, meta.off) != (new, new_off):
-                dead.append((new, key, new_off, size))
+    async def _punch_moved(self, pack: int, rows: list[tuple[bytes, int, int]], lead: int,
+                           moves: list[tuple[bytes, int, int, int, int, int]],
+                           all_landed: bool) -> None:
+        """After a slice's moves are committed, punch out what is dead now: the old records
+        of the moves that landed, with the dead records on either side of them up to the
+        next live ones (``rows``, the slice's rows by offset, has every live row from
+        ``lead``, where the slice's stretch starts, on), and the copies of those that did
+        not (their block was deleted, or deleted and stored again, between the copy and the
+        commit: deletes do not take the GC lock; no row names those copies). The old pack
+        is unlinked once every slice is done, but a slice left for the next GC (a block being
+        written or removed), an error or a crash kept all its moved records' bytes until
+        then, and a pack's worth of copies held twice its live bytes on disk meanwhile. Only
+        after a commit that succeeded: after a failed one, whether it landed is not known."""
+        landed = {m[0] for m in moves}
+        spans = []
+        if not all_landed:  # (rare: not worth a thread)
+            for key, size, _, _, new, new_off in moves:
+                meta = self._db.get(key)
+                if meta is None or meta.remote or (meta.pack, meta.off) != (new, new_off):
+                    landed.discard(key)
+                    spans.append((new, *record_span(key, new_off, size)))
+        for i, (key, off, size) in enumerate(rows):
+            if key in landed:
+                end = record_span(*rows[i + 1])[0] if i + 1 < len(rows) else off + size
+                spans.append((pack, record_span(*rows[i - 1])[1] if i else lead, end))
         async with self._threads:
-            await trio.to_thread.run_sync(self._packs.punch, dead)
+            await trio.to_thread.run_sync(self._packs.punch_spans, spans)
 
     def _pack_gone(self, pack: int) -> bool:
         end = self._db.pack_end(pack)
         return end is None or end < 0
 
-    async def _compact_slice(self, pack: int, todo: list[tuple[bytes, int, int]],
-                             result: GcResult) -> None:
-        """Copy ``todo`` (key, offset, size) of ``pack`` to the active pack, commit the
-        moves; records unreadable or corrupt are dropped (``_gc_lock`` held)."""
+    async def _compact_slice(self, pack: int, rows: list[tuple[bytes, int, int]], lead: int,
+                             todo: list[tuple[bytes, int, int]], result: GcResult) -> None:
+        """Copy ``todo`` (key, offset, size; of the slice's ``rows``, those not being
+        written or removed) of ``pack`` to the active pack, commit the moves, punch out what
+        they left dead (from ``lead``, the end of the slice before); records unreadable or
+        corrupt are dropped (``_gc_lock`` held)."""
 
         def copy(todo: list[tuple[bytes, int, int]] = todo) -> tuple[
                 int | None, list[tuple[bytes, int, int, int, int, int]],
@@ -246,8 +267,7 @@ class Collector(ReadPath):
                 with trio.CancelScope(shield=True):  # copies fsynced: commit them
                     moved = await self._write(self._db.move, moves)
                     result.moved += moved
-                    if moved < len(moves):  # deleted (and punched there) after their copy
-                        await self._copies_died(moves)
+                    await self._punch_moved(pack, rows, lead, moves, moved == len(moves))
         finally:
             if new is not None:
                 self._packs.settle(new)

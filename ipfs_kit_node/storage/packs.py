@@ -20,7 +20,7 @@ rewritten in place: deleting a block drops its row, then punches its record out 
 (``fallocate`` ``PUNCH_HOLE``: the disk space is freed at once, the range reads as zeros, and
 an index rebuilt from the packs cannot bring the block back). Compaction (the store's GC)
 copies the live records of a mostly dead pack to the active one, commits their new places,
-then unlinks the old pack. Pack ids only grow, so a stale location can name a gone pack (a
+punches out the records it moved, then unlinks the old pack. Pack ids only grow, so a stale location can name a gone pack (a
 read then retries by key) but never a different record. On a filesystem that cannot punch
 holes, dead records keep their space until compaction, as they all did before.
 
@@ -402,8 +402,12 @@ class PackFiles:
         fsynced, for the same reason. A pack gone meanwhile (compacted) is skipped. Records
         side by side are punched as one range: a hole frees only the filesystem blocks
         wholly inside it (a record under 4 KiB punched alone frees nothing)."""
+        return self.punch_spans((pack, *record_span(key, off, size))
+                                for pack, key, off, size in records)
+
+    def punch_spans(self, spans: Iterable[tuple[int, int, int]]) -> int:
+        """``punch`` for byte ranges (pack, start, end) known to hold only dead records."""
         merged: list[list[int]] = []
-        spans = ((pack, *record_span(key, off, size)) for pack, key, off, size in records)
         for pack, start, end in sorted(spans):
             if merged and merged[-1][0] == pack and start <= merged[-1][2]:
                 merged[-1][2] = max(merged[-1][2], end)
