@@ -1,7 +1,8 @@
 """`pin update` and `pin rm` in the cases boxo settles. Update: OLD the same as NEW changes
 nothing, NEW pinned recursively already is refused (it was replaced, losing its name), OLD not
 pinned recursively is refused; the name goes from OLD to NEW. Rm: `--recursive=false` refuses a
-recursive pin (it was removed), a CID that is no pin is refused. One real daemon, RPC."""
+recursive pin (it was removed), a CID that is no pin is refused. Add: a direct pin of a
+recursive one is refused. One real daemon, RPC."""
 
 from __future__ import annotations
 
@@ -50,6 +51,9 @@ def test_pin_update_and_rm_edge_cases_answer_as_kubo(daemon: MakeDaemon) -> None
     assert pins() == {three: {"Type": "recursive", "Name": "mine"},
                       two: {"Type": "recursive", "Name": "other"}}
 
+    r = post("pin/add", three, recursive="false")
+    assert r.status_code == 500 and r.json()["Message"] == \
+        f"{three} already pinned recursively", r.text  # it said it pinned it, did nothing
     r = post("pin/rm", three, recursive="false")
     assert r.status_code == 500 and "is pinned recursively" in r.json()["Message"], r.text
     assert three in pins()

@@ -82,6 +82,10 @@ class LocalPinRoutes:
         name = request.arg("name", "") or ""
         timeout = self._timeout(request)
         store = self.store
+        for cid in cids if not recursive else ():
+            pin = store.pin_of(cid)
+            if pin is not None and pin.mode == "recursive":  # Kubo's doPinDirect
+                raise StoreError(f"{cid} already pinned recursively")
 
         async def job(progress: Any) -> None:
             for cid in cids:
