@@ -165,47 +165,63 @@ def main() -> None:
                 a.stop()
                 b.stop()
             return
-        if args.case == "ours-ours":
-            ends = [Profiled(tmp, "seeder", not args.no_profile).start(),
-                    Profiled(tmp, "fetcher", not args.no_profile).start(env=env)]
-            cid = ends[0].cli("add", "-Q", "--cid-version", "0", str(f)).stdout.strip()
-            ends[1].cli("swarm", "connect", ends[0].addr)
-            before = [e.cpu() for e in ends]
-            spies = [spy_start(args.spy, e, tmp / f"{e.repo.name}.spy") for e in ends] \
-                if args.spy else []
-            seconds = get(ends[1], cid, out)
-        else:
-            ours = Profiled(tmp, "ours", not args.no_profile).start(env=env)
-            ends = [ours]
-            k = KuboPeer(tmp / "kubo").start()
-            try:
-                k.connect(_tcp_addr(ours))
-                if args.case == "kubo-ours":
-                    cid = ours.cli("add", "-Q", "--cid-version", "0", str(f)).stdout.strip()
-                else:
-                    cid = k.add_file(f)
-                assert k.proc is not None
-                kubo_before = cpu_of(k.proc.pid)
-                before = [ours.cpu()]
-                spies = [spy_start(args.spy, ours, tmp / "ours.spy")] if args.spy else []
-                if args.case == "kubo-ours":
-                    started = time.perf_counter()
-                    k.download(cid, out, timeout=300)
-                    seconds = time.perf_counter() - started
-                else:
-                    seconds = get(ours, cid, out)
-                kubo_used = cpu_of(k.proc.pid) - kubo_before
-            finally:
-                k.stop()
-        used = [e.cpu() - b for e, b in zip(ends, before, strict=True)]
-        kubo = f", kubo {kubo_used:.2f} s" if args.case != "ours-ours" else ""
-        print(f"{args.case}: {size / seconds / 1e6:.1f} MB/s ({seconds:.2f} s); CPU "
-              + ", ".join(f"{e.repo.name} {u:.2f} s" for e, u in zip(ends, used, strict=True))
-              + kubo)
-        for e, spy in zip(ends, spies, strict=False):
-            spy_report(spy, tmp / f"{e.repo.name}.spy", e.repo.name, args.top)
-        for e in ends:
-            e.finish(args.top)
+        try:
+            measure(args, tmp, f, out, size, env)
+        except BaseException:
+            for d in LIVE:  # a failed fetch must not leave our daemons running
+                d.kill()
+            raise
+
+
+LIVE: list[Profiled] = []  # daemons started by measure(), killed if it fails
+
+
+def measure(args: argparse.Namespace, tmp: Path, f: Path, out: Path, size: int,
+            env: dict[str, str]) -> None:
+    """One of our cases, its CPU figures printed (see main)."""
+    if args.case == "ours-ours":
+        ends = [Profiled(tmp, "seeder", not args.no_profile).start(),
+                Profiled(tmp, "fetcher", not args.no_profile).start(env=env)]
+        LIVE.extend(ends)
+        cid = ends[0].cli("add", "-Q", "--cid-version", "0", str(f)).stdout.strip()
+        ends[1].cli("swarm", "connect", ends[0].addr)
+        before = [e.cpu() for e in ends]
+        spies = [spy_start(args.spy, e, tmp / f"{e.repo.name}.spy") for e in ends] \
+            if args.spy else []
+        seconds = get(ends[1], cid, out)
+    else:
+        ours = Profiled(tmp, "ours", not args.no_profile).start(env=env)
+        ends = [ours]
+        LIVE.append(ours)
+        k = KuboPeer(tmp / "kubo").start()
+        try:
+            k.connect(_tcp_addr(ours))
+            if args.case == "kubo-ours":
+                cid = ours.cli("add", "-Q", "--cid-version", "0", str(f)).stdout.strip()
+            else:
+                cid = k.add_file(f)
+            assert k.proc is not None
+            kubo_before = cpu_of(k.proc.pid)
+            before = [ours.cpu()]
+            spies = [spy_start(args.spy, ours, tmp / "ours.spy")] if args.spy else []
+            if args.case == "kubo-ours":
+                started = time.perf_counter()
+                k.download(cid, out, timeout=300)
+                seconds = time.perf_counter() - started
+            else:
+                seconds = get(ours, cid, out)
+            kubo_used = cpu_of(k.proc.pid) - kubo_before
+        finally:
+            k.stop()
+    used = [e.cpu() - b for e, b in zip(ends, before, strict=True)]
+    kubo = f", kubo {kubo_used:.2f} s" if args.case != "ours-ours" else ""
+    print(f"{args.case}: {size / seconds / 1e6:.1f} MB/s ({seconds:.2f} s); CPU "
+          + ", ".join(f"{e.repo.name} {u:.2f} s" for e, u in zip(ends, used, strict=True))
+          + kubo)
+    for e, spy in zip(ends, spies, strict=False):
+        spy_report(spy, tmp / f"{e.repo.name}.spy", e.repo.name, args.top)
+    for e in ends:
+        e.finish(args.top)
 
 
 if __name__ == "__main__":

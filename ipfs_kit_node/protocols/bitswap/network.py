@@ -520,7 +520,11 @@ class Bitswap(ConnectionNotifee):
             if n % SLICE == SLICE - 1:
                 await trio.sleep(0)
         self._send(out)
-        self._wake(peer)
+        if wants:
+            # Only new wants give this peer's sender work. Kubo sends a cancel for every
+            # block it receives, each its own message: waking the sender for those was a
+            # task switch per block for nothing.
+            self._wake(peer)
 
     async def _store_blocks(self) -> None:
         """Stores the blocks received, all those that came in while the last batch was
