@@ -20,9 +20,10 @@ rewritten in place: deleting a block drops its row, then punches its record out 
 (``fallocate`` ``PUNCH_HOLE``: the disk space is freed at once, the range reads as zeros, and
 an index rebuilt from the packs cannot bring the block back). Compaction (the store's GC)
 copies the live records of a mostly dead pack to the active one, commits their new places,
-punches out the records it moved, then unlinks the old pack. Pack ids only grow, so a stale location can name a gone pack (a
-read then retries by key) but never a different record. On a filesystem that cannot punch
-holes, dead records keep their space until compaction, as they all did before.
+punches out the records it moved, then unlinks the old pack. Pack ids only grow, so a stale
+location can name a gone pack (a read then retries by key) but never a different record. On
+a filesystem that cannot punch holes, dead records keep their space until compaction, as
+they all did before.
 
 Every method blocks; the store runs them on worker threads.
 """
