@@ -93,10 +93,11 @@ class Collector(ReadPath):
         self._nursery.start_soon(self._guarded, compact)
 
     async def _compact(self, result: GcResult) -> None:
-        """Rewrite packs whose live bytes fell below ``COMPACT_LIVE`` of them: their live
+        """Rewrite the packs ``_to_compact`` picks (and those with nothing live): their live
         records are copied to the active pack (fsynced), the new places committed in one
-        transaction a slice, and the emptied pack unlinked. A reader that holds an old
-        place still reads it (its descriptor stays open) or reads the row again."""
+        transaction a slice, the old records punched out, and the emptied pack unlinked. A
+        reader that holds an old place reads it (its descriptor stays open), or reads zeros
+        or nothing there and reads the row again."""
         async with self._gc_lock:
             packs = self._db.packs()
             chosen = await trio.to_thread.run_sync(self._to_compact, packs)
