@@ -94,6 +94,9 @@ async def blocks_and_dags(c: AsyncClient, work: Path) -> None:
     (work / "node.car").write_bytes(car)
     assert await c.dag.import_(work / "node.car") == [node]
     assert await c.dag.import_(car, pin_roots=False) == []  # roots are listed when pinned
+    with pytest.raises(ApiError, match="pinned"):  # the node's pin covers what it links to
+        await c.block.rm(block)
+    assert await c.pin.rm(node) == [node]
     assert await c.block.rm(block) == block
     with pytest.raises(ApiError, match="not found"):
         await c.block.get(block)
