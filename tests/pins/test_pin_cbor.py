@@ -81,3 +81,32 @@ async def test_a_pin_made_before_is_uncounted_as_it_was_counted(tmp_path: Path) 
     await store.gc(full=True)
     assert len(store) == 0
     await store.close()
+
+
+async def test_an_index_made_before_opens_with_its_pins_counted_as_before(tmp_path: Path
+                                                                          ) -> None:
+    """No ``walk`` column, no ``lost`` table: both are added at open, its pins say walk 0."""
+    config = StoreConfig(max_size=10**7, memory_size=0)
+    store = await TieredStore.open(tmp_path, config)
+    leaf = raw_block(size=500)
+    parent = _cbor_linking(leaf[0])
+    for cid, data in (leaf, parent):
+        await store.put(cid, data)
+    await store.pin(parent[0])
+    await store.close()
+    db = sqlite3.connect(tmp_path / "datastore" / "index.sqlite")
+    with db:
+        db.execute("ALTER TABLE pins DROP COLUMN walk")
+        db.execute("DROP TABLE lost")
+        db.execute("UPDATE blocks SET pins=0 WHERE key=?", (bytes(leaf[0].digest),))
+        db.execute("UPDATE counters SET pinned_blocks=pinned_blocks-1")
+    db.close()
+
+    store = await TieredStore.open(tmp_path, config)
+    pin = store.pin_of(parent[0])
+    assert pin is not None and pin.walk == 0 and store.pin_type(leaf[0]) is None
+    await store.unpin(parent[0])
+    assert store.stats().pinned_blocks == 0
+    await store.gc(full=True)
+    assert len(store) == 0
+    await store.close()
