@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreFullError
 from ..logs import get_logger
 from .blocks import hash_matches, to_cid
 from .core import DAG_PB, _take_page
@@ -208,8 +208,8 @@ class Collector(ReadPath):
         commit: deletes do not take the GC lock; no row names those copies). The old pack
         is unlinked once every slice is done, but a slice left for the next GC (a block being
         written or removed), an error or a crash kept all its moved records' bytes until
-        then, and a pack's worth of copies held twice its live bytes on disk meanwhile. Only
-        after a commit that succeeded: after a failed one, whether it landed is not known."""
+        then, and a pack's worth of copies held twice its live bytes on disk meanwhile. Not
+        after a commit that failed on an I/O error: whether it landed is not known."""
         landed = {m[0] for m in moves}
         spans = []
         if not all_landed:  # (rare: not worth a thread)
@@ -266,7 +266,13 @@ class Collector(ReadPath):
         try:
             if moves:
                 with trio.CancelScope(shield=True):  # copies fsynced: commit them
-                    moved = await self._write(self._db.move, moves)
+                    try:
+                        moved = await self._write(self._db.move, moves)
+                    except StoreFullError:
+                        # A full disk (SQLITE_FULL) left the commit undone, unlike an I/O
+                        # error that may or may not have: the copies no row names go.
+                        await self._punch_moved(pack, rows, lead, moves, False)
+                        raise
                     result.moved += moved
                     await self._punch_moved(pack, rows, lead, moves, moved == len(moves))
         finally:

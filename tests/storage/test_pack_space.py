@@ -206,6 +206,47 @@ async def test_a_pack_left_half_compacted_holds_no_moved_records(tmp_path: Path)
         await store.close()
 
 
+async def test_a_move_commit_refused_by_a_full_disk_leaves_no_copy(tmp_path: Path) -> None:
+    """Compaction's copies are written, then the index cannot commit their moves (a full
+    disk: SQLITE_FULL leaves the transaction undone): the copies, which no row names, are
+    punched out (they held space on the disk that was full), and the blocks read where they
+    were. (sqlite's error is a stand-in: raised by a patched move.)"""
+    import sqlite3
+
+    store = await TieredStore.open(tmp_path, SMALL_PACKS)
+    try:
+        blocks = [raw_block(size=1000) for _ in range(80)]
+        for cid, data in blocks:
+            await store.put(cid, data)
+        first = store._db.get(key_of(blocks[0][0]))
+        assert first is not None and first.pack is not None
+        in_first = [b for b in blocks if (m := store._db.get(key_of(b[0]))) is not None
+                    and m.pack == first.pack]
+        for i, (cid, _) in enumerate(in_first):
+            if i % 3:
+                assert await store.delete(cid)
+        real_move = store._db.move
+
+        def full(moves: Any) -> int:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        store._db.move = full  # type: ignore[method-assign]
+        result = gc_module.GcResult()
+        await store._compact(result)
+        store._db.move = real_move  # type: ignore[method-assign]
+        assert result.errors and "is full" in result.errors[0] and not result.moved, result
+        rows = {(m.pack, m.off) for _, m in store._db.page(b"", local=True, limit=10_000)}
+        assert set(valid_records(tmp_path)) == rows, "copies no row names left whole"
+        for cid, data in in_first[::3]:
+            assert await store.get(cid) == data
+        result = await store.gc()  # the disk has room again: compacted
+        assert result.moved == len(in_first[::3]) and result.packs_removed, result
+        assert (await store.verify()).ok
+        assert_matches_index(tmp_path, {bytes(c.digest) async for c in store})
+    finally:
+        await store.close()
+
+
 def valid_records(root: Path) -> list[tuple[int, int]]:
     """(pack, offset) of every whole, valid record in the packs (punched ones read zeros)."""
     files = PackFiles(root / "blocks" / PACKS_DIR, sync=False)
