@@ -170,9 +170,51 @@ def build_host(
 
 
 def peer_addresses(host: IHost) -> list[str]:
-    """Our listen addresses, each ending in /p2p/<our peer ID>."""
+    """Our dialable addresses, each ending in /p2p/<our peer ID>: a wildcard listener
+    (0.0.0.0, ::) is shown as each of this host's addresses, loopback first, as Kubo's
+    `ipfs id` does; nobody can dial 0.0.0.0, and these go to Kubo and masters as ours."""
     suffix = f"/p2p/{host.get_id()}"
-    return [a if a.endswith(suffix) else a + suffix for a in map(str, host.get_addrs())]
+    out: list[str] = []
+    for addr in map(str, host.get_addrs()):
+        addr = addr.removesuffix(suffix)
+        for wildcard, ips in (("/ip4/0.0.0.0/", _interface_ips(socket.AF_INET)),
+                              ("/ip6/::/", _interface_ips(socket.AF_INET6))):
+            if addr.startswith(wildcard):
+                rest = addr.removeprefix(wildcard)
+                family = wildcard.split("/")[1]
+                out += [f"/{family}/{ip}/{rest}{suffix}" for ip in ips]
+                break
+        else:
+            out.append(addr + suffix)
+    return list(dict.fromkeys(out))
+
+
+def _interface_ips(family: int) -> list[str]:
+    """This host's addresses of one family, loopback first (Linux: SIOCGIFADDR for IPv4,
+    /proc/net/if_inet6 for IPv6)."""
+    import contextlib
+    import fcntl
+    import ipaddress
+    import struct
+
+    ips: list[str] = []
+    if family == socket.AF_INET:
+        with contextlib.suppress(OSError):
+            for _, name in socket.if_nameindex():
+                with contextlib.suppress(OSError), \
+                        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                    packed = fcntl.ioctl(probe.fileno(), 0x8915,  # SIOCGIFADDR
+                                         struct.pack("256s", name[:15].encode()))
+                    ips.append(socket.inet_ntoa(packed[20:24]))
+    else:
+        with contextlib.suppress(OSError), open("/proc/net/if_inet6") as table:
+            for line in table:
+                raw = line.split()[0]
+                ip = ipaddress.IPv6Address(bytes.fromhex(raw))
+                if not ip.is_link_local:  # needs a zone to dial
+                    ips.append(str(ip))
+    loop = "127.0.0.1" if family == socket.AF_INET else "::1"
+    return [loop, *sorted(set(ips) - {loop})]
 
 
 def check_listen_addresses(listen: Sequence[multiaddr.Multiaddr]) -> None:

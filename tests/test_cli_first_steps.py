@@ -80,3 +80,20 @@ def test_a_kubo_repo_is_refused(short_tmp: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "Kubo" in done.stderr and "--repo" in done.stderr, done.stderr
     assert sorted(p.relative_to(kubo) for p in kubo.rglob("*")) == before
+
+
+def test_id_shows_dialable_addresses(daemon: Any) -> None:
+    """A node listening on 0.0.0.0 (the default) shows its interfaces' addresses in `id`, as
+    Kubo's `ipfs id` does: `/ip4/0.0.0.0/...` cannot be dialled from another host, and the
+    same list goes to Kubo (`swarm connect` before a remote pin) and to a master as a task
+    output's providers. Another node connects with the first one `id` prints."""
+    a = daemon(name="a").start(listen="/ip4/0.0.0.0/tcp/0")
+    b = daemon(name="b").start()
+    addrs = a.api("id")["Addresses"]
+    assert addrs and not [x for x in addrs if "/0.0.0.0/" in x], addrs
+    assert addrs[0].startswith("/ip4/127.0.0.1/tcp/"), addrs
+    assert not addrs[0].startswith("/ip4/127.0.0.1/tcp/0/"), addrs
+    assert a.api("status")["Addresses"] == addrs
+    done = b.cli("swarm", "connect", addrs[0])
+    assert done.returncode == 0, done.stderr
+    assert a.peer_id in b.cli("swarm", "peers").stdout
