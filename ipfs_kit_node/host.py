@@ -177,8 +177,8 @@ def peer_addresses(host: IHost) -> list[str]:
     out: list[str] = []
     for addr in map(str, host.get_addrs()):
         addr = addr.removesuffix(suffix)
-        for wildcard, ips in (("/ip4/0.0.0.0/", _interface_ips(socket.AF_INET)),
-                              ("/ip6/::/", _interface_ips(socket.AF_INET6))):
+        for wildcard, ips in (("/ip4/0.0.0.0/", interface_ips(socket.AF_INET)),
+                              ("/ip6/::/", interface_ips(socket.AF_INET6))):
             if addr.startswith(wildcard):
                 rest = addr.removeprefix(wildcard)
                 family = wildcard.split("/")[1]
@@ -189,7 +189,7 @@ def peer_addresses(host: IHost) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _interface_ips(family: int) -> list[str]:
+def interface_ips(family: int) -> list[str]:
     """This host's addresses of one family, loopback first (Linux: SIOCGIFADDR for IPv4,
     /proc/net/if_inet6 for IPv6)."""
     import contextlib

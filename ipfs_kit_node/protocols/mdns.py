@@ -10,11 +10,9 @@ py-libp2p's own mDNS module only fills the peerstore from zeroconf's thread and 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import secrets
 import socket
-import struct
 from collections.abc import Callable
 
 import multiaddr
@@ -24,6 +22,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from zeroconf import ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
+from ..host import interface_ips
 from ..logs import get_logger
 from ..service import TaskStatus
 from .peers import PeerBook
@@ -187,17 +186,5 @@ def _close(zc: Zeroconf, browser: ServiceBrowser | None, service: ServiceInfo) -
 
 def _local_ipv4() -> list[str]:
     """Non-loopback IPv4 addresses of this host's interfaces (Linux)."""
-    ips = []
-    with contextlib.suppress(OSError):
-        for _, name in socket.if_nameindex():
-            with contextlib.suppress(OSError):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                try:
-                    packed = fcntl.ioctl(s.fileno(), 0x8915,  # SIOCGIFADDR
-                                         struct.pack("256s", name[:15].encode()))
-                finally:
-                    s.close()
-                ip = socket.inet_ntoa(packed[20:24])
-                if not ipaddress.ip_address(ip).is_loopback:
-                    ips.append(ip)
-    return ips
+    return [ip for ip in interface_ips(socket.AF_INET)
+            if not ipaddress.ip_address(ip).is_loopback]
