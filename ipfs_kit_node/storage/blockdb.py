@@ -531,6 +531,11 @@ class BlockDB:
                 c.pins += 1
         return []
 
+    def rename_pin(self, cid: str, name: str) -> None:
+        """A pin made again under another name (Kubo replaces the pin; its counts stay)."""
+        with self._txn() as db:
+            db.execute("UPDATE pins SET name=? WHERE cid=?", (name, cid))
+
     def remove_pin(self, cid: str, keys: list[bytes]) -> bool:
         c = self.counters
         with self._txn() as db:

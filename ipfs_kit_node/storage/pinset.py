@@ -291,6 +291,10 @@ class PinSet(ReadPath):
         async with self._pin_lock:
             current = self._db.pin(_text(cid))
             if current is not None and (current.mode == mode or current.mode == "recursive"):
+                # Pinned again under a name: renamed, as boxo re-pins. Without one the name
+                # stays (boxo clears it: an add of the same file would lose it).
+                if current.mode == mode and name and current.name != name:
+                    await self._write(self._db.rename_pin, current.cid, name)
                 return
             old = await self._old_keys(cid, current)
             try:
