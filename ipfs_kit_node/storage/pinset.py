@@ -28,11 +28,14 @@ from ..cid import cid_from_bytes
 from ..codecs.cborlinks import DAG_CBOR, DAG_JSON
 from ..dagwalk import child_links
 from ..errors import BlockNotFoundError, CodecError, StoreBusyError, StoreError
+from ..logs import get_logger
 from ..unixfs import pbscan
 from .blockdb import WALK, BlockMeta, MissingBlocks, Pin, PinMode
 from .blocks import CidLike, cid_of_key, key_of, to_cid
 from .core import DAG_PB, _text
 from .reads import ReadPath, inline_bytes
+
+log = get_logger(__name__)
 
 PACE = 256  # steps between two checkpoints of a walk that read nothing
 
@@ -253,6 +256,9 @@ class PinSet(ReadPath):
                 if tolerant:
                     if self._db.pins_of(key):  # lost: its count goes with the pin
                         keys.append(key)
+                        if recursive and cid.codec.code in linked:
+                            log.warning("a lost block hides part of a pin's DAG: the blocks "
+                                        "under it stay counted", cid=str(cid), pin=str(root))
                     continue
                 raise BlockNotFoundError(
                     str(cid), f"in the DAG of {root}; fetch the whole DAG before pinning it"

@@ -8,11 +8,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+import pytest
 from blockfiles import damage_block
+from dag import dagpb_block, raw_block
 from helpers import Daemon
 from multiformats import CID, multihash
+
+from ipfs_kit_node.storage import BlockNotFoundError, StoreConfig, TieredStore
 
 MakeDaemon = Callable[..., Daemon]
 CHUNK = 256 * 1024
@@ -62,3 +67,24 @@ def test_a_pinned_block_found_corrupt_stays_pinned(daemon: MakeDaemon) -> None:
     assert r.status_code == 200, r.text
     assert post("repo/gc").status_code == 200
     assert post("repo/stat").json()["NumObjects"] == 0  # nothing left pinned by a count
+
+
+async def test_a_lost_inner_node_keeps_what_is_under_it_counted(tmp_path: Path) -> None:
+    """Unpinning past a lost inner node cannot see the blocks under it: they stay counted
+    (logged), never uncounted blindly (another pin holding that node would lose them)."""
+    store = await TieredStore.open(tmp_path, StoreConfig(max_size=10**7, memory_size=0))
+    leaf = raw_block(size=500)
+    mid = dagpb_block([(leaf[0], 500)])
+    root = dagpb_block([(mid[0], 600)])
+    for cid, data in (leaf, mid, root):
+        await store.put(cid, data)
+    await store.pin(root[0])
+    damage_block(tmp_path, bytes(mid[0].digest))
+    with pytest.raises(BlockNotFoundError):
+        await store.get(mid[0])
+    assert store.pin_type(mid[0]) == "indirect"  # lost, still covered
+    await store.unpin(root[0])
+    assert store.pin_type(mid[0]) is None and store.pin_type(leaf[0]) == "indirect"
+    await store.gc(full=True)
+    assert await store.get(leaf[0]) == leaf[1]
+    await store.close()
