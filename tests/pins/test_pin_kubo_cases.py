@@ -2,7 +2,8 @@
 nothing, NEW pinned recursively already is refused (it was replaced, losing its name), OLD not
 pinned recursively is refused; the name goes from OLD to NEW. Rm: `--recursive=false` refuses a
 recursive pin (it was removed), a CID that is no pin is refused. Add: a direct pin of a
-recursive one is refused, a pin made again takes the new name. One real daemon, RPC."""
+recursive one is refused, a pin made again takes the new name, a name over 255 bytes is
+refused. Ls: `name` keeps the pins whose names contain it. One real daemon, RPC."""
 
 from __future__ import annotations
 
@@ -53,6 +54,10 @@ def test_pin_update_and_rm_edge_cases_answer_as_kubo(daemon: MakeDaemon) -> None
 
     assert post("pin/add", three, name="renamed").status_code == 200
     assert pins()[three] == {"Type": "recursive", "Name": "renamed"}  # kept "mine"
+    assert post("pin/ls", name="ren").json()["Keys"] == {
+        three: {"Type": "recursive", "Name": "renamed"}}  # Kubo's name filter: a substring
+    r = post("pin/add", two, name="x" * 256)
+    assert r.status_code == 500 and "pin name is 256 bytes (max 255 bytes)" in r.text
     r = post("pin/add", three, recursive="false")
     assert r.status_code == 500 and r.json()["Message"] == \
         f"{three} already pinned recursively", r.text  # it said it pinned it, did nothing

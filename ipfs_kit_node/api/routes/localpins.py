@@ -1,8 +1,9 @@
 """Local pin routes, shaped like Kubo's: ``pin/add`` (fetching what is missing, several CIDs,
 ``progress`` streamed as Kubo's ``AddPinOutput``: ``{"Progress": nodes, "Bytes": bytes}`` every
 0.5 s, zero fields left out, the last count, then ``{"Pins": [...]}``), ``pin/rm``, ``pin/ls``
-(``type``, ``quiet``, ``names``; streamed), ``pin/update`` (``progress`` as for add) and
-``pin/verify`` (Kubo's ``PinVerifyRes``: ``{"Cid", "Ok", "BadNodes"}``; every pin)."""
+(``type``, ``quiet``, ``names``, ``name`` filtering; streamed), ``pin/update`` (``progress``
+as for add) and ``pin/verify`` (Kubo's ``PinVerifyRes``: ``{"Cid", "Ok", "BadNodes"}``; every
+pin)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,16 @@ def _line(obj: Any) -> bytes:
 
 def _error_line(exc: BaseException) -> bytes:
     return _line({"Message": str(exc), "Code": 0, "Type": "error"})
+
+
+MAX_PIN_NAME = 255  # bytes, Kubo's MaxPinNameBytes
+
+
+def _pin_name(request: Request) -> str:
+    name = request.arg("name", "") or ""
+    if len(name.encode()) > MAX_PIN_NAME:
+        raise StoreError(f"pin name is {len(name.encode())} bytes (max {MAX_PIN_NAME} bytes)")
+    return name
 
 
 def _progress(state: Progress) -> dict[str, int]:
@@ -79,7 +90,7 @@ class LocalPinRoutes:
         if not cids:
             raise ApiError("argument 'arg' is required", status=400)
         recursive = request.arg("recursive", "true") != "false"
-        name = request.arg("name", "") or ""
+        name = _pin_name(request)
         timeout = self._timeout(request)
         store = self.store
         for cid in cids if not recursive else ():
@@ -139,6 +150,8 @@ class LocalPinRoutes:
                            "recursive, all}", status=400)
         quiet, names, stream = (request.flag("quiet"), request.flag("names"),
                                 request.flag("stream"))
+        wanted = _pin_name(request)  # Kubo: names containing it (implies names)
+        names = names or bool(wanted)
         store = self.store
 
         def entry(cid: str, mode: str, name: str = "") -> dict[str, Any]:
@@ -164,9 +177,9 @@ class LocalPinRoutes:
         async def entries() -> AsyncIterator[dict[str, Any]]:
             if kind in ("all", "recursive", "direct"):
                 async for pin in store.iter_pins():
-                    if kind in ("all", pin.mode):
+                    if kind in ("all", pin.mode) and wanted in pin.name:
                         yield entry(pin.cid, pin.mode, pin.name)
-            if kind in ("all", "indirect"):
+            if kind in ("all", "indirect") and not wanted:  # indirect ones have no name
                 async for cid in store.iter_indirect():
                     yield entry(cid, "indirect")
 
