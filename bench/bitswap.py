@@ -5,6 +5,9 @@ wheel cannot be installed): Kubo<-Kubo (the reference), Kubo fetching from ours,
 from Kubo, ours<-ours, all with Kubo's `ipfs add` defaults (CIDv0, 256 KiB dag-pb leaves),
 every ratio against Kubo<-Kubo of the same run. Kubo's time is its `Download` call (it writes
 the file); ours is `ipfs-kit-node get CID -o FILE` (the CLI's start included). Target: >= 1.0x.
+"Kubo<-ours" serves from disk (a 16 MiB memory tier: each block read from its pack and
+re-hashed); "Kubo<-ours dflt" is a daemon with its default config, whose memory tier still
+holds the file just added, as a user's would.
 "local get" is the same `get` again once the blocks are local: the floor our get path (CLI,
 HTTP, exporter, store) sets under any fetch, whatever Bitswap does.
 
@@ -137,6 +140,18 @@ def kubo_run(tmp: Path, run: int, size: int, record: Record) -> None:
     finally:
         k.stop()
         ours.kill()
+    # Kubo <- ours as a user runs it: the daemon's defaults, whose memory tier still holds what
+    # was just added (the row above serves every block from its pack, re-hashed on read).
+    plain = Daemon(tmp, name=f"od-{run}").start()
+    k = KuboPeer(tmp / f"kd-{run}").start()
+    try:
+        mine = plain.cli("add", "-Q", "--cid-version", "0", str(f)).stdout.strip()
+        k.connect(_tcp_addr(plain))
+        record("Kubo<-ours dflt", kubo_download(k, mine, out))
+        _check(out, f)
+    finally:
+        k.stop()
+        plain.kill()
     # ours <- ours
     seeder = Daemon(tmp, name=f"os-{run}").start()
     fetcher = Daemon(tmp, name=f"of-{run}").start(
