@@ -192,18 +192,10 @@ class BlockDB:
         self.path = path
         self._sync = sync
         self.degraded = False
+        self.migrated = False
         try:
             self._wr = _connect(path, sync=sync)
-            self._wr.executescript(SCHEMA)
-            columns = {r[1] for r in self._wr.execute("PRAGMA table_info(blocks)")}
-            if "pack" not in columns:  # an index made before packs: its rows are files
-                self._wr.execute("ALTER TABLE blocks ADD COLUMN pack INTEGER")
-                self._wr.execute("ALTER TABLE blocks ADD COLUMN off INTEGER NOT NULL "
-                                 "DEFAULT 0")
-            self._wr.execute(PACK_INDEX)
-            if "walk" not in {r[1] for r in self._wr.execute("PRAGMA table_info(pins)")}:
-                # Pins made before: their DAGs were counted through dag-pb links only.
-                self._wr.execute("ALTER TABLE pins ADD COLUMN walk INTEGER NOT NULL DEFAULT 0")
+            self._migrate()
             self._rd = _connect(path, sync=sync, readonly=True)
         except sqlite3.OperationalError as exc:
             if "I/O" not in str(exc) and "full" not in str(exc):
@@ -219,14 +211,35 @@ class BlockDB:
             check_synchronous(self._wr, sync)
             self._rd = self._wr
             self.degraded = True
+            # An older index on a full disk: its new table and column may not fit. It opens
+            # without them (reads as an older index reads) and gets them at the first write
+            # that finds space (``_txn``).
+            with contextlib.suppress(sqlite3.OperationalError):
+                self._migrate()
         self.counters = self._read_counters()
         #: Whether ``lost`` may hold rows (set when one is written, read at open): while it
         #: cannot, lookups and unpins skip looking there. ``_dropped``: rows of blocks that
         #: were stored (not identity CIDs), the ones a put may bring back: while there are
         #: none, puts skip looking (a probe a row cost ~4 us, a quarter of a put's index work).
-        self._lost = self._wr.execute("SELECT 1 FROM lost LIMIT 1").fetchone() is not None
-        self._dropped = self._wr.execute(
-            "SELECT 1 FROM lost WHERE substr(key, 1, 1) != x'00' LIMIT 1").fetchone() is not None
+        self._lost = self._dropped = False
+        if self.migrated:
+            self._lost = self._wr.execute("SELECT 1 FROM lost LIMIT 1").fetchone() is not None
+            self._dropped = self._wr.execute(
+                "SELECT 1 FROM lost WHERE substr(key, 1, 1) != x'00' LIMIT 1"
+            ).fetchone() is not None
+
+    def _migrate(self) -> None:
+        """The schema, and what an index made by an older version lacks (``migrated``)."""
+        self._wr.executescript(SCHEMA)
+        columns = {r[1] for r in self._wr.execute("PRAGMA table_info(blocks)")}
+        if "pack" not in columns:  # an index made before packs: its rows are files
+            self._wr.execute("ALTER TABLE blocks ADD COLUMN pack INTEGER")
+            self._wr.execute("ALTER TABLE blocks ADD COLUMN off INTEGER NOT NULL DEFAULT 0")
+        self._wr.execute(PACK_INDEX)
+        if "walk" not in {r[1] for r in self._wr.execute("PRAGMA table_info(pins)")}:
+            # Pins made before: their DAGs were counted through dag-pb links only.
+            self._wr.execute("ALTER TABLE pins ADD COLUMN walk INTEGER NOT NULL DEFAULT 0")
+        self.migrated = True
 
     def close(self) -> None:
         for conn in {self._rd, self._wr}:
@@ -246,6 +259,8 @@ class BlockDB:
     def _txn(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; counters committed with it, restored if it fails."""
         before = Counters(**vars(self.counters))
+        if not self.migrated:  # opened on a full disk (see __init__): a full disk says so
+            self._migrate()
         self._wr.execute("BEGIN IMMEDIATE")
         try:
             yield self._wr
@@ -309,9 +324,14 @@ class BlockDB:
         return [(bytes(r[0]), _meta(r)) for r in rows]
 
     def pin(self, cid: str) -> Pin | None:
-        row = self._rd.execute("SELECT cid, mode, name, walk FROM pins WHERE cid=?",
+        row = self._rd.execute(f"SELECT {self._pin_columns} FROM pins WHERE cid=?",
                                (cid,)).fetchone()
         return None if row is None else Pin(*row)
+
+    @property
+    def _pin_columns(self) -> str:
+        # An index not migrated yet (see __init__): its pins were all made before ``walk``.
+        return "cid, mode, name, walk" if self.migrated else "cid, mode, name, 0"
 
     def is_root(self, key: bytes) -> bool:
         return self._rd.execute("SELECT 1 FROM pins WHERE key=?", (key,)).fetchone() is not None
@@ -322,8 +342,8 @@ class BlockDB:
         return int(n)
 
     def pin_page(self, after: str, limit: int = PAGE_ROWS) -> list[Pin]:
-        rows = self._rd.execute("SELECT cid, mode, name, walk FROM pins WHERE cid > ? ORDER BY "
-                                "cid LIMIT ?", (after, limit)).fetchall()
+        rows = self._rd.execute(f"SELECT {self._pin_columns} FROM pins WHERE cid > ? ORDER "
+                                "BY cid LIMIT ?", (after, limit)).fetchall()
         return [Pin(*r) for r in rows]
 
     def collect_candidates(self, *, coldest_first: bool, before: float) -> Generator[

@@ -4,17 +4,20 @@ before keep being uncounted through dag-pb links only, so no other pin loses its
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from dag import dagpb_block, raw_block
-from helpers import Daemon
+from helpers import Daemon, small_tmpfs
 from multiformats import CID, multihash
 
-from ipfs_kit_node.storage import StoreConfig, TieredStore
+from ipfs_kit_node.storage import StoreConfig, StoreFullError, TieredStore
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -110,3 +113,51 @@ async def test_an_index_made_before_opens_with_its_pins_counted_as_before(tmp_pa
     await store.gc(full=True)
     assert len(store) == 0
     await store.close()
+
+
+async def test_an_index_made_before_opens_on_a_full_disk(tmp_path: Path) -> None:
+    """A full disk at the first start after an upgrade: the columns and table an older index
+    lacks cannot be added (no page to write them), yet the store opens and serves its blocks
+    and pins as a full disk's store does; the next start with space adds them."""
+    config = StoreConfig(max_size=10**7, memory_size=0)
+    with small_tmpfs(tmp_path / "disk", "2m") as disk:
+        root = disk / "repo"
+        store = await TieredStore.open(root, config)
+        leaf = raw_block(size=500)
+        await store.put(*leaf)
+        await store.pin(leaf[0])
+        await store.close()
+        db = sqlite3.connect(root / "datastore" / "index.sqlite")
+        with db:
+            db.execute("ALTER TABLE pins DROP COLUMN walk")
+            db.execute("DROP TABLE lost")
+        db.execute("VACUUM")
+        db.close()
+        filler = disk / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+
+        store = await TieredStore.open(root, config)  # said: no such table: lost
+        try:
+            assert await store.get(leaf[0]) == leaf[1]
+            assert store.pins() == {str(leaf[0]): "recursive"}
+            assert store.pin_type(leaf[0]) == "recursive"
+            assert [c async for c in store.iter_indirect()] == []
+            with pytest.raises(StoreFullError):
+                await store.unpin(leaf[0])
+            assert store.is_pinned(leaf[0])
+        finally:
+            filler.unlink()  # space back: the first write migrates
+            await store.close()
+        store = await TieredStore.open(root, config)
+        pin = store.pin_of(leaf[0])
+        assert pin is not None and pin.walk == 0
+        await store.unpin(leaf[0])
+        assert store.pins() == {}
+        await store.close()
