@@ -4,38 +4,20 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 
 import httpx
 from helpers import Daemon
+from inline_dir import add_inline_dir
 
 MakeDaemon = Callable[..., Daemon]
-BOUNDARY = "inlineboundary"
-
-
-def _form(parts: list[tuple[str, str, bytes]]) -> bytes:
-    out = b""
-    for name, kind, data in parts:
-        out += (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
-                f"filename=\"{name}\"\r\nContent-Type: {kind}\r\n\r\n").encode() + data + b"\r\n"
-    return out + f"--{BOUNDARY}--\r\n".encode()
 
 
 def test_inline_add_pins_and_identity_blocks_read(daemon: MakeDaemon) -> None:
     d = daemon(name="a").start()
     rpc = f"{d.rpc_url}/api/v0"
-    body = _form([("d", "application/x-directory", b""),
-                  ("d%2Fsmall", "application/octet-stream", b"tiny"),
-                  ("d%2Fbig", "application/octet-stream", os.urandom(300_000))])
-    r = httpx.post(f"{rpc}/add?cid-version=1&inline=true&pin=true", content=body,
-                   headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
-                   timeout=60)
-    assert r.status_code == 200, r.text
-    added = {x["Name"]: x["Hash"] for x in map(json.loads, r.text.splitlines())}
+    added = add_inline_dir(d.rpc_url)
     root, tiny = added["d"], added["d/small"]
-    assert tiny.startswith("bafkq")  # identity, raw
 
     def pins(kind: str) -> dict[str, object]:
         out = httpx.post(f"{rpc}/pin/ls?type={kind}", timeout=30)
