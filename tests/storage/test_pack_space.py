@@ -198,8 +198,9 @@ async def test_a_pack_left_half_compacted_holds_no_moved_records(tmp_path: Path)
         assert after <= 4 * 4096 < before, (before, after)  # the busy record, edges
         for cid, data in kept:
             assert await store.get(cid) == data
-        result = await store.gc()  # its dead bytes freed: the pack is left as it is
-        assert result.moved == 0 and disk_stats(store)["pack_dead_bytes"] < 4 * 4096
+        result = await store.gc()  # one record live, its dead bytes freed: copied, the pack goes
+        assert (result.moved, result.packs_removed) == (1, 1), result
+        assert disk_stats(store)["pack_dead_bytes"] < 4 * 4096
         assert (await store.verify()).ok
         assert_matches_index(tmp_path, {bytes(c.digest) async for c in store})
     finally:
@@ -320,3 +321,39 @@ def test_repo_stat_tells_dead_bytes_on_disk_from_freed_ones(daemon: Any,
     line = next(x for x in text.splitlines() if x.startswith("packs:"))
     assert f"{disk['pack_dead_bytes']:,} dead still on disk" in line, line
     assert f"{disk['pack_freed_bytes']:,} dead already freed" in line, line
+
+
+async def test_packs_left_mostly_holes_are_compacted_away(tmp_path: Path) -> None:
+    """Packs whose dead records were punched out take no disk for them, but each stayed a
+    file for as long as one of its blocks lived: churn left a new mostly-holes pack file
+    every minute. Under an eighth live, a GC copies the few records out and the files go;
+    every block reads back, and the files left are bounded by the live bytes."""
+    store = await TieredStore.open(tmp_path, dataclasses.replace(CONFIG, pack_size=1024 * KiB))
+    try:
+        blocks = [raw_block(size=64 * KiB) for _ in range(128)]  # 8 packs of 16 records
+        for cid, data in blocks:
+            await store.put(cid, data)
+        by_pack: dict[int, list[tuple[Any, bytes]]] = {}
+        for cid, data in blocks:
+            meta = store._db.get(key_of(cid))
+            assert meta is not None and meta.pack is not None
+            by_pack.setdefault(meta.pack, []).append((cid, data))
+        kept = [records[0] for records in by_pack.values()]
+        for records in by_pack.values():
+            for cid, _ in records[1:]:  # 15 in 16 deleted: each one's hole frees most of it
+                assert await store.delete(cid)
+        before = len(pack_files(tmp_path))
+        # holes freed over three quarters of each pack's dead bytes: the older rules left it
+        dead_per_pack = 15 * (64 * KiB + record_overhead(key_of(kept[0][0])))
+        assert before >= 7
+        held = disk_stats(store)["pack_dead_bytes"]
+        assert held < before * dead_per_pack * gc_module.COMPACT_HELD, held
+        result = await store.gc()
+        assert result.moved >= len(kept) - 2 and result.packs_removed >= before - 2, result
+        assert len(pack_files(tmp_path)) <= 2, "mostly-holes packs stayed"
+        for cid, data in kept:
+            assert await store.get(cid) == data
+        assert (await store.verify()).ok
+        assert_matches_index(tmp_path, {bytes(c.digest) async for c in store})
+    finally:
+        await store.close()
