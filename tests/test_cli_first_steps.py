@@ -4,10 +4,14 @@ the modes of files `get` writes, and `--repo` pointed at a Kubo repo."""
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import BIN, LOOPBACK, run_cli
 
 
@@ -82,17 +86,49 @@ def test_a_kubo_repo_is_refused(short_tmp: Path) -> None:
     assert sorted(p.relative_to(kubo) for p in kubo.rglob("*")) == before
 
 
-def test_id_shows_dialable_addresses(daemon: Any) -> None:
+@pytest.fixture
+def own_namespace() -> Iterator[str]:
+    """A network namespace of the test's own: loopback and a veth pair (10.78.0.1/24 on one end),
+    so a node listening on 0.0.0.0 is reachable from nowhere else (tests listen on loopback
+    only) and has one non-loopback address the test knows."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("a network namespace needs root and iproute2")
+    ns = f"ikn-id-{secrets.token_hex(3)}"
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+    try:
+        ip("netns", "add", ns)
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"cannot create a network namespace here: {exc.stderr.decode().strip()}")
+    try:
+        ip("-n", ns, "link", "set", "lo", "up")
+        ip("-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+        ip("-n", ns, "addr", "add", "10.78.0.1/24", "dev", "v0")
+        for dev in ("v0", "v1"):
+            ip("-n", ns, "link", "set", dev, "up")
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+
+
+def test_id_shows_dialable_addresses(daemon: Any, own_namespace: str) -> None:
     """A node listening on 0.0.0.0 (the default) shows its interfaces' addresses in `id`, as
     Kubo's `ipfs id` does: `/ip4/0.0.0.0/...` cannot be dialled from another host, and the
     same list goes to Kubo (`swarm connect` before a remote pin) and to a master as a task
-    output's providers. Another node connects with the first one `id` prints."""
-    a = daemon(name="a").start(listen="/ip4/0.0.0.0/tcp/0")
-    b = daemon(name="b").start()
+    output's providers. Another node connects with the first one `id` prints. Both in a
+    namespace of their own: a wildcard listener on the test machine would be reachable
+    from its network."""
+    inside = ("ip", "netns", "exec", own_namespace)
+    a = daemon(name="a").start(listen="/ip4/0.0.0.0/tcp/0", prefix=inside)
+    b = daemon(name="b").start(prefix=inside)
     addrs = a.api("id")["Addresses"]
     assert addrs and not [x for x in addrs if "/0.0.0.0/" in x], addrs
     assert addrs[0].startswith("/ip4/127.0.0.1/tcp/"), addrs
     assert not addrs[0].startswith("/ip4/127.0.0.1/tcp/0/"), addrs
+    port = addrs[0].split("/")[4]
+    assert f"/ip4/10.78.0.1/tcp/{port}/p2p/{a.peer_id}" in addrs, addrs
     assert a.api("status")["Addresses"] == addrs
     done = b.cli("swarm", "connect", addrs[0])
     assert done.returncode == 0, done.stderr
