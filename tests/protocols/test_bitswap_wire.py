@@ -213,6 +213,23 @@ async def test_failed_and_cancelled_fetches_leave_nothing_wanted(tmp_path: Path)
     await store.close()
 
 
+async def test_prefetch_never_wants_an_identity_cid(tmp_path: Path) -> None:
+    """A DAG's identity children (inlined CIDs: the bytes are in the CID) are never asked
+    of peers: the exporter's, a DAG walk's and a worker's prefetches passed them on, and the
+    want stayed listed until the session went idle."""
+    store = await TieredStore.open(tmp_path / "repo", StoreConfig(parquet_export=False))
+    async with two_hosts() as (ours, _peer), trio.open_nursery() as nursery:
+        bitswap = Bitswap(ours, lambda: store)
+        await nursery.start(bitswap.run)
+        inline = CID("base32", 1, "raw", multihash.wrap(b"tiny", "identity"))
+        wanted, = missing(1)
+        bitswap.prefetch([inline, wanted])
+        assert list(bitswap.wants.wants) == [bytes(wanted.digest)]
+        assert bytes(inline.digest) not in bitswap._waiters
+        nursery.cancel_scope.cancel()
+    await store.close()
+
+
 async def test_wants_before_the_store_opens_are_answered_once_it_has(tmp_path: Path) -> None:
     store: TieredStore | None = None
 

@@ -289,9 +289,10 @@ class Bitswap(ConnectionNotifee):
         finally:  # also when cancelled: nothing may stay wanted for a caller that left
             self._forget(self.wants.release(cid, session, time.monotonic(), gave_up=not found))
         if not found:
+            asked = len(self.wants.peers)
             raise BlockUnavailableError(
-                str(cid), f"no peer sent it within {timeout:.0f} s; asked "
-                          f"{len(self.wants.peers)} connected peers")
+                str(cid), f"no peer sent it within {timeout:.0f} s; asked {asked} connected "
+                          f"peer{'' if asked == 1 else 's'}")
         self.m_latency.observe(time.monotonic() - started)
         return await store.get(cid)
 
@@ -307,6 +308,8 @@ class Bitswap(ConnectionNotifee):
                 break
             cid = to_cid(raw)
             key = bytes(cid.digest)
+            if key[:1] == b"\x00":  # identity: the CID holds the bytes; no peer is asked
+                continue
             if key in self._waiters or store.is_held(cid):
                 continue  # remote ones are read through the store's remote tier
             self._waiters[key] = trio.Event()
