@@ -23,12 +23,12 @@ def _repo(args: argparse.Namespace, client: Any) -> int:
                   "the watermark apply on the API socket)")
             return 0
         result = client.call("repo/gc", {"full": "true"} if args.full else {})
-        print(f"removed {result['Removed']} blocks ({result['Freed']} bytes); "
-              f"{result['EvictedToRemote']} moved to the remote tier; "
-              f"{result['Remaining']} bytes remain")
+        print(f"removed {result['Removed']:,} blocks ({result['Freed']:,} bytes); "
+              f"{result['EvictedToRemote']:,} moved to the remote tier; "
+              f"{result['Remaining']:,} bytes remain")
         if result.get("PacksRemoved"):
-            print(f"compacted: {result['PacksRemoved']} pack files removed "
-                  f"({result['PacksReclaimed']} bytes)")
+            print(f"compacted: {result['PacksRemoved']:,} pack files removed "
+                  f"({result['PacksReclaimed']:,} bytes)")
         return 0
     if args.repo_command == "verify":
         result = client.call("repo/verify")
