@@ -175,18 +175,29 @@ def peer_addresses(host: IHost) -> list[str]:
     `ipfs id` does; nobody can dial 0.0.0.0, and these go to Kubo and masters as ours."""
     suffix = f"/p2p/{host.get_id()}"
     out: list[str] = []
+    ips: dict[int, list[str]] = {}  # read once a call, and only for a wildcard listener
     for addr in map(str, host.get_addrs()):
         addr = addr.removesuffix(suffix)
-        for wildcard, ips in (("/ip4/0.0.0.0/", interface_ips(socket.AF_INET)),
-                              ("/ip6/::/", interface_ips(socket.AF_INET6))):
+        for wildcard, family in (("/ip4/0.0.0.0/", socket.AF_INET),
+                                 ("/ip6/::/", socket.AF_INET6)):
             if addr.startswith(wildcard):
                 rest = addr.removeprefix(wildcard)
-                family = wildcard.split("/")[1]
-                out += [f"/{family}/{ip}/{rest}{suffix}" for ip in ips]
+                name = wildcard.split("/")[1]
+                if family not in ips:
+                    ips[family] = interface_ips(family)
+                out += [f"/{name}/{ip}/{rest}{suffix}" for ip in ips[family]]
                 break
         else:
             out.append(addr + suffix)
     return list(dict.fromkeys(out))
+
+
+def origin_addresses(host: IHost) -> list[str]:
+    """``peer_addresses`` for other hosts (the origins given to Kubo, Cluster and with a
+    task's inputs): loopback ones last. Kubo's pin target dials the first alone, a remote
+    peer dialling 127.0.0.1 reaches itself, and a list cut short keeps the useful ones."""
+    addrs = peer_addresses(host)
+    return sorted(addrs, key=lambda a: a.startswith(("/ip4/127.", "/ip6/::1/")))
 
 
 def interface_ips(family: int) -> list[str]:

@@ -25,7 +25,7 @@ from .api.server import ApiServer
 from .components import Components
 from .config import NodeConfig
 from .errors import ClosedNodeError, ListenError
-from .host import build_host, check_listen_addresses, peer_addresses
+from .host import build_host, check_listen_addresses, origin_addresses, peer_addresses
 from .logs import get_logger
 from .loopwatch import LoopWatch
 from .metrics import NodeMetrics
@@ -102,7 +102,7 @@ class Node:
         self.pubsub = PubsubService(self.host)
         self.pinning = PinningService(
             config, repo.path, lambda: self.blocks.store, self.bitswap,
-            origins=lambda: peer_addresses(self.host),
+            origins=lambda: origin_addresses(self.host),
             dial=lambda addr: connect(self.host, self.peers, addr, how="routing"))
         self.blocks.remote = self.pinning.remote  # pinned blocks held remotely may be evicted
         self.components = Components(

@@ -30,7 +30,7 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from ..components import Components
 from ..errors import IpfsKitError
-from ..host import peer_addresses
+from ..host import origin_addresses
 from ..logs import get_logger
 from ..protocols.pubsub import PubsubMessage
 from ..protocols.tasks import EnvelopeError, Status, Task, decode, encode
@@ -355,6 +355,6 @@ def own_origins(c: Components) -> tuple[str, ...]:
     cached = _origins.get(c.host)
     if cached is not None and cached[0] > now:
         return cached[1]
-    origins = tuple(peer_addresses(c.host))[:8]
+    origins = tuple(origin_addresses(c.host))[:8]
     _origins[c.host] = (now + ORIGINS_TTL, origins)
     return origins
