@@ -14,7 +14,7 @@ never a mix: a pin and the reference counts of the blocks it covers move togethe
 opens the file and reads one row of counters: no rescan.
 
 Tables: ``blocks`` (multihash key, binary CID, size, remote flag, pin reference count, heat,
-access times and count), ``pins`` (CID text, multihash key, mode, name, time, walk) and
+access times and count), ``pins`` (CID text, multihash key, mode, name, time) and
 ``counters`` (one row, kept in step in the same transactions); ``lost`` keeps the pin counts
 of pinned blocks not stored: identity CIDs (their bytes are the CID) and blocks dropped
 because their bytes were found corrupt or gone. The pins still cover those (``pin ls`` and
@@ -55,8 +55,7 @@ CREATE TABLE IF NOT EXISTS blocks (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pins (
     cid TEXT PRIMARY KEY, key BLOB NOT NULL, mode TEXT NOT NULL,
-    name TEXT NOT NULL DEFAULT '', created REAL NOT NULL DEFAULT 0,
-    walk INTEGER NOT NULL DEFAULT 0
+    name TEXT NOT NULL DEFAULT '', created REAL NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pins_by_key ON pins(key);
 CREATE TABLE IF NOT EXISTS counters (
@@ -76,8 +75,9 @@ CREATE TABLE IF NOT EXISTS lost (
 PACK_INDEX = ("CREATE INDEX IF NOT EXISTS blocks_by_pack ON blocks(pack, off) "
               "WHERE pack IS NOT NULL")
 
-INSERT_PIN = ("INSERT OR REPLACE INTO pins (cid, key, mode, name, created, walk) VALUES "
-              "(?, ?, ?, ?, ?, ?)")
+INSERT_PIN = "INSERT OR REPLACE INTO pins (cid, key, mode, name, created) VALUES (?, ?, ?, ?, ?)"
+#: A pin row as ``Pin``: its walk is the sign of its time (see ``WALK``).
+PIN_COLUMNS = "cid, mode, name, created < 0"
 COLUMNS = "key, cid, size, remote, pins, heat, epoch, first, last, count, pack, off"
 #: A new local block's row: key, binary CID, size, time, pack id (None: its own file), the
 #: data's offset in the pack.
@@ -113,7 +113,9 @@ class Counters:
 
 #: How a pin's DAG is walked when its blocks are counted: 0, through dag-pb links only (pins
 #: made before DAG-CBOR links were followed; uncounted the same way), 1, through the links of
-#: every codec that has them (dag-pb, DAG-CBOR, DAG-JSON), as Kubo.
+#: every codec that has them (dag-pb, DAG-CBOR, DAG-JSON), as Kubo. Stored as the sign of the
+#: pin row's time (negative: 1), not a column of its own: the version before writes its pin
+#: rows as five values, which then still fit, and its pins read as 0, as it counted them.
 WALK = 1
 
 
@@ -123,6 +125,11 @@ class Pin:
     mode: PinMode
     name: str = ""
     walk: int = WALK
+
+
+def _created(pin: Pin) -> float:
+    """A pin row's time, negative for a pin walked through every codec's links (``WALK``)."""
+    return -time.time() if pin.walk else time.time()
 
 
 def cid_text(raw: bytes) -> str:
@@ -236,9 +243,11 @@ class BlockDB:
             self._wr.execute("ALTER TABLE blocks ADD COLUMN pack INTEGER")
             self._wr.execute("ALTER TABLE blocks ADD COLUMN off INTEGER NOT NULL DEFAULT 0")
         self._wr.execute(PACK_INDEX)
-        if "walk" not in {r[1] for r in self._wr.execute("PRAGMA table_info(pins)")}:
-            # Pins made before: their DAGs were counted through dag-pb links only.
-            self._wr.execute("ALTER TABLE pins ADD COLUMN walk INTEGER NOT NULL DEFAULT 0")
+        if "walk" in {r[1] for r in self._wr.execute("PRAGMA table_info(pins)")}:
+            # A walk column (this version's first form): into the time's sign, and gone, so an
+            # older daemon's five-value pin rows fit again. Each step may be repeated.
+            self._wr.execute("UPDATE pins SET created=-max(abs(created), 1.0) WHERE walk != 0")
+            self._wr.execute("ALTER TABLE pins DROP COLUMN walk")
         self.migrated = True
 
     def close(self) -> None:
@@ -324,14 +333,9 @@ class BlockDB:
         return [(bytes(r[0]), _meta(r)) for r in rows]
 
     def pin(self, cid: str) -> Pin | None:
-        row = self._rd.execute(f"SELECT {self._pin_columns} FROM pins WHERE cid=?",
+        row = self._rd.execute(f"SELECT {PIN_COLUMNS} FROM pins WHERE cid=?",
                                (cid,)).fetchone()
         return None if row is None else Pin(*row)
-
-    @property
-    def _pin_columns(self) -> str:
-        # An index not migrated yet (see __init__): its pins were all made before ``walk``.
-        return "cid, mode, name, walk" if self.migrated else "cid, mode, name, 0"
 
     def is_root(self, key: bytes) -> bool:
         return self._rd.execute("SELECT 1 FROM pins WHERE key=?", (key,)).fetchone() is not None
@@ -342,7 +346,7 @@ class BlockDB:
         return int(n)
 
     def pin_page(self, after: str, limit: int = PAGE_ROWS) -> list[Pin]:
-        rows = self._rd.execute(f"SELECT {self._pin_columns} FROM pins WHERE cid > ? ORDER "
+        rows = self._rd.execute(f"SELECT {PIN_COLUMNS} FROM pins WHERE cid > ? ORDER "
                                 "BY cid LIMIT ?", (after, limit)).fetchall()
         return [Pin(*r) for r in rows]
 
@@ -546,7 +550,7 @@ class BlockDB:
                 raise MissingBlocks(missing)
             self._count(db, old_keys, -1)
             existed = db.execute("SELECT 1 FROM pins WHERE cid=?", (pin.cid,)).fetchone()
-            db.execute(INSERT_PIN, (pin.cid, key, pin.mode, pin.name, time.time(), pin.walk))
+            db.execute(INSERT_PIN, (pin.cid, key, pin.mode, pin.name, _created(pin)))
             if not existed:
                 c.pins += 1
         return []
@@ -579,7 +583,7 @@ class BlockDB:
                 raise MissingBlocks(missing)
             self._count(db, replaced, -1)
             existed = db.execute("SELECT 1 FROM pins WHERE cid=?", (new.cid,)).fetchone()
-            db.execute(INSERT_PIN, (new.cid, new_key, new.mode, new.name, time.time(), new.walk))
+            db.execute(INSERT_PIN, (new.cid, new_key, new.mode, new.name, _created(new)))
             if not existed:
                 c.pins += 1
             if unpin_old and db.execute("DELETE FROM pins WHERE cid=? RETURNING 1",

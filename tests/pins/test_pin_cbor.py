@@ -72,7 +72,7 @@ async def test_a_pin_made_before_is_uncounted_as_it_was_counted(tmp_path: Path) 
     # As an older version left it: the DAG-CBOR pin counted its root alone.
     db = sqlite3.connect(tmp_path / "datastore" / "index.sqlite")
     with db:
-        db.execute("UPDATE pins SET walk=0 WHERE cid=?", (str(parent[0]),))
+        db.execute("UPDATE pins SET created=-created WHERE cid=?", (str(parent[0]),))
         db.execute("UPDATE blocks SET pins=pins-1 WHERE key=?", (bytes(leaf[0].digest),))
     db.close()
 
@@ -88,7 +88,8 @@ async def test_a_pin_made_before_is_uncounted_as_it_was_counted(tmp_path: Path) 
 
 async def test_an_index_made_before_opens_with_its_pins_counted_as_before(tmp_path: Path
                                                                           ) -> None:
-    """No ``walk`` column, no ``lost`` table: both are added at open, its pins say walk 0."""
+    """No ``lost`` table and pin times all positive: the table is added at open, its pins
+    say walk 0."""
     config = StoreConfig(max_size=10**7, memory_size=0)
     store = await TieredStore.open(tmp_path, config)
     leaf = raw_block(size=500)
@@ -99,7 +100,7 @@ async def test_an_index_made_before_opens_with_its_pins_counted_as_before(tmp_pa
     await store.close()
     db = sqlite3.connect(tmp_path / "datastore" / "index.sqlite")
     with db:
-        db.execute("ALTER TABLE pins DROP COLUMN walk")
+        db.execute("UPDATE pins SET created=-created")  # its time, positive then
         db.execute("DROP TABLE lost")
         db.execute("UPDATE blocks SET pins=0 WHERE key=?", (bytes(leaf[0].digest),))
         db.execute("UPDATE counters SET pinned_blocks=pinned_blocks-1")
@@ -116,9 +117,9 @@ async def test_an_index_made_before_opens_with_its_pins_counted_as_before(tmp_pa
 
 
 async def test_an_index_made_before_opens_on_a_full_disk(tmp_path: Path) -> None:
-    """A full disk at the first start after an upgrade: the columns and table an older index
-    lacks cannot be added (no page to write them), yet the store opens and serves its blocks
-    and pins as a full disk's store does; the next start with space adds them."""
+    """A full disk at the first start after an upgrade: the table an older index lacks
+    cannot be added (no page to write it), yet the store opens and serves its blocks and pins
+    as a full disk's store does; the first write with space adds it."""
     config = StoreConfig(max_size=10**7, memory_size=0)
     with small_tmpfs(tmp_path / "disk", "2m") as disk:
         root = disk / "repo"
@@ -129,7 +130,7 @@ async def test_an_index_made_before_opens_on_a_full_disk(tmp_path: Path) -> None
         await store.close()
         db = sqlite3.connect(root / "datastore" / "index.sqlite")
         with db:
-            db.execute("ALTER TABLE pins DROP COLUMN walk")
+            db.execute("UPDATE pins SET created=-created")  # its time, positive then
             db.execute("DROP TABLE lost")
         db.execute("VACUUM")
         db.close()
@@ -161,3 +162,59 @@ async def test_an_index_made_before_opens_on_a_full_disk(tmp_path: Path) -> None
         await store.unpin(leaf[0])
         assert store.pins() == {}
         await store.close()
+
+
+async def test_an_older_daemon_can_still_pin_in_this_index(tmp_path: Path) -> None:
+    """A daemon rolled back to the version before: its pin rows are five values (cid, key,
+    mode, name, created). They fit this index, and this version reads them as walked through
+    dag-pb links only, as that daemon counted them."""
+    config = StoreConfig(max_size=10**7, memory_size=0)
+    store = await TieredStore.open(tmp_path, config)
+    leaf = raw_block(size=500)
+    parent = _cbor_linking(leaf[0])
+    for cid, data in (leaf, parent):
+        await store.put(cid, data)
+    await store.pin(parent[0])
+    assert store.pin_type(leaf[0]) == "indirect"
+    await store.close()
+    db = sqlite3.connect(tmp_path / "datastore" / "index.sqlite")
+    with db:  # the older daemon re-pins it: its add_pin's statement, counting the root only
+        db.execute("UPDATE blocks SET pins=0 WHERE key=?", (bytes(leaf[0].digest),))
+        db.execute("UPDATE counters SET pinned_blocks=pinned_blocks-1")
+        db.execute("INSERT OR REPLACE INTO pins VALUES (?, ?, ?, ?, ?)",
+                   (str(parent[0]), bytes(parent[0].digest), "recursive", "", 1.0e9))
+    db.close()
+
+    store = await TieredStore.open(tmp_path, config)
+    pin = store.pin_of(parent[0])
+    assert pin is not None and pin.walk == 0
+    await store.pin(leaf[0], recursive=False)  # the leaf's own pin, counted once
+    await store.unpin(parent[0])
+    assert store.pin_type(leaf[0]) == "direct" and store.is_pinned(leaf[0])
+    await store.close()
+
+
+async def test_a_walk_column_becomes_the_times_sign(tmp_path: Path) -> None:
+    """An index this version made in its first form (a ``walk`` column, which an older
+    daemon's five-value pin rows no longer fit): the walk moves into the time's sign and the
+    column goes."""
+    config = StoreConfig(max_size=10**7, memory_size=0)
+    store = await TieredStore.open(tmp_path, config)
+    leaf = raw_block(size=500)
+    await store.put(*leaf)
+    await store.pin(leaf[0])
+    await store.close()
+    path = tmp_path / "datastore" / "index.sqlite"
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("ALTER TABLE pins ADD COLUMN walk INTEGER NOT NULL DEFAULT 0")
+        db.execute("UPDATE pins SET walk=1, created=-created")
+    db.close()
+
+    store = await TieredStore.open(tmp_path, config)
+    pin = store.pin_of(leaf[0])
+    assert pin is not None and pin.walk == 1
+    await store.close()
+    db = sqlite3.connect(path)
+    assert "walk" not in {r[1] for r in db.execute("PRAGMA table_info(pins)")}
+    db.close()
