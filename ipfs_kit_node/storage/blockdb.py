@@ -234,6 +234,23 @@ class BlockDB:
             self._dropped = self._wr.execute(
                 "SELECT 1 FROM lost WHERE substr(key, 1, 1) != x'00' LIMIT 1"
             ).fetchone() is not None
+        if self._dropped:
+            with contextlib.suppress(sqlite3.OperationalError):  # a full disk: next open
+                self._reclaim_lost()
+
+    def _reclaim_lost(self) -> None:
+        """Counts in ``lost`` of blocks that have a row again: stored by a version before
+        ``lost`` (rolled back to), whose row then said no pin, and GC would take the block.
+        Back to their rows (a count its pin's older unpin left there stays: kept, not lost)."""
+        c = self.counters
+        with self._txn() as db:
+            back = db.execute("DELETE FROM lost WHERE key IN (SELECT key FROM blocks) "
+                              "RETURNING key, pins").fetchall()
+            for key, pins in back:
+                row = db.execute("UPDATE blocks SET pins=pins+? WHERE key=? RETURNING pins",
+                                 (pins, key)).fetchone()
+                if row is not None and pins > 0 and row[0] == pins:
+                    c.pinned_blocks += 1
 
     def _migrate(self) -> None:
         """The schema, and what an index made by an older version lacks (``migrated``)."""

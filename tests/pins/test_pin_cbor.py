@@ -218,3 +218,43 @@ async def test_a_walk_column_becomes_the_times_sign(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     assert "walk" not in {r[1] for r in db.execute("PRAGMA table_info(pins)")}
     db.close()
+
+
+async def test_a_block_an_older_daemon_stored_again_keeps_its_lost_count(tmp_path: Path
+                                                                         ) -> None:
+    """A pinned block dropped (its bytes found bad: its count kept in ``lost``), then stored
+    again by a daemon rolled back to the version before, which knows no ``lost`` table: its
+    row says 0 pins. The next open gives the row its count back, so GC keeps the block."""
+    config = StoreConfig(max_size=10**7, memory_size=0)
+    store = await TieredStore.open(tmp_path, config)
+    leaf = raw_block(size=500)
+    folder = dagpb_block([(leaf[0], 500)])
+    for cid, data in (leaf, folder):
+        await store.put(cid, data)
+    await store.pin(folder[0])
+    await store._drop([bytes(leaf[0].digest)])  # as a read that found its bytes bad
+    assert store.is_pinned(leaf[0]) and not await store.has(leaf[0])
+    await store.close()
+    path = tmp_path / "datastore" / "index.sqlite"
+    db = sqlite3.connect(path)
+    with db:  # the older daemon's put: a row with no pins, lost left as it was
+        lost = db.execute("SELECT * FROM lost").fetchall()
+        db.execute("DELETE FROM lost")
+    db.close()
+    store = await TieredStore.open(tmp_path, config)
+    await store.put(*leaf)
+    await store.close()
+    db = sqlite3.connect(path)
+    with db:
+        db.executemany("INSERT INTO lost VALUES (?, ?, ?)", lost)
+    db.close()
+
+    store = await TieredStore.open(tmp_path, config)
+    assert store.is_pinned(leaf[0]) and store.stats().pinned_blocks == 2
+    await store.gc(full=True)
+    assert await store.get(leaf[0]) == leaf[1]  # was collected: its row said no pin
+    assert [c async for c in store.iter_indirect()] == [str(leaf[0])]
+    await store.unpin(folder[0])
+    await store.gc(full=True)
+    assert len(store) == 0
+    await store.close()
