@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,19 @@ def test_listing_into_head_ends_quietly(daemon: Any) -> None:
         code, err = _pipe_into_head(d.repo, *args)
         assert err == "", (args, err)
         assert code == 0, args
+
+
+def test_output_into_a_socket_whose_reader_left_ends_quietly(tmp_path: Path) -> None:
+    """The same with stdout a socket (libuv's stdio pipes, as a Node parent's, are unix
+    socket pairs): its reader leaving is no error either (it said `Error: Broken pipe`)."""
+    ours, theirs = socket.socketpair()
+    ours.close()  # the reader has left before a byte is written
+    with theirs:
+        proc = subprocess.Popen([str(BIN), "--repo", str(tmp_path), "config", "show"],
+                                stdout=theirs, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    assert (proc.wait(60), err) == (0, "")
 
 
 def _pipe_into_head(repo: Path, *args: str) -> tuple[int, str]:

@@ -85,13 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _stdout_reader_left() -> bool:
-    """Whether stdout is a pipe whose reader has closed it (poll says POLLERR), so a broken
-    pipe is the reader leaving, not the daemon's socket breaking."""
+    """Whether stdout's reader has closed it (poll says POLLERR for a pipe, POLLHUP for a
+    socket, as libuv's stdio pipes are), so a broken pipe is the reader leaving, not the
+    daemon's socket breaking."""
     import select
 
     try:
         poller = select.poll()
         poller.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(mask & select.POLLERR for _, mask in poller.poll(0))
+        gone = select.POLLERR | select.POLLHUP
+        return any(mask & gone for _, mask in poller.poll(0))
     except (OSError, ValueError):
         return False
