@@ -157,6 +157,8 @@ async def update_fetching(store: TieredStore, fetcher: BlockFetcher | None, old:
                           progress: Callable[[Progress], None] | None = None) -> Progress:
     """Kubo's ``pin update``: fetch only what NEW adds (blocks shared with OLD are local
     already), then swap the pins in one transaction."""
+    if not store.update_needed(old, new):  # refused or nothing to do: nothing fetched
+        return Progress()
     with store.hold():
         state = await fetch_dag(store, fetcher, new, timeout=timeout, progress=progress)
         await store.update_pin(old, new, unpin=unpin)

@@ -336,17 +336,15 @@ class PinSet(ReadPath):
         an error (it replaced that pin, which kept its name and its counts' walk)."""
         self._check_open()
         old, new = to_cid(old), to_cid(new)
+        if not self.update_needed(old, new):
+            return
         inline: dict[bytes, bytes] = {}
         keys = await self._dag_keys(new, True, inline=inline)
         async with self._pin_lock:
+            self.update_needed(old, new)  # again: a pin may have moved meanwhile
             current = self._db.pin(_text(old))
-            if current is None or current.mode != "recursive":
-                raise StoreError("'from' cid was not recursively pinned already")
-            if old == new:
-                return
             existing = self._db.pin(_text(new))
-            if existing is not None and existing.mode == "recursive":
-                raise StoreError("'to' cid was already recursively pinned")
+            assert current is not None
             old_keys = await self._old_keys(old, current) if unpin else []
             replaced: list[bytes] = []
             if existing is not None:
@@ -364,6 +362,20 @@ class PinSet(ReadPath):
             listener(new, True)
             if unpin:
                 listener(old, False)
+
+    def update_needed(self, old: CidLike, new: CidLike) -> bool:
+        """boxo's ``Update`` checks, made before NEW is fetched: False if OLD is NEW (nothing
+        to do, pinned or not), StoreError if OLD is no recursive pin or NEW is one."""
+        old, new = to_cid(old), to_cid(new)
+        if old == new:
+            return False
+        current = self._db.pin(_text(old))
+        if current is None or current.mode != "recursive":
+            raise StoreError("'from' cid was not recursively pinned already")
+        existing = self._db.pin(_text(new))
+        if existing is not None and existing.mode == "recursive":
+            raise StoreError("'to' cid was already recursively pinned")
+        return True
 
     async def verify_pin(self, cid: CidLike) -> list[tuple[str, str]]:
         """Every block of a pin present and re-hashed: (cid, problem) of each bad one."""

@@ -70,3 +70,22 @@ def test_pin_update_and_rm_edge_cases_answer_as_kubo(daemon: MakeDaemon) -> None
     assert post("pin/add", one, recursive="false").status_code == 200
     assert post("pin/rm", one, recursive="false").status_code == 200
     assert post("pin/ls", type="direct").json()["Keys"] == {}
+
+
+def test_pin_update_refuses_before_fetching_new(daemon: MakeDaemon) -> None:
+    """boxo's Update checks OLD and NEW before it fetches NEW: an OLD that is no recursive
+    pin is refused at once (it fetched all of NEW first, then said so), and OLD the same
+    as NEW changes nothing, fetched or not. NEW here is held by no one: a fetch of it waits
+    out its timeout and fails with another message."""
+    d = daemon(name="a").start()
+    rpc = f"{d.rpc_url}/api/v0"
+    missing = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"  # sha256 of "a"
+    r = httpx.post(f"{rpc}/add?pin=false", files={"file": ("f", b"old\n")}, timeout=60)
+    old = str(r.json()["Hash"])
+    r = httpx.post(f"{rpc}/pin/update", params=[("arg", old), ("arg", missing),
+                                                ("timeout", "2")], timeout=60)
+    assert r.status_code == 500 and r.json()["Message"] == \
+        "'from' cid was not recursively pinned already", r.text
+    r = httpx.post(f"{rpc}/pin/update", params=[("arg", missing), ("arg", missing),
+                                                ("timeout", "2")], timeout=60)
+    assert r.status_code == 200, r.text
