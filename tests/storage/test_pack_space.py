@@ -40,6 +40,23 @@ def disk_stats(store: TieredStore) -> dict[str, int]:
     return stats
 
 
+async def first_pack_two_in_three_deleted(store: TieredStore) -> tuple[Any, list[Any]]:
+    """80 blocks of 1,000 bytes put; two in three of the first pack's deleted (under half
+    live, and their holes free nothing: each record is under a filesystem block). Returns
+    that pack's first row and the blocks it still holds."""
+    blocks = [raw_block(size=1000) for _ in range(80)]
+    for cid, data in blocks:
+        await store.put(cid, data)
+    first = store._db.get(key_of(blocks[0][0]))
+    assert first is not None and first.pack is not None
+    in_first = [b for b in blocks if (m := store._db.get(key_of(b[0]))) is not None
+                and m.pack == first.pack]
+    for i, (cid, _) in enumerate(in_first):
+        if i % 3:
+            assert await store.delete(cid)
+    return first, in_first[::3]
+
+
 async def test_punched_dead_bytes_are_neither_reclaimable_nor_start_a_compaction(
         tmp_path: Path) -> None:
     """256 KiB blocks (add's chunks) deleted by puts over budget are punched out at once:
@@ -173,17 +190,7 @@ async def test_a_pack_left_half_compacted_holds_no_moved_records(tmp_path: Path)
     claim in ``_inflight`` stands for the block being removed."""
     store = await TieredStore.open(tmp_path, SMALL_PACKS)
     try:
-        blocks = [raw_block(size=1000) for _ in range(80)]
-        for cid, data in blocks:
-            await store.put(cid, data)
-        first = store._db.get(key_of(blocks[0][0]))
-        assert first is not None and first.pack is not None
-        in_first = [b for b in blocks if (m := store._db.get(key_of(b[0]))) is not None
-                    and m.pack == first.pack]
-        for i, (cid, _) in enumerate(in_first):
-            if i % 3:  # two in three deleted: under half live, holes free nothing
-                assert await store.delete(cid)
-        kept = in_first[::3]
+        first, kept = await first_pack_two_in_three_deleted(store)
         busy = key_of(kept[len(kept) // 2][0])
         before = os.stat(store._packs.path(first.pack)).st_blocks * 512
         store._inflight[busy] = trio.Event()
@@ -216,16 +223,7 @@ async def test_a_move_commit_refused_by_a_full_disk_leaves_no_copy(tmp_path: Pat
 
     store = await TieredStore.open(tmp_path, SMALL_PACKS)
     try:
-        blocks = [raw_block(size=1000) for _ in range(80)]
-        for cid, data in blocks:
-            await store.put(cid, data)
-        first = store._db.get(key_of(blocks[0][0]))
-        assert first is not None and first.pack is not None
-        in_first = [b for b in blocks if (m := store._db.get(key_of(b[0]))) is not None
-                    and m.pack == first.pack]
-        for i, (cid, _) in enumerate(in_first):
-            if i % 3:
-                assert await store.delete(cid)
+        _, kept = await first_pack_two_in_three_deleted(store)
         real_move = store._db.move
 
         def full(moves: Any) -> int:
@@ -238,10 +236,10 @@ async def test_a_move_commit_refused_by_a_full_disk_leaves_no_copy(tmp_path: Pat
         assert result.errors and "is full" in result.errors[0] and not result.moved, result
         rows = {(m.pack, m.off) for _, m in store._db.page(b"", local=True, limit=10_000)}
         assert set(valid_records(tmp_path)) == rows, "copies no row names left whole"
-        for cid, data in in_first[::3]:
+        for cid, data in kept:
             assert await store.get(cid) == data
         result = await store.gc()  # the disk has room again: compacted
-        assert result.moved == len(in_first[::3]) and result.packs_removed, result
+        assert result.moved == len(kept) and result.packs_removed, result
         assert (await store.verify()).ok
         assert_matches_index(tmp_path, {bytes(c.digest) async for c in store})
     finally:
