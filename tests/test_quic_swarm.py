@@ -42,7 +42,8 @@ def test_quic_connections_are_listed_counted_and_trimmed(daemon: MakeDaemon) -> 
 
     # The dialler returns once it is connected; the center registers the inbound connection
     # (and its gauge) on its own time.
-    assert wait_until(lambda: others[0].peer_id in seen(), timeout=30), seen()
+    assert wait_until(lambda: seen().get(others[0].peer_id, {}).get("Addr"), timeout=30), \
+        seen()
     assert "/quic-v1" in seen()[others[0].peer_id]["Addr"], seen()
     assert wait_until(lambda: "ipfs_kit_peers 1.0" in _metrics(center), timeout=30), \
         [line for line in _metrics(center).splitlines() if "ipfs_kit_peers" in line]

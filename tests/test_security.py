@@ -62,8 +62,11 @@ async def test_noise_dial_is_accepted(daemon: Callable[..., Daemon]) -> None:
         kp_peer_ids.append(str(host.get_id()))
         async with host.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
             await host.connect(info_from_p2p_addr(multiaddr.Multiaddr(d.addr)))
+            # The peer can be listed a moment before the peer book has its record (its
+            # Direction and Addr then empty): wait for the record, not the bare listing.
             seen = await trio.to_thread.run_sync(lambda: wait_until(
-                lambda: [p for p in d.api("swarm/peers")["Peers"] if p["Peer"] == kp_peer_ids[0]]
+                lambda: [p for p in d.api("swarm/peers")["Peers"]
+                         if p["Peer"] == kp_peer_ids[0] and p["Direction"]]
             ))
             assert seen and seen[0]["Direction"] == "inbound"
 
