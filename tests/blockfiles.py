@@ -7,6 +7,10 @@ and damage blocks where they lie (a block file, or a record inside a pack).
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 from ipfs_kit_node.storage.disk import DiskTier
@@ -82,3 +86,29 @@ def assert_matches_index(root: Path, local: set[bytes]) -> None:
     for key, place in rows.items():
         assert records.get(place) == key, f"no valid record where the index puts {key.hex()}"
     assert local == files | set(rows), "the index and the disk disagree"
+
+
+def child_stopped_at(child: Path, repo: Path, point: str, log: Path) -> list[str]:
+    """Run ``child`` (storage/compact_child.py) on ``repo`` until it prints ``AT point``,
+    then SIGKILL it; the CIDs it pinned. A child that never gets there fails the test."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, str(child), str(repo), point],
+                                stdout=subprocess.PIPE, stderr=out, text=True)
+    watchdog = threading.Timer(60, proc.kill)  # a hung child fails instead of hanging
+    watchdog.start()
+    pins: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("PIN "):
+                pins.append(line.split()[1])
+            elif line.strip() == f"AT {point}":
+                return pins
+            elif line.startswith("GC DONE"):
+                break
+        raise AssertionError(f"the child never stopped at {point}: "
+                             f"{log.read_text()[-2000:]}")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        watchdog.cancel()

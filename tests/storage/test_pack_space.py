@@ -9,15 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import trio
-from blockfiles import assert_matches_index, blocks_on_disk, pack_files
+from blockfiles import assert_matches_index, blocks_on_disk, child_stopped_at, pack_files
 from dag import raw_block
 
 from ipfs_kit_node.storage import StoreConfig, TieredStore
@@ -264,27 +260,8 @@ async def test_kill_9_between_compactions_copy_and_commit_leaves_no_copy(
     (they stayed as dead bytes until that pack was compacted). Every block still reads."""
     repo = tmp_path / "repo"
 
-    def run_child() -> list[str]:
-        with open(tmp_path / "child.log", "wb") as log:
-            proc = subprocess.Popen([sys.executable, str(CHILD), str(repo), "copy"],
-                                    stdout=subprocess.PIPE, stderr=log, text=True)
-        watchdog = threading.Timer(60, proc.kill)  # a hung child fails instead of hanging
-        watchdog.start()
-        pins: list[str] = []
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.startswith("PIN "):
-                    pins.append(line.split()[1])
-                elif line.strip() == "AT copy":
-                    return pins
-            raise AssertionError((tmp_path / "child.log").read_text()[-2000:])
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-            watchdog.cancel()
-
-    pins = await trio.to_thread.run_sync(run_child)
+    pins = await trio.to_thread.run_sync(child_stopped_at, CHILD, repo, "copy",
+                                         tmp_path / "child.log")
     store = await TieredStore.open(repo, SMALL_PACKS)
     try:
         rows = {(m.pack, m.off) for _, m in store._db.page(b"", local=True, limit=10_000)}

@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +18,13 @@ from typing import Any
 
 import pytest
 import trio
-from blockfiles import assert_matches_index, blocks_on_disk, damage_block, pack_files
+from blockfiles import (
+    assert_matches_index,
+    blocks_on_disk,
+    child_stopped_at,
+    damage_block,
+    pack_files,
+)
 from dag import raw_block
 from helpers import BIN, Daemon
 from structlog.testing import capture_logs
@@ -234,31 +239,9 @@ async def test_kill_9_during_gc_compaction_then_clean_restart(tmp_path: Path, po
     after a slice's moves are committed, after an emptied pack is marked gone, or after its
     file is unlinked): the next start is clean, every pinned block reads back verified,
     verify is clean, the index matches the disk, and the next GC finishes the job."""
-    def run_child() -> list[str]:
-        with open(tmp_path / "child.log", "wb") as log:
-            proc = subprocess.Popen([sys.executable, str(CHILD), str(tmp_path / "repo"), point],
-                                    stdout=subprocess.PIPE, stderr=log, text=True)
-        watchdog = threading.Timer(60, proc.kill)  # a hung child fails instead of hanging
-        watchdog.start()
-        pins: list[str] = []
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.startswith("PIN "):
-                    pins.append(line.split()[1])
-                elif line.strip() == f"AT {point}":
-                    return pins
-                elif line.startswith("GC DONE"):
-                    break
-            raise AssertionError(f"the child never stopped at {point}: "
-                                 f"{(tmp_path / 'child.log').read_text()[-2000:]}")
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-            watchdog.cancel()
-
-    pins = await trio.to_thread.run_sync(run_child)
     repo = tmp_path / "repo"
+    pins = await trio.to_thread.run_sync(child_stopped_at, CHILD, repo, point,
+                                         tmp_path / "child.log")
     assert len(pins) == 500
     store = await TieredStore.open(repo, SMALL_PACKS)  # unclean: no CLEAN marker
     await store.reconcile()
